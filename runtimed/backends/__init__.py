@@ -1,0 +1,68 @@
+"""Backends: how each kind of service is started, probed, introspected and called.
+
+Owns the choice of backend class for a manifest (``create_backend``) and the
+origin checks made when a service is registered (``prepare_origin``). This is
+the only place that looks at ``spec.origin.type``; everything outside this
+package works through ``runtimed.backends.base.Backend``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..manifest import ServiceManifest
+from .base import (  # noqa: F401  (re-exported)
+    Backend,
+    BackendError,
+    BackendFault,
+    BackendHost,
+    BackendStartError,
+    CallContext,
+    Health,
+    InputRequired,
+    Interface,
+    InvalidOrigin,
+    NullRelay,
+    ProbeResult,
+    Relay,
+    RelayUnavailable,
+    UpstreamError,
+)
+
+
+def create_backend(manifest: ServiceManifest, host: BackendHost) -> Backend:
+    origin = manifest.spec.origin
+    if origin.type == "remote_mcp":
+        from .remote import RemoteBackend
+
+        return RemoteBackend(manifest, host)
+    if origin.type == "local_wasm":
+        from .wasm import WasmBackend
+
+        return WasmBackend(manifest, host)
+    raise InvalidOrigin(f"unknown origin type {origin.type!r}")
+
+
+def prepare_origin(manifest: ServiceManifest, settings: Any) -> ServiceManifest:
+    """Check a manifest's origin at registration time and fill in derived fields.
+
+    Remote: the URL's host must be allowed. Local WASM: the file must exist and
+    be a conforming module; its sha256 is recorded. Raises ``InvalidOrigin``
+    with a message that says exactly what is wrong.
+    """
+    origin = manifest.spec.origin
+    if origin.type == "remote_mcp":
+        from .remote import prepare_remote_origin
+
+        return prepare_remote_origin(manifest, settings)
+    if origin.type == "local_wasm":
+        from .wasm import prepare_wasm_origin
+
+        return prepare_wasm_origin(manifest, settings)
+    raise InvalidOrigin(f"unknown origin type {origin.type!r}")
+
+
+def kind_label(manifest: ServiceManifest) -> str:
+    """A short human label of the origin for tables: the URL or the file path."""
+    origin = manifest.spec.origin
+    return getattr(origin, "url", None) or getattr(origin, "path", "")

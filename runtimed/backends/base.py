@@ -1,0 +1,305 @@
+"""The one backend interface every kind of service implements.
+
+Owns: the ``Backend`` abstract class (start, stop, probe, introspect, call), the
+value types that cross it (``Interface``, ``ProbeResult``, ``CallContext``), the
+errors a backend may raise, and ``BackendHost`` (what the daemon lends a backend).
+Must not: know about policies, the gateway's naming, sessions, or the registry.
+The supervisor and the gateway see only this module; nothing outside
+``runtimed/backends/`` asks which kind a service is.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Protocol
+
+from ..manifest import ServiceManifest
+
+JSON = dict[str, Any]
+
+
+class Health(str, enum.Enum):
+    UNKNOWN = "UNKNOWN"
+    HEALTHY = "HEALTHY"
+    DEGRADED = "DEGRADED"
+    TIMEOUT = "TIMEOUT"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    UNREACHABLE = "UNREACHABLE"
+
+
+@dataclass
+class ProbeResult:
+    health: Health
+    detail: str = ""
+    latency_ms: float | None = None
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass
+class Interface:
+    """What a service offers, as the MCP spec's own objects (plain dicts).
+
+    ``capabilities`` is the upstream's server capabilities object (used to know
+    whether e.g. completions, logging or resource subscriptions are offered).
+    """
+
+    tools: list[JSON] = field(default_factory=list)
+    resources: list[JSON] = field(default_factory=list)
+    resource_templates: list[JSON] = field(default_factory=list)
+    prompts: list[JSON] = field(default_factory=list)
+    capabilities: JSON = field(default_factory=dict)
+    server_info: JSON = field(default_factory=dict)
+    instructions: str | None = None
+
+    @property
+    def revision(self) -> str:
+        """Hash of the content: the same interface always has the same revision."""
+        body = _canonical(
+            {
+                "tools": self.tools,
+                "resources": self.resources,
+                "resourceTemplates": self.resource_templates,
+                "prompts": self.prompts,
+            }
+        )
+        return "rev_" + hashlib.sha256(body.encode()).hexdigest()[:16]
+
+    def to_json(self) -> JSON:
+        return {
+            "revision": self.revision,
+            "tools": self.tools,
+            "resources": self.resources,
+            "resourceTemplates": self.resource_templates,
+            "prompts": self.prompts,
+            "capabilities": self.capabilities,
+            "serverInfo": self.server_info,
+            "instructions": self.instructions,
+        }
+
+    @classmethod
+    def from_json(cls, data: JSON) -> "Interface":
+        return cls(
+            tools=list(data.get("tools") or []),
+            resources=list(data.get("resources") or []),
+            resource_templates=list(data.get("resourceTemplates") or []),
+            prompts=list(data.get("prompts") or []),
+            capabilities=dict(data.get("capabilities") or {}),
+            server_info=dict(data.get("serverInfo") or {}),
+            instructions=data.get("instructions"),
+        )
+
+    def diff(self, older: "Interface | None") -> JSON:
+        """Added, removed and changed names per kind, against an older snapshot."""
+        out: JSON = {}
+        for kind, key in (("tools", "name"), ("prompts", "name"), ("resources", "uri"), ("resourceTemplates", "uriTemplate")):
+            new = {i.get(key): i for i in self._kind(kind)}
+            old = {i.get(key): i for i in (older._kind(kind) if older else [])}
+            added = sorted(k for k in new if k not in old)
+            removed = sorted(k for k in old if k not in new)
+            changed = sorted(k for k in new if k in old and _canonical(new[k]) != _canonical(old[k]))
+            if added or removed or changed:
+                out[kind] = {"added": added, "removed": removed, "changed": changed}
+        return out
+
+    def _kind(self, kind: str) -> list[JSON]:
+        return {"tools": self.tools, "prompts": self.prompts, "resources": self.resources,
+                "resourceTemplates": self.resource_templates}[kind]
+
+
+class Relay(Protocol):
+    """The downstream side of one call, lent by the gateway.
+
+    ``notify`` sends a notification that belongs to the call (progress, log
+    message) to the client that made it. ``request`` sends a server-to-client
+    request (sampling/createMessage, elicitation/create, roots/list) to that
+    client and returns its result; it raises ``UpstreamError`` with the
+    client's error, or ``RelayUnavailable`` if the client cannot be asked.
+    """
+
+    async def notify(self, method: str, params: JSON) -> None: ...
+
+    async def request(self, method: str, params: JSON) -> JSON: ...
+
+
+class NullRelay:
+    """A relay for calls that have no downstream client (probes, CLI, tests)."""
+
+    async def notify(self, method: str, params: JSON) -> None:
+        return None
+
+    async def request(self, method: str, params: JSON) -> JSON:
+        raise RelayUnavailable(f"no client to answer {method}")
+
+
+@dataclass
+class CallContext:
+    """Per-call facts a backend may use.
+
+    ``progress_token``: the downstream's token, or None; a backend that relays
+    progress must use its own upstream token and map it back (the gateway has
+    already remapped nothing: the backend sends ``notifications/progress`` with
+    this token through ``relay.notify``).
+    ``deadline``: loop time (``asyncio.get_running_loop().time()``) by which the
+    call must end, or None. The policy layer also enforces it by cancelling the
+    task; a backend uses it to bound its own waits and to tell the upstream.
+    ``max_response_bytes``: stop reading an upstream response past this size
+    and raise ``BackendFault(kind="payload")``.
+    Cancellation is task cancellation: when the awaiting task is cancelled, the
+    backend tells the upstream (``notifications/cancelled``) and re-raises.
+    """
+
+    relay: Relay = field(default_factory=NullRelay)
+    progress_token: str | int | None = None
+    deadline: float | None = None
+    max_response_bytes: int | None = None
+    client_info: JSON = field(default_factory=dict)
+    client_capabilities: JSON = field(default_factory=dict)
+    protocol_version: str | None = None
+    # Opaque, backend-owned state carried across an input-required retry
+    # (stateless era); the gateway signs and round-trips it.
+    request_state: str | None = None
+
+
+class BackendError(Exception):
+    """Base of everything a backend raises on purpose. ``str(e)`` is user-safe."""
+
+
+class UpstreamError(BackendError):
+    """The upstream (or tool) answered with a JSON-RPC error: pass it on as-is.
+
+    Not a fault of the service: it does not count toward the circuit breaker.
+    """
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class BackendFault(BackendError):
+    """The service failed us: timeout, connection, 5xx, protocol or payload.
+
+    ``kind`` is one of: ``timeout``, ``connect``, ``http``, ``protocol``,
+    ``payload``, ``unauthorized``, ``crashed``. ``safe_to_retry`` is True only
+    when the request surely did not reach the upstream (connect errors).
+    These count toward the circuit breaker (``payload`` and ``unauthorized``
+    too, being the service's doing).
+    """
+
+    def __init__(self, message: str, kind: str = "protocol", *, safe_to_retry: bool = False, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.safe_to_retry = safe_to_retry
+        self.status = status
+
+
+class BackendStartError(BackendError):
+    """``start()`` failed; the message says why (shown to the user, used for CRASHED)."""
+
+
+class InvalidOrigin(BackendError):
+    """A manifest's origin cannot be used (missing file, bad module, host not allowed...)."""
+
+
+class RelayUnavailable(BackendError):
+    """A server-to-client request has no client able to answer it."""
+
+
+class InputRequired(BackendError):
+    """Stateless era: the call needs client input before it can finish.
+
+    ``requests`` maps a key to a server-to-client request ``{"method", "params"}``;
+    ``request_state`` is the backend's opaque continuation, handed back in
+    ``CallContext.request_state`` on the retry together with the responses.
+    Backends raise this only when ``relay.request`` raised ``RelayUnavailable``
+    because the downstream is a stateless-era client.
+    """
+
+    def __init__(self, requests: JSON, request_state: str) -> None:
+        super().__init__("input required")
+        self.requests = requests
+        self.request_state = request_state
+
+
+class BackendHost(Protocol):
+    """What the daemon lends a backend. Implemented by the supervisor."""
+
+    @property
+    def state_dir(self) -> str: ...
+
+    @property
+    def settings(self) -> Any:
+        """The daemon's validated ``runtimed.config.Settings``."""
+
+    def log(self, level: str, message: str) -> None:
+        """Append a line to the service's log (secrets must already be absent)."""
+
+    def on_list_changed(self, kind: str) -> None:
+        """The upstream says its tools/resources/prompts changed: refresh."""
+
+    def on_notification(self, method: str, params: JSON) -> None:
+        """Any other upstream notification not tied to a call (resources/updated, message)."""
+
+    def on_failure(self, reason: str) -> None:
+        """The service died between calls (connection lost for good, etc.)."""
+
+    async def on_server_request(self, method: str, params: JSON) -> JSON:
+        """A server-to-client request not tied to any call; may raise RelayUnavailable."""
+
+
+class Backend(abc.ABC):
+    """One running service. Constructed by ``runtimed.backends.create_backend``."""
+
+    def __init__(self, manifest: ServiceManifest, host: BackendHost) -> None:
+        self.manifest = manifest
+        self.host = host
+
+    def update_manifest(self, manifest: ServiceManifest) -> None:
+        """A policy-only change applied while running (origin unchanged)."""
+        self.manifest = manifest
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Make the service usable; raise BackendStartError saying why not."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Release everything; must not raise."""
+
+    @abc.abstractmethod
+    async def probe(self) -> ProbeResult:
+        """One health check; must not raise."""
+
+    @abc.abstractmethod
+    async def introspect(self) -> Interface:
+        """The full interface (all pages). Raise BackendFault on failure."""
+
+    @abc.abstractmethod
+    async def call(self, method: str, params: JSON, ctx: CallContext) -> JSON:
+        """Forward one JSON-RPC request and return its ``result`` object.
+
+        ``method`` is the MCP method (tools/call, resources/read, prompts/get,
+        completion/complete, resources/subscribe, resources/unsubscribe,
+        logging/setLevel, ping). Tool failures come back as a result with
+        ``isError: true``; protocol errors as ``UpstreamError``; faults as
+        ``BackendFault``.
+        """
+
+    async def notify(self, method: str, params: JSON) -> None:
+        """Forward a client notification not tied to a call (roots/list_changed)."""
+        return None
+
+    def describe(self) -> JSON:
+        """Kind-specific facts for ``show`` and the status page (no secrets)."""
+        return {}
+
+
+OnEvent = Callable[..., Awaitable[None]]

@@ -1,0 +1,134 @@
+"""The event stream: every lifecycle transition, health change, interface diff
+and registry change, as one append-only record.
+
+Owns: the ``Event`` shape, the in-memory ring that ``/api/events`` and the
+status page read, live subscribers (SSE, the gateway's ``list_changed``), and
+append-only JSON Lines files rotated by size (``JsonlLog``, also used for the
+call audit). Must not: hold secrets (callers pass only safe data), block the
+event loop on slow subscribers (their queues drop the oldest), or rewrite a
+whole file per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterable
+
+
+@dataclass
+class Event:
+    id: int
+    time: float
+    type: str
+    service: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "time": self.time, "type": self.type, "service": self.service, **self.data}
+
+
+class JsonlLog:
+    """Append-only JSON Lines file, rotated when it passes ``max_bytes``.
+
+    Keeps ``keep`` rotated files (``name.1`` newest). Each record is one
+    ``write`` of one line, so a crash loses at most the line being written.
+    """
+
+    def __init__(self, path: Path, max_bytes: int = 5 * 1024 * 1024, keep: int = 3) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(path, "ab", buffering=0)
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str) + "\n").encode()
+        with self._lock:
+            if self._fh.tell() + len(line) > self.max_bytes and self._fh.tell() > 0:
+                self._rotate()
+            self._fh.write(line)
+
+    def _rotate(self) -> None:
+        self._fh.close()
+        for i in range(self.keep - 1, 0, -1):
+            src = self.path.with_name(f"{self.path.name}.{i}")
+            if src.exists():
+                os.replace(src, self.path.with_name(f"{self.path.name}.{i + 1}"))
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        self._fh = open(self.path, "ab", buffering=0)
+
+    def tail(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The last ``limit`` records, newest last (reads the current and rotated files)."""
+        out: collections.deque[dict[str, Any]] = collections.deque(maxlen=limit)
+        files = [self.path.with_name(f"{self.path.name}.{i}") for i in range(self.keep, 0, -1)] + [self.path]
+        for p in files:
+            try:
+                with open(p, "rb") as f:
+                    for line in f:
+                        try:
+                            out.append(json.loads(line))
+                        except ValueError:
+                            continue  # a torn last line after a crash
+            except OSError:
+                continue
+        return list(out)
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()
+
+
+class EventBus:
+    def __init__(self, state_dir: Path | None = None, ring: int = 2000) -> None:
+        self._ring: collections.deque[Event] = collections.deque(maxlen=ring)
+        self._ids = itertools.count(1)
+        self._subs: set[asyncio.Queue[Event]] = set()
+        self._file = JsonlLog(state_dir / "events.jsonl") if state_dir else None
+
+    def emit(self, type: str, service: str | None = None, **data: Any) -> Event:
+        ev = Event(next(self._ids), time.time(), type, service, data)
+        self._ring.append(ev)
+        if self._file is not None:
+            try:
+                self._file.append(ev.to_json())
+            except OSError:
+                pass
+        for q in list(self._subs):
+            if q.full():
+                try:
+                    q.get_nowait()
+                except asyncio.QueueEmpty:
+                    pass
+            q.put_nowait(ev)
+        return ev
+
+    def recent(self, limit: int = 200, service: str | None = None, types: Iterable[str] | None = None,
+               after: int = 0) -> list[Event]:
+        wanted = set(types) if types else None
+        out = [
+            e for e in self._ring
+            if e.id > after and (service is None or e.service == service) and (wanted is None or e.type in wanted)
+        ]
+        return out[-limit:]
+
+    async def subscribe(self, maxsize: int = 1000) -> AsyncIterator[Event]:
+        q: asyncio.Queue[Event] = asyncio.Queue(maxsize=maxsize)
+        self._subs.add(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self._subs.discard(q)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()

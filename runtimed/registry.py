@@ -1,0 +1,259 @@
+"""The persistent registry of services: ``registry.json`` in the state dir.
+
+Owns the file format (with ``formatVersion`` for migrations), atomic durable
+writes (temp file, fsync, ``os.replace``, directory fsync, under a filelock),
+the last-good copy and recovery from a corrupt file, and the daemon's
+single-instance lock on the state dir. The daemon keeps the authoritative copy
+in memory; nothing here is read per request. Must not know about lifecycle
+state, backends or HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from filelock import FileLock, Timeout
+
+from .manifest import ManifestError, ServiceManifest, parse_manifest
+
+FORMAT_VERSION = 1
+log = logging.getLogger("runtimed.registry")
+
+
+class RegistryError(Exception):
+    pass
+
+
+class StateDirBusy(RegistryError):
+    """Another daemon holds the state dir."""
+
+
+@dataclass
+class Entry:
+    manifest: ServiceManifest
+    created_at: float
+    updated_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"manifest": self.manifest.public_dict(), "createdAt": self.created_at, "updatedAt": self.updated_at}
+
+
+@dataclass
+class LoadReport:
+    recovered_from: str | None = None  # path of the bad file kept for inspection
+    problems: list[str] = field(default_factory=list)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old or the new file, never a mix."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if mode is None else mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+class StateDirLock:
+    """Holds ``runtimed.lock`` for the daemon's lifetime; records who holds it."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self._lock = FileLock(str(state_dir / "runtimed.lock"))
+        self._owner = state_dir / "runtimed.pid"
+
+    def acquire(self, address: str) -> None:
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            holder = self.describe_holder()
+            raise StateDirBusy(
+                f"state dir {self.state_dir} is in use by another runtimed ({holder}); "
+                "stop it first or use another --state-dir"
+            ) from None
+        atomic_write(self._owner, json.dumps({"pid": os.getpid(), "address": address, "since": time.time()}).encode())
+
+    def describe_holder(self) -> str:
+        try:
+            info = json.loads(self._owner.read_text())
+            return f"pid {info.get('pid')}, serving {info.get('address')}"
+        except (OSError, ValueError):
+            return "holder unknown"
+
+    def release(self) -> None:
+        try:
+            self._owner.unlink()
+        except OSError:
+            pass
+        self._lock.release()
+
+
+class Registry:
+    """In-memory registry, persisted on every change before it is acknowledged."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / "registry.json"
+        self.last_good = state_dir / "registry.last-good.json"
+        self._file_lock = FileLock(str(state_dir / "registry.json.lock"))
+        self._entries: dict[str, Entry] = {}
+        self.generation = 0
+
+    # -- reading ---------------------------------------------------------
+    def load(self) -> LoadReport:
+        report = LoadReport()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with self._file_lock:
+            if not self.path.exists():
+                if self.last_good.exists():
+                    report.problems.append(f"{self.path} is missing; loading {self.last_good}")
+                    self._entries, self.generation = self._parse(self.last_good.read_bytes(), report)
+                return report
+            raw = self.path.read_bytes()
+            try:
+                self._entries, self.generation = self._parse(raw, report, strict=True)
+                return report
+            except RegistryError as e:
+                kept = self.state_dir / f"registry.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
+                os.replace(self.path, kept)
+                report.recovered_from = str(kept)
+                report.problems.append(f"{self.path} is unreadable ({e}); kept it as {kept}")
+                if self.last_good.exists():
+                    try:
+                        self._entries, self.generation = self._parse(self.last_good.read_bytes(), report, strict=True)
+                        report.problems.append(f"loaded the last good copy {self.last_good} ({len(self._entries)} services)")
+                    except RegistryError as e2:
+                        raise RegistryError(
+                            f"{self.path} and its last good copy {self.last_good} are both unreadable ({e2}); "
+                            f"nothing was overwritten: inspect {kept}"
+                        ) from None
+                else:
+                    raise RegistryError(
+                        f"{self.path} is unreadable ({e}) and there is no last good copy; "
+                        f"refusing to start with an empty registry: inspect {kept}"
+                    ) from None
+                # Write the recovered state back so the next start is clean.
+                self._write_locked()
+                return report
+
+    def _parse(self, raw: bytes, report: LoadReport, strict: bool = False) -> tuple[dict[str, Entry], int]:
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise RegistryError(f"not valid JSON: {e}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
+            raise RegistryError("not a registry document (no 'services' object)")
+        version = doc.get("formatVersion")
+        if version != FORMAT_VERSION:
+            raise RegistryError(f"formatVersion {version!r} is not supported (this daemon reads {FORMAT_VERSION})")
+        entries: dict[str, Entry] = {}
+        for sid, item in doc["services"].items():
+            try:
+                manifest = parse_manifest(item.get("manifest") if isinstance(item, dict) else None)
+            except ManifestError as e:
+                msg = f"service {sid}: {e}"
+                if strict:
+                    raise RegistryError(msg) from None
+                report.problems.append(msg)
+                continue
+            entries[manifest.id] = Entry(manifest, float(item.get("createdAt", 0)), float(item.get("updatedAt", 0)))
+        return entries, int(doc.get("generation", 0))
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(sorted(self._entries.values(), key=lambda e: e.manifest.name))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, ref: str) -> Entry | None:
+        """By id or by name."""
+        if ref in self._entries:
+            return self._entries[ref]
+        for e in self._entries.values():
+            if e.manifest.name == ref:
+                return e
+        return None
+
+    # -- writing ---------------------------------------------------------
+    def put(self, manifest: ServiceManifest) -> tuple[Entry, bool]:
+        """Insert or replace; returns (entry, created). Durable when it returns."""
+        now = time.time()
+        old = self._entries.get(manifest.id)
+        for e in self._entries.values():
+            if e.manifest.name == manifest.name and e.manifest.id != manifest.id:
+                raise RegistryError(
+                    f"a service named {manifest.name!r} already exists with another origin "
+                    f"({e.manifest.id}); remove it first or choose another name"
+                )
+        if old is not None and old.manifest.name != manifest.name:
+            raise RegistryError(
+                f"this origin is already registered as {old.manifest.name!r} ({manifest.id}); "
+                "one origin is one service"
+            )
+        entry = Entry(manifest, old.created_at if old else now, now)
+        previous = dict(self._entries)
+        self._entries[manifest.id] = entry
+        try:
+            self._write()
+        except OSError:
+            self._entries = previous
+            raise
+        return entry, old is None
+
+    def remove(self, sid: str) -> Entry | None:
+        entry = self._entries.get(sid)
+        if entry is None:
+            return None
+        previous = dict(self._entries)
+        del self._entries[sid]
+        try:
+            self._write()
+        except OSError:
+            self._entries = previous
+            raise
+        return entry
+
+    def _write(self) -> None:
+        with self._file_lock:
+            self._write_locked()
+
+    def _write_locked(self) -> None:
+        self.generation += 1
+        doc = {
+            "formatVersion": FORMAT_VERSION,
+            "generation": self.generation,
+            "services": {sid: e.to_json() for sid, e in sorted(self._entries.items())},
+        }
+        data = json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
+        atomic_write(self.path, data)
+        atomic_write(self.last_good, data)
