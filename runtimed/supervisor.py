@@ -276,7 +276,7 @@ class Supervisor:
             try:
                 _, created = await asyncio.to_thread(self.registry.put, manifest)
             except Exception as e:  # RegistryError or OSError: nothing changed
-                raise SupervisorError(str(e), status=409 if "already" in str(e) else 500) from None
+                raise SupervisorError(str(e), status=409 if "already" in str(e) else 503) from None
             if existing is None:
                 svc = ServiceRuntime(self, manifest)
                 self._load_snapshot(svc)

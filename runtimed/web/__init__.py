@@ -1,0 +1,1 @@
+"""The status page and its live event stream (templates, static assets, SSE)."""

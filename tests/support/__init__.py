@@ -1,0 +1,1 @@
+"""Test support: real processes (the daemon, upstream servers) on loopback."""
