@@ -19,6 +19,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -58,6 +59,7 @@ class Upstream:
         self.port = port or free_port()
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(tempfile.mkstemp(prefix=f"upstream-{path.stem}-", suffix=".log")[1])
 
     @property
     def base_url(self) -> str:
@@ -79,14 +81,20 @@ class Upstream:
             [sys.executable, str(self.script), "--port", str(self.port), *self.args],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=open(self.log_path, "ab"),
         )
         try:
             wait_for_port(self.port, self.proc)
-        except Exception:
+        except Exception as e:
             self.stop()
-            raise
+            raise RuntimeError(f"{e}; its stderr ends with:\n{self.log_tail()}") from None
         return self
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

@@ -21,7 +21,7 @@ instances differ), ``--many-tools N`` (extra tools ``bulk_000``..), ``--long-nam
 Test code only: never imported by the product.
 """
 
-from __future__ import annotations
+
 
 import argparse
 import asyncio
