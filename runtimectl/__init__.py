@@ -1,0 +1,3 @@
+"""runtimectl: the command line for runtimed."""
+
+from runtimed import __version__  # noqa: F401
