@@ -55,7 +55,7 @@ class Daemon:
         if Gateway is not None:
             self.gateway = Gateway(self)
             self.extra_routes += self.gateway.routes()
-        for module_name in ("runtimed.web.routes", "runtimed.metrics"):
+        for module_name in ("runtimed.analytics", "runtimed.web.routes", "runtimed.metrics"):
             try:
                 module = __import__(module_name, fromlist=["routes"])
             except ImportError:
