@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
 
@@ -107,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     server = uvicorn.Server(config)
     print(f"runtimed {__version__} listening on {settings.base_url} (state dir {settings.state_dir}; "
           f"MCP endpoint {settings.base_url}/mcp)", file=sys.stderr, flush=True)
+    # uvicorn re-raises the captured SIGINT/SIGTERM after its graceful shutdown;
+    # with the default handlers that would kill the process (exit -15) after a
+    # clean stop. A no-op handler makes a requested shutdown exit 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
     try:
         server.run(sockets=[sock])
     finally:

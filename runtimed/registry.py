@@ -144,24 +144,26 @@ class Registry:
                 self._entries, self.generation = self._parse(raw, report, strict=True)
                 return report
             except RegistryError as e:
+                # Without a usable last good copy, leave registry.json where it
+                # is: every later start must refuse too, never start empty.
+                if not self.last_good.exists():
+                    raise RegistryError(
+                        f"{self.path} is unreadable ({e}) and there is no last good copy; "
+                        f"refusing to start with an empty registry: inspect or repair {self.path}"
+                    ) from None
+                try:
+                    good = self._parse(self.last_good.read_bytes(), report, strict=True)
+                except RegistryError as e2:
+                    raise RegistryError(
+                        f"{self.path} ({e}) and its last good copy {self.last_good} ({e2}) are both unreadable; "
+                        f"nothing was overwritten: inspect {self.path}"
+                    ) from None
                 kept = self.state_dir / f"registry.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
                 os.replace(self.path, kept)
                 report.recovered_from = str(kept)
                 report.problems.append(f"{self.path} is unreadable ({e}); kept it as {kept}")
-                if self.last_good.exists():
-                    try:
-                        self._entries, self.generation = self._parse(self.last_good.read_bytes(), report, strict=True)
-                        report.problems.append(f"loaded the last good copy {self.last_good} ({len(self._entries)} services)")
-                    except RegistryError as e2:
-                        raise RegistryError(
-                            f"{self.path} and its last good copy {self.last_good} are both unreadable ({e2}); "
-                            f"nothing was overwritten: inspect {kept}"
-                        ) from None
-                else:
-                    raise RegistryError(
-                        f"{self.path} is unreadable ({e}) and there is no last good copy; "
-                        f"refusing to start with an empty registry: inspect {kept}"
-                    ) from None
+                self._entries, self.generation = good
+                report.problems.append(f"loaded the last good copy {self.last_good} ({len(self._entries)} services)")
                 # Write the recovered state back so the next start is clean.
                 self._write_locked()
                 return report
