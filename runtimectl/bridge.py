@@ -1,0 +1,235 @@
+"""The stdio bridge: ``runtimectl gateway serve --stdio``.
+
+For clients that only speak stdio: newline-delimited JSON-RPC on stdin is
+relayed to the daemon's ``/mcp`` over Streamable HTTP, and everything the
+daemon sends (responses, notifications, server-to-client requests) is written
+to stdout, one message per line. Many requests are in flight at once; the
+session id and protocol version from ``initialize`` are carried on every later
+request; stateless-era messages (``_meta.protocolVersion``) get their headers
+from the message itself. When the daemon is unreachable, requests get
+JSON-RPC error responses, never a crash.
+
+Owns only the relaying. Must not interpret MCP beyond the headers it needs,
+and must write nothing but protocol messages on stdout (logs go to stderr).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import httpx
+import typer
+
+from .client import resolve_token, resolve_url
+
+JSON = dict[str, Any]
+ERR_UNREACHABLE = -32000
+
+
+def _log(msg: str) -> None:
+    print(f"runtimectl bridge: {msg}", file=sys.stderr, flush=True)
+
+
+class Bridge:
+    def __init__(self, endpoint: str, token: str | None) -> None:
+        self.endpoint = endpoint
+        self.token = token
+        self.session_id: str | None = None
+        self.protocol_version: str | None = None
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None), limits=httpx.Limits(max_connections=64))
+        self._out_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._get_stream: asyncio.Task[Any] | None = None
+        self._initialized = asyncio.Event()
+
+    # -- output ----------------------------------------------------------
+    async def write(self, message: JSON) -> None:
+        line = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        async with self._out_lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    async def error(self, msg_id: Any, code: int, message: str) -> None:
+        if msg_id is None:
+            return
+        await self.write({"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}})
+
+    # -- headers ---------------------------------------------------------
+    def headers_for(self, message: JSON) -> dict[str, str]:
+        h = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        if self.token:
+            h["Authorization"] = f"Bearer {self.token}"
+        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        stateless_version = meta.get("protocolVersion") or meta.get("io.modelcontextprotocol/protocolVersion")
+        method = message.get("method")
+        if stateless_version and method != "initialize":
+            h["MCP-Protocol-Version"] = str(stateless_version)
+            if method:
+                h["Mcp-Method"] = method
+                if method in ("tools/call", "prompts/get") and "name" in params:
+                    h["Mcp-Name"] = str(params["name"])
+                elif method == "resources/read" and "uri" in params:
+                    h["Mcp-Name"] = str(params["uri"])
+            return h
+        if method == "server/discover":
+            return h
+        if self.session_id:
+            h["Mcp-Session-Id"] = self.session_id
+        if self.protocol_version and method != "initialize":
+            h["MCP-Protocol-Version"] = self.protocol_version
+        return h
+
+    # -- relaying --------------------------------------------------------
+    async def handle_line(self, line: str) -> None:
+        line = line.strip()
+        if not line:
+            return
+        try:
+            message = json.loads(line)
+        except ValueError as e:
+            await self.write({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": f"parse error: {e}"}})
+            return
+        if not isinstance(message, dict):
+            await self.write({"jsonrpc": "2.0", "id": None,
+                              "error": {"code": -32600, "message": "a message must be a JSON object"}})
+            return
+        task = asyncio.create_task(self.forward(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def forward(self, message: JSON) -> None:
+        msg_id = message.get("id")
+        is_request = "method" in message and msg_id is not None
+        try:
+            async with self.http.stream("POST", self.endpoint, json=message, headers=self.headers_for(message)) as r:
+                if message.get("method") == "initialize" and r.status_code == 200:
+                    self.session_id = r.headers.get("mcp-session-id") or self.session_id
+                if r.status_code == 202:
+                    return
+                ctype = r.headers.get("content-type", "")
+                if r.status_code >= 400 and "json" not in ctype:
+                    body = (await r.aread()).decode(errors="replace")[:500]
+                    await self.error(msg_id, ERR_UNREACHABLE, f"daemon answered HTTP {r.status_code}: {body}")
+                    return
+                if "text/event-stream" in ctype:
+                    await self._relay_sse(r)
+                else:
+                    body = await r.aread()
+                    try:
+                        reply = json.loads(body)
+                    except ValueError:
+                        await self.error(msg_id, ERR_UNREACHABLE, f"daemon answered HTTP {r.status_code} with non-JSON")
+                        return
+                    for m in reply if isinstance(reply, list) else [reply]:
+                        await self._seen(m)
+                        await self.write(m)
+            if message.get("method") == "initialize":
+                self._initialized.set()
+        except httpx.ConnectError:
+            if is_request:
+                await self.error(msg_id, ERR_UNREACHABLE, f"runtimed is not reachable at {self.endpoint} (is it running?)")
+            else:
+                _log(f"dropped a message: runtimed is not reachable at {self.endpoint}")
+        except httpx.HTTPError as e:
+            if is_request:
+                await self.error(msg_id, ERR_UNREACHABLE, f"lost the connection to runtimed: {type(e).__name__}")
+
+    async def _seen(self, message: JSON) -> None:
+        result = message.get("result") if isinstance(message, dict) else None
+        if isinstance(result, dict) and "protocolVersion" in result and "capabilities" in result and self.protocol_version is None:
+            self.protocol_version = result["protocolVersion"]
+            if self.session_id and self._get_stream is None:
+                self._get_stream = asyncio.create_task(self._listen())
+
+    async def _relay_sse(self, r: httpx.Response) -> None:
+        data: list[str] = []
+        async for line in r.aiter_lines():
+            if line == "":
+                if data:
+                    try:
+                        msg = json.loads("\n".join(data))
+                    except ValueError:
+                        _log("skipped a malformed SSE event from the daemon")
+                    else:
+                        await self._seen(msg)
+                        await self.write(msg)
+                data = []
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip(" "))
+
+    async def _listen(self) -> None:
+        """The session-era GET stream: server-initiated messages (list_changed...)."""
+        headers = {"Accept": "text/event-stream", "Mcp-Session-Id": self.session_id or ""}
+        if self.protocol_version:
+            headers["MCP-Protocol-Version"] = self.protocol_version
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            async with self.http.stream("GET", self.endpoint, headers=headers) as r:
+                if r.status_code != 200:
+                    return
+                await self._relay_sse(r)
+        except httpx.HTTPError:
+            return
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=30)
+        if self._get_stream:
+            self._get_stream.cancel()
+        if self.session_id:
+            try:
+                h = {"Mcp-Session-Id": self.session_id}
+                if self.protocol_version:
+                    h["MCP-Protocol-Version"] = self.protocol_version
+                if self.token:
+                    h["Authorization"] = f"Bearer {self.token}"
+                await self.http.delete(self.endpoint, headers=h, timeout=2)
+            except httpx.HTTPError:
+                pass
+        await self.http.aclose()
+
+
+async def run_bridge(endpoint: str, token: str | None) -> None:
+    bridge = Bridge(endpoint, token)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    try:
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            await bridge.handle_line(line.decode("utf-8", errors="replace"))
+    finally:
+        await bridge.close()
+
+
+gateway_app = typer.Typer(help="The gateway as seen by clients.", no_args_is_help=True)
+
+
+@gateway_app.command("serve")
+def serve(
+    stdio: bool = typer.Option(False, "--stdio", help="relay MCP over stdin/stdout to the daemon's /mcp"),
+    service: str | None = typer.Option(None, "--service", help="bridge /mcp/<service> instead of the aggregate"),
+) -> None:
+    """Serve the gateway to a client that only speaks stdio."""
+    if not stdio:
+        print("runtimectl: only --stdio is offered (HTTP clients use the daemon's /mcp directly)", file=sys.stderr)
+        raise typer.Exit(2)
+    from .app import Opts
+
+    base = resolve_url(Opts.url)
+    endpoint = f"{base}/mcp" + (f"/{service}" if service else "")
+    try:
+        asyncio.run(run_bridge(endpoint, resolve_token(Opts.token)))
+    except KeyboardInterrupt:
+        pass
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(gateway_app, name="gateway")
