@@ -1,0 +1,217 @@
+"""HTTP plumbing shared by the remote transports.
+
+Owns: building the per-service ``httpx.AsyncClient``; sending one request with
+our redirect rule (only same-origin redirects are followed, at most 5, each
+target re-checked against the host allowlist; POST only on 307/308); reading
+a body or an SSE stream under a byte limit; and mapping httpx errors to
+``BackendFault`` with user-readable messages. Must not know MCP methods,
+sessions or eras.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable
+from urllib.parse import urlsplit
+
+import httpx
+
+from .base import BackendFault
+
+MAX_REDIRECTS = 5
+
+
+def make_client(connect_timeout_s: float) -> httpx.AsyncClient:
+    """One client per service: keep-alive, no automatic redirects (see ``send``)."""
+    return httpx.AsyncClient(
+        follow_redirects=False,
+        timeout=httpx.Timeout(connect=connect_timeout_s, read=None, write=connect_timeout_s * 2, pool=connect_timeout_s),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30),
+        trust_env=False,
+    )
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)
+
+
+def fault_from_exception(e: BaseException, what: str) -> BackendFault:
+    """A user-readable fault for an httpx error raised while doing ``what``."""
+    if isinstance(e, BackendFault):
+        return e
+    if isinstance(e, (httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return BackendFault(f"{what}: timed out connecting", kind="connect", safe_to_retry=True)
+    if isinstance(e, httpx.ConnectError):
+        return BackendFault(f"{what}: cannot connect ({_short(e)})", kind="connect", safe_to_retry=True)
+    if isinstance(e, httpx.ReadTimeout):
+        return BackendFault(f"{what}: no data from the upstream within the read timeout", kind="timeout")
+    if isinstance(e, httpx.WriteTimeout):
+        return BackendFault(f"{what}: timed out sending the request", kind="timeout")
+    if isinstance(e, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return BackendFault(f"{what}: the connection was closed or reset mid-response ({_short(e)})", kind="protocol")
+    if isinstance(e, httpx.WriteError):
+        return BackendFault(f"{what}: the connection failed while sending ({_short(e)})", kind="connect")
+    if isinstance(e, httpx.HTTPError):
+        return BackendFault(f"{what}: HTTP error ({_short(e)})", kind="protocol")
+    return BackendFault(f"{what}: {type(e).__name__}", kind="protocol")
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text[:200]
+
+
+async def send(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    check_host: Callable[[str], None],
+    what: str,
+) -> httpx.Response:
+    """Send with streaming on; follow only same-origin redirects.
+
+    ``check_host(url)`` raises (``InvalidOrigin``) for a host not allowed; it
+    is called before every connect. The caller must close the response.
+    """
+    first = request.url
+    for _ in range(MAX_REDIRECTS + 1):
+        check_host(str(request.url))
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as e:
+            raise fault_from_exception(e, what) from None
+        if response.status_code not in (301, 302, 303, 307, 308) or "location" not in response.headers:
+            return response
+        location = request.url.join(response.headers["location"])
+        await response.aclose()
+        if _origin(location) != _origin(first):
+            raise BackendFault(
+                f"{what}: the upstream redirected to {location.scheme}://{location.host}"
+                f"{':' + str(location.port) if location.port else ''}, another origin; not followed "
+                "(use that URL as the service URL if it is the intended server)",
+                kind="http",
+                status=response.status_code,
+            )
+        if request.method != "GET" and response.status_code not in (307, 308):
+            raise BackendFault(
+                f"{what}: the upstream answered {response.status_code} (redirect that would drop the request body); "
+                f"use {location} as the service URL",
+                kind="http",
+                status=response.status_code,
+            )
+        request = client.build_request(
+            request.method, location, headers=request.headers, content=request.content if request.method != "GET" else None,
+            extensions=request.extensions,
+        )
+    raise BackendFault(f"{what}: too many redirects", kind="http")
+
+
+async def read_limited(response: httpx.Response, limit: int | None, what: str) -> bytes:
+    """The whole body, stopping (and closing) as soon as it passes ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                await response.aclose()
+                raise BackendFault(
+                    f"{what}: the response is larger than the limit of {limit} bytes (policy maxPayloadBytes); "
+                    "stopped reading",
+                    kind="payload",
+                )
+            chunks.append(chunk)
+    except httpx.HTTPError as e:
+        raise fault_from_exception(e, what) from None
+    return b"".join(chunks)
+
+
+@dataclass
+class SSEEvent:
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+    retry: int | None = None
+
+
+@dataclass
+class SSEReader:
+    """Incremental ``text/event-stream`` parser over a response, byte-limited.
+
+    ``limit`` bounds the bytes read from this response (None: no bound);
+    ``max_event`` bounds one event's size regardless.
+    """
+
+    response: httpx.Response
+    limit: int | None
+    what: str
+    max_event: int = 16 * 1024 * 1024
+    read: int = 0
+    _buf: bytearray = field(default_factory=bytearray)
+
+    async def events(self) -> AsyncIterator[SSEEvent]:
+        ev = SSEEvent()
+        data: list[str] = []
+        try:
+            async for chunk in self.response.aiter_bytes():
+                self.read += len(chunk)
+                if self.limit is not None and self.read > self.limit:
+                    await self.response.aclose()
+                    raise BackendFault(
+                        f"{self.what}: the response stream passed the limit of {self.limit} bytes "
+                        "(policy maxPayloadBytes); stopped reading",
+                        kind="payload",
+                    )
+                self._buf.extend(chunk)
+                if len(self._buf) > self.max_event:
+                    raise BackendFault(f"{self.what}: one SSE event is larger than {self.max_event} bytes", kind="payload")
+                while True:
+                    nl = self._find_eol()
+                    if nl is None:
+                        break
+                    end, skip = nl
+                    raw = bytes(self._buf[:end])
+                    del self._buf[: end + skip]
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise BackendFault(f"{self.what}: the event stream is not valid UTF-8", kind="protocol") from None
+                    if line == "":
+                        if data or ev.id is not None or ev.event != "message":
+                            ev.data = "\n".join(data)
+                            yield ev
+                        ev, data = SSEEvent(), []
+                        continue
+                    if line.startswith(":"):
+                        continue
+                    name, _, value = line.partition(":")
+                    if value.startswith(" "):
+                        value = value[1:]
+                    if name == "event":
+                        ev.event = value or "message"
+                    elif name == "data":
+                        data.append(value)
+                    elif name == "id":
+                        ev.id = value
+                    elif name == "retry" and value.isdigit():
+                        ev.retry = int(value)
+        except httpx.HTTPError as e:
+            raise fault_from_exception(e, self.what) from None
+
+    def _find_eol(self) -> tuple[int, int] | None:
+        i_n = self._buf.find(b"\n")
+        i_r = self._buf.find(b"\r")
+        if i_r < 0 or (0 <= i_n < i_r):
+            return (i_n, 1) if i_n >= 0 else None
+        if i_r + 1 < len(self._buf):
+            return (i_r, 2) if self._buf[i_r + 1] == 0x0A else (i_r, 1)
+        return None  # wait: it may be \r\n split across chunks
+
+
+def parse_json_message(raw: bytes | str, what: str) -> Any:
+    """A JSON value, or a ``protocol`` fault saying what was wrong."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        preview = raw[:80] if isinstance(raw, str) else raw[:80].decode("utf-8", "replace")
+        raise BackendFault(f"{what}: the upstream sent invalid JSON ({e.__class__.__name__} near {preview!r})", kind="protocol") from None
