@@ -51,12 +51,12 @@ def _find(text: str, path: Path) -> tuple[int, int] | None:
     end_at = text.find(END)
     if start < 0 and end_at < 0:
         return None
-    if start < 0 or end_at < start:
-        line = text[: max(end_at, 0)].count("\n") + 1
-        raise ConfigParseError(path, f"`{END}` without a preceding `{BEGIN}`", line, None)
     if end_at < 0:
         line = text[:start].count("\n") + 1
         raise ConfigParseError(path, f"`{BEGIN}` without a matching `{END}`", line, None)
+    if start < 0 or end_at < start:
+        line = text[:end_at].count("\n") + 1
+        raise ConfigParseError(path, f"`{END}` without a preceding `{BEGIN}`", line, None)
     second = text.find(BEGIN, start + 1)
     if second >= 0:
         line = text[:second].count("\n") + 1

@@ -45,17 +45,17 @@ def parse(path: Path, data: bytes | None) -> TOMLDocument:
         line = data[: e.start].count(b"\n") + 1
         raise ConfigParseError(path, f"not valid UTF-8 (byte {e.start})", line, None) from None
     try:
-        doc = tomlkit.parse(text)
-    except ParseError as e:
-        raise ConfigParseError(path, f"not valid TOML: {_reason(str(e))}", e.line, e.col + 1) from None
-    except TOMLKitError as e:
-        raise ConfigParseError(path, f"not valid TOML: {e}", None, None) from None
-    try:
-        tomllib.loads(text)  # strict check: tomlkit accepts a few things TOML forbids
+        tomllib.loads(text)  # strict, and says where: tomlkit misses some errors
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
         line, col = (int(m.group(1)), int(m.group(2))) if m else (None, None)
         raise ConfigParseError(path, f"not valid TOML: {_reason(str(e))}", line, col) from None
+    try:
+        doc = tomlkit.parse(text)
+    except ParseError as e:
+        raise ConfigParseError(path, f"not valid TOML: {_reason(str(e))}", e.line, e.col + 1) from None
+    except TOMLKitError as e:
+        raise ConfigParseError(path, f"cannot be edited safely: {e}", None, None) from None
     servers = doc.get("mcp_servers")
     if servers is not None and not isinstance(servers, dict):
         raise ConfigParseError(path, "`mcp_servers` is not a table", None, None)
