@@ -1,0 +1,82 @@
+"""The per-service result cache for cacheable tools.
+
+Owns: storing successful ``tools/call`` results for a TTL, keyed by tool name
+and canonical arguments (sorted-keys JSON), evicting the least recently used
+entry beyond ``maxEntries``, and marking hits in ``_meta``. Must not: decide
+which tools are cacheable (``runtimed.policy`` does), cache ``isError``
+results, or touch the disk (the cache lives and dies with the daemon).
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import json
+import time
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no spaces: equal values give equal text."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+class ResultCache:
+    def __init__(self, ttl_seconds: float, max_entries: int) -> None:
+        self.ttl = ttl_seconds
+        self.max_entries = max_entries
+        self._entries: collections.OrderedDict[str, tuple[float, JSON]] = collections.OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def configure(self, ttl_seconds: float, max_entries: int) -> None:
+        self.ttl, self.max_entries = ttl_seconds, max_entries
+        self._evict()
+
+    @staticmethod
+    def key(tool: str, arguments: Any) -> str:
+        return canonical_json([tool, arguments if arguments is not None else {}])
+
+    def get(self, key: str, now: float | None = None) -> JSON | None:
+        """A copy of the cached result marked as a hit, or None (counted as a miss)."""
+        now = time.monotonic() if now is None else now
+        entry = self._entries.get(key)
+        if entry is not None and now - entry[0] >= self.ttl:
+            del self._entries[key]
+            entry = None
+        if entry is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._entries.move_to_end(key)
+        stored_at, result = entry
+        out = copy.deepcopy(result)
+        meta = out.setdefault("_meta", {})
+        if not isinstance(meta, dict):
+            meta = out["_meta"] = {}
+        mark = meta.setdefault("runtimed", {})
+        if isinstance(mark, dict):
+            mark.update({"cache": "hit", "ageSeconds": round(now - stored_at, 3),
+                         "ttlSeconds": self.ttl})
+        return out
+
+    def put(self, key: str, result: JSON, now: float | None = None) -> bool:
+        if result.get("isError"):
+            return False
+        now = time.monotonic() if now is None else now
+        self._entries[key] = (now, copy.deepcopy(result))
+        self._entries.move_to_end(key)
+        self._evict()
+        return True
+
+    def _evict(self) -> None:
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
