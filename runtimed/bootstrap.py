@@ -362,6 +362,11 @@ def _plan_client_set(
                 bootstrap_claude.set_entry(doc, name, desired, path)
                 new = bootstrap_claude.dumps(doc)
             label = f"mcpServers.{name}"
+            if scope == "user" and "headers" in desired and inline_token is None:
+                notes.append(
+                    "Claude Code documents ${VAR} expansion for .mcp.json; if your version sends the "
+                    f"literal ${{{TOKEN_ENV}}} from {path.name}, use project scope or write the token inline"
+                )
             if scope == "project":
                 notes.append(f"Claude Code asks each user to approve the project server in {path.name} on first use")
     except ConfigParseError as e:
