@@ -1,0 +1,218 @@
+"""What one endpoint offers: the merged, named, filtered view of services.
+
+Owns ``Catalog`` (tools, prompts, resources and templates of a set of serving
+services, with public names mapped back to (service, upstream name), resource
+routing by URI, and paging with gateway cursors) and ``CatalogCache`` (one
+catalog per endpoint, rebuilt only when a service's interface, manifest or
+running set changes). Must not: call upstreams (lists come from each service's
+cached interface), enforce call policies beyond visibility, or speak HTTP.
+
+Collision rules: services are taken in name order. Two tools (or prompts) with
+the same public name: the first service keeps it, the later one gets a
+hash-suffixed name (``naming.disambiguate``). Two services offering the same
+resource URI: the first service in name order serves it; the other's copy is
+not listed. Built-in ``runtime__*`` tools win over a service's.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import naming
+from .jsonrpc import INVALID_PARAMS, RpcError
+
+if TYPE_CHECKING:
+    from ..supervisor import ServiceRuntime
+
+JSON = dict[str, Any]
+PAGE_SIZE = 100
+KINDS = ("tools", "prompts", "resources", "resourceTemplates")
+
+
+@dataclass
+class Entry:
+    svc: "ServiceRuntime | None"  # None: a built-in tool
+    upstream: str  # upstream name (tools, prompts) or URI / URI template
+    item: JSON  # as listed to clients
+
+
+@dataclass
+class Catalog:
+    services: list["ServiceRuntime"]
+    aggregate: bool
+    tools: list[Entry] = field(default_factory=list)
+    prompts: list[Entry] = field(default_factory=list)
+    resources: list[Entry] = field(default_factory=list)
+    templates: list[Entry] = field(default_factory=list)
+    tool_map: dict[str, Entry] = field(default_factory=dict)
+    prompt_map: dict[str, Entry] = field(default_factory=dict)
+    resource_map: dict[str, Entry] = field(default_factory=dict)
+    template_matchers: list[tuple[re.Pattern[str], Entry]] = field(default_factory=list)
+    renamed: list[tuple["ServiceRuntime", str, str, str]] = field(default_factory=list)  # svc, kind, upstream, public
+
+    def kind(self, kind: str) -> list[Entry]:
+        return {"tools": self.tools, "prompts": self.prompts, "resources": self.resources,
+                "resourceTemplates": self.templates}[kind]
+
+    # -- paging ------------------------------------------------------------
+    def page(self, kind: str, cursor: str | None) -> tuple[list[JSON], str | None]:
+        """One page: at most PAGE_SIZE items, never crossing a service boundary.
+
+        The cursor carries the service (by id) and the position in that
+        service's list, so a page survives other services starting or stopping.
+        """
+        entries = self.kind(kind)
+        start = 0
+        if cursor is not None:
+            start = self._decode(kind, cursor, entries)
+        if start >= len(entries):
+            return [], None
+        owner = _owner(entries[start])
+        end = start
+        while end < len(entries) and end - start < PAGE_SIZE and _owner(entries[end]) == owner:
+            end += 1
+        items = [e.item for e in entries[start:end]]
+        if end >= len(entries):
+            return items, None
+        nxt = entries[end]
+        offset = end - next(i for i, e in enumerate(entries) if _owner(e) == _owner(nxt))
+        return items, _encode(kind, _owner(nxt), offset)
+
+    def _decode(self, kind: str, cursor: str, entries: list[Entry]) -> int:
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"=" * (-len(cursor) % 4)))
+            k, owner, offset = raw["k"], raw["s"], int(raw["o"])
+        except (ValueError, KeyError, TypeError):
+            raise RpcError(INVALID_PARAMS, f"Invalid cursor {cursor[:40]!r}: not a cursor this gateway made") from None
+        if k != kind:
+            raise RpcError(INVALID_PARAMS, f"Invalid cursor: it belongs to a {k} list, not {kind}")
+        first = next((i for i, e in enumerate(entries) if _owner(e) == owner), None)
+        if first is None:
+            # The service left since the last page: continue with the next service in order.
+            owners = [_owner(e) for e in entries]
+            later = [i for i, o in enumerate(owners) if o > owner]
+            return later[0] if later else len(entries)
+        count = sum(1 for e in entries if _owner(e) == owner)
+        return first + min(offset, count)
+
+    # -- routing -----------------------------------------------------------
+    def route_resource(self, uri: str) -> Entry | None:
+        hit = self.resource_map.get(uri)
+        if hit is not None:
+            return hit
+        for pattern, entry in self.template_matchers:
+            if pattern.fullmatch(uri):
+                return entry
+        return None
+
+
+def _owner(e: Entry) -> str:
+    # Sort key and cursor identity: the built-ins first, then services by name.
+    return "" if e.svc is None else "1" + e.svc.name
+
+
+def _encode(kind: str, owner: str, offset: int) -> str:
+    raw = json.dumps({"k": kind, "s": owner, "o": offset}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def template_regex(template: str) -> re.Pattern[str]:
+    """A matcher for an RFC 6570 URI template (simple and reserved expansions)."""
+    out, pos = [], 0
+    for m in re.finditer(r"\{([^}]*)\}", template):
+        out.append(re.escape(template[pos:m.start()]))
+        expr = m.group(1)
+        out.append(".*" if expr[:1] in ("+", "#", "/", "?", "&", ";") or expr.endswith("*") else "[^/?#]+")
+        pos = m.end()
+    out.append(re.escape(template[pos:]))
+    return re.compile("".join(out))
+
+
+def build(services: list["ServiceRuntime"], aggregate: bool, builtins: list[JSON] | None = None) -> Catalog:
+    cat = Catalog(services=services, aggregate=aggregate)
+    for tool in builtins or []:
+        entry = Entry(None, tool["name"], tool)
+        cat.tools.append(entry)
+        cat.tool_map[tool["name"]] = entry
+    for svc in services:
+        iface = svc.interface
+        if iface is None:
+            continue
+        for tool in svc.policy.visible_tools(iface.tools):
+            _add_named(cat, svc, "tool", tool, cat.tools, cat.tool_map, aggregate)
+        for prompt in iface.prompts:
+            _add_named(cat, svc, "prompt", prompt, cat.prompts, cat.prompt_map, aggregate)
+        for res in iface.resources:
+            uri = res.get("uri")
+            if not isinstance(uri, str) or uri in cat.resource_map:
+                continue  # first service in name order wins
+            entry = Entry(svc, uri, res)
+            cat.resources.append(entry)
+            cat.resource_map[uri] = entry
+        for tpl in iface.resource_templates:
+            t = tpl.get("uriTemplate")
+            if not isinstance(t, str):
+                continue
+            entry = Entry(svc, t, tpl)
+            cat.templates.append(entry)
+            cat.template_matchers.append((template_regex(t), entry))
+    return cat
+
+
+def _add_named(cat: Catalog, svc: "ServiceRuntime", kind: str, item: JSON, out: list[Entry],
+               index: dict[str, Entry], aggregate: bool) -> None:
+    upstream = item.get("name")
+    if not isinstance(upstream, str):
+        return
+    public = upstream
+    if aggregate:
+        public, changed = naming.public_name(svc.namespace, upstream)
+        if public in index:
+            public, changed = naming.disambiguate(public, svc.id), True
+        if changed:
+            cat.renamed.append((svc, kind, upstream, public))
+    elif public in index:
+        return
+    listed = dict(item)
+    listed["name"] = public
+    entry = Entry(svc, upstream, listed)
+    out.append(entry)
+    index[public] = entry
+
+
+class CatalogCache:
+    """One catalog per scope (None = aggregate, else a service name).
+
+    The key is cheap to compute on every request: per serving service its id
+    and the identities of its interface and manifest objects (the supervisor
+    replaces them on any change), so ``tools/call`` never rebuilds name maps.
+    """
+
+    def __init__(self, serving: Callable[[], list["ServiceRuntime"]], builtins: Callable[[], list[JSON]],
+                 on_renamed: Callable[[Catalog], None]) -> None:
+        self._serving = serving
+        self._builtins = builtins
+        self._on_renamed = on_renamed
+        self._cache: dict[str | None, tuple[tuple[Any, ...], Catalog]] = {}
+        self.generation = 0
+
+    def get(self, scope: str | None) -> Catalog:
+        services = self._serving()
+        if scope is not None:
+            services = [s for s in services if s.name == scope]
+        key = (self.generation, *((s.id, id(s.interface), id(s.manifest)) for s in services))
+        hit = self._cache.get(scope)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        cat = build(services, aggregate=scope is None, builtins=self._builtins() if scope is None else None)
+        self._cache[scope] = (key, cat)
+        if cat.renamed:
+            self._on_renamed(cat)
+        return cat
+
+    def invalidate(self) -> None:
+        self.generation += 1

@@ -1,0 +1,126 @@
+"""JSON-RPC 2.0 framing for the gateway: codes, errors, encoding.
+
+Owns the error codes the gateway answers with, ``RpcError`` (an error that
+becomes a JSON-RPC error object plus the HTTP status the transport uses), the
+message builders and the fast JSON encoder (orjson when installed). Must not:
+know about sessions, eras, services or HTTP routing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+try:  # optional speed-up; never a requirement
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
+
+JSON = dict[str, Any]
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+RESOURCE_NOT_FOUND = -32002
+HEADER_MISMATCH = -32020
+MISSING_CLIENT_CAPABILITY = -32021
+UNSUPPORTED_PROTOCOL_VERSION = -32022
+
+# HTTP status per error code (the stateless-era transport table; session-era
+# request errors are answered 200 with the error object unless noted).
+STATELESS_HTTP_STATUS = {
+    PARSE_ERROR: 400,
+    INVALID_REQUEST: 400,
+    INVALID_PARAMS: 400,
+    HEADER_MISMATCH: 400,
+    MISSING_CLIENT_CAPABILITY: 400,
+    UNSUPPORTED_PROTOCOL_VERSION: 400,
+    METHOD_NOT_FOUND: 404,
+}
+
+
+class RpcError(Exception):
+    """Answer the request with this JSON-RPC error. ``str(e)`` is user-safe."""
+
+    def __init__(self, code: int, message: str, data: Any = None, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+        self.http_status = http_status
+
+    def to_error(self) -> JSON:
+        err: JSON = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            err["data"] = self.data
+        return err
+
+
+def response(msg_id: Any, result: JSON) -> JSON:
+    return {"jsonrpc": "2.0", "id": msg_id, "result": result}
+
+
+def error_response(msg_id: Any, code: int, message: str, data: Any = None) -> JSON:
+    err: JSON = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return {"jsonrpc": "2.0", "id": msg_id, "error": err}
+
+
+def notification(method: str, params: JSON | None = None) -> JSON:
+    msg: JSON = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        msg["params"] = params
+    return msg
+
+
+def dumps(obj: Any) -> bytes:
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(obj)
+        except TypeError:  # e.g. integers beyond 64 bits: fall back
+            pass
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def loads(data: bytes) -> Any:
+    """Parse a body; raises ``RpcError(PARSE_ERROR)`` with a readable reason."""
+    try:
+        if _orjson is not None:
+            return _orjson.loads(data)
+        return json.loads(data)
+    except (ValueError, RecursionError, UnicodeDecodeError) as e:
+        raise RpcError(PARSE_ERROR, f"Parse error: the body is not valid JSON ({type(e).__name__})", http_status=400) from None
+
+
+def is_request(msg: Any) -> bool:
+    return isinstance(msg, dict) and "method" in msg and "id" in msg
+
+
+def is_notification(msg: Any) -> bool:
+    return isinstance(msg, dict) and "method" in msg and "id" not in msg
+
+
+def is_response(msg: Any) -> bool:
+    return isinstance(msg, dict) and "method" not in msg and "id" in msg and ("result" in msg or "error" in msg)
+
+
+def check_envelope(msg: Any) -> None:
+    """Raise ``INVALID_REQUEST`` unless ``msg`` is a well-formed request, notification or response."""
+    if not isinstance(msg, dict):
+        raise RpcError(INVALID_REQUEST, "Invalid request: a JSON-RPC message must be an object", http_status=400)
+    if msg.get("jsonrpc") != "2.0":
+        raise RpcError(INVALID_REQUEST, 'Invalid request: "jsonrpc" must be "2.0"', http_status=400)
+    if "method" in msg:
+        if not isinstance(msg["method"], str) or not msg["method"]:
+            raise RpcError(INVALID_REQUEST, 'Invalid request: "method" must be a non-empty string', http_status=400)
+        if "params" in msg and not isinstance(msg["params"], dict):
+            raise RpcError(INVALID_REQUEST, 'Invalid request: "params" must be an object', http_status=400)
+        if "id" in msg and (msg["id"] is None or isinstance(msg["id"], bool) or not isinstance(msg["id"], (str, int))):
+            raise RpcError(INVALID_REQUEST, 'Invalid request: "id" must be a string or an integer', http_status=400)
+        return
+    if "id" in msg and ("result" in msg or "error" in msg):
+        return
+    raise RpcError(INVALID_REQUEST, "Invalid request: neither a request, a notification nor a response", http_status=400)

@@ -1,0 +1,245 @@
+"""Forwarding each MCP method to the right service, through the policy engine.
+
+Owns ``RequestCtx`` (who asks, in which era, on which endpoint) and
+``Router.handle``: lists from the catalog, ``tools/call`` / ``prompts/get`` by
+public name, ``resources/*`` by URI, ``completion/complete`` by reference,
+``logging/setLevel`` to every service in scope, ``ping``, ``server/discover``;
+the mapping of backend errors to JSON-RPC errors; and the stateless era's
+input-required results with signed ``requestState``. Every upstream call goes
+through ``daemon.policy.call``. Must not: speak HTTP, hold sessions, or change
+lifecycle state (control tools go through ``control``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..backends.base import BackendError, BackendFault, CallContext, InputRequired, NullRelay, RelayUnavailable, UpstreamError
+from ..policy import PolicyRefusal
+from . import control, stateless
+from .catalog import Catalog, Entry
+from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, RpcError
+from .sessions import Session
+from .versions import ALL_VERSIONS, ENVELOPE_KEYS, STATELESS
+
+if TYPE_CHECKING:
+    from ..supervisor import ServiceRuntime
+    from . import Gateway
+
+log = logging.getLogger("runtimed.gateway")
+JSON = dict[str, Any]
+LIST_METHODS = {"tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
+                "resources/templates/list": "resourceTemplates"}
+LIST_TTL_MS = 0  # lists change when services start or stop: never cache
+
+
+@dataclass
+class RequestCtx:
+    era: str
+    version: str
+    scope: str | None  # None: aggregate (/mcp); else the service of /mcp/<name>
+    client_info: JSON = field(default_factory=dict)
+    client_capabilities: JSON = field(default_factory=dict)
+    session: Session | None = None
+    relay: Any = field(default_factory=NullRelay)
+    progress_token: Any = None
+
+
+def _strip_envelope(params: JSON) -> JSON:
+    meta = params.get("_meta")
+    if not isinstance(meta, dict) or not any(k in meta for k in ENVELOPE_KEYS):
+        return params
+    out = dict(params)
+    rest = {k: v for k, v in meta.items() if k not in ENVELOPE_KEYS}
+    if rest:
+        out["_meta"] = rest
+    else:
+        out.pop("_meta")
+    return out
+
+
+class Router:
+    def __init__(self, gateway: "Gateway") -> None:
+        self.gw = gateway
+        self.daemon = gateway.daemon
+
+    # -- entry ---------------------------------------------------------------
+    async def handle(self, ctx: RequestCtx, method: str, params: JSON) -> JSON:
+        cat = self.gw.catalogs.get(ctx.scope)
+        if method == "tools/call":
+            result = await self._tools_call(ctx, cat, params)
+        elif method in LIST_METHODS:
+            kind = LIST_METHODS[method]
+            cursor = params.get("cursor")
+            if cursor is not None and not isinstance(cursor, str):
+                raise RpcError(INVALID_PARAMS, "Invalid params: cursor must be a string")
+            items, nxt = cat.page(kind, cursor)
+            result = {kind: items}
+            if nxt is not None:
+                result["nextCursor"] = nxt
+            if ctx.era == STATELESS:
+                result["ttlMs"] = LIST_TTL_MS
+                result["cacheScope"] = "private"
+        elif method == "resources/read":
+            result = await self._by_uri(ctx, cat, method, params)
+        elif method == "prompts/get":
+            name = params.get("name")
+            entry = cat.prompt_map.get(name) if isinstance(name, str) else None
+            if entry is None:
+                raise RpcError(INVALID_PARAMS, f"Unknown prompt: {name!r}", http_status=400)
+            result = await self._forward(ctx, entry.svc, method, {**params, "name": entry.upstream}, params)
+        elif method in ("resources/subscribe", "resources/unsubscribe"):
+            result = await self._subscribe(ctx, cat, method, params)
+        elif method == "completion/complete":
+            result = await self._complete(ctx, cat, params)
+        elif method == "logging/setLevel":
+            result = await self._set_level(ctx, cat, params)
+        elif method == "ping":
+            result = {}
+        elif method == "server/discover" and ctx.era == STATELESS:
+            result = self.discover(ctx.scope, cat)
+        else:
+            raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method}", http_status=404)
+        if ctx.era == STATELESS:
+            result.setdefault("resultType", "complete")
+        return result
+
+    # -- methods ---------------------------------------------------------------
+    async def _tools_call(self, ctx: RequestCtx, cat: Catalog, params: JSON) -> JSON:
+        name = params.get("name")
+        if not isinstance(name, str):
+            raise RpcError(INVALID_PARAMS, "Invalid params: tools/call needs a string 'name'", http_status=400)
+        args = params.get("arguments", {})
+        if args is not None and not isinstance(args, dict):
+            raise RpcError(INVALID_PARAMS, "Invalid params: 'arguments' must be an object", http_status=400)
+        entry = cat.tool_map.get(name)
+        if entry is None:
+            raise RpcError(INVALID_PARAMS, f"Unknown tool: {name!r}" + (
+                f" (service {ctx.scope!r} offers no such tool)" if ctx.scope else " (see tools/list)"), http_status=400)
+        if entry.svc is None:
+            return await control.call(self.daemon, name, args or {}, self.gw.client_counts())
+        return await self._forward(ctx, entry.svc, "tools/call", {**params, "name": entry.upstream}, params)
+
+    async def _by_uri(self, ctx: RequestCtx, cat: Catalog, method: str, params: JSON) -> JSON:
+        uri = params.get("uri")
+        if not isinstance(uri, str):
+            raise RpcError(INVALID_PARAMS, f"Invalid params: {method} needs a string 'uri'", http_status=400)
+        svc = self._resource_service(ctx, cat, uri)
+        return await self._forward(ctx, svc, method, params, params)
+
+    def _resource_service(self, ctx: RequestCtx, cat: Catalog, uri: str) -> "ServiceRuntime":
+        entry = cat.route_resource(uri)
+        if entry is not None and entry.svc is not None:
+            return entry.svc
+        if ctx.scope is not None and cat.services:
+            return cat.services[0]  # transparent proxy: the one service decides
+        raise RpcError(RESOURCE_NOT_FOUND, f"Resource not found: {uri!r} matches no resource or template of a running service",
+                       data={"uri": uri})
+
+    async def _subscribe(self, ctx: RequestCtx, cat: Catalog, method: str, params: JSON) -> JSON:
+        uri = params.get("uri")
+        if not isinstance(uri, str):
+            raise RpcError(INVALID_PARAMS, f"Invalid params: {method} needs a string 'uri'", http_status=400)
+        svc = self._resource_service(ctx, cat, uri)
+        caps = (svc.interface.capabilities if svc.interface else {}).get("resources") or {}
+        if caps.get("subscribe"):
+            await self._forward(ctx, svc, method, params, params)
+        if ctx.session is not None:
+            if method == "resources/subscribe":
+                ctx.session.subscriptions.add(uri)
+            else:
+                ctx.session.subscriptions.discard(uri)
+        return {}
+
+    async def _complete(self, ctx: RequestCtx, cat: Catalog, params: JSON) -> JSON:
+        ref = params.get("ref")
+        if not isinstance(ref, dict):
+            raise RpcError(INVALID_PARAMS, "Invalid params: completion/complete needs a 'ref' object", http_status=400)
+        if ref.get("type") == "ref/prompt":
+            entry = cat.prompt_map.get(ref.get("name"))  # type: ignore[arg-type]
+            if entry is None:
+                raise RpcError(INVALID_PARAMS, f"Unknown prompt: {ref.get('name')!r}", http_status=400)
+            svc, fwd = entry.svc, {**params, "ref": {**ref, "name": entry.upstream}}
+        elif ref.get("type") == "ref/resource":
+            uri = ref.get("uri")
+            if not isinstance(uri, str):
+                raise RpcError(INVALID_PARAMS, "Invalid params: ref/resource needs a 'uri'", http_status=400)
+            svc, fwd = self._template_service(ctx, cat, uri), params
+        else:
+            raise RpcError(INVALID_PARAMS, f"Invalid params: unknown ref type {ref.get('type')!r}", http_status=400)
+        if svc is None:
+            raise RpcError(INVALID_PARAMS, "Invalid params: no service for this reference", http_status=400)
+        if not (svc.interface and "completions" in svc.interface.capabilities):
+            return {"completion": {"values": [], "hasMore": False}}
+        return await self._forward(ctx, svc, "completion/complete", fwd, params)
+
+    def _template_service(self, ctx: RequestCtx, cat: Catalog, uri: str) -> "ServiceRuntime | None":
+        for e in cat.templates:
+            if e.upstream == uri:
+                return e.svc
+        return self._resource_service(ctx, cat, uri)
+
+    async def _set_level(self, ctx: RequestCtx, cat: Catalog, params: JSON) -> JSON:
+        level = params.get("level")
+        if not isinstance(level, str):
+            raise RpcError(INVALID_PARAMS, "Invalid params: logging/setLevel needs a string 'level'", http_status=400)
+        if ctx.session is not None:
+            ctx.session.log_level = level
+        targets = [s for s in cat.services if s.interface and "logging" in s.interface.capabilities]
+        if targets:
+            # Best effort: one service refusing must not fail the client's request.
+            await asyncio.gather(*(self._forward(ctx, s, "logging/setLevel", params, params) for s in targets),
+                                 return_exceptions=True)
+        return {}
+
+    def discover(self, scope: str | None, cat: Catalog) -> JSON:
+        result: JSON = {
+            "supportedVersions": list(ALL_VERSIONS),
+            "capabilities": self.gw.capabilities(scope, cat),
+            "instructions": self.gw.instructions(scope, cat),
+            "ttlMs": 0,
+            "cacheScope": "private",
+            "resultType": "complete",
+            "_meta": {"io.modelcontextprotocol/serverInfo": self.gw.server_info(scope, cat)},
+        }
+        if result["instructions"] is None:
+            del result["instructions"]
+        return result
+
+    # -- the one call path ---------------------------------------------------
+    async def _forward(self, ctx: RequestCtx, svc: "ServiceRuntime | None", method: str, params: JSON,
+                       original: JSON) -> JSON:
+        if svc is None:
+            raise RpcError(INTERNAL_ERROR, "internal routing error: no service")
+        params = _strip_envelope(params)
+        request_state = None
+        if "requestState" in params:
+            payload = self.gw.signer.verify(params["requestState"])
+            if payload.get("s") != svc.id or payload.get("m") != method:
+                raise RpcError(INVALID_PARAMS, "Invalid params: requestState belongs to another request", http_status=400)
+            request_state = payload.get("st")
+            params = {**params, "requestState": request_state}
+        cctx = CallContext(relay=ctx.relay, progress_token=ctx.progress_token, client_info=ctx.client_info,
+                           client_capabilities=ctx.client_capabilities, protocol_version=ctx.version,
+                           request_state=request_state)
+        try:
+            return await self.daemon.policy.call(svc, method, params, cctx)
+        except InputRequired as e:
+            if ctx.era != STATELESS:
+                raise RpcError(INTERNAL_ERROR, f"service {svc.name!r} needs client input the client cannot give") from None
+            token = self.gw.signer.sign({"s": svc.id, "m": method, "st": e.request_state})
+            return stateless.input_required(e.requests, token)
+        except UpstreamError as e:
+            raise RpcError(e.code, e.message, e.data) from None
+        except PolicyRefusal as e:
+            raise RpcError(INTERNAL_ERROR, f"refused by policy {e.policy}: {e}", data={"policy": e.policy}) from None
+        except RelayUnavailable as e:
+            raise RpcError(INTERNAL_ERROR, f"service {svc.name!r} asked the client something it cannot answer: {e}") from None
+        except BackendFault as e:
+            raise RpcError(INTERNAL_ERROR, f"service {svc.name!r} failed ({e.kind}): {e}") from None
+        except BackendError as e:
+            raise RpcError(INTERNAL_ERROR, f"service {svc.name!r} failed: {e}") from None

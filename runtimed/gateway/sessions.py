@@ -1,0 +1,194 @@
+"""Session-era sessions and the SSE streams of both eras.
+
+Owns ``Stream`` (an ordered, bounded buffer of SSE events with ids, which a
+writer drains and a client may resume with ``Last-Event-ID``), ``Session``
+(negotiated version, client info and capabilities, the GET stream, open POST
+streams, requests in flight, server-to-client requests awaiting an answer,
+resource subscriptions) and ``SessionStore`` (ids minted with
+``secrets.token_urlsafe``, lookup, end, idle expiry). Must not: route calls,
+know about services, or write HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import secrets
+import time
+from typing import Any
+
+from ..backends.base import UpstreamError
+from .jsonrpc import dumps
+
+JSON = dict[str, Any]
+STREAM_KEEP = 1000  # events kept per stream for resumption
+RECENT_STREAMS = 64  # finished POST streams kept per session for resumption
+SESSION_IDLE_S = 24 * 3600.0
+
+
+class Stream:
+    """One SSE stream's events: ``id: <stream>.<seq>``; the last one may be final."""
+
+    __slots__ = ("id", "seq", "events", "closed", "_waiters")
+
+    def __init__(self, stream_id: str | None = None) -> None:
+        self.id = stream_id or secrets.token_hex(6)
+        self.seq = 0
+        self.events: collections.deque[tuple[int, bytes, bool]] = collections.deque(maxlen=STREAM_KEEP)
+        self.closed = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def push(self, msg: JSON, final: bool = False) -> None:
+        if self.closed:
+            return
+        self.seq += 1
+        self.events.append((self.seq, dumps(msg), final))
+        if final:
+            self.closed = True
+        self._wake()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    def after(self, seq: int) -> list[tuple[int, bytes, bool]]:
+        if not self.events or self.events[-1][0] <= seq:
+            return []
+        return [e for e in self.events if e[0] > seq]
+
+    async def wait_after(self, seq: int, timeout: float | None) -> list[tuple[int, bytes, bool]]:
+        """Events after ``seq``; waits up to ``timeout`` for one. [] on timeout or when closed."""
+        ready = self.after(seq)
+        if ready or self.closed:
+            return ready
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            if fut in self._waiters:
+                self._waiters.remove(fut)
+        return self.after(seq)
+
+    def frame(self, seq: int, data: bytes) -> bytes:
+        return b"id: " + f"{self.id}.{seq}".encode() + b"\nevent: message\ndata: " + data + b"\n\n"
+
+
+class Session:
+    def __init__(self, session_id: str, version: str, client_info: JSON, capabilities: JSON, scope: str | None) -> None:
+        self.id = session_id
+        self.version = version
+        self.client_info = client_info
+        self.capabilities = capabilities
+        self.scope = scope  # None: the aggregate endpoint; else the service name
+        self.created = self.last_seen = time.monotonic()
+        self.initialized = False
+        self.standalone = Stream("g" + secrets.token_hex(5))
+        self.get_writer = 0  # increments per GET; an older writer stops
+        self.get_connected = 0
+        self.streams: collections.OrderedDict[str, Stream] = collections.OrderedDict()
+        self.inflight: dict[Any, asyncio.Task[Any]] = {}
+        self.pending: dict[Any, asyncio.Future[JSON]] = {}
+        self.subscriptions: set[str] = set()
+        self.log_level: str | None = None
+        self._ids = itertools.count(1)
+
+    def add_stream(self, stream: Stream) -> None:
+        self.streams[stream.id] = stream
+        while len(self.streams) > RECENT_STREAMS:
+            oldest = next(iter(self.streams))
+            if not self.streams[oldest].closed:
+                break
+            self.streams.popitem(last=False)
+
+    def find_stream(self, stream_id: str) -> Stream | None:
+        if stream_id == self.standalone.id:
+            return self.standalone
+        return self.streams.get(stream_id)
+
+    def has_capability(self, method: str) -> bool:
+        need = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation", "roots/list": "roots"}.get(method)
+        return need is None or self.capabilities.get(need) is not None
+
+    async def ask(self, stream: Stream, method: str, params: JSON) -> JSON:
+        """Send a server-to-client request on ``stream``; await the client's POSTed answer."""
+        req_id = f"rt-{next(self._ids)}"
+        fut: asyncio.Future[JSON] = asyncio.get_running_loop().create_future()
+        self.pending[req_id] = fut
+        try:
+            stream.push({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params})
+            reply = await fut
+        finally:
+            self.pending.pop(req_id, None)
+        if "error" in reply:
+            err = reply["error"] if isinstance(reply["error"], dict) else {}
+            raise UpstreamError(int(err.get("code", -32603)), str(err.get("message", "client error")), err.get("data"))
+        result = reply.get("result")
+        return result if isinstance(result, dict) else {}
+
+    def answer(self, msg: JSON) -> bool:
+        fut = self.pending.get(msg.get("id"))
+        if fut is None or fut.done():
+            return False
+        fut.set_result(msg)
+        return True
+
+    def close(self) -> None:
+        for task in list(self.inflight.values()):
+            task.cancel()
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_result({"error": {"code": -32000, "message": "session ended"}})
+        self.standalone.close()
+        for s in self.streams.values():
+            s.close()
+
+
+class SessionStore:
+    def __init__(self) -> None:
+        self.sessions: dict[str, Session] = {}
+
+    def create(self, version: str, client_info: JSON, capabilities: JSON, scope: str | None) -> Session:
+        self.expire()
+        sid = secrets.token_urlsafe(24)
+        s = Session(sid, version, client_info, capabilities, scope)
+        self.sessions[sid] = s
+        return s
+
+    def get(self, sid: str) -> Session | None:
+        s = self.sessions.get(sid)
+        if s is not None:
+            s.last_seen = time.monotonic()
+        return s
+
+    def end(self, sid: str) -> Session | None:
+        s = self.sessions.pop(sid, None)
+        if s is not None:
+            s.close()
+        return s
+
+    def expire(self) -> None:
+        now = time.monotonic()
+        for sid, s in list(self.sessions.items()):
+            if now - s.last_seen > SESSION_IDLE_S and not s.inflight and not s.get_connected:
+                self.end(sid)
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    def all(self) -> list[Session]:
+        return list(self.sessions.values())
+
+    def close_all(self) -> None:
+        for sid in list(self.sessions):
+            self.end(sid)

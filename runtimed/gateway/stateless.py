@@ -1,0 +1,161 @@
+"""The stateless era (2026-07-28): per-request envelope, header checks, and
+signed ``requestState`` for input-required round trips.
+
+Owns: validating ``params._meta`` (protocol version, client capabilities,
+client info), the ``Mcp-Method`` / ``Mcp-Name`` header rules (-32020), the
+unsupported-version answer (-32022 with the supported list), the
+``input_required`` result shape, and ``StateSigner`` (HMAC-SHA256 over the
+gateway's routing data plus the backend's opaque state, with an expiry).
+Must not: route calls or hold any per-client state.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .jsonrpc import HEADER_MISMATCH, INVALID_PARAMS, UNSUPPORTED_PROTOCOL_VERSION, RpcError
+from .versions import ALL_VERSIONS, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, STATELESS_VERSIONS
+
+JSON = dict[str, Any]
+NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+STATE_TTL_S = 3600.0
+
+
+@dataclass
+class Envelope:
+    protocol_version: str
+    client_info: JSON
+    client_capabilities: JSON
+
+
+def unsupported(requested: Any) -> RpcError:
+    return RpcError(
+        UNSUPPORTED_PROTOCOL_VERSION,
+        f"Unsupported protocol version {requested!r}; supported: {', '.join(ALL_VERSIONS)}",
+        data={"supported": list(ALL_VERSIONS), "requested": requested if isinstance(requested, str) else str(requested)},
+        http_status=400,
+    )
+
+
+def decode_header_value(value: str | None) -> str | None:
+    """Undo the ``=?base64?...?=`` sentinel used for non-ASCII header values."""
+    if value is None or not (value.startswith("=?base64?") and value.endswith("?=")):
+        return value
+    try:
+        return base64.b64decode(value[9:-2], validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def check_request(body: JSON, headers: dict[str, str], duplicated: str | None) -> Envelope:
+    """Validate one stateless-era request; raise ``RpcError`` with the spec's code."""
+    if duplicated:
+        raise RpcError(HEADER_MISMATCH, f"Header mismatch: {duplicated} appears more than once", http_status=400)
+    params = body.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    if not isinstance(meta, dict):
+        raise RpcError(INVALID_PARAMS, f"Invalid params: params._meta must be an object carrying {META_PROTOCOL_VERSION!r} "
+                       f"and {META_CLIENT_CAPABILITIES!r}", http_status=400)
+    missing = [k for k in (META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES) if k not in meta]
+    if missing:
+        raise RpcError(INVALID_PARAMS, f"Invalid params: params._meta is missing {', '.join(missing)}", http_status=400)
+    version = meta[META_PROTOCOL_VERSION]
+    header = headers.get("mcp-protocol-version")
+    if header is None or header != version:
+        raise RpcError(HEADER_MISMATCH, f"Header mismatch: MCP-Protocol-Version header {header!r} does not match "
+                       f"_meta protocol version {version!r}", http_status=400)
+    method = body.get("method")
+    if headers.get("mcp-method") != method:
+        raise RpcError(HEADER_MISMATCH, f"Header mismatch: Mcp-Method header {headers.get('mcp-method')!r} does not "
+                       f"match the body's method {method!r}", http_status=400)
+    key = NAME_BEARING.get(method)  # type: ignore[arg-type]
+    if key is not None:
+        value = params.get(key)  # type: ignore[union-attr]
+        if value is not None and decode_header_value(headers.get("mcp-name")) != value:
+            raise RpcError(HEADER_MISMATCH, f"Header mismatch: Mcp-Name header does not match params.{key}", http_status=400)
+    if not isinstance(version, str):
+        raise RpcError(INVALID_PARAMS, "Invalid params: the protocol version must be a string", http_status=400)
+    if version not in STATELESS_VERSIONS:
+        raise unsupported(version)
+    info = meta.get(META_CLIENT_INFO)
+    caps = meta.get(META_CLIENT_CAPABILITIES)
+    return Envelope(version, info if isinstance(info, dict) else {}, caps if isinstance(caps, dict) else {})
+
+
+def input_required(requests: JSON, request_state: str) -> JSON:
+    result: JSON = {"resultType": "input_required", "requestState": request_state}
+    if requests:
+        result["inputRequests"] = requests
+    return result
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text.encode() + b"=" * (-len(text) % 4))
+
+
+class StateSigner:
+    """Signs and verifies the gateway's wrapped ``requestState``.
+
+    The key is 32 random bytes kept in ``<state_dir>/gateway.key`` (mode 0600),
+    so a retry still verifies after a daemon restart; if the file cannot be
+    written, a per-process key is used.
+    """
+
+    def __init__(self, state_dir: Path | str | None) -> None:
+        self.key = self._load_key(Path(state_dir) / "gateway.key" if state_dir else None)
+
+    @staticmethod
+    def _load_key(path: Path | None) -> bytes:
+        if path is not None:
+            try:
+                data = path.read_bytes()
+                if len(data) >= 32:
+                    return data[:32]
+            except OSError:
+                pass
+            key = secrets.token_bytes(32)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(key)
+                return key
+            except OSError:
+                return key
+        return secrets.token_bytes(32)
+
+    def sign(self, payload: JSON) -> str:
+        payload = {**payload, "exp": int(time.time() + STATE_TTL_S)}
+        body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+        mac = _b64(hmac.new(self.key, body.encode(), hashlib.sha256).digest())
+        return f"rs1.{body}.{mac}"
+
+    def verify(self, token: Any) -> JSON:
+        """The payload, or ``RpcError(INVALID_PARAMS)`` if forged, altered or expired."""
+        if not isinstance(token, str) or token.count(".") != 2 or not token.startswith("rs1."):
+            raise RpcError(INVALID_PARAMS, "Invalid params: requestState was not issued by this gateway", http_status=400)
+        _, body, mac = token.split(".")
+        want = _b64(hmac.new(self.key, body.encode(), hashlib.sha256).digest())
+        if not hmac.compare_digest(want, mac):
+            raise RpcError(INVALID_PARAMS, "Invalid params: requestState signature does not verify", http_status=400)
+        try:
+            payload = json.loads(_unb64(body))
+        except (ValueError, binascii.Error):
+            raise RpcError(INVALID_PARAMS, "Invalid params: requestState is malformed", http_status=400) from None
+        if not isinstance(payload, dict) or payload.get("exp", 0) < time.time():
+            raise RpcError(INVALID_PARAMS, "Invalid params: requestState has expired; call again without it", http_status=400)
+        return payload

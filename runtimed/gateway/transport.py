@@ -1,0 +1,496 @@
+"""Streamable HTTP endpoints ``/mcp`` and ``/mcp/{service}``, both eras.
+
+Owns the HTTP side of MCP: POST (single messages, session-era batches), GET
+(the session-era server-to-client stream, ``Last-Event-ID`` resume) and DELETE
+(end a session); which era a request belongs to; session id and header checks;
+choosing ``application/json`` or ``text/event-stream`` per POST (SSE only once
+the call emits something before its result); cancelling a call when asked
+(``notifications/cancelled``) or, in the stateless era, when the client closes
+the response; ``subscriptions/listen`` streams. Runs as a raw ASGI app so it
+sees disconnects. Must not: route methods to services (``router``), or check
+tokens, Host or Origin (``runtimed.security`` does before routing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from ..backends.base import BackendError
+from . import stateless
+from .jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    STATELESS_HTTP_STATUS,
+    RpcError,
+    check_envelope,
+    dumps,
+    error_response,
+    is_notification,
+    is_response,
+    loads,
+    notification,
+    response,
+)
+from .relay import ExchangeRelay
+from .router import RequestCtx
+from .sessions import Session, Stream
+from .versions import (
+    BATCH_VERSIONS,
+    DEFAULT_HEADERLESS,
+    META_SUBSCRIPTION_ID,
+    SESSION,
+    SESSION_VERSIONS,
+    STATELESS,
+    STATELESS_VERSIONS,
+    era_of,
+    negotiate,
+)
+
+if TYPE_CHECKING:
+    from . import Gateway
+
+log = logging.getLogger("runtimed.gateway")
+JSON = dict[str, Any]
+Scope = dict[str, Any]
+PING_S = 15.0
+MAX_BODY = 8 * 1024 * 1024
+SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform"),
+               (b"x-accel-buffering", b"no")]
+ROUTING_HEADERS = ("mcp-protocol-version", "mcp-method", "mcp-name")
+
+
+class HttpReply(Exception):
+    """Answer at once with this status and (optional) JSON body."""
+
+    def __init__(self, status: int, body: Any = None, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.status, self.body, self.headers = status, body, headers or []
+
+
+async def send_json(send: Callable[..., Awaitable[None]], status: int, body: Any,
+                    headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    data = b"" if body is None else dumps(body)
+    hdrs = [(b"content-length", str(len(data)).encode())] + (headers or [])
+    if body is not None:
+        hdrs.append((b"content-type", b"application/json"))
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": data})
+
+
+def rpc_reply(err: RpcError, msg_id: Any, status: int) -> HttpReply:
+    return HttpReply(err.http_status or status, error_response(msg_id, err.code, err.message, err.data))
+
+
+class McpEndpoint:
+    """ASGI app for one path: ``scoped`` means ``/mcp/{service}``."""
+
+    def __init__(self, gateway: "Gateway", scoped: bool) -> None:
+        self.gw = gateway
+        self.scoped = scoped
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        raw_headers = scope.get("headers", [])
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
+        try:
+            svc_scope = self._service_scope(scope)
+            method = scope["method"]
+            if method == "POST":
+                await self.post(scope, receive, send, headers, raw_headers, svc_scope)
+            elif method == "GET":
+                await self.get(scope, receive, send, headers, svc_scope)
+            elif method == "DELETE":
+                self.delete(headers, svc_scope)
+                await send_json(send, 200, None)
+            else:
+                raise HttpReply(405, {"error": f"method {method} is not allowed on an MCP endpoint (use POST, GET or DELETE)"},
+                                [(b"allow", b"GET, POST, DELETE")])
+        except HttpReply as r:
+            await send_json(send, r.status, r.body, r.headers)
+
+    def _service_scope(self, scope: Scope) -> str | None:
+        if not self.scoped:
+            return None
+        name = scope.get("path_params", {}).get("service", "")
+        svc = self.gw.daemon.supervisor.find(name)
+        if svc is None:
+            raise HttpReply(404, error_response(None, INVALID_REQUEST,
+                            f"no service named {name!r}: see GET /api/services or use /mcp for every service"))
+        return svc.name
+
+    # -- session lookup --------------------------------------------------------
+    def _session(self, headers: dict[str, str], svc_scope: str | None, msg_id: Any = None) -> Session:
+        sid = headers.get("mcp-session-id")
+        if not sid:
+            raise HttpReply(400, error_response(msg_id, INVALID_REQUEST,
+                            "Bad Request: missing Mcp-Session-Id header (send initialize first)"))
+        session = self.gw.sessions.get(sid)
+        if session is None or session.scope != svc_scope:
+            raise HttpReply(404, error_response(msg_id, INVALID_REQUEST,
+                            "Session not found: it ended or expired (the daemon may have restarted); initialize again"))
+        return session
+
+    def _check_version_header(self, headers: dict[str, str], msg_id: Any = None) -> None:
+        v = headers.get("mcp-protocol-version")
+        if v is not None and v not in SESSION_VERSIONS:
+            err = stateless.unsupported(v)
+            raise HttpReply(400, error_response(msg_id, err.code, f"Bad Request: {err.message}", err.data))
+
+    # -- DELETE / GET ------------------------------------------------------------
+    def delete(self, headers: dict[str, str], svc_scope: str | None) -> None:
+        if headers.get("mcp-protocol-version") in STATELESS_VERSIONS:
+            raise HttpReply(405, error_response(None, INVALID_REQUEST, "DELETE is not used in protocol 2026-07-28 (no sessions)"),
+                            [(b"allow", b"POST")])
+        self._check_version_header(headers)
+        session = self._session(headers, svc_scope)
+        self.gw.sessions.end(session.id)
+
+    async def get(self, scope: Scope, receive: Any, send: Any, headers: dict[str, str], svc_scope: str | None) -> None:
+        if headers.get("mcp-protocol-version") in STATELESS_VERSIONS:
+            raise HttpReply(405, error_response(None, INVALID_REQUEST,
+                            "GET is not used in protocol 2026-07-28: use subscriptions/listen"), [(b"allow", b"POST")])
+        self._check_version_header(headers)
+        accept = headers.get("accept", "")
+        if "text/event-stream" not in accept and "*/*" not in accept:
+            raise HttpReply(406, error_response(None, INVALID_REQUEST, "Not Acceptable: GET needs Accept: text/event-stream"))
+        session = self._session(headers, svc_scope)
+        stream, seq = session.standalone, session.standalone.seq
+        last = headers.get("last-event-id")
+        if last:
+            sid, _, n = last.rpartition(".")
+            found = session.find_stream(sid)
+            if found is None or not n.isdigit():
+                raise HttpReply(404, error_response(None, INVALID_REQUEST, f"Last-Event-ID {last!r} names no stream of this session"))
+            stream, seq = found, int(n)
+        session.get_writer += 1
+        me = session.get_writer
+        session.get_connected += 1
+        try:
+            await self._write_sse(send, receive, stream, seq,
+                                  lambda: stream is session.standalone and session.get_writer != me)
+        finally:
+            session.get_connected -= 1
+
+    async def _write_sse(self, send: Any, receive: Any, stream: Stream, seq: int,
+                         superseded: Callable[[], bool] = lambda: False) -> None:
+        """Write ``stream`` from after ``seq`` until it closes or the client leaves."""
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            while not gone.is_set() and not superseded():
+                waiter = asyncio.ensure_future(stream.wait_after(seq, PING_S))
+                done, _ = await asyncio.wait({waiter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+                if waiter not in done:
+                    waiter.cancel()
+                    break
+                events = waiter.result()
+                if events:
+                    body = b"".join(stream.frame(s, d) for s, d, _ in events)
+                    seq = events[-1][0]
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                elif stream.closed:
+                    break
+                else:
+                    await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+                if stream.closed and not stream.after(seq):
+                    break
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass
+        finally:
+            watcher.cancel()
+
+    # -- POST ----------------------------------------------------------------------
+    async def post(self, scope: Scope, receive: Any, send: Any, headers: dict[str, str],
+                   raw_headers: list[tuple[bytes, bytes]], svc_scope: str | None) -> None:
+        body = await _read_body(receive, headers)
+        try:
+            msg = loads(body)
+        except RpcError as e:
+            raise rpc_reply(e, None, 400) from None
+        version_header = headers.get("mcp-protocol-version")
+        era = era_of(version_header, msg)
+        accept = headers.get("accept", "")
+        can_sse = "text/event-stream" in accept or "*/*" in accept or not accept
+        if era == STATELESS:
+            await self._post_stateless(scope, receive, send, msg, headers, raw_headers, svc_scope, can_sse)
+        else:
+            await self._post_session(scope, receive, send, msg, headers, svc_scope, can_sse)
+
+    async def _post_stateless(self, scope: Scope, receive: Any, send: Any, msg: Any, headers: dict[str, str],
+                              raw_headers: list[tuple[bytes, bytes]], svc_scope: str | None, can_sse: bool) -> None:
+        msg_id = msg.get("id") if isinstance(msg, dict) else None
+        try:
+            if isinstance(msg, list):
+                raise RpcError(INVALID_REQUEST, "Invalid request: JSON-RPC batches are not supported in protocol 2026-07-28",
+                               http_status=400)
+            check_envelope(msg)
+            if is_response(msg):
+                raise RpcError(INVALID_REQUEST, "Invalid request: clients do not send responses in protocol 2026-07-28",
+                               http_status=400)
+            if is_notification(msg):
+                v = headers.get("mcp-protocol-version")
+                if v not in STATELESS_VERSIONS:
+                    raise stateless.unsupported(v)
+                raise HttpReply(202)
+            envelope = stateless.check_request(msg, headers, _duplicated(raw_headers))
+        except RpcError as e:
+            raise rpc_reply(e, msg_id, STATELESS_HTTP_STATUS.get(e.code, 400)) from None
+        method, params = msg["method"], msg.get("params") or {}
+        if method == "subscriptions/listen":
+            await self._listen(receive, send, msg_id, params, svc_scope)
+            return
+        stream = Stream()
+        ctx = RequestCtx(STATELESS, envelope.protocol_version, svc_scope, envelope.client_info,
+                         envelope.client_capabilities, None, ExchangeRelay(stream, None, _progress_token(params), can_sse),
+                         _progress_token(params))
+        await self._exchange(send, receive, msg_id, ctx, method, params, stream, cancel_on_close=True, stateless_status=True)
+
+    async def _post_session(self, scope: Scope, receive: Any, send: Any, msg: Any, headers: dict[str, str],
+                            svc_scope: str | None, can_sse: bool) -> None:
+        self._check_version_header(headers, msg.get("id") if isinstance(msg, dict) else None)
+        if isinstance(msg, list):
+            await self._batch(send, msg, headers, svc_scope)
+            return
+        try:
+            check_envelope(msg)
+        except RpcError as e:
+            raise rpc_reply(e, msg.get("id") if isinstance(msg, dict) else None, 400) from None
+        msg_id = msg.get("id")
+        method = msg.get("method")
+        if method == "initialize":
+            if is_notification(msg):
+                raise HttpReply(400, error_response(None, INVALID_REQUEST, "Invalid request: initialize must be a request"))
+            await send_json(send, 200, *self._initialize(msg, svc_scope))
+            return
+        session = self._session(headers, svc_scope, msg_id)
+        if is_response(msg):
+            session.answer(msg)
+            raise HttpReply(202)
+        if is_notification(msg):
+            await self._notification(session, method, msg.get("params") or {})
+            raise HttpReply(202)
+        params = msg.get("params") or {}
+        stream = Stream()
+        session.add_stream(stream)
+        token = _progress_token(params)
+        ctx = RequestCtx(SESSION, session.version, svc_scope, session.client_info, session.capabilities, session,
+                         ExchangeRelay(stream, session, token, can_sse), token)
+        await self._exchange(send, receive, msg_id, ctx, method, params, stream, cancel_on_close=False,
+                             stateless_status=False)
+
+    def _initialize(self, msg: JSON, svc_scope: str | None) -> tuple[JSON, list[tuple[bytes, bytes]]]:
+        params = msg.get("params") or {}
+        version = negotiate(params.get("protocolVersion"))
+        info = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else {}
+        caps = params.get("capabilities") if isinstance(params.get("capabilities"), dict) else {}
+        session = self.gw.sessions.create(version, info, caps, svc_scope)
+        cat = self.gw.catalogs.get(svc_scope)
+        result: JSON = {"protocolVersion": version, "capabilities": self.gw.capabilities(svc_scope, cat),
+                        "serverInfo": self.gw.server_info(svc_scope, cat)}
+        instructions = self.gw.instructions(svc_scope, cat)
+        if instructions:
+            result["instructions"] = instructions
+        return response(msg["id"], result), [(b"mcp-session-id", session.id.encode())]
+
+    async def _notification(self, session: Session, method: str, params: JSON) -> None:
+        if method == "notifications/initialized":
+            session.initialized = True
+        elif method == "notifications/cancelled":
+            task = session.inflight.get(params.get("requestId"))
+            if task is not None:
+                task.cancel()
+        elif method == "notifications/roots/list_changed":
+            for svc in self.gw.catalogs.get(session.scope).services:
+                if svc.backend is not None:
+                    try:
+                        await svc.backend.notify(method, params)
+                    except BackendError:
+                        pass
+
+    async def _batch(self, send: Any, msgs: list[Any], headers: dict[str, str], svc_scope: str | None) -> None:
+        sid = headers.get("mcp-session-id")
+        session = self.gw.sessions.get(sid) if sid else None
+        version = session.version if session else headers.get("mcp-protocol-version", DEFAULT_HEADERLESS)
+        if version not in BATCH_VERSIONS:
+            raise HttpReply(400, error_response(None, INVALID_REQUEST,
+                            f"Invalid request: JSON-RPC batches are not supported in protocol {version} (removed in 2025-06-18)"))
+        if not msgs:
+            raise HttpReply(400, error_response(None, INVALID_REQUEST, "Invalid request: empty batch"))
+        session = self._session(headers, svc_scope)
+        out: list[JSON] = []
+        for m in msgs:
+            try:
+                check_envelope(m)
+            except RpcError as e:
+                out.append(error_response(m.get("id") if isinstance(m, dict) else None, e.code, e.message))
+                continue
+            if m.get("method") == "initialize":
+                out.append(error_response(m.get("id"), INVALID_REQUEST, "initialize must not be part of a batch"))
+            elif is_response(m):
+                session.answer(m)
+            elif is_notification(m):
+                await self._notification(session, m["method"], m.get("params") or {})
+            else:
+                stream = Stream()
+                ctx = RequestCtx(SESSION, session.version, svc_scope, session.client_info, session.capabilities, session,
+                                 ExchangeRelay(stream, session, None, False), None)
+                out.append(await self._run(ctx, m["id"], m["method"], m.get("params") or {}))
+        if not out:
+            raise HttpReply(202)
+        await send_json(send, 200, out)
+
+    # -- one request, JSON or SSE ------------------------------------------------
+    async def _run(self, ctx: RequestCtx, msg_id: Any, method: str, params: JSON) -> JSON:
+        try:
+            return response(msg_id, await self.gw.router.handle(ctx, method, params))
+        except RpcError as e:
+            return error_response(msg_id, e.code, e.message, e.data)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug must still answer with something readable
+            log.exception("gateway error in %s", method)
+            return error_response(msg_id, INTERNAL_ERROR, f"internal error ({type(e).__name__}); see the daemon log")
+
+    async def _exchange(self, send: Any, receive: Any, msg_id: Any, ctx: RequestCtx, method: str, params: JSON,
+                        stream: Stream, cancel_on_close: bool, stateless_status: bool) -> None:
+        session = ctx.session
+        counter = self.gw.stateless_inflight if session is None else None
+        code: list[int | None] = [None]
+
+        async def run() -> None:
+            try:
+                resp = await self._run(ctx, msg_id, method, params)
+                if "error" in resp:
+                    code[0] = resp["error"]["code"]
+                stream.push(resp, final=True)
+            finally:
+                stream.close()
+                if session is not None and session.inflight.get(msg_id) is task:
+                    del session.inflight[msg_id]
+
+        task = asyncio.ensure_future(run())
+        if session is not None:
+            session.inflight[msg_id] = task
+        if counter is not None:
+            counter[0] += 1
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+            if cancel_on_close and not task.done():
+                task.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            # Defer the choice: JSON if the result comes before anything else, SSE otherwise.
+            waiter = asyncio.ensure_future(stream.wait_after(0, PING_S))
+            done, _ = await asyncio.wait({waiter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if waiter not in done:
+                waiter.cancel()
+                return  # the client left
+            events = waiter.result()
+            if len(events) == 1 and events[0][2]:
+                data = events[0][1]
+                status = 200
+                if stateless_status and code[0] is not None:
+                    status = STATELESS_HTTP_STATUS.get(code[0], 200)
+                await send({"type": "http.response.start", "status": status,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(data)).encode())]})
+                await send({"type": "http.response.body", "body": data})
+                return
+            await self._stream_from(send, stream, events, watcher, gone)
+        finally:
+            watcher.cancel()
+            if counter is not None:
+                counter[0] -= 1
+
+    async def _stream_from(self, send: Any, stream: Stream, first: list[tuple[int, bytes, bool]],
+                           watcher: "asyncio.Future[None]", gone: asyncio.Event) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        events, seq = first, 0
+        while True:
+            if events:
+                seq = events[-1][0]
+                await send({"type": "http.response.body", "body": b"".join(stream.frame(s, d) for s, d, _ in events),
+                            "more_body": True})
+            elif not stream.closed:
+                await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+            if stream.closed and not stream.after(seq):
+                break
+            waiter = asyncio.ensure_future(stream.wait_after(seq, PING_S))
+            done, _ = await asyncio.wait({waiter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if waiter not in done:
+                waiter.cancel()
+                return  # the client left; session-era events stay buffered for Last-Event-ID
+            events = waiter.result()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    # -- subscriptions/listen (stateless era) ------------------------------------
+    async def _listen(self, receive: Any, send: Any, msg_id: Any, params: JSON, svc_scope: str | None) -> None:
+        wanted = params.get("notifications") if isinstance(params.get("notifications"), dict) else {}
+        agreed: JSON = {}
+        for key in ("toolsListChanged", "promptsListChanged", "resourcesListChanged"):
+            if wanted.get(key):
+                agreed[key] = True
+        uris = wanted.get("resourceSubscriptions")
+        if isinstance(uris, list) and all(isinstance(u, str) for u in uris):
+            agreed["resourceSubscriptions"] = list(uris)
+        stream = Stream()
+        meta = {META_SUBSCRIPTION_ID: msg_id}
+        stream.push(notification("notifications/subscriptions/acknowledged", {"notifications": agreed, "_meta": meta}))
+        listener = self.gw.add_listener(stream, svc_scope, agreed, meta)
+        try:
+            await self._write_sse(send, receive, stream, 0)
+        finally:
+            self.gw.remove_listener(listener)
+            stream.close()
+
+
+async def _read_body(receive: Any, headers: dict[str, str]) -> bytes:
+    length = headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY:
+        raise HttpReply(413, error_response(None, INVALID_REQUEST, f"request body larger than {MAX_BODY} bytes"))
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise HttpReply(400, None)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise HttpReply(413, error_response(None, INVALID_REQUEST, f"request body larger than {MAX_BODY} bytes"))
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _duplicated(raw_headers: list[tuple[bytes, bytes]]) -> str | None:
+    seen: set[bytes] = set()
+    for k, _ in raw_headers:
+        k = k.lower()
+        if k in (b"mcp-protocol-version", b"mcp-method", b"mcp-name"):
+            if k in seen:
+                return k.decode()
+            seen.add(k)
+    return None
+
+
+def _progress_token(params: JSON) -> Any:
+    meta = params.get("_meta")
+    return meta.get("progressToken") if isinstance(meta, dict) else None
+
+
+__all__ = ["McpEndpoint", "METHOD_NOT_FOUND"]
