@@ -198,11 +198,9 @@ class WasmBackend(Backend):
             self.host.log("info", f"[{name}] {line}")
         if log.dropped:
             self.host.log("warning", f"[{name}] {log.dropped} log message(s) dropped (at most 100 per call)")
-        if result.get("isError"):
-            text = result["content"][0]["text"]
-            if "limit exceeded" in text:
-                self._limit_hits += 1
-                self.host.log("warning", f"[{name}] {text}")
+        if log.limit:
+            self._limit_hits += 1
+            self.host.log("warning", f"[{name}] {result['content'][0]['text']}")
         return result
 
     def describe(self) -> JSON:

@@ -52,6 +52,7 @@ class CallLog:
 
     lines: list[str] = field(default_factory=list)
     dropped: int = 0
+    limit: str | None = None  # the sandbox limit the call hit, if any
 
 
 _tls = threading.local()
@@ -94,17 +95,21 @@ def instance_pre(module: wasmtime.Module, host_imports: list[str]) -> wasmtime.I
 class _Stop(Exception):
     """Ends a call early with an ``isError`` result."""
 
-    def __init__(self, result: dict[str, Any]) -> None:
+    def __init__(self, result: dict[str, Any], limit: str | None = None) -> None:
         super().__init__(result["content"][0]["text"])
         self.result = result
+        self.limit = limit
 
 
 def error_result(message: str) -> dict[str, Any]:
     return {"content": [{"type": "text", "text": message}], "isError": True}
 
 
-def limit_result(limit: str, detail: str) -> dict[str, Any]:
-    return error_result(f"WebAssembly {limit} limit exceeded: {detail}")
+def _limit(limit: str, detail: str) -> _Stop:
+    """An exceeded sandbox limit: fuel, time, memory, output size or bad pointer."""
+    if limit == "bad pointer":
+        return _Stop(error_result(f"WebAssembly sandbox: bad pointer: {detail}"), limit)
+    return _Stop(error_result(f"WebAssembly {limit} limit exceeded: {detail}"), limit)
 
 
 def _trap_text(err: Exception) -> str:
@@ -130,30 +135,31 @@ class _Call:
         try:
             instance = self.pre.instantiate(self.store)
         except wasmtime.Trap as t:
-            raise self._trap(t, "while starting the module") from None
+            raise self._trap(t, " while starting the module") from None
         except wasmtime.WasmtimeError as e:
             if "memory" in str(e) and "limit" in str(e):
-                raise _Stop(limit_result("memory", f"the module needs more than {self.limits.memory_bytes} bytes to start")) from None
+                raise _limit("memory", f"the module needs more than {self.limits.memory_bytes} bytes to start") from None
             raise _Stop(error_result(f"the module could not be instantiated: {_trap_text(e)}")) from None
         exports = instance.exports(self.store)
         mem = exports.get("memory")
         self.memory = mem if isinstance(mem, wasmtime.Memory) else None
         return exports
 
-    def _near_memory_limit(self) -> bool:
-        return self.memory is not None and self.memory.data_len(self.store) + PAGE > self.limits.memory_bytes
+    def near_memory_limit(self, wanted: int = PAGE) -> bool:
+        """Whether growing by ``wanted`` more bytes would pass the memory limit."""
+        return self.memory is not None and self.memory.data_len(self.store) + max(wanted, PAGE) > self.limits.memory_bytes
 
     def _trap(self, t: wasmtime.Trap, when: str) -> _Stop:
         code = t.trap_code
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
-            return _Stop(limit_result("fuel", f"the call used all {self.limits.fuel} units of fuel"))
+            return _limit("fuel", f"the call used all {self.limits.fuel} units of fuel")
         if code == wasmtime.TrapCode.INTERRUPT:
-            return _Stop(limit_result("time", f"the call ran longer than {round(self.timeout_ms)} ms"))
-        if self._near_memory_limit():
-            return _Stop(limit_result("memory", f"the call reached the {self.limits.memory_bytes} bytes memory limit and then trapped ({_trap_text(t)})"))
+            return _limit("time", f"the call ran longer than {round(self.timeout_ms)} ms")
+        if self.near_memory_limit():
+            return _limit("memory", f"the call reached the {self.limits.memory_bytes} bytes memory limit and then trapped ({_trap_text(t)})")
         if code == wasmtime.TrapCode.STACK_OVERFLOW:
-            return _Stop(error_result(f"the tool trapped {when}: stack overflow"))
-        return _Stop(error_result(f"the tool trapped {when}: {_trap_text(t)}"))
+            return _Stop(error_result(f"the tool trapped{when}: stack overflow"))
+        return _Stop(error_result(f"the tool trapped{when}: {_trap_text(t)}"))
 
     def invoke(self, func: Any, *args: Any) -> Any:
         try:
@@ -167,8 +173,8 @@ class _Call:
         assert self.memory is not None
         size = self.memory.data_len(self.store)
         if ptr + length > size:
-            raise _Stop(limit_result(
-                "bad pointer", f"{what} [{ptr}, {ptr + length}) lies outside the guest's {size} bytes of memory"))
+            raise _limit(
+                "bad pointer", f"{what} [{ptr}, {ptr + length}) lies outside the guest's {size} bytes of memory")
 
 
 def run_tool(pre: wasmtime.InstancePre, spec: ToolSpec, args: dict[str, Any], limits: Limits,
@@ -186,6 +192,7 @@ def run_tool(pre: wasmtime.InstancePre, spec: ToolSpec, args: dict[str, Any], li
             result = _run_numeric(call, exports, spec, args)
     except _Stop as stop:
         result = stop.result
+        log.limit = stop.limit
     finally:
         _tls.log = None
     return result, log
@@ -196,8 +203,8 @@ def _run_json(call: _Call, exports: wasmtime.InstanceExports, spec: ToolSpec, ar
     data = json.dumps(args, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     ptr = call.invoke(exports["alloc"], len(data)) & 0xFFFFFFFF
     if ptr == 0:
-        if call._near_memory_limit():
-            raise _Stop(limit_result("memory", f"alloc({len(data)}) failed at the {call.limits.memory_bytes} bytes memory limit"))
+        if call.near_memory_limit(len(data)):
+            raise _limit("memory", f"alloc({len(data)}) failed at the {call.limits.memory_bytes} bytes memory limit")
         raise _Stop(error_result(f"the tool's alloc({len(data)}) returned 0 (allocation failed)"))
     call.check_span(ptr, len(data), "the buffer returned by alloc")
     assert call.memory is not None
@@ -205,7 +212,7 @@ def _run_json(call: _Call, exports: wasmtime.InstanceExports, spec: ToolSpec, ar
     packed = call.invoke(exports[spec.name], ptr, len(data)) & 0xFFFFFFFFFFFFFFFF
     out_ptr, out_len = packed >> 32, packed & 0xFFFFFFFF
     if out_len > call.limits.max_output_bytes:
-        raise _Stop(limit_result("output size", f"the result is {out_len} bytes, more than the {call.limits.max_output_bytes} allowed"))
+        raise _limit("output size", f"the result is {out_len} bytes, more than the {call.limits.max_output_bytes} allowed")
     call.check_span(out_ptr, out_len, "the result")
     if max_response_bytes is not None and out_len > max_response_bytes:
         raise BackendFault(f"the tool's result is {out_len} bytes, more than the {max_response_bytes} allowed", kind="payload")
