@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 JSON = dict[str, Any]
 PAGE_SIZE = 100
+SERVICE_META = "io.runtimed/service"  # added to each tool/prompt listed on /mcp
 KINDS = ("tools", "prompts", "resources", "resourceTemplates")
 
 
@@ -60,10 +61,11 @@ class Catalog:
 
     # -- paging ------------------------------------------------------------
     def page(self, kind: str, cursor: str | None) -> tuple[list[JSON], str | None]:
-        """One page: at most PAGE_SIZE items, never crossing a service boundary.
+        """One page of at most PAGE_SIZE items, across services in name order.
 
-        The cursor carries the service (by id) and the position in that
-        service's list, so a page survives other services starting or stopping.
+        The cursor names the service of the next item and the position in that
+        service's own list (its cursor), so paging survives other services
+        starting or stopping between pages.
         """
         entries = self.kind(kind)
         start = 0
@@ -71,10 +73,7 @@ class Catalog:
             start = self._decode(kind, cursor, entries)
         if start >= len(entries):
             return [], None
-        owner = _owner(entries[start])
-        end = start
-        while end < len(entries) and end - start < PAGE_SIZE and _owner(entries[end]) == owner:
-            end += 1
+        end = min(start + PAGE_SIZE, len(entries))
         items = [e.item for e in entries[start:end]]
         if end >= len(entries):
             return items, None
@@ -179,6 +178,9 @@ def _add_named(cat: Catalog, svc: "ServiceRuntime", kind: str, item: JSON, out: 
         return
     listed = dict(item)
     listed["name"] = public
+    if aggregate:
+        meta = item.get("_meta")
+        listed["_meta"] = {**(meta if isinstance(meta, dict) else {}), SERVICE_META: svc.name}
     entry = Entry(svc, upstream, listed)
     out.append(entry)
     index[public] = entry
