@@ -1,0 +1,116 @@
+"""Who may talk to the daemon: bearer token, loopback-only binds, Host and Origin
+(DNS rebinding). Real daemons, real HTTP requests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.foundation import run_daemon_expect_exit
+
+TOKEN = "s3cret-token-for-tests-42"
+PROTECTED = [("GET", "/api/status"), ("GET", "/api/services"), ("GET", "/api/events"), ("POST", "/mcp")]
+MCP_BODY = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+
+
+def _req(d, method: str, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    kw: dict = {}
+    if path == "/mcp":
+        kw["json"] = MCP_BODY
+        headers = {"Accept": "application/json, text/event-stream", **(headers or {})}
+    return httpx.request(method, d.url + path, headers=headers or {}, timeout=30, **kw)
+
+
+@pytest.fixture
+def token_daemon(make_daemon):
+    return make_daemon("tok", token=TOKEN)
+
+
+@pytest.mark.parametrize("method,path", PROTECTED)
+def test_token_required_on_api_and_mcp(token_daemon, method: str, path: str) -> None:
+    d = token_daemon
+    r = _req(d, method, path)
+    assert r.status_code == 401, r.text
+    assert r.headers.get("www-authenticate", "").lower().startswith("bearer")
+    assert TOKEN not in r.text
+    r = _req(d, method, path, {"Authorization": "Bearer wrong-token-wrong-token"})
+    assert r.status_code == 401
+    r = _req(d, method, path, {"Authorization": f"Basic {TOKEN}"})
+    assert r.status_code == 401
+    r = _req(d, method, path, {"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200, r.text
+    if path == "/mcp":
+        assert '"result"' in r.text and '"protocolVersion"' in r.text
+
+
+def test_healthz_is_open(token_daemon) -> None:
+    r = httpx.get(token_daemon.url + "/healthz", timeout=30)
+    assert r.status_code == 200 and r.json()["ok"] is True
+
+
+@pytest.mark.parametrize("with_token", [False, True])
+def test_foreign_host_header_is_refused(make_daemon, with_token: bool) -> None:
+    d = make_daemon("h", token=TOKEN if with_token else None)
+    auth = {"Authorization": f"Bearer {TOKEN}"} if with_token else {}
+    for path in ("/api/status", "/mcp"):
+        r = _req(d, "GET" if path != "/mcp" else "POST", path, {"Host": "evil.example", **auth})
+        assert r.status_code == 403, r.text
+        assert "evil.example" in r.text
+        r = _req(d, "GET" if path != "/mcp" else "POST", path, {"Host": f"evil.example:{d.url.rsplit(':', 1)[1]}", **auth})
+        assert r.status_code == 403
+    r = _req(d, "GET", "/api/status", {"Origin": "http://evil.example", **auth})
+    assert r.status_code == 403 and "Origin" in r.text
+    r = _req(d, "GET", "/api/status", {"Origin": "null", **auth})
+    assert r.status_code == 403
+    # Our own names pass, with the port and with an own-address Origin.
+    port = d.url.rsplit(":", 1)[1]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        r = _req(d, "GET", "/api/status", {"Host": host, "Origin": f"http://{host}", **auth})
+        assert r.status_code == 200, r.text
+
+
+def test_allowed_hosts_config_lets_a_proxy_name_through(make_daemon) -> None:
+    d = make_daemon("proxy", env={"RUNTIMED_ALLOWED_HOSTS": "proxy.example, other.example"})
+    r = _req(d, "GET", "/api/status", {"Host": "proxy.example"})
+    assert r.status_code == 200, r.text
+    r = _req(d, "GET", "/api/status", {"Host": "proxy.example:443", "Origin": "https://other.example"})
+    assert r.status_code == 200, r.text
+    r = _req(d, "GET", "/api/status", {"Host": "evil.example"})
+    assert r.status_code == 403
+
+
+def test_non_loopback_bind_without_token_is_refused(tmp_path: Path) -> None:
+    res = run_daemon_expect_exit(tmp_path / "state", "--host", "0.0.0.0")
+    assert res.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without a token" in res.stderr
+    assert "--auth-token" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "state" / "runtimed.pid").exists()
+
+
+def test_wildcard_bind_with_token_starts_and_guards(make_daemon) -> None:
+    d = make_daemon("wild", args=["--host", "0.0.0.0"], token=TOKEN)
+    port = d.url.rsplit(":", 1)[1]
+    base = f"http://127.0.0.1:{port}"
+    assert httpx.get(base + "/healthz", timeout=30).status_code == 200
+    assert httpx.get(base + "/api/status", timeout=30).status_code == 401
+    r = httpx.get(base + "/api/status", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert r.status_code == 200 and r.json()["authRequired"] is True
+    r = httpx.get(base + "/api/status", headers={"Authorization": f"Bearer {TOKEN}", "Host": "evil.example"},
+                  timeout=30)
+    assert r.status_code == 403
+
+
+def test_token_never_appears_in_status_events_or_log(token_daemon) -> None:
+    d = token_daemon
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for path in ("/api/status", "/api/events", "/api/services"):
+        r = httpx.get(d.url + path, headers=auth, timeout=30)
+        assert r.status_code == 200 and TOKEN not in r.text
+    assert TOKEN not in d.log()
+    pid = json.loads((d.state_dir / "runtimed.pid").read_text())
+    assert TOKEN not in json.dumps(pid)
