@@ -260,6 +260,15 @@ class LegacySseConnection:
                 if self.era is None:
                     self.reconnects += 1 if self.handshakes else 0
                     await self._connect()
+        try:
+            return await self._exchange(method, dict(params or {}), ctx)
+        except BackendFault as e:
+            if e.status != 404:
+                raise
+        async with self._lock:  # the upstream forgot our session: connect again, once
+            if self.era is None:
+                self.reconnects += 1
+                await self._connect()
         return await self._exchange(method, dict(params or {}), ctx)
 
     async def notify(self, method: str, params: JSON | None) -> None:

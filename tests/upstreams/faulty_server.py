@@ -17,7 +17,9 @@ tools/list) to be started, then misbehaves on purpose per tool:
 
 Per path, every request: ``/500/mcp`` answers 500, ``/401/mcp`` answers 401,
 ``/403/mcp`` answers 403, ``/hang/mcp`` never answers, ``/badjson/mcp`` answers
-invalid JSON. ``/mcp`` behaves per tool as above. ``server/discover`` is
+invalid JSON, ``/hangping/mcp`` never answers ``ping``, ``/redirect-same/mcp``
+redirects (307) to ``/mcp``, ``/redirect-other/mcp`` to the same port on
+``localhost`` (another origin). ``/mcp`` behaves per tool as above. ``server/discover`` is
 answered like a pre-2026 server (400) unless ``--discover`` is given.
 
 Test code only.
@@ -64,6 +66,10 @@ async def mcp_endpoint(request: Request) -> Response:
         return JSONResponse({"error": "forbidden"}, status_code=403)
     if fault == "hang":
         await _forever()
+    if fault == "redirect-same":
+        return Response(status_code=307, headers={"location": f"/mcp"})
+    if fault == "redirect-other":
+        return Response(status_code=307, headers={"location": f"http://localhost:{request.url.port}/mcp"})
     if request.method == "GET":
         return PlainTextResponse("no GET stream here", status_code=405)
     if request.method == "DELETE":
@@ -95,6 +101,8 @@ async def mcp_endpoint(request: Request) -> Response:
             "resultType": "complete",
         }
         return JSONResponse(_reply(id_, result))
+    if method == "ping" and fault == "hangping":
+        await _forever()
     if method == "ping":
         return JSONResponse(_reply(id_, {}))
     if method == "tools/list":
