@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable
+from typing import Any, Iterable
 
 
 @dataclass
@@ -102,6 +102,17 @@ class EventBus:
                 self._file.append(ev.to_json())
             except OSError:
                 pass
+        self._fan_out(ev)
+        return ev
+
+    def notify(self, type: str, service: str | None = None, **data: Any) -> Event:
+        """Send an event to live subscribers only: not kept in the ring or the
+        file (high-rate facts such as one per tool call, recorded elsewhere)."""
+        ev = Event(next(self._ids), time.time(), type, service, data)
+        self._fan_out(ev)
+        return ev
+
+    def _fan_out(self, ev: Event) -> None:
         for q in list(self._subs):
             if q.full():
                 try:
@@ -109,7 +120,6 @@ class EventBus:
                 except asyncio.QueueEmpty:
                     pass
             q.put_nowait(ev)
-        return ev
 
     def recent(self, limit: int = 200, service: str | None = None, types: Iterable[str] | None = None,
                after: int = 0) -> list[Event]:
@@ -120,15 +130,31 @@ class EventBus:
         ]
         return out[-limit:]
 
-    async def subscribe(self, maxsize: int = 1000) -> AsyncIterator[Event]:
-        q: asyncio.Queue[Event] = asyncio.Queue(maxsize=maxsize)
-        self._subs.add(q)
-        try:
-            while True:
-                yield await q.get()
-        finally:
-            self._subs.discard(q)
+    def subscribe(self, maxsize: int = 1000) -> "Subscription":
+        """A live subscription, registered now (no event emitted after this
+        call is missed); iterate it with ``async for``, end it with ``aclose()``."""
+        return Subscription(self._subs, maxsize)
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+
+
+class Subscription:
+    """One subscriber's queue; an async iterator of events until ``aclose()``."""
+
+    def __init__(self, subs: set[asyncio.Queue[Event]], maxsize: int) -> None:
+        self._subs = subs
+        self._q: asyncio.Queue[Event] = asyncio.Queue(maxsize=maxsize)
+        subs.add(self._q)
+
+    def __aiter__(self) -> "Subscription":
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._q not in self._subs and self._q.empty():
+            raise StopAsyncIteration
+        return await self._q.get()
+
+    async def aclose(self) -> None:
+        self._subs.discard(self._q)
