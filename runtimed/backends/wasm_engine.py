@@ -2,7 +2,8 @@
 
 Owns: creating (lazily, once per process) the shared ``wasmtime.Engine`` with
 fuel and epoch interruption enabled, the single daemon thread that advances
-the engine's epoch every ``EPOCH_TICK_MS``, the fingerprint of the engine's
+the engine's epoch every ``EPOCH_TICK_MS`` while calls are running (it
+sleeps while none are, so an idle daemon does not wake), the fingerprint of the engine's
 settings (part of every compile-cache key), and the bounded thread pool that
 wasm calls run on (wasmtime releases the GIL while wasm runs).
 Must not: compile or run modules, or know about tools, services or MCP.
@@ -16,6 +17,8 @@ import platform
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Iterator
 
 import wasmtime
 
@@ -26,6 +29,9 @@ _lock = threading.Lock()
 _engine: wasmtime.Engine | None = None
 _ticker: threading.Thread | None = None
 _pool: ThreadPoolExecutor | None = None
+_active_lock = threading.Lock()
+_active = 0
+_wake = threading.Event()
 
 
 def wasmtime_version() -> str:
@@ -57,8 +63,25 @@ def get_engine() -> wasmtime.Engine:
 def _tick(engine: wasmtime.Engine) -> None:
     interval = EPOCH_TICK_MS / 1000
     while True:
+        _wake.wait()
         time.sleep(interval)
         engine.increment_epoch()
+
+
+@contextmanager
+def running() -> Iterator[None]:
+    """Wrap every stretch of wasm execution: keeps the epoch ticker awake meanwhile."""
+    global _active
+    with _active_lock:
+        _active += 1
+        _wake.set()
+    try:
+        yield
+    finally:
+        with _active_lock:
+            _active -= 1
+            if _active == 0:
+                _wake.clear()
 
 
 def epoch_ticks(timeout_ms: float) -> int:

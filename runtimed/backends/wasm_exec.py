@@ -24,7 +24,7 @@ import wasmtime
 
 from .base import BackendFault
 from .wasm_abi import F32_MAX, HOST_IMPORTS, INT_RANGES, ToolSpec
-from .wasm_engine import epoch_ticks, get_engine
+from .wasm_engine import epoch_ticks, get_engine, running
 from .wasm_schema import validate
 
 PAGE = 65536
@@ -184,12 +184,13 @@ def run_tool(pre: wasmtime.InstancePre, spec: ToolSpec, args: dict[str, Any], li
     log = CallLog()
     _tls.log = log
     try:
-        call = _Call(pre, limits, timeout_ms)
-        exports = call.instantiate()
-        if spec.kind == "json":
-            result = _run_json(call, exports, spec, args, max_response_bytes)
-        else:
-            result = _run_numeric(call, exports, spec, args)
+        with running():
+            call = _Call(pre, limits, timeout_ms)
+            exports = call.instantiate()
+            if spec.kind == "json":
+                result = _run_json(call, exports, spec, args, max_response_bytes)
+            else:
+                result = _run_numeric(call, exports, spec, args)
     except _Stop as stop:
         result = stop.result
         log.limit = stop.limit
@@ -282,7 +283,8 @@ def _run_numeric(call: _Call, exports: wasmtime.InstanceExports, spec: ToolSpec,
 def probe_instance(pre: wasmtime.InstancePre, limits: Limits) -> str | None:
     """Instantiate once in a fresh Store under the call limits; None = fine, else why not."""
     try:
-        _Call(pre, limits, limits.timeout_ms).instantiate()
+        with running():
+            _Call(pre, limits, limits.timeout_ms).instantiate()
         return None
     except _Stop as stop:
         return str(stop)
