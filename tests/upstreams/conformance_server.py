@@ -154,6 +154,7 @@ def _sampling_request(text: str, max_tokens: int) -> dict[str, Any]:
 
 
 ROOTS_REQUEST = {"method": "roots/list", "params": {}}
+STATELESS = "2026-07-28"
 
 
 def _input_required(requests: dict[str, Any], state: str | None = None) -> InputRequiredResult:
@@ -286,34 +287,56 @@ def build() -> MCPServer:
     )
     mcp._tool_manager._tools[schema_tool.name] = schema_tool.model_copy(update={"parameters": JSON_SCHEMA_2020_12_INPUT})
 
-    # ---- session-era server-to-client requests ----
+    # ---- server-to-client requests, either era ----
+    # Session era: a standalone request mid-call. Stateless era (e.g. when a gateway talks
+    # 2026-07-28 to this server on behalf of a session-era client): an input-required result
+    # under a fixed key, answered on the retry.
     @mcp.tool(description="Asks the client's model (sampling/createMessage).")
-    async def test_sampling(prompt: str, ctx: Context) -> str:
-        result = await ctx.session.create_message(
-            messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
-            max_tokens=100,
-            related_request_id=ctx.request_id,
-        )
-        content = result.content
-        return f"LLM response: {getattr(content, 'text', None) or 'No response'}"
+    async def test_sampling(prompt: str, ctx: Context) -> CallToolResult | InputRequiredResult:
+        if ctx.protocol_version == STATELESS:
+            got = _responses(ctx).get("sampling")
+            if not isinstance(got, dict) or not isinstance(got.get("content"), dict):
+                return _input_required({"sampling": _sampling_request(prompt, 100)})
+            text = got["content"].get("text")
+        else:
+            result = await ctx.session.create_message(
+                messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
+                max_tokens=100,
+                related_request_id=ctx.request_id,
+            )
+            text = getattr(result.content, "text", None)
+        return _text(f"LLM response: {text or 'No response'}")
 
-    async def _elicit(ctx: Context, message: str, schema: dict[str, Any]) -> Any:
-        return await ctx.session.elicit_form(message=message, requested_schema=schema, related_request_id=ctx.request_id)
+    async def _elicit(ctx: Context, message: str, schema: dict[str, Any]) -> tuple[str, dict[str, Any]] | InputRequiredResult:
+        if ctx.protocol_version == STATELESS:
+            got = _responses(ctx).get("elicitation")
+            if not isinstance(got, dict) or got.get("action") not in ("accept", "decline", "cancel"):
+                request = {"method": "elicitation/create", "params": {"mode": "form", "message": message, "requestedSchema": schema}}
+                return _input_required({"elicitation": request})
+            return got["action"], got.get("content") or {}
+        r = await ctx.session.elicit_form(message=message, requested_schema=schema, related_request_id=ctx.request_id)
+        return r.action, r.content or {}
 
     @mcp.tool(description="Asks the user (elicitation/create).")
-    async def test_elicitation(message: str, ctx: Context) -> str:
+    async def test_elicitation(message: str, ctx: Context) -> CallToolResult | InputRequiredResult:
         r = await _elicit(ctx, message, ELICIT_USER_SCHEMA)
-        return f"User response: action={r.action}, content={json.dumps(r.content or {})}"
+        if isinstance(r, InputRequiredResult):
+            return r
+        return _text(f"User response: action={r[0]}, content={json.dumps(r[1])}")
 
     @mcp.tool(description="Elicitation whose schema has defaults for every primitive type (SEP-1034).")
-    async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
+    async def test_elicitation_sep1034_defaults(ctx: Context) -> CallToolResult | InputRequiredResult:
         r = await _elicit(ctx, "Please provide user information", SEP1034_SCHEMA)
-        return f"Elicitation completed: action={r.action}, content={json.dumps(r.content or {})}"
+        if isinstance(r, InputRequiredResult):
+            return r
+        return _text(f"Elicitation completed: action={r[0]}, content={json.dumps(r[1])}")
 
     @mcp.tool(description="Elicitation with the five enum schema variants (SEP-1330).")
-    async def test_elicitation_sep1330_enums(ctx: Context) -> str:
+    async def test_elicitation_sep1330_enums(ctx: Context) -> CallToolResult | InputRequiredResult:
         r = await _elicit(ctx, "Please select values using different enum schema types", SEP1330_SCHEMA)
-        return f"Elicitation completed: action={r.action}, content={json.dumps(r.content or {})}"
+        if isinstance(r, InputRequiredResult):
+            return r
+        return _text(f"Elicitation completed: action={r[0]}, content={json.dumps(r[1])}")
 
     @mcp.tool(description="Closes the SSE stream mid-call; the client resumes it (SEP-1699).")
     async def test_reconnection(ctx: Context) -> str:
@@ -449,7 +472,7 @@ def build() -> MCPServer:
         return f"added {name}"
 
     async def _announce(ctx: Context, what: str) -> None:
-        if ctx.protocol_version == "2026-07-28":
+        if ctx.protocol_version == STATELESS:
             await (ctx.notify_tools_changed() if what == "tools" else ctx.notify_prompts_changed())
         elif what == "tools":
             await ctx.session.send_tool_list_changed()
