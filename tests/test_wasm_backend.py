@@ -166,3 +166,10 @@ async def test_event_loop_not_blocked_by_long_call(tmp_path: Path) -> None:
         await asyncio.sleep(0.01)
     assert "time limit exceeded" in text_of(spin.result())
     assert ticks >= 3  # a blocked loop would have answered at most one call
+
+
+async def test_lone_surrogate_in_arguments(tmp_path: Path) -> None:
+    """JSON allows "\\ud800"; UTF-8 does not: the host escapes it instead of failing."""
+    b = await started(HERE / "limits.wat", Host(tmp_path))
+    r = await call(b, "echo", {"s": "a\ud800b"})
+    assert r["isError"] is False and r["structuredContent"] == {"s": "a\ud800b"}

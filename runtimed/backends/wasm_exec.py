@@ -194,6 +194,10 @@ def run_tool(pre: wasmtime.InstancePre, spec: ToolSpec, args: dict[str, Any], li
     except _Stop as stop:
         result = stop.result
         log.limit = stop.limit
+    except BackendFault:
+        raise
+    except Exception as e:  # a host-side surprise must not escape as a traceback
+        result = error_result(f"the WebAssembly call failed in the host: {type(e).__name__}")
     finally:
         _tls.log = None
     return result, log
@@ -201,7 +205,10 @@ def run_tool(pre: wasmtime.InstancePre, spec: ToolSpec, args: dict[str, Any], li
 
 def _run_json(call: _Call, exports: wasmtime.InstanceExports, spec: ToolSpec, args: dict[str, Any],
               max_response_bytes: int | None) -> dict[str, Any]:
-    data = json.dumps(args, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    try:
+        data = json.dumps(args, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (from "\ud800" in the request): escape it
+        data = json.dumps(args, separators=(",", ":")).encode("ascii")
     ptr = call.invoke(exports["alloc"], len(data)) & 0xFFFFFFFF
     if ptr == 0:
         if call.near_memory_limit(len(data)):
