@@ -45,6 +45,8 @@ _SENSITIVE_EXACT = {"auth", "pwd", "pass", "key", "pin", "cvv", "cvc", "ssn", "o
 def sensitive_field(name: str) -> bool:
     """Whether a field's value is hidden whatever it holds (``apiKey``, ``X-Auth-Token``...)."""
     n = re.sub(r"[^a-z0-9]", "", name.lower())
+    if n.endswith("tokens") or "tokencount" in n or "tokenlimit" in n:
+        return False  # counts of model tokens (maxTokens), not credentials
     return n in _SENSITIVE_EXACT or any(p in n for p in _SENSITIVE_PARTS)
 
 
