@@ -220,6 +220,9 @@ async def test_session_not_found_reinitializes_once_and_retries(tmp_path):
             assert any("session not found" in m for _, m in host.logs)
             s = await stats(backend)
             assert s["initialize"] == 1  # the new process saw exactly one handshake
+            up.restart()  # a probe also recovers the session instead of reporting it down
+            assert (await backend.probe()).health == Health.HEALTHY
+            assert backend.describe()["reinitializations"] == 2
         finally:
             await backend.stop()
 

@@ -267,7 +267,12 @@ class StreamableHttpConnection:
         if self.era == "stateless":
             await self._exchange("server/discover", {}, CallContext(), era="stateless", timeout_s=timeout_s)
         else:
-            await self._exchange("ping", {}, CallContext(), timeout_s=timeout_s)
+            sid = self.session_id
+            try:
+                await self._exchange("ping", {}, CallContext(), timeout_s=timeout_s)
+            except SessionLost:
+                await self._reinitialize(sid)
+                await self._exchange("ping", {}, CallContext(), timeout_s=timeout_s)
 
     # -- the wire ----------------------------------------------------------
     def _headers(self, method: str | None, params: JSON | None, era: str | None = None) -> dict[str, str]:
