@@ -52,6 +52,8 @@ async def read_json(request: Request) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, f"the body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ApiError(400, "the body is nested too deeply to be a manifest") from None
 
 
 def _int_param(request: Request, name: str, default: int, lo: int = 0, hi: int = 100_000) -> int:

@@ -80,6 +80,8 @@ class RemoteMcpOrigin(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
+        if any(ord(c) < 0x21 or ord(c) == 0x7F for c in v):
+            raise ValueError("url must not contain spaces or control characters")
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https"):
             raise ValueError("url must start with http:// or https://")

@@ -1,0 +1,148 @@
+"""The service manifest: validation messages, the deterministic id, the JSON
+Schema file (a stale-schema test), and the API's answers to malformed input
+(always a 4xx that says what is wrong, never a 500).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from runtimed.manifest import ManifestError, parse_manifest, service_id
+from tests.support.daemon import REPO
+from tests.support.foundation import remote_manifest
+
+GOOD = remote_manifest("good", "https://example.com/mcp")
+
+
+def _bad(mutate) -> dict:
+    m = json.loads(json.dumps(GOOD))
+    mutate(m)
+    return m
+
+
+BAD_MANIFESTS = [
+    ("unknown field", _bad(lambda m: m["spec"].update(policy={"timeoutMS": 5})), "spec.policy.timeoutMS: unknown field"),
+    ("unknown top-level field", _bad(lambda m: m.update(extra=1)), "extra: unknown field"),
+    ("bad name", _bad(lambda m: m["metadata"].update(name="Bad Name!")), "metadata.name: must match"),
+    ("name too long", _bad(lambda m: m["metadata"].update(name="a" * 33)), "metadata.name"),
+    ("bad url scheme", _bad(lambda m: m["spec"]["origin"].update(url="ftp://example.com/mcp")),
+     "url must start with http:// or https://"),
+    ("credentials in url", _bad(lambda m: m["spec"]["origin"].update(url="https://u:p@example.com/mcp")),
+     "credentials in the url"),
+    ("negative timeout", _bad(lambda m: m["spec"].update(policy={"timeoutMs": -1})), "spec.policy.timeoutMs"),
+    ("zero concurrency", _bad(lambda m: m["spec"].update(policy={"maxConcurrency": 0})), "spec.policy.maxConcurrency"),
+    ("unknown origin type", _bad(lambda m: m["spec"]["origin"].update(type="docker")),
+     "origin.type must be 'local_wasm' or 'remote_mcp'"),
+    ("origin without type", _bad(lambda m: m["spec"]["origin"].pop("type")), "origin needs a 'type'"),
+    ("missing origin", _bad(lambda m: m["spec"].pop("origin")), "spec.origin: Field required"),
+    ("bad transport", _bad(lambda m: m["spec"]["origin"].update(transport="websocket")), "spec.origin.remote_mcp.transport"),
+    ("bad restart mode", _bad(lambda m: m["spec"].update(restartPolicy={"mode": "sometimes"})), "spec.restartPolicy.mode"),
+    ("wrong apiVersion", _bad(lambda m: m.update(apiVersion="runtimed/v2")), "apiVersion"),
+    ("bad authRef", _bad(lambda m: m["spec"]["origin"].update(authRef="plain-secret")), "authRef"),
+]
+
+
+@pytest.mark.parametrize("label,manifest,expected", BAD_MANIFESTS, ids=[b[0] for b in BAD_MANIFESTS])
+def test_bad_manifests_name_the_problem(label: str, manifest: dict, expected: str) -> None:
+    with pytest.raises(ManifestError) as exc:
+        parse_manifest(manifest)
+    assert expected in str(exc.value), str(exc.value)
+
+
+def test_not_an_object() -> None:
+    with pytest.raises(ManifestError, match="JSON object"):
+        parse_manifest(["not", "a", "manifest"])
+
+
+def test_defaults_and_deterministic_id() -> None:
+    m = parse_manifest(GOOD)
+    assert m.namespace == "good" and m.spec.autostart and m.spec.enabled
+    assert m.spec.restartPolicy.mode == "on-failure"
+    assert m.id.startswith("svc_") and len(m.id) == 16
+    # Same origin (after URL normalisation) -> same id; another origin -> another id.
+    same = parse_manifest(remote_manifest("other-name", "HTTPS://Example.COM/mcp#frag"))
+    assert same.id == m.id
+    assert parse_manifest(remote_manifest("good", "https://example.com/mcp2")).id != m.id
+    assert service_id(m.spec.origin) == m.id
+    wasm = parse_manifest({"metadata": {"name": "w"}, "spec": {"origin": {"type": "local_wasm", "path": "/x/a.wasm"}}})
+    assert wasm.id != m.id and wasm.id.startswith("svc_")
+
+
+def test_committed_schema_is_not_stale() -> None:
+    res = subprocess.run([sys.executable, "-m", "runtimed.schema", "--check"], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert res.returncode == 0, res.stderr + res.stdout
+    from runtimed.schema import SCHEMA_PATH, render
+
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == render()
+    schema = json.loads(render())
+    assert "metadata" in schema["properties"] and "spec" in schema["properties"]
+
+
+# -- the API never answers malformed input with a 500 -----------------------------
+
+def test_api_bad_input_gets_clear_4xx(daemon) -> None:
+    d = daemon
+    r = d.api("POST", "/api/services", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+    r = d.api("POST", "/api/services", json=[1, 2, 3])
+    assert r.status_code in (400, 422) and "JSON object" in r.json()["error"]
+    r = d.api("POST", "/api/services", content=b"name: x", headers={"Content-Type": "text/yaml"})
+    assert r.status_code == 415
+    r = d.api("POST", "/api/services", content=b"", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "empty" in r.json()["error"]
+    r = d.api("POST", "/api/services", json=BAD_MANIFESTS[0][1])
+    assert r.status_code == 422 and "spec.policy.timeoutMS: unknown field" in r.json()["error"]
+    r = d.api("GET", "/api/services/nope")
+    assert r.status_code == 404 and "nope" in r.json()["error"]
+    r = d.api("DELETE", "/api/services/nope")
+    assert r.status_code == 404
+    r = d.api("POST", "/api/services/nope/start")
+    assert r.status_code == 404
+
+
+MALFORMED = [
+    ("POST", "/api/services", {"content": b"\xff\xfe\x00", "headers": {"Content-Type": "application/json"}}),
+    ("POST", "/api/services", {"content": b"null", "headers": {"Content-Type": "application/json"}}),
+    ("POST", "/api/services", {"content": b"\"string\"", "headers": {"Content-Type": "application/json"}}),
+    ("POST", "/api/services", {"content": b"1e999999", "headers": {"Content-Type": "application/json"}}),
+    ("POST", "/api/services", {"content": b"[" * 100_000, "headers": {"Content-Type": "application/json"}}),
+    ("POST", "/api/services", {"content": b"{}" + b" " * (2 * 1024 * 1024), "headers": {"Content-Type": "application/json"}}),
+    ("POST", "/api/services", {"json": {"metadata": None, "spec": None}}),
+    ("POST", "/api/services", {"json": {"metadata": {"name": 5}, "spec": {"origin": {"type": 7}}}}),
+    ("POST", "/api/services", {"json": {"metadata": {"name": "x"}, "spec": {"origin": {"type": "remote_mcp",
+                                                                                   "url": "http://[::1"}}}}),
+    ("POST", "/api/services", {"json": {"metadata": {"name": "x"}, "spec": {"origin": {"type": "local_wasm",
+                                                                                   "path": "/no/such.wasm"}}}}),
+    ("POST", "/api/services", {"json": {"metadata": {"name": "x"}, "spec": {"origin": {"type": "remote_mcp",
+                                                                                   "url": "http://h/\x00"}}}}),
+    ("POST", "/api/services?start=maybe", {"json": GOOD}),
+    ("PUT", "/api/services", {"content": b"{", "headers": {"Content-Type": "application/json"}}),
+    ("PATCH", "/api/services", {}),
+    ("GET", "/api/services/..%2f..%2fetc", {}),
+    ("GET", "/api/services/nope/logs", {}),
+    ("GET", "/api/services/nope/interface", {}),
+    ("POST", "/api/services/nope/frobnicate", {}),
+    ("GET", "/api/events?limit=abc", {}),
+    ("GET", "/api/events?limit=-1", {}),
+    ("GET", "/api/events?after=99999999999999999999", {}),
+    ("GET", "/api/nothing-here", {}),
+]
+
+
+def test_malformed_requests_never_500(daemon) -> None:
+    problems = []
+    for method, path, kw in MALFORMED:
+        r = daemon.api(method, path, **kw)
+        try:
+            body = r.json()
+        except ValueError:
+            body = {}
+        if not (400 <= r.status_code < 500) or not body.get("error") or "Traceback" in r.text:
+            problems.append((method, path, r.status_code, r.text[:300]))
+    assert not problems, problems
+    assert "Traceback" not in daemon.log()
