@@ -243,9 +243,14 @@ class PolicyEngine:
                 "cache": None, "protocolVersion": ctx.protocol_version, "era": _era(ctx.protocol_version),
                 "client": (ctx.client_info or {}).get("name"), "attempts": 0,
             }
+            if self.settings.capture_arguments:  # the sinks redact and bound them
+                rec["arguments"] = params.get("arguments")
         outcome = _Outcome(rec)
         try:
-            return await self._call(svc, method, params, ctx, outcome)
+            result = await self._call(svc, method, params, ctx, outcome)
+            if rec is not None and self.settings.capture_arguments:
+                rec["result"] = result
+            return result
         except InputRequired:
             outcome.rec = None  # not finished: the retry is the call that gets recorded
             raise

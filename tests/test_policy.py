@@ -445,3 +445,14 @@ async def test_update_keeps_counters_and_changes_limits(tmp_path):
     assert svc.policy.describe()["maxConcurrency"] == 3
     assert not (await h.tool(svc, "echo", n=3)).get("isError")  # one more allowed, the first still counts
     assert meta_of(await h.tool(svc, "echo", n=4))["policy"] == "rateLimit"
+
+
+async def test_arguments_and_result_in_record_only_when_capture_enabled(tmp_path):
+    h = Harness(tmp_path)
+    svc = h.service()
+    await h.tool(svc, "echo", text="secret-ish")
+    assert "arguments" not in h.records[-1] and "result" not in h.records[-1]
+    h.settings.capture_arguments = True
+    await h.tool(svc, "echo", text="captured")
+    assert h.records[-1]["arguments"] == {"text": "captured"}
+    assert h.records[-1]["result"]["content"][0]["text"].endswith("{'text': 'captured'}")
