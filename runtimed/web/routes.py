@@ -92,8 +92,8 @@ def _daemon(request: Request) -> "Daemon":
     return request.app.state.daemon
 
 
-def _render(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-    html = env.get_template(name).render(**ctx)
+def _render(template: str, ctx: dict[str, Any], status: int = 200) -> HTMLResponse:
+    html = env.get_template(template).render(**ctx)
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
 
@@ -198,7 +198,7 @@ async def status_page(request: Request) -> HTMLResponse:
     if ctx["inline"]:
         for name, build in _BUILDERS.items():
             ctx["frag"][name] = _fragment_html(f"fragments/{name}.html", build(d))
-    return _render("status.html", **ctx)
+    return _render("status.html", ctx)
 
 
 async def service_page(request: Request) -> HTMLResponse:
@@ -209,11 +209,11 @@ async def service_page(request: Request) -> HTMLResponse:
     if ctx["inline"]:
         svc = d.supervisor.find(ref)
         if svc is None:
-            return _render("missing.html", status=404, ref=ref, **ctx)
+            return _render("missing.html", {**ctx, "ref": ref}, status=404)
         ctx["ref"] = svc.name
         ctx["frag"] = {p: _fragment_html(f"fragments/service_{p}.html", service_ctx(d, svc.name, p))
                        for p in SERVICE_PARTS}
-    return _render("service.html", **ctx)
+    return _render("service.html", ctx)
 
 
 async def fragment(request: Request) -> HTMLResponse:
@@ -221,7 +221,7 @@ async def fragment(request: Request) -> HTMLResponse:
     build = _BUILDERS.get(name)
     if build is None:
         return HTMLResponse(f"<p class=error>no such fragment: {name}</p>", status_code=404)
-    return _render(f"fragments/{name}.html", **build(_daemon(request)))
+    return _render(f"fragments/{name}.html", build(_daemon(request)))
 
 
 async def service_fragment(request: Request) -> HTMLResponse:
@@ -231,8 +231,8 @@ async def service_fragment(request: Request) -> HTMLResponse:
     ref = request.path_params["ref"]
     svc = _daemon(request).supervisor.find(ref)
     if svc is None:
-        return _render("fragments/gone.html", status=404, ref=ref)
-    return _render(f"fragments/service_{part}.html", **service_ctx(_daemon(request), svc.name, part))
+        return _render("fragments/gone.html", {"ref": ref}, status=404)
+    return _render(f"fragments/service_{part}.html", service_ctx(_daemon(request), svc.name, part))
 
 
 def routes(daemon: "Daemon") -> list[BaseRoute]:
