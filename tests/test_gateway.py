@@ -297,3 +297,22 @@ async def test_upstream_list_changed_reaches_clients(gw: Env) -> None:
             await asyncio.sleep(0.1)
         r = await c.call_tool("b__fresh", {"text": "x"})
         assert text_of(r) == "fresh: x"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_log_messages_and_roots_are_relayed(gw: Env, mode: str) -> None:
+    logs: list[Any] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        logs.append(params.data)
+
+    async def roots(ctx: Any) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri="file:///work/project", name="project")])
+
+    async with Client(gw.url(), mode=mode, cache=None, logging_callback=on_log, list_roots_callback=roots,
+                      log_level="info") as c:
+        r = await c.call_tool("a__log", {"text": "hello log"})
+        assert text_of(r) == "logged"
+        r = await c.call_tool("b__roots", {})
+        assert json.loads(text_of(r)) == ["file:///work/project"]
+    assert "hello log" in logs

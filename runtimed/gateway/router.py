@@ -24,7 +24,7 @@ from . import control, stateless
 from .catalog import Catalog, Entry
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, RpcError
 from .sessions import Session
-from .versions import ALL_VERSIONS, ENVELOPE_KEYS, STATELESS
+from .versions import ALL_VERSIONS, ENVELOPE_KEYS, META_LOG_LEVEL, STATELESS
 
 if TYPE_CHECKING:
     from ..supervisor import ServiceRuntime
@@ -49,12 +49,19 @@ class RequestCtx:
     progress_token: Any = None
 
 
-def _strip_envelope(params: JSON) -> JSON:
+_STRIP = tuple(k for k in ENVELOPE_KEYS if k != META_LOG_LEVEL)
+
+
+def _strip_envelope(params: JSON, log_level: str | None) -> JSON:
+    """Drop the downstream's envelope (the backend speaks its own era); keep the log level opt-in."""
     meta = params.get("_meta")
-    if not isinstance(meta, dict) or not any(k in meta for k in ENVELOPE_KEYS):
+    if log_level is not None:
+        meta = {**(meta if isinstance(meta, dict) else {}), META_LOG_LEVEL: log_level}
+        params = {**params, "_meta": meta}
+    if not isinstance(meta, dict) or not any(k in meta for k in _STRIP):
         return params
     out = dict(params)
-    rest = {k: v for k, v in meta.items() if k not in ENVELOPE_KEYS}
+    rest = {k: v for k, v in meta.items() if k not in _STRIP}
     if rest:
         out["_meta"] = rest
     else:
@@ -215,7 +222,9 @@ class Router:
                        original: JSON) -> JSON:
         if svc is None:
             raise RpcError(INTERNAL_ERROR, "internal routing error: no service")
-        params = _strip_envelope(params)
+        # Session-era servers may send log messages without logging/setLevel; a stateless-era
+        # upstream only does when asked, so a session-era client's level defaults to debug.
+        params = _strip_envelope(params, (ctx.session.log_level or "debug") if ctx.session is not None else None)
         request_state = None
         if "requestState" in params:
             payload = self.gw.signer.verify(params["requestState"])
