@@ -42,6 +42,7 @@ class WasmLimits(_Model):
     fuel: int | None = Field(default=None, gt=0, description="Fuel (instructions, roughly) per call.")
     memoryBytes: int | None = Field(default=None, gt=0, description="Linear memory cap per call.")
     maxOutputBytes: int | None = Field(default=None, gt=0, description="Cap on a call's JSON result.")
+    timeoutMs: int | None = Field(default=None, gt=0, description="Wall-clock limit of one call inside the sandbox.")
 
 
 class LocalWasmOrigin(_Model):

@@ -24,6 +24,7 @@ from .backends import (
     Backend,
     BackendError,
     BackendFault,
+    BackendStartError,
     Health,
     Interface,
     InvalidOrigin,
@@ -335,13 +336,14 @@ class Supervisor:
         self._transition(svc, State.STARTING, reason)
         backend: Backend | None = None
         try:
+            await self._refresh_origin(svc)
             backend = create_backend(svc.manifest, svc)
             await backend.start()
             interface = await backend.introspect()
         except (BackendError, OSError) as e:
             if backend is not None:
                 await _quiet_stop(backend)
-            await self._failed(svc, f"start failed: {e}")
+            await self._failed(svc, f"start failed: {e}", health=_start_failure_health(e))
             return
         except Exception as e:  # a bug in a backend must not take the daemon down
             log.exception("backend start crashed")
@@ -356,6 +358,19 @@ class Supervisor:
         svc._probe_failures = 0
         self._transition(svc, State.RUNNING, reason)
         self._ensure_prober(svc)
+
+    async def _refresh_origin(self, svc: ServiceRuntime) -> None:
+        """Check the origin again at every start (the file may have changed, the
+        allowlist may have shrunk) and record what changed (e.g. a new sha256)."""
+        try:
+            fresh = await asyncio.to_thread(prepare_origin, svc.manifest, self.settings)
+        except InvalidOrigin as e:
+            raise BackendStartError(str(e)) from None
+        if fresh.spec.origin != svc.manifest.spec.origin:
+            async with self._mutate:
+                await asyncio.to_thread(self.registry.put, fresh)
+            svc.manifest = fresh
+            svc.log("info", "origin re-checked at start: recorded its new fingerprint")
 
     async def stop(self, ref: str, reason: str = "stop requested") -> ServiceRuntime:
         svc = self.get(ref)
@@ -401,7 +416,7 @@ class Supervisor:
         return svc
 
     # -- failure and restart policy --------------------------------------
-    async def _failed(self, svc: ServiceRuntime, reason: str) -> None:
+    async def _failed(self, svc: ServiceRuntime, reason: str, health: Health | None = None) -> None:
         """Called with svc.lock held, or from handle_failure which takes it."""
         svc.last_error = reason
         now = time.time()
@@ -410,7 +425,9 @@ class Supervisor:
         while svc.failures and svc.failures[0] < now - rp.windowSeconds:
             svc.failures.popleft()
         await self._stop_backend(svc, reason)
-        self._set_health(svc, Health.UNREACHABLE if "start failed" in reason else svc.health, reason, None)
+        if health is None:
+            health = Health.UNREACHABLE if "start failed" in reason else svc.health
+        self._set_health(svc, health, reason, None)
         self._transition(svc, State.CRASHED, reason)
         if rp.mode == "never" or self._closing:
             return
@@ -526,6 +543,14 @@ class Supervisor:
             svc.interface_at = path.stat().st_mtime
         except (OSError, ValueError, TypeError, AttributeError):
             svc.interface = None
+
+
+def _start_failure_health(e: BaseException) -> Health:
+    """A start refused for its credentials (401/403) is UNAUTHORIZED, anything else UNREACHABLE."""
+    fault = e if isinstance(e, BackendFault) else e.__cause__
+    if isinstance(fault, BackendFault) and fault.kind == "unauthorized":
+        return Health.UNAUTHORIZED
+    return Health.UNREACHABLE
 
 
 async def _quiet_stop(backend: Backend) -> None:
