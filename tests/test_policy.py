@@ -210,16 +210,29 @@ async def test_rate_limit_says_when_calls_resume_and_persists(tmp_path):
     assert svc2.up.attempts["echo"] == 0
 
 
-async def test_rate_limit_window_slides(tmp_path):
-    h = Harness(tmp_path)
-    svc = h.service(rateLimit={"calls": 2, "per": "second"})
-    assert not (await h.tool(svc, "echo", text="1")).get("isError")
-    assert not (await h.tool(svc, "echo", text="2")).get("isError")
-    refused = await h.tool(svc, "echo", text="3")
-    assert meta_of(refused)["policy"] == "rateLimit"
-    # Wait (by polling, not by asserting a duration) until the window has slid.
-    await until(lambda: svc.policy.rate.resumes_at() is None, "the window to slide", limit=1000)
-    assert not (await h.tool(svc, "echo", text="4")).get("isError")
+def test_rate_limit_window_slides():
+    from runtimed.policy_limits import RateLimiter
+
+    rl = RateLimiter(2, "minute")
+    assert rl.try_acquire(now=1000.0) is None
+    assert rl.try_acquire(now=1030.0) is None
+    assert rl.try_acquire(now=1059.0) == 1060.0  # the first admission leaves the window at 1060
+    assert rl.try_acquire(now=1060.0) is None  # slid: one slot free again
+    assert rl.try_acquire(now=1080.0) == 1090.0
+    rl.configure(3, "minute")  # a higher limit keeps the admissions made
+    assert rl.try_acquire(now=1080.0) is None and rl.used(now=1080.0) == 3
+
+
+def test_rate_limit_state_file_unreadable_is_ignored(tmp_path):
+    from runtimed.policy_limits import RateLimiter
+
+    path = tmp_path / "policy" / "svc_x.json"
+    path.parent.mkdir()
+    path.write_text("{not json")
+    rl = RateLimiter(1, "day", path)
+    assert rl.persist_error and "ignored unreadable" in rl.persist_error
+    assert rl.try_acquire() is None
+    assert len(json.loads(path.read_text())["rateLimit"]["admissions"]) == 1
 
 
 async def test_busy_refusal_refunds_the_rate_limit(tmp_path):
@@ -329,8 +342,14 @@ async def test_upstream_error_passes_through_and_is_not_retried(tmp_path):
 
 
 # -- circuit breaker -----------------------------------------------------------
+def set_cooldown(h: Harness, svc, ms: int) -> None:
+    """Change the daemon-wide cool-down the way a config reload would."""
+    h.settings.policy.breakerCooldownMs = ms
+    svc.policy.update(svc.manifest)
+
+
 async def test_breaker_opens_half_opens_and_closes(tmp_path):
-    h = Harness(tmp_path, {"breakerThreshold": 2, "breakerCooldownMs": 100})
+    h = Harness(tmp_path, {"breakerThreshold": 2, "breakerCooldownMs": 600_000})
     svc = h.service(retries=0)
     svc.up.down = True
     for _ in range(2):
@@ -344,11 +363,14 @@ async def test_breaker_opens_half_opens_and_closes(tmp_path):
     with pytest.raises(PolicyRefusal) as e:
         await h.engine.call(svc, "resources/read", {"uri": "x://"}, CallContext())
     assert e.value.policy == "breaker"
+    set_cooldown(h, svc, 20)
     await until(lambda: svc.policy.breaker.state() == "half_open", "cool-down to pass")
+    set_cooldown(h, svc, 600_000)
     # Half-open, still failing: the probe fails and the breaker re-opens.
     r = await h.tool(svc, "echo")
     assert meta_of(r)["outcome"] == "upstream_fault" and svc.up.attempts["echo"] == 3
-    assert svc.policy.breaker.state() == "open"
+    assert svc.policy.breaker.state() == "open" and svc.policy.breaker.total_trips == 2
+    set_cooldown(h, svc, 20)
     await until(lambda: svc.policy.breaker.state() == "half_open", "cool-down to pass again")
     svc.up.down = False
     # Exactly one probe passes while half-open.
@@ -390,7 +412,7 @@ async def test_repeated_trips_are_reported_as_a_fault(tmp_path):
     for trip in range(3):
         await until(lambda: svc.policy.breaker.state() != "open", "breaker to allow a call")
         await h.tool(svc, "echo")
-        assert svc.policy.breaker.state() == "open"
+        assert svc.policy.breaker.total_trips == trip + 1
     assert len(h.faults) == 1
     name, reason = h.faults[0]
     assert name == "svc" and "tripped 3 times" in reason
