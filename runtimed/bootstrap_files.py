@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+from .fileio import atomic_write  # noqa: F401  (used by apply_writes, re-exported)
 
 
 class FileOpError(Exception):
@@ -55,40 +56,6 @@ def read_snapshot(path: Path) -> Snapshot:
     except OSError as e:
         raise FileOpError(f"{path}: cannot read: {e.strerror or e}") from None
     return Snapshot(path, data, mode)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and
-    ``os.replace``; the result has exactly ``mode``. Readers never see a
-    partial file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
 
 
 def backup_name(path: Path, backup_dir: Path | None, label: str, now: datetime | None = None) -> Path:

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 from filelock import FileLock, Timeout
 
+from .fileio import atomic_write  # noqa: F401  (re-exported)
 from .manifest import ManifestError, ServiceManifest, parse_manifest
 
 FORMAT_VERSION = 1
@@ -48,40 +49,6 @@ class Entry:
 class LoadReport:
     recovered_from: str | None = None  # path of the bad file kept for inspection
     problems: list[str] = field(default_factory=list)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old or the new file, never a mix."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if mode is None else mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
 
 
 class StateDirLock:

@@ -35,7 +35,8 @@ from .backends import (
 from .config import Settings
 from .events import EventBus
 from .manifest import ServiceManifest
-from .registry import Registry, atomic_write
+from .fileio import atomic_write
+from .registry import Registry
 
 log = logging.getLogger("runtimed.supervisor")
 

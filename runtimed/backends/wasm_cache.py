@@ -23,6 +23,7 @@ from pathlib import Path
 
 import wasmtime
 
+from ..fileio import atomic_write
 from .wasm_engine import engine_fingerprint
 
 _MAGIC = b"RTDCWSM1"
@@ -111,18 +112,8 @@ def _read(path: Path) -> bytes | None:
 
 
 def _write(path: Path, secret: bytes, key: str, body: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + _tag(secret, key, body) + body)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    # A cache: no fsync needed, a torn or missing artifact is recompiled.
+    atomic_write(path, _MAGIC + _tag(secret, key, body) + body, mode=0o600, durable=False)
 
 
 def _secret(directory: Path) -> tuple[bytes | None, str]:
