@@ -234,3 +234,40 @@ def test_revops_queue_full_is_busy_and_timeout_is_clear(make_daemon):
         d.wait_for(lambda: stats(up)["cancelled"] >= 1, what="the timed-out job to be cancelled upstream")
         detail = d.service("revops")["policy"]
         assert detail["inFlight"] == 0 and detail["queued"] == 0
+
+
+# -- faults: breaker through a real daemon, repeated trips feed the restart policy --
+def test_breaker_trips_feed_restart_policy_and_quarantine(make_daemon):
+    with run_upstream("faulty_server") as faulty, run_upstream("echo_server", "--name", "healthy") as healthy:
+        d = make_daemon(env={"RUNTIMED_POLICY_BREAKER_THRESHOLD": "2", "RUNTIMED_POLICY_BREAKER_COOLDOWN_MS": "200"})
+        require_gateway(d)
+        manifest = {"apiVersion": "runtimed/v1", "kind": "MCPService", "metadata": {"name": "faulty"},
+                    "spec": {"origin": {"type": "remote_mcp", "url": faulty.url}, "policy": {"retries": 0},
+                             "restartPolicy": {"maxRestarts": 0, "windowSeconds": 600}}}
+        assert d.api("POST", "/api/services", json=manifest).status_code in (200, 201)
+        d.wait_state("faulty", "RUNNING")
+        register(d, "healthy", healthy.url, {})
+
+        async def run() -> None:
+            async with Client(d.mcp_url) as c:
+                # Two HTTP 500s in a row (threshold 2) open the breaker.
+                for _ in range(2):
+                    r = await c.call_tool("faulty__http500", {})
+                    assert r.is_error and "failed" in text(r)
+                br = (await asyncio.to_thread(d.service, "faulty"))["policy"]["breaker"]
+                assert br["state"] == "open" and br["trips"] == 1
+                fast = await c.call_tool("faulty__http500", {})
+                assert fast.is_error and runtimed_meta(fast)["policy"] == "breaker"
+                # The healthy service is unaffected meanwhile.
+                assert text(await c.call_tool("healthy__echo", {"text": "ok"})) == "ok"
+                # Two more trips (each half-open probe fails) within the window: reported as a crash.
+                for trip in (2, 3):
+                    await eventually(lambda: d.service("faulty")["policy"]["breaker"]["state"] == "half_open",
+                                     "cool-down to pass")
+                    r = await c.call_tool("faulty__http500", {})
+                    assert r.is_error and runtimed_meta(r).get("outcome") == "upstream_fault"
+
+        asyncio.run(run())
+        svc = d.wait_state("faulty", "QUARANTINED")
+        assert "circuit breaker tripped 3 times" in (svc["quarantineReason"] or "") + (svc["lastError"] or "")
+        assert d.service("healthy")["state"] == "RUNNING"
