@@ -353,9 +353,9 @@ def _lifecycle(verb: str, ref: str, as_json: bool) -> None:
     svc = client(timeout=120).post(f"/api/services/{ref}/{verb}")
     if as_json:
         emit_json(svc)
-        return
-    extra = f": {svc['lastError']}" if svc.get("lastError") and svc["state"] != "RUNNING" else ""
-    out.print(f"{svc['name']}: {svc['state']}{extra}", markup=False)
+    else:
+        extra = f": {svc['lastError']}" if svc.get("lastError") and svc["state"] != "RUNNING" else ""
+        out.print(f"{svc['name']}: {svc['state']}{extra}", markup=False)
     if verb in ("start", "restart", "unquarantine") and svc["state"] in ("CRASHED", "QUARANTINED"):
         raise typer.Exit(1)
 
