@@ -32,9 +32,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProc]:
             d.stop()
 
 
-def meta(version: str = S) -> dict[str, Any]:
+def meta(version: str = S, caps: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"io.modelcontextprotocol/protocolVersion": version,
-            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientCapabilities": caps or {},
             "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"}}
 
 
@@ -45,13 +45,14 @@ def post(d: DaemonProc, body: Any, headers: dict[str, str] | None = None, path: 
 
 
 def stateless(d: DaemonProc, method: str, params: dict[str, Any] | None = None, name: str | None = None,
-              headers: dict[str, str] | None = None, path: str = "/mcp", version: str = S) -> httpx.Response:
+              headers: dict[str, str] | None = None, path: str = "/mcp", version: str = S,
+              caps: dict[str, Any] | None = None) -> httpx.Response:
     h = {"MCP-Protocol-Version": version, "Mcp-Method": method}
     if name is not None:
         h["Mcp-Name"] = name
     h.update(headers or {})
-    return post(d, {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**(params or {}), "_meta": meta(version)}},
-                h, path)
+    return post(d, {"jsonrpc": "2.0", "id": 1, "method": method,
+                    "params": {**(params or {}), "_meta": meta(version, caps)}}, h, path)
 
 
 def initialize(d: DaemonProc, version: str = "2025-11-25", path: str = "/mcp") -> str:
@@ -246,7 +247,8 @@ def test_stateless_batch_refused(env: DaemonProc) -> None:
 
 def test_input_required_request_state_is_signed(env: DaemonProc) -> None:
     params = {"name": "a__ask", "arguments": {"question": "colour?"}}
-    r = stateless(env, "tools/call", params, name="a__ask")
+    elicit = {"elicitation": {}}
+    r = stateless(env, "tools/call", params, name="a__ask", caps=elicit)
     res = r.json()["result"]
     assert res["resultType"] == "input_required", res
     (key, req), = res["inputRequests"].items()
@@ -256,11 +258,11 @@ def test_input_required_request_state_is_signed(env: DaemonProc) -> None:
     forged = state[:-2] + ("AA" if not state.endswith("AA") else "BB")
     r = stateless(env, "tools/call", {**params, "requestState": forged,
                                       "inputResponses": {key: {"action": "accept", "content": {"answer": "red"}}}},
-                  name="a__ask")
+                  name="a__ask", caps=elicit)
     assert r.status_code == 400 and r.json()["error"]["code"] == -32602
     r = stateless(env, "tools/call", {**params, "requestState": state,
                                       "inputResponses": {key: {"action": "accept", "content": {"answer": "red"}}}},
-                  name="a__ask")
+                  name="a__ask", caps=elicit)
     assert r.status_code == 200, r.text
     assert r.json()["result"]["content"][0]["text"] == "user answered: red"
 

@@ -101,6 +101,7 @@ class StreamableHttpConnection:
         self._bg_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self._resource_subs: set[str] = set()  # stateless era: URIs asked for on subscriptions/listen
 
     # -- lifecycle ---------------------------------------------------------
     async def open(self) -> None:
@@ -212,6 +213,8 @@ class StreamableHttpConnection:
         if self.era is None:
             await self.open()
         params = dict(params or {})
+        if self.era == "stateless" and method in ("resources/subscribe", "resources/unsubscribe"):
+            return self._listen_subscription(method, params)
         if self.era == "stateless" and ctx.request_state is not None and "requestState" not in params:
             params["requestState"] = ctx.request_state
         result = await self._request_with_session_retry(method, params, ctx)
@@ -225,6 +228,21 @@ class StreamableHttpConnection:
             params = await self._fulfil_input(params, result, ctx)
             result = await self._request_with_session_retry(method, params, ctx)
         return result
+
+    def _listen_subscription(self, method: str, params: JSON) -> JSON:
+        """Stateless era: resources/subscribe and unsubscribe no longer exist upstream; the URI set
+        rides on ``subscriptions/listen`` (``resourceSubscriptions``), reopened when it changes."""
+        uri = params.get("uri")
+        if not isinstance(uri, str):
+            raise UpstreamError(-32602, f"Invalid params: {method} needs a string 'uri'")
+        before = set(self._resource_subs)
+        if method == "resources/subscribe":
+            self._resource_subs.add(uri)
+        else:
+            self._resource_subs.discard(uri)
+        if self._resource_subs != before:
+            self._start_background()
+        return {}
 
     async def _fulfil_input(self, params: JSON, result: JSON, ctx: CallContext) -> JSON:
         requests = result.get("inputRequests") or {}
@@ -318,7 +336,9 @@ class StreamableHttpConnection:
         if era == "stateless":
             meta[META_PROTOCOL] = MODERN_VERSION
             meta[META_CLIENT_INFO] = self.client_info
-            meta[META_CLIENT_CAPS] = CLIENT_CAPABILITIES
+            # The downstream client's capabilities, not the gateway's: the upstream must only ask
+            # for input (or refuse with -32021) according to what the real client can do.
+            meta[META_CLIENT_CAPS] = dict(ctx.client_capabilities or {})
         if meta:
             params["_meta"] = meta
         else:
@@ -469,6 +489,8 @@ class StreamableHttpConnection:
                 "resourcesListChanged": bool((self.capabilities.get("resources") or {}).get("listChanged")),
             }
             wanted = {k: v for k, v in wanted.items() if v}
+            if self._resource_subs:
+                wanted["resourceSubscriptions"] = sorted(self._resource_subs)
             if wanted:
                 self._bg_task = asyncio.ensure_future(self._listen_loop(wanted))
 

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 from starlette.routing import BaseRoute, Route
 
 from .. import __version__
-from ..backends.base import RelayUnavailable
+from ..backends.base import CallContext, RelayUnavailable
 from . import control
 from .catalog import Catalog, CatalogCache
 from .jsonrpc import notification
 from .router import Router
-from .sessions import SessionStore, Stream
+from .sessions import Session, SessionStore, Stream
 from .stateless import StateSigner
 from .transport import McpEndpoint
 
@@ -50,13 +50,17 @@ class Listener:
 class Gateway:
     def __init__(self, daemon: "Daemon") -> None:
         self.daemon = daemon
-        self.sessions = SessionStore()
+        self.sessions = SessionStore(on_end=self._session_ended)
         self.catalogs = CatalogCache(daemon.supervisor.serving, lambda: control.tools(daemon), self._renamed)
         self.router = Router(self)
         self.signer = StateSigner(daemon.settings.state_dir)
         self.listeners: set[Listener] = set()
         self.stateless_inflight = [0]
         self._announced: set[tuple[str, str, str, str]] = set()
+        # (service id, uri) -> (service, subscribers): one upstream subscription per URI, shared by
+        # every session and listen stream that asked for it (owner keys: session ids, listener ids).
+        self.resource_subs: dict[tuple[str, str], tuple["ServiceRuntime", set[str]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._events_task: asyncio.Task[None] | None = None
 
     # -- wiring ------------------------------------------------------------------
@@ -130,6 +134,8 @@ class Gateway:
                 if kinds:
                     self.catalogs.invalidate()
                     self.broadcast_list_changed(ev.service, kinds)
+                if ev.type == "transition" and ev.data.get("to") == "RUNNING":
+                    self._resubscribe(ev.service)
             except Exception:
                 log.exception("list_changed fan-out failed")
 
@@ -159,6 +165,66 @@ class Gateway:
                 if k in kinds and lst.agreed.get(flag):
                     lst.stream.push(notification(f"notifications/{k}/list_changed", {"_meta": lst.meta}))
 
+    # -- resource subscriptions ------------------------------------------------------
+    async def subscribe_resource(self, svc: "ServiceRuntime", uri: str, owner: str, forward: Any = None) -> None:
+        """Add ``owner`` to the URI's subscribers; the first one subscribes upstream.
+
+        ``forward(svc, method, uri)`` makes the upstream call on behalf of the asking client (its
+        errors reach that client); without it the call is best effort.
+        """
+        key = (svc.id, uri)
+        _, owners = self.resource_subs.setdefault(key, (svc, set()))
+        first = not owners
+        owners.add(owner)
+        if first:
+            try:
+                await (forward or self._upstream_subscription)(svc, "resources/subscribe", uri)
+            except BaseException:
+                owners.discard(owner)
+                if not owners:
+                    self.resource_subs.pop(key, None)
+                raise
+
+    async def unsubscribe_resource(self, svc: "ServiceRuntime", uri: str, owner: str) -> None:
+        key = (svc.id, uri)
+        hit = self.resource_subs.get(key)
+        if hit is None or owner not in hit[1]:
+            return
+        hit[1].discard(owner)
+        if not hit[1]:
+            del self.resource_subs[key]
+            await self._upstream_subscription(svc, "resources/unsubscribe", uri)
+
+    def drop_subscriber(self, owner: str) -> None:
+        """A session ended or a listen stream closed: release its subscriptions (in the background)."""
+        for key, (svc, owners) in list(self.resource_subs.items()):
+            if owner in owners:
+                self._spawn(self.unsubscribe_resource(svc, key[1], owner))
+
+    async def _upstream_subscription(self, svc: "ServiceRuntime", method: str, uri: str) -> None:
+        """Best effort: tell the upstream, if it supports subscriptions; never raises."""
+        caps = (svc.interface.capabilities if svc.interface else {}).get("resources") or {}
+        if not caps.get("subscribe"):
+            return
+        try:
+            await self.daemon.policy.call(svc, method, {"uri": uri}, CallContext())
+        except Exception as e:  # a refused or failed (un)subscribe must not break the caller
+            svc.log("warning", f"{method} {uri!r} on behalf of connected clients failed: {e}")
+
+    def _resubscribe(self, service: str | None) -> None:
+        """A service (re)started: its upstream forgot our subscriptions; renew them."""
+        for (sid, uri), (svc, owners) in list(self.resource_subs.items()):
+            if owners and svc.name == service:
+                self._spawn(self._upstream_subscription(svc, "resources/subscribe", uri))
+
+    def _session_ended(self, session: Session) -> None:
+        self.drop_subscriber(session.id)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def add_listener(self, stream: Stream, scope: str | None, agreed: JSON, meta: JSON) -> Listener:
         lst = Listener(stream, scope, agreed, meta)
         self.listeners.add(lst)
@@ -166,6 +232,7 @@ class Gateway:
 
     def remove_listener(self, lst: Listener) -> None:
         self.listeners.discard(lst)
+        self.drop_subscriber(f"listen:{id(lst)}")
 
     # -- upstream traffic not tied to a call ----------------------------------------------
     def _on_upstream_notification(self, svc: "ServiceRuntime", method: str, params: JSON) -> None:

@@ -51,6 +51,7 @@ class Catalog:
     templates: list[Entry] = field(default_factory=list)
     tool_map: dict[str, Entry] = field(default_factory=dict)
     prompt_map: dict[str, Entry] = field(default_factory=dict)
+    hidden_map: dict[str, Entry] = field(default_factory=dict)  # tools hidden by policy: never listed, still routed
     resource_map: dict[str, Entry] = field(default_factory=dict)
     template_matchers: list[tuple[re.Pattern[str], Entry]] = field(default_factory=list)
     renamed: list[tuple["ServiceRuntime", str, str, str]] = field(default_factory=list)  # svc, kind, upstream, public
@@ -159,6 +160,21 @@ def build(services: list["ServiceRuntime"], aggregate: bool, builtins: list[JSON
             entry = Entry(svc, t, tpl)
             cat.templates.append(entry)
             cat.template_matchers.append((template_regex(t), entry))
+    # Tools hidden by a policy are indexed after every listed name is settled (so hiding a tool
+    # never renames another): a call to one reaches the policy engine, which answers with an
+    # isError result naming the policy instead of a bare "Unknown tool".
+    for svc in services:
+        if svc.interface is None:
+            continue
+        visible = {id(t) for t in svc.policy.visible_tools(svc.interface.tools)}
+        for tool in svc.interface.tools:
+            if id(tool) in visible or not isinstance(tool.get("name"), str):
+                continue
+            public = naming.public_name(svc.namespace, tool["name"])[0] if aggregate else tool["name"]
+            if public in cat.tool_map or public in cat.hidden_map:
+                public = naming.disambiguate(public, svc.id) if aggregate else public
+            if public not in cat.tool_map and public not in cat.hidden_map:
+                cat.hidden_map[public] = Entry(svc, tool["name"], tool)
     return cat
 
 

@@ -35,6 +35,8 @@ JSON = dict[str, Any]
 LIST_METHODS = {"tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
                 "resources/templates/list": "resourceTemplates"}
 LIST_TTL_MS = 0  # lists change when services start or stop: never cache
+# Removed in 2026-07-28 (no sessions, subscriptions/listen, per-request log level): 404 / -32601 there.
+REMOVED_STATELESS = frozenset({"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
 
 
 @dataclass
@@ -76,6 +78,9 @@ class Router:
 
     # -- entry ---------------------------------------------------------------
     async def handle(self, ctx: RequestCtx, method: str, params: JSON) -> JSON:
+        if ctx.era == STATELESS and method in REMOVED_STATELESS:
+            raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method} does not exist in protocol {ctx.version}",
+                           http_status=404)
         cat = self.gw.catalogs.get(ctx.scope)
         if method == "tools/call":
             result = await self._tools_call(ctx, cat, params)
@@ -123,7 +128,7 @@ class Router:
         args = params.get("arguments", {})
         if args is not None and not isinstance(args, dict):
             raise RpcError(INVALID_PARAMS, "Invalid params: 'arguments' must be an object", http_status=400)
-        entry = cat.tool_map.get(name)
+        entry = cat.tool_map.get(name) or cat.hidden_map.get(name)
         if entry is None:
             raise RpcError(INVALID_PARAMS, f"Unknown tool: {name!r}" + (
                 f" (service {ctx.scope!r} offers no such tool)" if ctx.scope else " (see tools/list)"), http_status=400)
@@ -148,19 +153,36 @@ class Router:
                        data={"uri": uri})
 
     async def _subscribe(self, ctx: RequestCtx, cat: Catalog, method: str, params: JSON) -> JSON:
+        """Session era. The gateway keeps the subscription per session and holds one upstream
+        subscription per URI (the first subscriber makes it, the last one releases it); for a
+        2026-07-28 upstream the backend carries it on ``subscriptions/listen``."""
         uri = params.get("uri")
         if not isinstance(uri, str):
             raise RpcError(INVALID_PARAMS, f"Invalid params: {method} needs a string 'uri'", http_status=400)
         svc = self._resource_service(ctx, cat, uri)
-        caps = (svc.interface.capabilities if svc.interface else {}).get("resources") or {}
-        if caps.get("subscribe"):
-            await self._forward(ctx, svc, method, params, params)
-        if ctx.session is not None:
-            if method == "resources/subscribe":
-                ctx.session.subscriptions.add(uri)
-            else:
-                ctx.session.subscriptions.discard(uri)
+        if ctx.session is None:
+            return {}
+        if method == "resources/subscribe":
+
+            async def forward(s: "ServiceRuntime", m: str, u: str) -> None:
+                caps = (s.interface.capabilities if s.interface else {}).get("resources") or {}
+                if caps.get("subscribe"):
+                    await self._forward(ctx, s, m, {**params, "uri": u}, params)
+
+            await self.gw.subscribe_resource(svc, uri, ctx.session.id, forward)
+            ctx.session.subscriptions.add(uri)
+        else:
+            ctx.session.subscriptions.discard(uri)
+            await self.gw.unsubscribe_resource(svc, uri, ctx.session.id)
         return {}
+
+    def route_subscription(self, scope: str | None, uri: str) -> "ServiceRuntime | None":
+        """The service a listen stream's ``resourceSubscriptions`` URI belongs to, or None."""
+        cat = self.gw.catalogs.get(scope)
+        try:
+            return self._resource_service(RequestCtx(STATELESS, "", scope), cat, uri)
+        except RpcError:
+            return None
 
     async def _complete(self, ctx: RequestCtx, cat: Catalog, params: JSON) -> JSON:
         ref = params.get("ref")
@@ -230,8 +252,11 @@ class Router:
             payload = self.gw.signer.verify(params["requestState"])
             if payload.get("s") != svc.id or payload.get("m") != method:
                 raise RpcError(INVALID_PARAMS, "Invalid params: requestState belongs to another request", http_status=400)
-            request_state = payload.get("st")
-            params = {**params, "requestState": request_state}
+            # The upstream's own state; none (or empty) means the retry carries no requestState.
+            request_state = payload.get("st") or None
+            params = {k: v for k, v in params.items() if k != "requestState"}
+            if request_state is not None:
+                params["requestState"] = request_state
         cctx = CallContext(relay=ctx.relay, progress_token=ctx.progress_token, client_info=ctx.client_info,
                            client_capabilities=ctx.client_capabilities, protocol_version=ctx.version,
                            request_state=request_state)

@@ -16,7 +16,7 @@ import collections
 import itertools
 import secrets
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ..backends.base import UpstreamError
 from .jsonrpc import dumps
@@ -155,8 +155,9 @@ class Session:
 
 
 class SessionStore:
-    def __init__(self) -> None:
+    def __init__(self, on_end: "Callable[[Session], None] | None" = None) -> None:
         self.sessions: dict[str, Session] = {}
+        self._on_end = on_end
 
     def create(self, version: str, client_info: JSON, capabilities: JSON, scope: str | None) -> Session:
         self.expire()
@@ -175,6 +176,8 @@ class SessionStore:
         s = self.sessions.pop(sid, None)
         if s is not None:
             s.close()
+            if self._on_end is not None:
+                self._on_end(s)
         return s
 
     def expire(self) -> None:

@@ -445,12 +445,25 @@ class McpEndpoint:
             if wanted.get(key):
                 agreed[key] = True
         uris = wanted.get("resourceSubscriptions")
-        if isinstance(uris, list) and all(isinstance(u, str) for u in uris):
-            agreed["resourceSubscriptions"] = list(uris)
+        routed: list[tuple[Any, str]] = []
+        if isinstance(uris, list):
+            # Honoured: the URIs that belong to a serving service (the acknowledgement says which).
+            for u in dict.fromkeys(u for u in uris if isinstance(u, str)):
+                svc = self.gw.router.route_subscription(svc_scope, u)
+                if svc is not None:
+                    routed.append((svc, u))
+            if routed:
+                agreed["resourceSubscriptions"] = [u for _, u in routed]
         stream = Stream()
         meta = {META_SUBSCRIPTION_ID: msg_id}
-        stream.push(notification("notifications/subscriptions/acknowledged", {"notifications": agreed, "_meta": meta}))
         listener = self.gw.add_listener(stream, svc_scope, agreed, meta)
+        try:
+            for svc, u in routed:
+                await self.gw.subscribe_resource(svc, u, f"listen:{id(listener)}")
+        except BaseException:
+            self.gw.remove_listener(listener)
+            raise
+        stream.push(notification("notifications/subscriptions/acknowledged", {"notifications": agreed, "_meta": meta}))
         try:
             await self._write_sse(send, receive, stream, 0)
         finally:
