@@ -134,7 +134,8 @@ class RemoteBackend(Backend):
         except BackendError as e:
             await self._close_conn()
             self._last_error = str(e)
-            raise BackendStartError(f"cannot start {self.manifest.name!r}: {_message(e)}") from None
+            # Chained so the supervisor can tell a refused credential (UNAUTHORIZED) from the rest.
+            raise BackendStartError(f"cannot start {self.manifest.name!r}: {_message(e)}") from e
         self.host.log("info", f"connected to {origin.url} ({self._conn.era} era, protocol {self._conn.protocol_version})")
 
     async def stop(self) -> None:
