@@ -102,6 +102,7 @@ class StreamableHttpConnection:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._resource_subs: set[str] = set()  # stateless era: URIs asked for on subscriptions/listen
+        self._listen_acked = asyncio.Event()  # set when the current listen stream is acknowledged
 
     # -- lifecycle ---------------------------------------------------------
     async def open(self) -> None:
@@ -214,7 +215,7 @@ class StreamableHttpConnection:
             await self.open()
         params = dict(params or {})
         if self.era == "stateless" and method in ("resources/subscribe", "resources/unsubscribe"):
-            return self._listen_subscription(method, params)
+            return await self._listen_subscription(method, params)
         if self.era == "stateless" and ctx.request_state is not None and "requestState" not in params:
             params["requestState"] = ctx.request_state
         result = await self._request_with_session_retry(method, params, ctx)
@@ -229,9 +230,11 @@ class StreamableHttpConnection:
             result = await self._request_with_session_retry(method, params, ctx)
         return result
 
-    def _listen_subscription(self, method: str, params: JSON) -> JSON:
+    async def _listen_subscription(self, method: str, params: JSON) -> JSON:
         """Stateless era: resources/subscribe and unsubscribe no longer exist upstream; the URI set
-        rides on ``subscriptions/listen`` (``resourceSubscriptions``), reopened when it changes."""
+        rides on ``subscriptions/listen`` (``resourceSubscriptions``), reopened when it changes.
+        A subscribe returns once the upstream acknowledged the new stream (it has subscribed by
+        then), or after the connect timeout (best effort: the stream keeps retrying)."""
         uri = params.get("uri")
         if not isinstance(uri, str):
             raise UpstreamError(-32602, f"Invalid params: {method} needs a string 'uri'")
@@ -242,6 +245,12 @@ class StreamableHttpConnection:
             self._resource_subs.discard(uri)
         if self._resource_subs != before:
             self._start_background()
+            if method == "resources/subscribe" and self._bg_task is not None:
+                try:
+                    await asyncio.wait_for(self._listen_acked.wait(), max(self.connect_timeout_s, 5.0))
+                except TimeoutError:
+                    self.host.log("warning", f"subscriptions/listen was not acknowledged in time; updates of {uri!r} "
+                                             "may be missed until it is")
         return {}
 
     async def _fulfil_input(self, params: JSON, result: JSON, ctx: CallContext) -> JSON:
@@ -483,6 +492,7 @@ class StreamableHttpConnection:
         if self.era == "session":
             self._bg_task = asyncio.ensure_future(self._get_stream_loop())
         elif self.era == "stateless":
+            self._listen_acked = asyncio.Event()
             wanted = {
                 "toolsListChanged": bool((self.capabilities.get("tools") or {}).get("listChanged")),
                 "promptsListChanged": bool((self.capabilities.get("prompts") or {}).get("listChanged")),
@@ -592,6 +602,8 @@ class StreamableHttpConnection:
                 if is_request(m):
                     self._spawn_answer(m)
                 elif is_notification(m):
+                    if m.get("method") == "notifications/subscriptions/acknowledged":
+                        self._listen_acked.set()
                     handle_unsolicited_notification(m.get("method", ""), m.get("params") or {}, self.host)
 
     def _spawn_answer(self, msg: JSON) -> None:
