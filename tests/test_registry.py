@@ -209,3 +209,9 @@ def test_sigterm_exits_zero_and_keeps_the_registry(make_daemon, tmp_path: Path) 
     assert after["services"] == before["services"]
     assert not (state / "runtimed.pid").exists()
     assert isinstance(d, DaemonProc)
+    # It went through its shutdown path (recorded in the persisted event log).
+    types = [json.loads(line)["type"] for line in (state / "events.jsonl").read_text().splitlines()]
+    assert types[-1] == "daemon.stopping" and "daemon.started" in types
+    # And the state dir is free again for the next daemon.
+    d2 = make_daemon("state")
+    assert len(d2.api("GET", "/api/services").json()["services"]) == 3
