@@ -267,6 +267,16 @@ def test_input_required_request_state_is_signed(env: DaemonProc) -> None:
     assert r.json()["result"]["content"][0]["text"] == "user answered: red"
 
 
+def test_client_capabilities_are_forwarded_upstream(env: DaemonProc) -> None:
+    """The upstream sees the client's own capabilities, not the gateway's: without elicitation
+    declared, a tool that needs it is refused with -32021 (HTTP 400), naming what is missing."""
+    params = {"name": "a__ask", "arguments": {"question": "colour?"}}
+    r = stateless(env, "tools/call", params, name="a__ask", caps={"sampling": {}})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == -32021 and "elicitation" in json.dumps(err["data"]), err
+
+
 def test_stateless_notification_is_202(env: DaemonProc) -> None:
     r = post(env, {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}},
              {"MCP-Protocol-Version": S})

@@ -6,15 +6,18 @@ Services:
   client's ``resources/subscribe`` rides on the upstream's ``subscriptions/listen``)
 - ``v``: watch_server --session-only (the gateway talks 2025-11-25 and forwards subscribe)
 - ``h``: echo_server with ``deniedTools: [echo]`` and ``allowedTools`` without ``fail``
+- ``k``: the conformance fixture (input-required results without a ``requestState``)
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from pathlib import Path
 from typing import Any, Iterator
 
+import httpx
 import mcp_types as types
 import pytest
 from mcp import Client
@@ -43,13 +46,14 @@ def _register(d: DaemonProc, name: str, url: str, **spec: Any) -> None:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("gwsubs")
     with run_upstream("watch_server") as w, run_upstream("watch_server", "--session-only") as v, \
-            run_upstream("echo_server", "--name", "h") as h:
+            run_upstream("echo_server", "--name", "h") as h, run_upstream("conformance_server") as k:
         d = DaemonProc(Path(tmp) / "state").start()
         try:
             _register(d, "w", w.url)
             _register(d, "v", v.url)
             _register(d, "h", h.url, policy={"deniedTools": ["echo"], "allowedTools": ["echo", "add", "log"]})
-            for n in "wvh":
+            _register(d, "k", k.url)
+            for n in "wvhk":
                 d.wait_state(n, "RUNNING", timeout=60)
             yield Env(d)
         finally:
@@ -123,16 +127,41 @@ async def test_listen_resource_subscription_receives_updates(env: Env) -> None:
             assert "test://watched" in repr(event)
 
 
+def stateless(url: str, method: str, params: dict[str, Any], caps: dict[str, Any] | None = None,
+              name: str | None = None) -> httpx.Response:
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": caps or {}}
+    headers = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": method, "Accept": "application/json, text/event-stream"}
+    if name is not None:
+        headers["Mcp-Name"] = name
+    return httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": meta}},
+                      headers=headers, timeout=30)
+
+
+# -- input-required retries -----------------------------------------------------------------
+
+@pytest.mark.parametrize("scoped", [False, True])
+def test_retry_without_upstream_request_state_forwards_none(env: Env, scoped: bool) -> None:
+    """The upstream's input-required result had no requestState: the gateway's signed state
+    holds none, and the retry must not send requestState "" upstream (the SDK refuses that)."""
+    name = "test_input_required_result_elicitation" if scoped else "k__test_input_required_result_elicitation"
+    url = env.url("k" if scoped else None)
+    caps = {"elicitation": {}}
+    res = stateless(url, "tools/call", {"name": name, "arguments": {}}, caps, name).json()["result"]
+    assert res["resultType"] == "input_required", res
+    body = res["requestState"].split(".")[1]
+    assert json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["st"] in ("", None)
+    reply = {"user_name": {"action": "accept", "content": {"name": "Ada"}}}
+    r = stateless(url, "tools/call", {"name": name, "arguments": {}, "requestState": res["requestState"],
+                                      "inputResponses": reply}, caps, name)
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["content"][0]["text"] == "Hello, Ada!"
+
+
 # -- removed methods in the stateless era ------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe", "initialize"])
 def test_removed_methods_are_404_in_2026_07_28(env: Env, method: str) -> None:
-    import httpx
-
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
-    r = httpx.post(env.url("w"), json={"jsonrpc": "2.0", "id": 1, "method": method, "params": {"_meta": meta}},
-                   headers={"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": method,
-                            "Accept": "application/json, text/event-stream"})
+    r = stateless(env.url("w"), method, {})
     assert r.status_code == 404, r.text
     assert r.json()["error"]["code"] == -32601
 
