@@ -267,6 +267,28 @@ def test_input_required_request_state_is_signed(env: DaemonProc) -> None:
     assert r.json()["result"]["content"][0]["text"] == "user answered: red"
 
 
+def test_routing_header_whitespace_is_not_part_of_the_value(env: DaemonProc) -> None:
+    """Surrounding whitespace (RFC 9110 OWS) is not part of a field value. httpx won't send
+    it, so this request is written by hand on a socket."""
+    import socket
+    from urllib.parse import urlsplit
+
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "a__echo", "arguments": {"text": "hi"}, "_meta": meta()}}).encode()
+    u = urlsplit(env.url)
+    head = (f"POST /mcp HTTP/1.1\r\nHost: {u.netloc}\r\nContent-Type: application/json\r\nAccept: {ACCEPT}\r\n"
+            f"MCP-Protocol-Version: {S}\r\nMcp-Method:  tools/call \r\nMcp-Name: \t a__echo  \r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection((u.hostname, u.port), timeout=30) as sock:
+        sock.sendall(head + body)
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    status_line, _, rest = raw.partition(b"\r\n")
+    assert b" 200 " in status_line, raw[:500]
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["result"]["content"][0]["text"] == "hi"
+
+
 def test_client_capabilities_are_forwarded_upstream(env: DaemonProc) -> None:
     """The upstream sees the client's own capabilities, not the gateway's: without elicitation
     declared, a tool that needs it is refused with -32021 (HTTP 400), naming what is missing."""

@@ -92,7 +92,8 @@ class McpEndpoint:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         raw_headers = scope.get("headers", [])
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
+        # Field values without surrounding whitespace (RFC 9110 OWS is not part of the value).
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1").strip(" \t") for k, v in raw_headers}
         try:
             svc_scope = self._service_scope(scope)
             method = scope["method"]
