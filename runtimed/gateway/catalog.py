@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..intents import add_intent_property
 from . import naming
 from .jsonrpc import INVALID_PARAMS, RpcError
 
@@ -55,6 +56,9 @@ class Catalog:
     resource_map: dict[str, Entry] = field(default_factory=dict)
     template_matchers: list[tuple[re.Pattern[str], Entry]] = field(default_factory=list)
     renamed: list[tuple["ServiceRuntime", str, str, str]] = field(default_factory=list)  # svc, kind, upstream, public
+    intent: bool = False  # service tools are listed with the optional ``_intent`` argument
+    # Per kind: owner -> (index of its first entry, its entry count); built on first paging.
+    _owners: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict, repr=False, compare=False)
 
     def kind(self, kind: str) -> list[Entry]:
         return {"tools": self.tools, "prompts": self.prompts, "resources": self.resources,
@@ -78,9 +82,21 @@ class Catalog:
         items = [e.item for e in entries[start:end]]
         if end >= len(entries):
             return items, None
-        nxt = entries[end]
-        offset = end - next(i for i, e in enumerate(entries) if _owner(e) == _owner(nxt))
-        return items, _encode(kind, _owner(nxt), offset)
+        owner = _owner(entries[end])
+        offset = end - self._owner_index(kind)[owner][0]
+        return items, _encode(kind, owner, offset)
+
+    def _owner_index(self, kind: str) -> dict[str, tuple[int, int]]:
+        """Where each owner's entries start and how many there are (entries are grouped by owner)."""
+        index = self._owners.get(kind)
+        if index is None:
+            index = {}
+            for i, e in enumerate(self.kind(kind)):
+                o = _owner(e)
+                first, count = index.get(o, (i, 0))
+                index[o] = (first, count + 1)
+            self._owners[kind] = index
+        return index
 
     def _decode(self, kind: str, cursor: str, entries: list[Entry]) -> int:
         try:
@@ -90,13 +106,13 @@ class Catalog:
             raise RpcError(INVALID_PARAMS, f"Invalid cursor {cursor[:40]!r}: not a cursor this gateway made") from None
         if k != kind:
             raise RpcError(INVALID_PARAMS, f"Invalid cursor: it belongs to a {k} list, not {kind}")
-        first = next((i for i, e in enumerate(entries) if _owner(e) == owner), None)
-        if first is None:
+        found = self._owner_index(kind).get(owner)
+        if found is None:
             # The service left since the last page: continue with the next service in order.
             owners = [_owner(e) for e in entries]
             later = [i for i, o in enumerate(owners) if o > owner]
             return later[0] if later else len(entries)
-        count = sum(1 for e in entries if _owner(e) == owner)
+        first, count = found
         return first + min(offset, count)
 
     # -- routing -----------------------------------------------------------
@@ -132,8 +148,10 @@ def template_regex(template: str) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
-def build(services: list["ServiceRuntime"], aggregate: bool, builtins: list[JSON] | None = None) -> Catalog:
-    cat = Catalog(services=services, aggregate=aggregate)
+def build(services: list["ServiceRuntime"], aggregate: bool, builtins: list[JSON] | None = None,
+          intent: bool = False) -> Catalog:
+    """``intent``: list every service tool with the optional ``_intent`` argument (intent capture)."""
+    cat = Catalog(services=services, aggregate=aggregate, intent=intent)
     for tool in builtins or []:
         entry = Entry(None, tool["name"], tool)
         cat.tools.append(entry)
@@ -194,6 +212,8 @@ def _add_named(cat: Catalog, svc: "ServiceRuntime", kind: str, item: JSON, out: 
         return
     listed = dict(item)
     listed["name"] = public
+    if cat.intent and kind == "tool":
+        listed["inputSchema"] = add_intent_property(item.get("inputSchema"))
     if aggregate:
         meta = item.get("_meta")
         listed["_meta"] = {**(meta if isinstance(meta, dict) else {}), SERVICE_META: svc.name}
@@ -211,10 +231,11 @@ class CatalogCache:
     """
 
     def __init__(self, serving: Callable[[], list["ServiceRuntime"]], builtins: Callable[[], list[JSON]],
-                 on_renamed: Callable[[Catalog], None]) -> None:
+                 on_renamed: Callable[[Catalog], None], intent: Callable[[], bool] = lambda: False) -> None:
         self._serving = serving
         self._builtins = builtins
         self._on_renamed = on_renamed
+        self._intent = intent
         self._cache: dict[str | None, tuple[tuple[Any, ...], Catalog]] = {}
         self.generation = 0
 
@@ -222,11 +243,13 @@ class CatalogCache:
         services = self._serving()
         if scope is not None:
             services = [s for s in services if s.name == scope]
-        key = (self.generation, *((s.id, id(s.interface), id(s.manifest)) for s in services))
+        intent = bool(self._intent())
+        key = (self.generation, intent, *((s.id, id(s.interface), id(s.manifest)) for s in services))
         hit = self._cache.get(scope)
         if hit is not None and hit[0] == key:
             return hit[1]
-        cat = build(services, aggregate=scope is None, builtins=self._builtins() if scope is None else None)
+        cat = build(services, aggregate=scope is None, builtins=self._builtins() if scope is None else None,
+                    intent=intent)
         self._cache[scope] = (key, cat)
         if cat.renamed:
             self._on_renamed(cat)
