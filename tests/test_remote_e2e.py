@@ -359,8 +359,8 @@ class BlackHole:
 def test_interface_snapshot_serves_lists_after_a_daemon_restart(make_daemon):
     d = make_daemon()
     with run_upstream("echo_server", "--name", "cached") as up:
-        register(d, "cached", up.url,
-                 restartPolicy={"maxRestarts": 100, "backoff": {"initialMs": 100, "maxMs": 100, "multiplier": 1.0}})
+        # mode never: the test decides when it starts again (no restart loop to race with).
+        register(d, "cached", up.url, restartPolicy={"mode": "never"})
         revision = d.service("cached")["interfaceRevision"]
         assert revision and revision.startswith("rev_")
         tools_before = {t["name"] for t in d.api("GET", "/api/services/cached/interface").json()["tools"]}
@@ -372,20 +372,33 @@ def test_interface_snapshot_serves_lists_after_a_daemon_restart(make_daemon):
             starting = d.service("cached")
             assert starting["state"] == "STARTING", starting["state"]
             assert starting["interfaceRevision"] == revision
+            changed = asyncio.Event()
 
-            async def listed() -> set[str]:
-                async with Client(d.mcp_url, mode="legacy", cache=None) as c:
+            async def on_message(msg: Any) -> None:
+                if isinstance(msg, types.ToolListChangedNotification):
+                    changed.set()
+
+            async def scenario() -> tuple[set[str], set[str]]:
+                async with Client(d.mcp_url, mode="legacy", cache=None, message_handler=on_message) as c:
                     names = {t.name for t in (await asyncio.wait_for(c.list_tools(), GUARD)).tools}
                     r = await asyncio.wait_for(c.call_tool("cached__echo", {"text": "x"}), GUARD)
                     assert r.is_error and "not running" in text(r) and "STARTING" in text(r), text(r)
-                    return names
+                    assert d.service("cached")["state"] == "STARTING"  # still not reached: from the snapshot
+                    await asyncio.sleep(0.2)  # let the SDK open its GET stream (it does so in the background)
+                    hole.close()  # the upstream fails: the start fails, the service no longer serves
+                    await poll(lambda: d.service("cached")["state"] == "CRASHED", "CRASHED")
+                    await asyncio.wait_for(changed.wait(), GUARD)  # clients are told the list changed
+                    after = {t.name for t in (await asyncio.wait_for(c.list_tools(), GUARD)).tools}
+                    return names, after
 
-            names = asyncio.run(listed())
+            names, after = asyncio.run(scenario())
             assert {f"cached__{t}" for t in tools_before} <= names
-            assert d.service("cached")["state"] == "STARTING"  # still not reached: served from the snapshot
+            assert not any(n.startswith("cached__") for n in after), after
         finally:
             hole.close()
         up.start()  # the upstream is back on the same port
+        r = d.api("POST", "/api/services/cached/start")
+        assert r.status_code == 200, r.text
         back = d.wait_state("cached", "RUNNING", timeout=GUARD)
         assert back["interfaceRevision"] == revision  # same interface, same revision
         # The same interface after a restart records no change.

@@ -141,7 +141,8 @@ class Gateway:
 
     @staticmethod
     def _changed_kinds(ev: Any) -> tuple[str, ...]:
-        if ev.type == "transition" and "RUNNING" in (ev.data.get("to"), ev.data.get("from")):
+        # STARTING too: a service starting with a cached interface is listed (ServiceRuntime.serving).
+        if ev.type == "transition" and {"RUNNING", "STARTING"} & {ev.data.get("to"), ev.data.get("from")}:
             return ("tools", "prompts", "resources")
         if ev.type == "interface" and ev.data.get("changed", True):
             diff = ev.data.get("diff") or {}
