@@ -51,7 +51,8 @@ class Gateway:
     def __init__(self, daemon: "Daemon") -> None:
         self.daemon = daemon
         self.sessions = SessionStore(on_end=self._session_ended)
-        self.catalogs = CatalogCache(daemon.supervisor.serving, lambda: control.tools(daemon), self._renamed)
+        self.catalogs = CatalogCache(daemon.supervisor.serving, lambda: control.tools(daemon), self._renamed,
+                                     lambda: bool(getattr(daemon.settings, "capture_intent", False)))
         self.router = Router(self)
         self.signer = StateSigner(daemon.settings.state_dir)
         self.listeners: set[Listener] = set()

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..intents import add_intent_property
 from . import naming
 from .jsonrpc import INVALID_PARAMS, RpcError
 
@@ -55,6 +56,7 @@ class Catalog:
     resource_map: dict[str, Entry] = field(default_factory=dict)
     template_matchers: list[tuple[re.Pattern[str], Entry]] = field(default_factory=list)
     renamed: list[tuple["ServiceRuntime", str, str, str]] = field(default_factory=list)  # svc, kind, upstream, public
+    intent: bool = False  # service tools are listed with the optional ``_intent`` argument
     # Per kind: owner -> (index of its first entry, its entry count); built on first paging.
     _owners: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -146,8 +148,10 @@ def template_regex(template: str) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
-def build(services: list["ServiceRuntime"], aggregate: bool, builtins: list[JSON] | None = None) -> Catalog:
-    cat = Catalog(services=services, aggregate=aggregate)
+def build(services: list["ServiceRuntime"], aggregate: bool, builtins: list[JSON] | None = None,
+          intent: bool = False) -> Catalog:
+    """``intent``: list every service tool with the optional ``_intent`` argument (intent capture)."""
+    cat = Catalog(services=services, aggregate=aggregate, intent=intent)
     for tool in builtins or []:
         entry = Entry(None, tool["name"], tool)
         cat.tools.append(entry)
@@ -208,6 +212,8 @@ def _add_named(cat: Catalog, svc: "ServiceRuntime", kind: str, item: JSON, out: 
         return
     listed = dict(item)
     listed["name"] = public
+    if cat.intent and kind == "tool":
+        listed["inputSchema"] = add_intent_property(item.get("inputSchema"))
     if aggregate:
         meta = item.get("_meta")
         listed["_meta"] = {**(meta if isinstance(meta, dict) else {}), SERVICE_META: svc.name}
@@ -225,10 +231,11 @@ class CatalogCache:
     """
 
     def __init__(self, serving: Callable[[], list["ServiceRuntime"]], builtins: Callable[[], list[JSON]],
-                 on_renamed: Callable[[Catalog], None]) -> None:
+                 on_renamed: Callable[[Catalog], None], intent: Callable[[], bool] = lambda: False) -> None:
         self._serving = serving
         self._builtins = builtins
         self._on_renamed = on_renamed
+        self._intent = intent
         self._cache: dict[str | None, tuple[tuple[Any, ...], Catalog]] = {}
         self.generation = 0
 
@@ -236,11 +243,13 @@ class CatalogCache:
         services = self._serving()
         if scope is not None:
             services = [s for s in services if s.name == scope]
-        key = (self.generation, *((s.id, id(s.interface), id(s.manifest)) for s in services))
+        intent = bool(self._intent())
+        key = (self.generation, intent, *((s.id, id(s.interface), id(s.manifest)) for s in services))
         hit = self._cache.get(scope)
         if hit is not None and hit[0] == key:
             return hit[1]
-        cat = build(services, aggregate=scope is None, builtins=self._builtins() if scope is None else None)
+        cat = build(services, aggregate=scope is None, builtins=self._builtins() if scope is None else None,
+                    intent=intent)
         self._cache[scope] = (key, cat)
         if cat.renamed:
             self._on_renamed(cat)

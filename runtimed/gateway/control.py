@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from ..intents import capability_tool
+
 if TYPE_CHECKING:
     from ..app import Daemon
 
@@ -51,7 +53,10 @@ ADMIN_TOOLS: list[JSON] = [
 
 
 def tools(daemon: "Daemon") -> list[JSON]:
-    return READ_TOOLS + (ADMIN_TOOLS if daemon.settings.admin_tools else [])
+    out = READ_TOOLS + (ADMIN_TOOLS if daemon.settings.admin_tools else [])
+    if getattr(daemon.settings, "capture_intent", False):
+        out = out + [capability_tool()]  # runtime__request_capability: recorded by the router
+    return out
 
 
 def _ok(data: Any) -> JSON:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..backends.base import BackendError, BackendFault, CallContext, InputRequired, NullRelay, RelayUnavailable, UpstreamError
+from ..intents import CAPABILITY_TOOL, INTENT_PROPERTY, capability_result, pop_intent
 from ..policy import PolicyRefusal
 from . import control, stateless
 from .catalog import Catalog, Entry
@@ -52,6 +53,16 @@ class RequestCtx:
 
 
 _STRIP = tuple(k for k in ENVELOPE_KEYS if k != META_LOG_LEVEL)
+
+
+def _declares_intent(item: JSON, svc: "ServiceRuntime", upstream: str) -> bool:
+    """Whether the upstream tool itself has an ``_intent`` argument (then it is its own, not ours)."""
+    iface = svc.interface
+    for tool in (iface.tools if iface is not None else ()):
+        if tool.get("name") == upstream:
+            props = (tool.get("inputSchema") or {}).get("properties")
+            return isinstance(props, dict) and INTENT_PROPERTY in props
+    return False
 
 
 def _strip_envelope(params: JSON, log_level: str | None) -> JSON:
@@ -132,9 +143,24 @@ class Router:
         if entry is None:
             raise RpcError(INVALID_PARAMS, f"Unknown tool: {name!r}" + (
                 f" (service {ctx.scope!r} offers no such tool)" if ctx.scope else " (see tools/list)"), http_status=400)
+        analytics = getattr(self.daemon, "analytics", None)
+        client = (ctx.client_info or {}).get("name")
         if entry.svc is None:
+            if name == CAPABILITY_TOOL:
+                if analytics is None:
+                    return capability_result(False, "capability requests are not recorded by this daemon")
+                a = args or {}
+                return analytics.record_capability_request(a.get("description"), a.get("context"), client)
             return await control.call(self.daemon, name, args or {}, self.gw.client_counts())
-        return await self._forward(ctx, entry.svc, "tools/call", {**params, "name": entry.upstream}, params)
+        fwd = {**params, "name": entry.upstream}
+        if cat.intent and not _declares_intent(entry.item, entry.svc, entry.upstream):
+            # The gateway added `_intent` to the schema: take it out, record it, never forward it.
+            intent, rest = pop_intent(args)
+            if rest is not args:
+                fwd["arguments"] = rest
+            if analytics is not None and intent is not None:
+                analytics.record_intent(entry.svc.name, entry.upstream, intent, client)
+        return await self._forward(ctx, entry.svc, "tools/call", fwd, params)
 
     async def _by_uri(self, ctx: RequestCtx, cat: Catalog, method: str, params: JSON) -> JSON:
         uri = params.get("uri")
