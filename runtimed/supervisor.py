@@ -307,6 +307,7 @@ class Supervisor:
         async with self._mutate:
             await asyncio.to_thread(self.registry.remove, svc.id)
             self.services.pop(svc.id, None)
+        svc.policy.forget()  # a re-added origin must not inherit old rate-limit counts
         try:
             (self.interfaces_dir / f"{svc.id}.json").unlink()
         except OSError:
