@@ -212,14 +212,15 @@ def test_probe_reports_unauthorized_when_the_credential_is_revoked(make_daemon):
         d.wait_for(lambda: d.service("guarded")["health"] == "HEALTHY", what="HEALTHY again")
 
 
-@pytest.mark.parametrize("path", ["401", "403"])
-def test_a_service_refused_by_its_upstream_says_so(make_daemon, path):
+def test_a_service_refused_by_its_upstream_is_unauthorized(make_daemon):
     d = make_daemon()
     with run_upstream("faulty_server") as up:
-        register(d, "refused", f"{up.base_url}/{path}/mcp", restartPolicy={"mode": "never"}, state="CRASHED")
-        s = d.service("refused")
-        assert f"HTTP {path}" in s["lastError"], s["lastError"]
-        assert s["health"] == "UNAUTHORIZED", (s["health"], s["healthDetail"])
+        for path in ("401", "403"):
+            register(d, f"refused{path}", f"{up.base_url}/{path}/mcp", restartPolicy={"mode": "never"}, state="CRASHED")
+            s = d.service(f"refused{path}")
+            assert f"HTTP {path}" in s["lastError"], s["lastError"]
+            assert s["health"] == "UNAUTHORIZED", (s["health"], s["healthDetail"])
+        assert "health:     UNAUTHORIZED" in show(d, "refused403")
 
 
 # -- 3. circuit breaker -----------------------------------------------------------------
@@ -283,8 +284,6 @@ def test_breaker_opens_on_upstream_faults_not_client_mistakes_and_feeds_quaranti
                 r = await call(c, "flaky__ok")
                 assert not r.is_error and text(r) == "ok"
                 assert breaker("flaky")["state"] == "closed"
-                out = await asyncio.to_thread(show, d, "flaky")
-                assert "breaker:    closed" in out
 
                 # Three trips within the restart window: reported as a crash, restart policy applies.
                 await trip_three_times(c)
@@ -466,7 +465,7 @@ def test_authref_env_file_and_header_env_without_leaking_the_secret(make_daemon)
         for svc in ("by-env", "by-file", "by-header"):
             places[f"{svc} api"] = d.api("GET", f"/api/services/{svc}").text
             places[f"{svc} logs"] = d.api("GET", f"/api/services/{svc}/logs").text
-            places[f"{svc} show"] = show(d, svc)
+        places["runtimectl show"] = show(d, "by-file")  # the one whose call was refused
         places["status page"] = d.api("GET", "/status").text
         for where, content in places.items():
             assert secret not in content, where
