@@ -248,6 +248,27 @@ async def scenario_calls(daemon: Daemon, up_port: int, proxies: dict[str, tuple[
     return rows
 
 
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def cpu_per_call(daemon: Daemon, up_port: int, up_pid: int, era: str, calls: int, label: str) -> dict[str, Any]:
+    """CPU milliseconds per tools/call (user + system, from /proc): the daemon's for a call through
+    /mcp, the upstream's for a direct call. Unlike latency, this barely moves with the machine's load."""
+    out: dict[str, Any] = {"era": era, "target": label, "calls": calls}
+    for who, url, name, pid in (("upstream_direct", f"http://127.0.0.1:{up_port}/mcp", "echo", up_pid),
+                                ("daemon_via_mcp", daemon.url + "/mcp", "echo__echo", daemon.proc.pid)):  # type: ignore[union-attr]
+        ep = Endpoint(url, era)
+        await ep.prepare()
+        await run_load(ep, "tools/call", {**ECHO_ARGS, "name": name}, 1, 5.0, 100, who)
+        c0 = cpu_s(pid)
+        st = await run_load(ep, "tools/call", {**ECHO_ARGS, "name": name}, 1, 60.0, calls, who, warmup_calls=0)
+        out[f"{who}_cpu_ms"] = round(1000 * (cpu_s(pid) - c0) / max(1, len(st.latencies_ms)), 3)
+        out[f"{who}_p50_ms"] = st.summary()["p50_ms"]
+    return out
+
+
 async def scenario_wasm(daemon: Daemon, quick: bool) -> list[dict[str, Any]]:
     """3: a trivial WASM tool through /mcp at c=1 and c=8, and in-process."""
     from wasm_inprocess import measure
@@ -396,6 +417,8 @@ async def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, A
 
     log("scenarios 1+2: tools/call")
     sc["calls"] = await scenario_calls(daemon, up_port, proxies, args.quick)
+    n_cpu = 500 if args.quick else 2000
+    sc["cpu"] = [await cpu_per_call(daemon, up_port, up.pid, era, n_cpu, "2 services registered") for era, _ in ERAS]
     log("scenario 3: wasm")
     sc["wasm"] = await scenario_wasm(daemon, args.quick)
 
@@ -419,10 +442,12 @@ async def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, A
         t_all = daemon.wait_running(None, poll=0.005)
         starts.append({"healthz_s": round(t["healthz_s"], 3), "all_running_s": round(t_all - t["t0"], 3)})
     sc["cold_start"] = {"services": len(daemon.states()), "runs": starts,
-                        "healthz_s_median": statistics.median(s["healthz_s"] for s in starts),
-                        "all_running_s_median": statistics.median(s["all_running_s"] for s in starts)}
+                        "healthz_s_median": round(statistics.median(s["healthz_s"] for s in starts), 3),
+                        "all_running_s_median": round(statistics.median(s["all_running_s"] for s in starts), 3)}
     sc["rss_after_restart_idle"] = daemon.rss_kb()
 
+    sc["cpu"].append(await cpu_per_call(daemon, up_port, up.pid, STATELESS, n_cpu,
+                                        f"{len(daemon.states())} services registered"))
     log("scenario 7: 10,000 calls, upstream handshakes")
     sc["handshakes"] = await scenario_handshakes(daemon, 2000 if args.quick else 10000)
     res["targets"] = targets(res)
@@ -496,6 +521,12 @@ def markdown(res: dict[str, Any]) -> str:
         L.append(f"| {r['era']} | {r['concurrency']} | {r['target']} | {r['calls']} | {r['errors']} | {fmt(r['p50_ms'])} "
                  f"| {fmt(r['p95_ms'])} | {fmt(r['p99_ms'])} | {fmt(r['calls_per_s'])} | {fmt(r.get('p50_added_ms'))} "
                  f"| {fmt(r.get('p99_added_ms'))} | {fmt(r.get('p50_x_direct'))} | {fmt(r.get('calls_per_s_x_direct'))} |")
+    L += ["", "### CPU per `tools/call` at c=1 (user + system, from /proc; robust to the machine's load)", "",
+          "| era | daemon state | upstream CPU/call, direct | daemon CPU/call via /mcp | upstream p50 direct | /mcp p50 |",
+          "|---|---|---|---|---|---|"]
+    for r in sc["cpu"]:
+        L.append(f"| {r['era']} | {r['target']} | {fmt(r['upstream_direct_cpu_ms'])} ms | {fmt(r['daemon_via_mcp_cpu_ms'])} ms "
+                 f"| {fmt(r['upstream_direct_p50_ms'])} ms | {fmt(r['daemon_via_mcp_p50_ms'])} ms |")
     L += ["", "### 3. Local WASM tool (`examples/wasm/math.wat` `add`)", "",
           "| target | c | calls | err | p50 ms | p95 ms | p99 ms | calls/s | p50 added over in-process ms |",
           "|---|---|---|---|---|---|---|---|---|"]
