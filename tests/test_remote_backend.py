@@ -116,6 +116,9 @@ def text_of(result: dict) -> str:
 
 async def call_tool(backend: RemoteBackend, name: str, args: dict | None = None, **ctx: Any) -> dict:
     ctx.setdefault("max_response_bytes", 4 * 1024 * 1024)
+    # The calling client's capabilities go upstream as declared (a 2026-07-28 upstream refuses a
+    # tool needing one that is missing with -32021): these tests' client can answer everything.
+    ctx.setdefault("client_capabilities", {"sampling": {}, "elicitation": {"form": {}}, "roots": {"listChanged": True}})
     c = CallContext(**ctx)
     return await asyncio.wait_for(backend.call("tools/call", {"name": name, "arguments": args or {}}, c), GUARD)
 
