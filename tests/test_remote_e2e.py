@@ -194,6 +194,18 @@ def test_probes_timeout_crash_and_quarantine(make_daemon):
         assert "state:      QUARANTINED" in out and "quarantine: 2 failures" in out
 
 
+def test_slow_probes_are_degraded_not_crashed(make_daemon):
+    d = make_daemon()
+    with run_upstream("faulty_server") as up:
+        # ping is answered after at least 300 ms; degradedMs 100 makes that DEGRADED.
+        register(d, "slowpoke", up.base_url + "/slowping/mcp",
+                 healthCheck={"intervalSeconds": 0.2, "timeoutMs": 5000, "degradedMs": 100})
+        s = d.wait_for(lambda: (s := d.service("slowpoke"))["health"] == "DEGRADED" and s, what="DEGRADED")
+        assert s["healthDetail"].startswith("slow:") and "> 100 ms" in s["healthDetail"], s["healthDetail"]
+        assert s["healthLatencyMs"] >= 300 and s["state"] == "RUNNING"
+        assert "DEGRADED" in health_events(d, "slowpoke")
+
+
 def test_probe_reports_unauthorized_when_the_credential_is_revoked(make_daemon):
     token = "s3cret-value-123"
     d = make_daemon()
@@ -523,6 +535,17 @@ def test_legacy_sse_upstream_through_mcp(make_daemon):
         assert progress == [1, 2]
         backend = d.service("old")["backend"]
         assert backend["transport"] == "sse" and backend["handshakes"] == 1, backend
+
+        up.restart()  # the event stream drops: the next call connects and handshakes again
+
+        async def after_restart() -> None:
+            async with Client(d.mcp_url, mode="legacy") as c:
+                r = await asyncio.wait_for(c.call_tool("old__echo", {"text": "back"}), GUARD)
+                assert not r.is_error and text(r) == "back", text(r)
+
+        asyncio.run(after_restart())
+        backend = d.service("old")["backend"]
+        assert backend["handshakes"] == 2 and d.service("old")["state"] == "RUNNING", backend
 
 
 # -- 9. runtimectl show -----------------------------------------------------------------------

@@ -17,7 +17,7 @@ tools/list) to be started, then misbehaves on purpose per tool:
 
 Per path, every request: ``/500/mcp`` answers 500, ``/401/mcp`` answers 401,
 ``/403/mcp`` answers 403, ``/hang/mcp`` never answers, ``/badjson/mcp`` answers
-invalid JSON, ``/hangping/mcp`` never answers ``ping``, ``/redirect-same/mcp``
+invalid JSON, ``/hangping/mcp`` never answers ``ping``, ``/slowping/mcp`` answers it after 0.3 s, ``/redirect-same/mcp``
 redirects (307) to ``/mcp``, ``/redirect-other/mcp`` to the same port on
 ``localhost`` (another origin). ``/mcp`` behaves per tool as above. ``server/discover`` is
 answered like a pre-2026 server (400) unless ``--discover`` is given.
@@ -103,6 +103,8 @@ async def mcp_endpoint(request: Request) -> Response:
         return JSONResponse(_reply(id_, result))
     if method == "ping" and fault == "hangping":
         await _forever()
+    if method == "ping" and fault == "slowping":
+        await asyncio.sleep(0.3)
     if method == "ping":
         return JSONResponse(_reply(id_, {}))
     if method == "tools/list":
