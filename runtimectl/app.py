@@ -33,7 +33,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(highlight=False, soft_wrap=True)
+# Piped output is for grep and scripts: never cut a URL to fit 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 4096)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -273,7 +274,12 @@ def _load_manifest_file(path: str) -> list[dict[str, Any]]:
         try:
             data = json.loads(raw)
         except ValueError as e:
-            raise usage(f"{path}: not valid JSON: {e}") from None
+            if path != "-":
+                raise usage(f"{path}: not valid JSON: {e}") from None
+            try:  # stdin has no extension: JSON first, then TOML
+                data = tomllib.loads(raw)
+            except tomllib.TOMLDecodeError:
+                raise usage(f"stdin: neither valid JSON ({e}) nor valid TOML") from None
     if isinstance(data, dict) and isinstance(data.get("services"), list):
         data = data["services"]
     items = data if isinstance(data, list) else [data]
