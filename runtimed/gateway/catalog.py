@@ -225,9 +225,11 @@ def _add_named(cat: Catalog, svc: "ServiceRuntime", kind: str, item: JSON, out: 
 class CatalogCache:
     """One catalog per scope (None = aggregate, else a service name).
 
-    The key is cheap to compute on every request: per serving service its id
-    and the identities of its interface and manifest objects (the supervisor
-    replaces them on any change), so ``tools/call`` never rebuilds name maps.
+    The key is cheap to compute on every request: per serving service the
+    identities of the service, its interface and its manifest objects (the
+    supervisor replaces them on any change; the service id is a function of the
+    manifest), so ``tools/call`` never rebuilds name maps. The cache entry keeps
+    those objects alive, so an identity in a key cannot be reused by a new object.
     """
 
     def __init__(self, serving: Callable[[], list["ServiceRuntime"]], builtins: Callable[[], list[JSON]],
@@ -236,7 +238,7 @@ class CatalogCache:
         self._builtins = builtins
         self._on_renamed = on_renamed
         self._intent = intent
-        self._cache: dict[str | None, tuple[tuple[Any, ...], Catalog]] = {}
+        self._cache: dict[str | None, tuple[tuple[Any, ...], Catalog, list[Any]]] = {}
         self.generation = 0
 
     def get(self, scope: str | None) -> Catalog:
@@ -244,13 +246,13 @@ class CatalogCache:
         if scope is not None:
             services = [s for s in services if s.name == scope]
         intent = bool(self._intent())
-        key = (self.generation, intent, *((s.id, id(s.interface), id(s.manifest)) for s in services))
+        key = (self.generation, intent, *((id(s), id(s.interface), id(s.manifest)) for s in services))
         hit = self._cache.get(scope)
         if hit is not None and hit[0] == key:
             return hit[1]
         cat = build(services, aggregate=scope is None, builtins=self._builtins() if scope is None else None,
                     intent=intent)
-        self._cache[scope] = (key, cat)
+        self._cache[scope] = (key, cat, [(s.interface, s.manifest) for s in services])
         if cat.renamed:
             self._on_renamed(cat)
         return cat
