@@ -7,7 +7,7 @@ driving stateless-era and/or session-era ``tools/call`` at c=1, and reporting
 wall-clock latency) and (b) where the daemon's time goes. Must not: change
 the daemon's settings.
 
-    python bench/profile.py [--calls 3000] [--profiler cprofile|pyspy|none] [--era stateless|session]
+    python bench/profile.py [--calls 3000] [--profiler cprofile|pyspy|none] [--era stateless|session|both] [--services 100]
 
 ``pyspy`` attaches ``py-spy record`` to the running daemon (sampling; counts
 runnable-but-waiting time as busy on a loaded machine); ``cprofile`` runs the
@@ -38,8 +38,14 @@ from run import Daemon, Procs, free_port, wait_port  # noqa: E402
 
 
 def cpu_s(pid: int) -> float:
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tck = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tck, int(fields[12]) / tck
 
 
 class ProfiledDaemon(Daemon):
@@ -94,14 +100,15 @@ async def drive(daemon: Daemon, up_port: int, era: str, calls: int) -> list[str]
         ep = Endpoint(url, era)
         await ep.prepare()
         await run_load(ep, "tools/call", {"name": name, "arguments": {"text": "hi"}}, 1, 5, 200, label)
-        d0 = cpu_s(daemon.proc.pid)  # type: ignore[union-attr]
+        d0, k0 = cpu_split(daemon.proc.pid)  # type: ignore[union-attr]
         u0 = cpu_s(drive.up_pid)  # type: ignore[attr-defined]
         st = await run_load(ep, "tools/call", {"name": name, "arguments": {"text": "hi"}}, 1, 120, calls, label)
         n = len(st.latencies_ms)
-        d1, u1 = cpu_s(daemon.proc.pid), cpu_s(drive.up_pid)  # type: ignore[union-attr,attr-defined]
+        (d1, k1), u1 = cpu_split(daemon.proc.pid), cpu_s(drive.up_pid)  # type: ignore[union-attr,attr-defined]
         s = st.summary()
         lines.append(f"{label:14} {era}: {n} calls, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms; CPU per call: "
-                     f"daemon {1000 * (d1 - d0) / n:.3f} ms, upstream {1000 * (u1 - u0) / n:.3f} ms")
+                     f"daemon {1000 * (d1 - d0 + k1 - k0) / n:.3f} ms (user {1000 * (d1 - d0) / n:.3f}, system "
+                     f"{1000 * (k1 - k0) / n:.3f}), upstream {1000 * (u1 - u0) / n:.3f} ms")
     return lines
 
 
@@ -111,6 +118,7 @@ def main() -> int:
     ap.add_argument("--profiler", choices=("cprofile", "pyspy", "none"), default="none")
     ap.add_argument("--era", choices=("stateless", "session", "both"), default="both")
     ap.add_argument("--top", type=int, default=35)
+    ap.add_argument("--services", type=int, default=0, help="also register N services of 50 tools each")
     a = ap.parse_args()
     eras = {"stateless": [STATELESS], "session": [SESSION], "both": [STATELESS, SESSION]}[a.era]
     work = Path(tempfile.mkdtemp(prefix="runtimed-profile-"))
@@ -119,13 +127,16 @@ def main() -> int:
     report: list[str] = []
     try:
         up_port = free_port()
-        up = procs.spawn("upstream", [sys.executable, str(BENCH / "upstream_echo.py"), "--port", str(up_port)])
+        up = procs.spawn("upstream", [sys.executable, str(BENCH / "upstream_echo.py"), "--port", str(up_port),
+                                      "--services", str(a.services)])
         wait_port(up_port, up)
         drive.up_pid = up.pid  # type: ignore[attr-defined]
         daemon = ProfiledDaemon(procs, work / "state", prof)
         daemon.start()
         daemon.register("echo", {"type": "remote_mcp", "url": f"http://127.0.0.1:{up_port}/mcp"})
-        daemon.wait_running({"echo"})
+        for i in range(a.services):
+            daemon.register(f"svc{i:03d}", {"type": "remote_mcp", "url": f"http://127.0.0.1:{up_port}/s{i}/mcp"})
+        daemon.wait_running(None)
         spy = None
         if a.profiler == "pyspy":
             exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
