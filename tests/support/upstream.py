@@ -102,7 +102,9 @@ class Upstream:
             return
         proc.terminate()
         try:
-            proc.wait(timeout=5)
+            # uvicorn's graceful shutdown waits for open streams (a daemon's GET stream never
+            # ends by itself), so do not wait long: the process is killed either way.
+            proc.wait(timeout=1)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
