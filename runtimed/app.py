@@ -87,6 +87,9 @@ class Daemon:
             if self.gateway is not None and hasattr(self.gateway, "shutdown"):
                 await self.gateway.shutdown()
             await self.supervisor.shutdown()
+            analytics = getattr(self, "analytics", None)
+            if analytics is not None:
+                analytics.close()
             self.events.close()
 
 
