@@ -377,7 +377,7 @@ def pkg_versions() -> dict[str, str]:
 async def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, Any]:
     res: dict[str, Any] = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                            "command": "python bench/run.py" + (" --quick" if args.quick else "")
-                           + (" --no-proxies" if args.no_proxies else ""),
+                           + (" --no-proxies" if args.no_proxies else "") + (" --update-doc" if args.update_doc else ""),
                            "machine": machine(), "versions": pkg_versions(), "scenarios": {}}
     sc = res["scenarios"]
     up_port = free_port()
