@@ -355,6 +355,8 @@ class Supervisor:
             return
         svc.backend = backend
         svc.last_error = None
+        if svc.policy.breaker is not None:  # a fresh backend gets a fresh chance, and the display says so
+            svc.policy.breaker.reset()
         self._store_interface(svc, interface, reason="start")
         self._set_health(svc, Health.HEALTHY, "started", None)
         svc._probe_failures = 0
