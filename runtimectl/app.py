@@ -323,8 +323,7 @@ def _services_table(services: list[dict[str, Any]]) -> Table:
     for col in ("NAME", "ID", "STATE", "HEALTH", "TOOLS", "ORIGIN"):
         t.add_column(col, no_wrap=col != "ORIGIN")
     for s in services:
-        origin = s["origin"].get("url") or s["origin"].get("path", "")
-        t.add_row(s["name"], s["id"], s["state"], s["health"], str(s["toolCount"]), origin)
+        t.add_row(s["name"], s["id"], s["state"], s["health"], str(s["toolCount"]), s["originLabel"])
     return t
 
 

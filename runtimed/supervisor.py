@@ -30,6 +30,7 @@ from .backends import (
     InvalidOrigin,
     RelayUnavailable,
     create_backend,
+    origin_label,
     prepare_origin,
 )
 from .config import Settings
@@ -158,6 +159,8 @@ class ServiceRuntime:
             "displayName": self.manifest.metadata.displayName,
             "description": self.manifest.metadata.description,
             "origin": self.manifest.spec.origin.model_dump(mode="json", exclude_none=True),
+            "originKind": origin_label(self.manifest)[0],
+            "originLabel": origin_label(self.manifest)[1],
             "enabled": self.manifest.spec.enabled,
             "autostart": self.manifest.spec.autostart,
             "state": self.state.value,

@@ -62,7 +62,9 @@ def prepare_origin(manifest: ServiceManifest, settings: Any) -> ServiceManifest:
     raise InvalidOrigin(f"unknown origin type {origin.type!r}")
 
 
-def kind_label(manifest: ServiceManifest) -> str:
-    """A short human label of the origin for tables: the URL or the file path."""
+def origin_label(manifest: ServiceManifest) -> tuple[str, str]:
+    """(kind, location) for tables and pages: ("remote", url) or ("wasm", path)."""
     origin = manifest.spec.origin
-    return getattr(origin, "url", None) or getattr(origin, "path", "")
+    if origin.type == "remote_mcp":
+        return "remote", origin.url
+    return "wasm", origin.path

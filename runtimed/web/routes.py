@@ -79,8 +79,7 @@ def _pretty(v: Any) -> str:
 
 
 def _origin(summary: dict[str, Any]) -> str:
-    o = summary.get("origin") or {}
-    return str(o.get("path") or o.get("url") or "?")
+    return str(summary.get("originLabel") or "?")
 
 
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
