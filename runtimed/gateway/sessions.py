@@ -30,13 +30,15 @@ SESSION_IDLE_S = 24 * 3600.0
 class Stream:
     """One SSE stream's events: ``id: <stream>.<seq>``; the last one may be final."""
 
-    __slots__ = ("id", "seq", "events", "closed", "_waiters")
+    __slots__ = ("id", "seq", "events", "closed", "on_event", "_waiters")
 
     def __init__(self, stream_id: str | None = None) -> None:
         self.id = stream_id or secrets.token_hex(6)
         self.seq = 0
         self.events: collections.deque[tuple[int, bytes, bool]] = collections.deque(maxlen=STREAM_KEEP)
         self.closed = False
+        # Called on each event that is not the final one (the exchange then switches to SSE).
+        self.on_event: Callable[[], None] | None = None
         self._waiters: list[asyncio.Future[None]] = []
 
     def push(self, msg: JSON, final: bool = False) -> None:
@@ -46,6 +48,8 @@ class Stream:
         self.events.append((self.seq, dumps(msg), final))
         if final:
             self.closed = True
+        elif self.on_event is not None:
+            self.on_event()
         self._wake()
 
     def close(self) -> None:
@@ -97,7 +101,7 @@ class Session:
         self.get_writer = 0  # increments per GET; an older writer stops
         self.get_connected = 0
         self.streams: collections.OrderedDict[str, Stream] = collections.OrderedDict()
-        self.inflight: dict[Any, asyncio.Task[Any]] = {}
+        self.inflight: dict[Any, Any] = {}  # request id -> its call, with cancel() (``exchange.Exchange``)
         self.pending: dict[Any, asyncio.Future[JSON]] = {}
         self.subscriptions: set[str] = set()
         self.log_level: str | None = None

@@ -3,10 +3,8 @@
 Owns the HTTP side of MCP: POST (single messages, session-era batches), GET
 (the session-era server-to-client stream, ``Last-Event-ID`` resume) and DELETE
 (end a session); which era a request belongs to; session id and header checks;
-choosing ``application/json`` or ``text/event-stream`` per POST (SSE only once
-the call emits something before its result); cancelling a call when asked
-(``notifications/cancelled``) or, in the stateless era, when the client closes
-the response; ``subscriptions/listen`` streams. Runs as a raw ASGI app so it
+``notifications/cancelled``; ``subscriptions/listen`` streams. Each request's
+answer (JSON, or SSE once the call emits) is ``exchange.Exchange``'s. Runs as a raw ASGI app so it
 sees disconnects. Must not: route methods to services (``router``), or check
 tokens, Host or Origin (``runtimed.security`` does before routing).
 """
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ..backends.base import BackendError
 from . import stateless
+from .exchange import PING_S, SSE_HEADERS, Exchange
 from .jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -55,10 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("runtimed.gateway")
 JSON = dict[str, Any]
 Scope = dict[str, Any]
-PING_S = 15.0
 MAX_BODY = 8 * 1024 * 1024
-SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform"),
-               (b"x-accel-buffering", b"no")]
 ROUTING_HEADERS = ("mcp-protocol-version", "mcp-method", "mcp-name")
 
 
@@ -365,78 +361,18 @@ class McpEndpoint:
                         stream: Stream, cancel_on_close: bool, stateless_status: bool) -> None:
         session = ctx.session
         counter = self.gw.stateless_inflight if session is None else None
-        code: list[int | None] = [None]
-
-        async def run() -> None:
-            try:
-                resp = await self._run(ctx, msg_id, method, params)
-                if "error" in resp:
-                    code[0] = resp["error"]["code"]
-                stream.push(resp, final=True)
-            finally:
-                stream.close()
-                if session is not None and session.inflight.get(msg_id) is task:
-                    del session.inflight[msg_id]
-
-        task = asyncio.ensure_future(run())
+        ex = Exchange(send, receive, stream, cancel_on_close)
         if session is not None:
-            session.inflight[msg_id] = task
+            session.inflight[msg_id] = ex
         if counter is not None:
             counter[0] += 1
-        gone = asyncio.Event()
-
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            gone.set()
-            if cancel_on_close and not task.done():
-                task.cancel()
-
-        watcher = asyncio.ensure_future(watch())
         try:
-            # Defer the choice: JSON if the result comes before anything else, SSE otherwise.
-            waiter = asyncio.ensure_future(stream.wait_after(0, PING_S))
-            done, _ = await asyncio.wait({waiter, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if waiter not in done:
-                waiter.cancel()
-                return  # the client left
-            events = waiter.result()
-            if len(events) == 1 and events[0][2]:
-                data = events[0][1]
-                status = 200
-                if stateless_status and code[0] is not None:
-                    status = STATELESS_HTTP_STATUS.get(code[0], 200)
-                await send({"type": "http.response.start", "status": status,
-                            "headers": [(b"content-type", b"application/json"),
-                                        (b"content-length", str(len(data)).encode())]})
-                await send({"type": "http.response.body", "body": data})
-                return
-            await self._stream_from(send, stream, events, watcher, gone)
+            await ex.run(self._run(ctx, msg_id, method, params), _stateless_status if stateless_status else _ok)
         finally:
-            watcher.cancel()
             if counter is not None:
                 counter[0] -= 1
-
-    async def _stream_from(self, send: Any, stream: Stream, first: list[tuple[int, bytes, bool]],
-                           watcher: "asyncio.Future[None]", gone: asyncio.Event) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        events, seq = first, 0
-        while True:
-            if events:
-                seq = events[-1][0]
-                await send({"type": "http.response.body", "body": b"".join(stream.frame(s, d) for s, d, _ in events),
-                            "more_body": True})
-            elif not stream.closed:
-                await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
-            if stream.closed and not stream.after(seq):
-                break
-            waiter = asyncio.ensure_future(stream.wait_after(seq, PING_S))
-            done, _ = await asyncio.wait({waiter, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if waiter not in done:
-                waiter.cancel()
-                return  # the client left; session-era events stay buffered for Last-Event-ID
-            events = waiter.result()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if session is not None and session.inflight.get(msg_id) is ex:
+                del session.inflight[msg_id]
 
     # -- subscriptions/listen (stateless era) ------------------------------------
     async def _listen(self, receive: Any, send: Any, msg_id: Any, params: JSON, svc_scope: str | None) -> None:
@@ -489,6 +425,15 @@ async def _read_body(receive: Any, headers: dict[str, str]) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _ok(resp: JSON) -> int:
+    return 200
+
+
+def _stateless_status(resp: JSON) -> int:
+    err = resp.get("error")
+    return 200 if err is None else STATELESS_HTTP_STATUS.get(err.get("code"), 200)
 
 
 def _duplicated(raw_headers: list[tuple[bytes, bytes]]) -> str | None:
