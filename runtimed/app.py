@@ -113,6 +113,56 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": f"internal error ({type(exc).__name__}); see the daemon log"}, status_code=500)
 
 
+MCP_METHODS = frozenset({"GET", "POST", "DELETE"})
+_INTERNAL_ERROR = b'{"error":"internal error (%s); see the daemon log"}'
+
+
+class McpDispatch:
+    """``/mcp`` and ``/mcp/{service}`` (GET, POST, DELETE) straight to the gateway's raw ASGI
+    endpoints, ahead of Starlette's middleware and router (per-call cost on the hot path); every
+    other request goes to Starlette. Matches exactly what the Starlette routes match (so anything
+    else, e.g. ``/mcp/`` or HEAD, gets Starlette's answer as before). Sits behind
+    ``SecurityMiddleware``: the checks are the same for both ways in."""
+
+    def __init__(self, app: Any, endpoint: Any, scoped_endpoint: Any) -> None:
+        self.app = app
+        self.endpoint = endpoint
+        self.scoped_endpoint = scoped_endpoint
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] in MCP_METHODS and not scope.get("root_path"):
+            path: str = scope["path"]
+            if path == "/mcp":
+                await self._serve(self.endpoint, scope, receive, send)
+                return
+            if path.startswith("/mcp/") and len(path) > 5 and "/" not in path[5:]:
+                scope["path_params"] = {"service": path[5:]}
+                await self._serve(self.scoped_endpoint, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _serve(endpoint: Any, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await endpoint(scope, receive, tracking_send)
+        except Exception as exc:  # what Starlette's error middleware did with ``_unexpected``
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                body = _INTERNAL_ERROR % type(exc).__name__.encode()
+                await send({"type": "http.response.start", "status": 500,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+
+
 def build_app(daemon: Daemon) -> Any:
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"]), *api.routes(), *daemon.extra_routes]
     app = Starlette(
@@ -126,4 +176,8 @@ def build_app(daemon: Daemon) -> Any:
         },
     )
     app.state.daemon = daemon
-    return SecurityMiddleware(app, daemon.settings)
+    inner: Any = app
+    gateway = daemon.gateway
+    if gateway is not None and hasattr(gateway, "endpoint"):
+        inner = McpDispatch(app, gateway.endpoint, gateway.scoped_endpoint)
+    return SecurityMiddleware(inner, daemon.settings)

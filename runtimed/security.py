@@ -12,6 +12,7 @@ whose ``Host`` or ``Origin`` names something other than this daemon is refused
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import json
@@ -48,14 +49,6 @@ def allowed_host_names(settings: Settings) -> set[str]:
     return names
 
 
-def _split_host(value: str) -> tuple[str, int | None]:
-    try:
-        parts = urlsplit("//" + value)
-        return (parts.hostname or "").lower(), parts.port
-    except ValueError:
-        return "", None
-
-
 class SecurityMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -71,8 +64,7 @@ class SecurityMiddleware:
         if path.startswith(OPEN_PATHS):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        problem = self._check(scope, path, headers)
+        problem = self._check(scope, path, _wanted_headers(scope.get("headers", ())))
         if problem is None:
             await self.app(scope, receive, send)
             return
@@ -86,8 +78,8 @@ class SecurityMiddleware:
             return 403, f"Host {host_header!r} is not this daemon's address (allowed: {', '.join(sorted(self.names))}; add names with allowed_hosts)"
         origin = headers.get("origin")
         if origin is not None:
-            o = urlsplit(origin) if origin != "null" else None
-            if o is None or o.scheme not in ("http", "https") or (o.hostname or "").lower() not in self.names:
+            o = _origin_parts(origin) if origin != "null" else None
+            if o is None or o[0] not in ("http", "https") or o[1] not in self.names:
                 return 403, f"Origin {origin!r} is not allowed (cross-site request refused)"
         if path.startswith(TOKEN_FREE_PATHS) and scope.get("method") == "GET":
             return None if self.token or self._loopback_client(scope) else (403, "only loopback clients are served without a token")
@@ -106,10 +98,48 @@ class SecurityMiddleware:
         client = scope.get("client")
         if not client:
             return True  # in-process transports (tests with ASGI transport) have no peer
-        try:
-            return ipaddress.ip_address(client[0]).is_loopback
-        except ValueError:
-            return is_loopback_host(client[0])
+        return _is_loopback_peer(client[0])
+
+
+# The few headers the checks read, decoded; like a dict of all of them, the last occurrence wins.
+_WANTED = {b"host": "host", b"origin": "origin", b"authorization": "authorization"}
+
+
+def _wanted_headers(raw: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in raw:
+        name = _WANTED.get(k) or _WANTED.get(k.lower())
+        if name is not None:
+            out[name] = v.decode("latin-1")
+    return out
+
+
+# Parsing results per distinct value (clients send the same few values on every request); bounded.
+@functools.lru_cache(maxsize=256)
+def _split_host(value: str) -> tuple[str, int | None]:
+    try:
+        parts = urlsplit("//" + value)
+        return (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return "", None
+
+
+@functools.lru_cache(maxsize=256)
+def _origin_parts(origin: str) -> tuple[str, str]:
+    """(scheme, lower-cased host name) of an Origin header value; ("", "") if unparseable (refused)."""
+    try:
+        o = urlsplit(origin)
+        return o.scheme, (o.hostname or "").lower()
+    except ValueError:
+        return "", ""
+
+
+@functools.lru_cache(maxsize=256)
+def _is_loopback_peer(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return is_loopback_host(host)
 
 
 async def _deny(send: Any, path: str, status: int, message: str, www_auth: bool) -> None:

@@ -63,12 +63,14 @@ class Gateway:
         self.resource_subs: dict[tuple[str, str], tuple["ServiceRuntime", set[str]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._events_task: asyncio.Task[None] | None = None
+        # Raw ASGI apps of /mcp and /mcp/{service}: routed by Starlette, and ahead of it by ``app.McpDispatch``.
+        self.endpoint = McpEndpoint(self, scoped=False)
+        self.scoped_endpoint = McpEndpoint(self, scoped=True)
 
     # -- wiring ------------------------------------------------------------------
     def routes(self) -> list[BaseRoute]:
         methods = ["GET", "POST", "DELETE"]
-        return [Route("/mcp", McpEndpoint(self, scoped=False), methods=methods),
-                Route("/mcp/{service}", McpEndpoint(self, scoped=True), methods=methods)]
+        return [Route("/mcp", self.endpoint, methods=methods), Route("/mcp/{service}", self.scoped_endpoint, methods=methods)]
 
     async def startup(self) -> None:
         sup = self.daemon.supervisor
