@@ -1,11 +1,12 @@
 """HTTP plumbing shared by the remote transports.
 
-Owns: building the per-service ``httpx.AsyncClient``; sending one request with
-our redirect rule (only same-origin redirects are followed, at most 5, each
-target re-checked against the host allowlist; POST only on 307/308); reading
-a body or an SSE stream under a byte limit; and mapping httpx errors to
-``BackendFault`` with user-readable messages. Must not know MCP methods,
-sessions or eras.
+Owns: building the per-service ``httpx.AsyncClient`` (long-lived streams) and
+``_h1.ConnectionPool`` (request/response calls); sending one request through
+either with our redirect rule (only same-origin redirects are followed, at
+most 5, each target re-checked against the host allowlist; POST only on
+307/308); reading a body or an SSE stream under a byte limit; and mapping
+httpx and ``_h1`` errors to ``BackendFault`` with user-readable messages.
+Must not know MCP methods, sessions or eras.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import functools
 import json
 import ssl
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
-from urllib.parse import urlsplit
+from typing import Any, AsyncIterator, Callable, Union
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from . import _h1
 from .base import BackendFault
+
+AnyResponse = Union[httpx.Response, _h1.H1Response]
+WIRE_ERRORS = (httpx.HTTPError, _h1.H1Error)
 
 MAX_REDIRECTS = 5
 
@@ -42,14 +47,22 @@ def make_client(connect_timeout_s: float) -> httpx.AsyncClient:
     )
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    return (url.scheme, url.host, url.port)
+def make_pool() -> _h1.ConnectionPool:
+    """One per service, beside its httpx client: keep-alive, same limits as ``make_client``."""
+    return _h1.ConnectionPool(_tls_context(), max_active=100, max_idle=20, idle_expiry_s=30)
+
+
+def encode_json(body: Any) -> bytes:
+    """A JSON request body, encoded exactly as httpx's ``json=`` did."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 def fault_from_exception(e: BaseException, what: str) -> BackendFault:
-    """A user-readable fault for an httpx error raised while doing ``what``."""
+    """A user-readable fault for an httpx or ``_h1`` error raised while doing ``what``."""
     if isinstance(e, BackendFault):
         return e
+    if isinstance(e, _h1.H1Error):
+        return _h1_fault(e, what)
     if isinstance(e, (httpx.ConnectTimeout, httpx.PoolTimeout)):
         return BackendFault(f"{what}: timed out connecting", kind="connect", safe_to_retry=True)
     if isinstance(e, httpx.ConnectError):
@@ -67,9 +80,56 @@ def fault_from_exception(e: BaseException, what: str) -> BackendFault:
     return BackendFault(f"{what}: {type(e).__name__}", kind="protocol")
 
 
+def _h1_fault(e: _h1.H1Error, what: str) -> BackendFault:
+    if isinstance(e, _h1.ConnectTimeout):
+        return BackendFault(f"{what}: timed out connecting", kind="connect", safe_to_retry=True)
+    if isinstance(e, _h1.ConnectError):
+        return BackendFault(f"{what}: cannot connect ({_short(e)})", kind="connect", safe_to_retry=True)
+    if isinstance(e, _h1.ReadTimeout):
+        return BackendFault(f"{what}: no data from the upstream within the read timeout", kind="timeout")
+    if isinstance(e, _h1.WriteTimeout):
+        return BackendFault(f"{what}: timed out sending the request", kind="timeout")
+    if isinstance(e, _h1.WriteError):
+        return BackendFault(f"{what}: the connection failed while sending ({_short(e)})", kind="connect")
+    return BackendFault(f"{what}: the connection was closed or reset mid-response ({_short(e)})", kind="protocol")
+
+
 def _short(e: BaseException) -> str:
     text = str(e).strip() or type(e).__name__
     return text[:200]
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port); the port is None when it is the scheme's default."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port
+    return (scheme, parts.hostname or "", None if port == _h1.DEFAULT_PORTS.get(scheme) else port)
+
+
+def _redirect_target(method: str, status: int, url: str, location: str, first: str, what: str) -> str:
+    """Where a redirect may be followed to, or a ``BackendFault`` saying why not."""
+    target = urljoin(url, location)
+    scheme, host, port = _origin(target)
+    if (scheme, host, port) != _origin(first):
+        raise BackendFault(
+            f"{what}: the upstream redirected to {scheme}://{host}{':' + str(port) if port else ''}, another origin; "
+            "not followed (use that URL as the service URL if it is the intended server)",
+            kind="http",
+            status=status,
+        )
+    if method != "GET" and status not in (307, 308):
+        raise BackendFault(
+            f"{what}: the upstream answered {status} (redirect that would drop the request body); "
+            f"use {target} as the service URL",
+            kind="http",
+            status=status,
+        )
+    return target
+
+
+def _is_redirect(status: int, headers: Any) -> bool:
+    return status in (301, 302, 303, 307, 308) and "location" in headers
 
 
 async def send(
@@ -83,40 +143,60 @@ async def send(
     ``check_host(url)`` raises (``InvalidOrigin``) for a host not allowed; it
     is called before every connect. The caller must close the response.
     """
-    first = request.url
+    first = str(request.url)
     for _ in range(MAX_REDIRECTS + 1):
         check_host(str(request.url))
         try:
             response = await client.send(request, stream=True)
         except httpx.HTTPError as e:
             raise fault_from_exception(e, what) from None
-        if response.status_code not in (301, 302, 303, 307, 308) or "location" not in response.headers:
+        if not _is_redirect(response.status_code, response.headers):
             return response
-        location = request.url.join(response.headers["location"])
         await response.aclose()
-        if _origin(location) != _origin(first):
-            raise BackendFault(
-                f"{what}: the upstream redirected to {location.scheme}://{location.host}"
-                f"{':' + str(location.port) if location.port else ''}, another origin; not followed "
-                "(use that URL as the service URL if it is the intended server)",
-                kind="http",
-                status=response.status_code,
-            )
-        if request.method != "GET" and response.status_code not in (307, 308):
-            raise BackendFault(
-                f"{what}: the upstream answered {response.status_code} (redirect that would drop the request body); "
-                f"use {location} as the service URL",
-                kind="http",
-                status=response.status_code,
-            )
+        target = _redirect_target(request.method, response.status_code, str(request.url),
+                                  response.headers["location"], first, what)
         request = client.build_request(
-            request.method, location, headers=request.headers, content=request.content if request.method != "GET" else None,
+            request.method, target, headers=request.headers, content=request.content if request.method != "GET" else None,
             extensions=request.extensions,
         )
     raise BackendFault(f"{what}: too many redirects", kind="http")
 
 
-async def read_limited(response: httpx.Response, limit: int | None, what: str) -> bytes:
+async def send_h1(
+    pool: _h1.ConnectionPool,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    check_host: Callable[[str], None],
+    what: str,
+    *,
+    connect_timeout_s: float,
+    read_timeout_s: float | None,
+    write_timeout_s: float | None,
+) -> _h1.H1Response:
+    """``send`` for the lean client: same redirect rule, same host check, same faults.
+
+    The caller must ``aclose()`` the response (it returns the connection to the pool
+    only when the body was read to its end).
+    """
+    first = url
+    fields = list(headers.items())
+    for _ in range(MAX_REDIRECTS + 1):
+        check_host(url)
+        try:
+            response = await pool.request(method, url, fields, body, connect_timeout_s=connect_timeout_s,
+                                          read_timeout_s=read_timeout_s, write_timeout_s=write_timeout_s)
+        except _h1.H1Error as e:
+            raise _h1_fault(e, what) from None
+        if not _is_redirect(response.status_code, response.headers):
+            return response
+        await response.aclose()
+        url = _redirect_target(method, response.status_code, url, response.headers["location"], first, what)
+    raise BackendFault(f"{what}: too many redirects", kind="http")
+
+
+async def read_limited(response: AnyResponse, limit: int | None, what: str) -> bytes:
     """The whole body, stopping (and closing) as soon as it passes ``limit``."""
     chunks: list[bytes] = []
     size = 0
@@ -131,7 +211,7 @@ async def read_limited(response: httpx.Response, limit: int | None, what: str) -
                     kind="payload",
                 )
             chunks.append(chunk)
-    except httpx.HTTPError as e:
+    except WIRE_ERRORS as e:
         raise fault_from_exception(e, what) from None
     return b"".join(chunks)
 
@@ -152,7 +232,7 @@ class SSEReader:
     ``max_event`` bounds one event's size regardless.
     """
 
-    response: httpx.Response
+    response: AnyResponse
     limit: int | None
     what: str
     max_event: int = 16 * 1024 * 1024
@@ -205,7 +285,7 @@ class SSEReader:
                         ev.id = value
                     elif name == "retry" and value.isdigit():
                         ev.retry = int(value)
-        except httpx.HTTPError as e:
+        except WIRE_ERRORS as e:
             raise fault_from_exception(e, self.what) from None
 
     def _find_eol(self) -> tuple[int, int] | None:

@@ -10,6 +10,10 @@ era, closing the response stream in the stateless era), the stateless era's
 input-required rounds, and the background stream for unsolicited messages
 (the GET stream in the session era, ``subscriptions/listen`` in the stateless
 era). Must not: enforce policies, retry faults, or log secret values.
+
+Requests with an answer (and the notifications/replies we POST) go through the
+lean keep-alive client of ``_h1`` (the gateway's hot path); the long-lived
+background streams and the session DELETE go through the service's httpx client.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any, Awaitable, Callable
 
 import httpx
 
-from . import _http
+from . import _h1, _http
 from .base import BackendFault, BackendHost, CallContext, InputRequired, RelayUnavailable, UpstreamError
 from .remote_messages import (
     CLIENT_CAPABILITIES,
@@ -80,6 +84,7 @@ class StreamableHttpConnection:
     ) -> None:
         self.url = url
         self.client = client
+        self.pool = _http.make_pool()
         self.host = host
         self.auth_headers = auth_headers
         self.check_host = check_host
@@ -196,6 +201,7 @@ class StreamableHttpConnection:
 
     async def close(self) -> None:
         self._closed = True
+        self.pool.close()
         self._stop_background()
         for t in list(self._tasks):
             t.cancel()
@@ -321,12 +327,13 @@ class StreamableHttpConnection:
                 headers["Mcp-Session-Id"] = self.session_id
         return headers
 
-    def _timeout(self, ctx: CallContext, timeout_s: float | None) -> httpx.Timeout:
-        loop = asyncio.get_running_loop()
+    def _timeout(self, ctx: CallContext, timeout_s: float | None) -> float:
+        """The read (and write) timeout of one request: the call's deadline plus a second, or the default."""
         if timeout_s is None:
-            timeout_s = (ctx.deadline - loop.time() + 1.0) if ctx.deadline is not None else self.default_timeout_s
-        timeout_s = max(0.05, timeout_s)
-        return httpx.Timeout(connect=self.connect_timeout_s, read=timeout_s, write=timeout_s, pool=self.connect_timeout_s)
+            if ctx.deadline is None:
+                return max(0.05, self.default_timeout_s)
+            timeout_s = ctx.deadline - asyncio.get_running_loop().time() + 1.0
+        return max(0.05, timeout_s)
 
     async def _exchange(
         self, method: str, params: JSON, ctx: CallContext, *, era: str | None = None, timeout_s: float | None = None
@@ -354,12 +361,14 @@ class StreamableHttpConnection:
             params.pop("_meta", None)
         body = request_message(rid, method, params)
         sent_session = self.session_id if era == "session" else None
-        request = self.client.build_request(
-            "POST", self.url, json=body, headers=self._headers(method, params, era), timeout=self._timeout(ctx, timeout_s)
-        )
-        response: httpx.Response | None = None
+        headers = self._headers(method, params, era)
+        read_timeout_s = self._timeout(ctx, timeout_s)
+        response: _h1.H1Response | None = None
         try:
-            response = await _http.send(self.client, request, self.check_host, what)
+            response = await _http.send_h1(
+                self.pool, "POST", self.url, headers, _http.encode_json(body), self.check_host, what,
+                connect_timeout_s=self.connect_timeout_s, read_timeout_s=read_timeout_s, write_timeout_s=read_timeout_s,
+            )
             await self._check_status(response, what, sent_session)
             if era == "handshake":
                 sid = response.headers.get("mcp-session-id")
@@ -396,7 +405,7 @@ class StreamableHttpConnection:
             raise BackendFault(f"{what}: the upstream answered request {msg.get('id')!r}, not {rid}", kind="protocol")
         return msg
 
-    async def _check_status(self, response: httpx.Response, what: str, sent_session: str | None) -> None:
+    async def _check_status(self, response: _h1.H1Response, what: str, sent_session: str | None) -> None:
         status = response.status_code
         if 200 <= status < 300:
             if status == 202:
@@ -427,7 +436,7 @@ class StreamableHttpConnection:
         raise BackendFault(f"{what}: the upstream answered HTTP {status}{detail}", kind="http", status=status)
 
     async def _read_sse_answer(
-        self, response: httpx.Response, rid: int, ctx: CallContext, own_token: str | None, what: str
+        self, response: _h1.H1Response, rid: int, ctx: CallContext, own_token: str | None, what: str
     ) -> JSON:
         reader = _http.SSEReader(response, ctx.max_response_bytes, what)
         async for ev in reader.events():
@@ -458,11 +467,12 @@ class StreamableHttpConnection:
 
     async def _post_message(self, message: JSON, what: str) -> None:
         """POST a notification or response; the upstream answers 202."""
-        req = self.client.build_request(
-            "POST", self.url, json=message, headers=self._headers(message.get("method"), message.get("params")),
-            timeout=httpx.Timeout(self.connect_timeout_s * 2),
+        timeout_s = self.connect_timeout_s * 2
+        response = await _http.send_h1(
+            self.pool, "POST", self.url, self._headers(message.get("method"), message.get("params")),
+            _http.encode_json(message), self.check_host, what,
+            connect_timeout_s=timeout_s, read_timeout_s=timeout_s, write_timeout_s=timeout_s,
         )
-        response = await _http.send(self.client, req, self.check_host, what)
         try:
             if response.status_code >= 400:
                 if response.status_code in (401, 403):
