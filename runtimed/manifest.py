@@ -192,9 +192,18 @@ class ServiceManifest(_Model):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+_IDS: dict[str, str] = {}  # origin identity -> service id (a pure function; memoised, bounded)
+
+
 def service_id(origin: LocalWasmOrigin | RemoteMcpOrigin) -> str:
     """``svc_`` + 12 hex chars of sha256 over the origin's identity (path or URL)."""
-    return "svc_" + hashlib.sha256(origin.identity().encode()).hexdigest()[:12]
+    identity = origin.identity()
+    sid = _IDS.get(identity)
+    if sid is None:
+        if len(_IDS) >= 4096:
+            _IDS.clear()
+        sid = _IDS[identity] = "svc_" + hashlib.sha256(identity.encode()).hexdigest()[:12]
+    return sid
 
 
 def is_valid_name(name: str) -> bool:

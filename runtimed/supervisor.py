@@ -80,7 +80,7 @@ class ServiceRuntime:
         self.health_detail = ""
         self.health_latency_ms: float | None = None
         self.backend: Backend | None = None
-        self.interface: Interface | None = None
+        self.interface = None
         self.interface_at: float | None = None
         self.last_diff: JSON = {}
         self.last_error: str | None = None
@@ -98,6 +98,34 @@ class ServiceRuntime:
         from .policy import ServicePolicy  # late: policy imports backends types only
 
         self.policy = ServicePolicy(manifest, sup.settings)
+
+    # -- what the gateway lists depends on these: setting one drops the supervisor's serving() cache --
+    @property
+    def manifest(self) -> ServiceManifest:
+        return self._manifest
+
+    @manifest.setter
+    def manifest(self, value: ServiceManifest) -> None:
+        self._manifest = value
+        self._sup._serving_cache = None
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @state.setter
+    def state(self, value: State) -> None:
+        self._state = value
+        self._sup._serving_cache = None
+
+    @property
+    def interface(self) -> Interface | None:
+        return self._interface
+
+    @interface.setter
+    def interface(self, value: Interface | None) -> None:
+        self._interface = value
+        self._sup._serving_cache = None
 
     # -- identity --------------------------------------------------------
     @property
@@ -193,6 +221,8 @@ class Supervisor:
         self.registry = registry
         self.events = events
         self.services: dict[str, ServiceRuntime] = {}
+        # (len(services), serving()) until a service's state, interface or manifest is set or the set changes.
+        self._serving_cache: tuple[int, list[ServiceRuntime]] | None = None
         self.notification_sinks: list[Callable[[ServiceRuntime, str, JSON], None]] = []
         self.server_request_handler: Callable[[ServiceRuntime, str, JSON], Awaitable[JSON]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -226,7 +256,15 @@ class Supervisor:
         return sorted(self.services.values(), key=lambda s: s.name)
 
     def serving(self) -> list[ServiceRuntime]:
-        return [s for s in self.all() if s.serving]
+        """The services the gateway lists, by name. The same list object until a service is added or
+        removed or one's state, interface or manifest is set (the gateway's catalog cache relies on
+        that): callers must not mutate it."""
+        cached = self._serving_cache
+        if cached is not None and cached[0] == len(self.services):
+            return cached[1]
+        out = [s for s in self.all() if s.serving]
+        self._serving_cache = (len(self.services), out)
+        return out
 
     def _transition(self, svc: ServiceRuntime, to: State, reason: str) -> None:
         frm = svc.state
@@ -252,6 +290,7 @@ class Supervisor:
             svc = ServiceRuntime(self, entry.manifest)
             self._load_snapshot(svc)
             self.services[svc.id] = svc
+        self._serving_cache = None
         for svc in self.all():
             if svc.manifest.spec.enabled and svc.manifest.spec.autostart:
                 self._spawn(self.start(svc.id, reason="autostart"))
@@ -286,6 +325,7 @@ class Supervisor:
                 svc = ServiceRuntime(self, manifest)
                 self._load_snapshot(svc)
                 self.services[svc.id] = svc
+                self._serving_cache = None
                 self.events.emit("service.added", svc.name, serviceId=svc.id)
             else:
                 svc = existing
@@ -310,6 +350,7 @@ class Supervisor:
         async with self._mutate:
             await asyncio.to_thread(self.registry.remove, svc.id)
             self.services.pop(svc.id, None)
+            self._serving_cache = None
         svc.policy.forget()  # a re-added origin must not inherit old rate-limit counts
         try:
             (self.interfaces_dir / f"{svc.id}.json").unlink()

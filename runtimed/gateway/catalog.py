@@ -225,7 +225,10 @@ def _add_named(cat: Catalog, svc: "ServiceRuntime", kind: str, item: JSON, out: 
 class CatalogCache:
     """One catalog per scope (None = aggregate, else a service name).
 
-    The key is cheap to compute on every request: per serving service the
+    When ``serving`` returns the very list it returned last time (the supervisor
+    caches it until a service's state, interface or manifest is set, or the set
+    of services changes), the cached catalog is used as it is. Otherwise the key
+    is cheap to compute on every request: per serving service the
     identities of the service, its interface and its manifest objects (the
     supervisor replaces them on any change; the service id is a function of the
     manifest), so ``tools/call`` never rebuilds name maps. The cache entry keeps
@@ -238,21 +241,25 @@ class CatalogCache:
         self._builtins = builtins
         self._on_renamed = on_renamed
         self._intent = intent
-        self._cache: dict[str | None, tuple[tuple[Any, ...], Catalog, list[Any]]] = {}
+        # scope -> (key, catalog, the serving() list it was checked against, (generation, intent), pinned objects)
+        self._cache: dict[str | None, tuple[tuple[Any, ...], Catalog, Any, tuple[int, bool], list[Any]]] = {}
         self.generation = 0
 
     def get(self, scope: str | None) -> Catalog:
-        services = self._serving()
-        if scope is not None:
-            services = [s for s in services if s.name == scope]
+        serving = self._serving()
         intent = bool(self._intent())
-        key = (self.generation, intent, *((id(s), id(s.interface), id(s.manifest)) for s in services))
         hit = self._cache.get(scope)
+        # Fast path: the supervisor hands out the same list until anything listed changes.
+        if hit is not None and hit[2] is serving and hit[3] == (self.generation, intent):
+            return hit[1]
+        services = list(serving) if scope is None else [s for s in serving if s.name == scope]
+        key = (self.generation, intent, *((id(s), id(s.interface), id(s.manifest)) for s in services))
         if hit is not None and hit[0] == key:
+            self._cache[scope] = (key, hit[1], serving, (self.generation, intent), hit[4])
             return hit[1]
         cat = build(services, aggregate=scope is None, builtins=self._builtins() if scope is None else None,
                     intent=intent)
-        self._cache[scope] = (key, cat, [(s.interface, s.manifest) for s in services])
+        self._cache[scope] = (key, cat, serving, (self.generation, intent), [(s.interface, s.manifest) for s in services])
         if cat.renamed:
             self._on_renamed(cat)
         return cat
