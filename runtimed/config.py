@@ -68,6 +68,8 @@ class Settings(BaseModel):
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     capture_arguments: bool = False
     capture_intent: bool = False
+    list_page_size: int = Field(default=1000, ge=1, le=100_000,
+                                description="Items per page of tools/list (and the other lists) on /mcp; clients follow nextCursor.")
     policy: PolicyDefaults = Field(default_factory=PolicyDefaults)
     wasm: WasmDefaults = Field(default_factory=WasmDefaults)
 

@@ -47,7 +47,8 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("gw")
     with run_upstream("echo_server", "--name", "a") as a, run_upstream("echo_server", "--name", "b") as b, \
             run_upstream("echo_server", "--name", "c", "--many-tools", "120", "--long-names") as c:
-        d = DaemonProc(Path(tmp) / "state", args=["--admin-tools"]).start()
+        # Small pages, so that listing crosses page and service boundaries (the default is 1000 items).
+        d = DaemonProc(Path(tmp) / "state", args=["--admin-tools"], env={"RUNTIMED_LIST_PAGE_SIZE": "100"}).start()
         try:
             _register(d, "a", a.url)
             _register(d, "b", b.url)

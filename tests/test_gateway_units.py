@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -9,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from runtimed.gateway import naming
-from runtimed.gateway.catalog import template_regex
-from runtimed.gateway.jsonrpc import RpcError
+from runtimed.gateway.catalog import build, template_regex
+from runtimed.gateway.jsonrpc import Encoded, RpcError, dumps
 from runtimed.gateway.stateless import StateSigner, decode_header_value
 from runtimed.gateway.versions import era_of, negotiate
 
@@ -77,3 +78,22 @@ def test_eras_and_negotiation() -> None:
     assert era_of(None, {"method": "initialize"}) == "session"
     assert era_of(None, {"method": "tools/list", "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "x"}}}) == "stateless"
     assert era_of("2025-11-25", {"method": "tools/list"}) == "session"
+
+
+def test_cached_pages_encode_like_plain_json() -> None:
+    tools = [{"name": f"runtime__t{i}", "description": f"tool {i} é", "inputSchema": {"type": "object"}} for i in range(7)]
+    cat = build([], aggregate=True, builtins=tools, page_size=3)
+    seen, cursor, pages = [], None, 0
+    while True:
+        items, cursor = cat.page("tools", cursor)
+        pages += 1
+        seen += items
+        resp = {"jsonrpc": "2.0", "id": pages, "result": {"tools": items, **({"nextCursor": cursor} if cursor else {})}}
+        plain = json.dumps({**resp, "result": {**resp["result"], "tools": list(items)}}, separators=(",", ":"),
+                           ensure_ascii=False).encode()
+        assert dumps(resp) == plain
+        if cursor is None:
+            break
+    assert pages == 3 and [t["name"] for t in seen] == [t["name"] for t in tools]
+    first = cat.page("tools", None)[0]
+    assert isinstance(first, Encoded) and cat.page("tools", None)[0] is first  # kept, not rebuilt

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..intents import add_intent_property
 from . import naming
-from .jsonrpc import INVALID_PARAMS, RpcError
+from .jsonrpc import INVALID_PARAMS, Encoded, RpcError
 
 if TYPE_CHECKING:
     from ..supervisor import ServiceRuntime
 
 JSON = dict[str, Any]
-PAGE_SIZE = 100
+PAGE_SIZE = 1000  # the default of settings.list_page_size
 SERVICE_META = "io.runtimed/service"  # added to each tool/prompt listed on /mcp
 KINDS = ("tools", "prompts", "resources", "resourceTemplates")
 
@@ -57,6 +57,9 @@ class Catalog:
     template_matchers: list[tuple[re.Pattern[str], Entry]] = field(default_factory=list)
     renamed: list[tuple["ServiceRuntime", str, str, str]] = field(default_factory=list)  # svc, kind, upstream, public
     intent: bool = False  # service tools are listed with the optional ``_intent`` argument
+    page_size: int = PAGE_SIZE
+    # (kind, start) -> a page at a multiple of page_size, items pre-encoded (the catalog never changes).
+    _pages: dict[tuple[str, int], tuple[Encoded, str | None]] = field(default_factory=dict, repr=False, compare=False)
     # Per kind: owner -> (index of its first entry, its entry count); built on first paging.
     _owners: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -66,11 +69,13 @@ class Catalog:
 
     # -- paging ------------------------------------------------------------
     def page(self, kind: str, cursor: str | None) -> tuple[list[JSON], str | None]:
-        """One page of at most PAGE_SIZE items, across services in name order.
+        """One page of at most ``page_size`` items, across services in name order.
 
         The cursor names the service of the next item and the position in that
         service's own list (its cursor), so paging survives other services
-        starting or stopping between pages.
+        starting or stopping between pages. Pages that start at a multiple of
+        the page size (all of them when a client pages from the start) are kept
+        with their JSON encoding (``jsonrpc.Encoded``); others are built per request.
         """
         entries = self.kind(kind)
         start = 0
@@ -78,13 +83,21 @@ class Catalog:
             start = self._decode(kind, cursor, entries)
         if start >= len(entries):
             return [], None
-        end = min(start + PAGE_SIZE, len(entries))
-        items = [e.item for e in entries[start:end]]
-        if end >= len(entries):
-            return items, None
-        owner = _owner(entries[end])
-        offset = end - self._owner_index(kind)[owner][0]
-        return items, _encode(kind, owner, offset)
+        cacheable = start % self.page_size == 0
+        if cacheable:
+            hit = self._pages.get((kind, start))
+            if hit is not None:
+                return hit
+        end = min(start + self.page_size, len(entries))
+        items: list[JSON] = [e.item for e in entries[start:end]]
+        nxt = None
+        if end < len(entries):
+            owner = _owner(entries[end])
+            nxt = _encode(kind, owner, end - self._owner_index(kind)[owner][0])
+        if cacheable:
+            page = self._pages[(kind, start)] = (Encoded(items), nxt)
+            return page
+        return items, nxt
 
     def _owner_index(self, kind: str) -> dict[str, tuple[int, int]]:
         """Where each owner's entries start and how many there are (entries are grouped by owner)."""
@@ -149,9 +162,9 @@ def template_regex(template: str) -> re.Pattern[str]:
 
 
 def build(services: list["ServiceRuntime"], aggregate: bool, builtins: list[JSON] | None = None,
-          intent: bool = False) -> Catalog:
+          intent: bool = False, page_size: int = PAGE_SIZE) -> Catalog:
     """``intent``: list every service tool with the optional ``_intent`` argument (intent capture)."""
-    cat = Catalog(services=services, aggregate=aggregate, intent=intent)
+    cat = Catalog(services=services, aggregate=aggregate, intent=intent, page_size=max(1, page_size))
     for tool in builtins or []:
         entry = Entry(None, tool["name"], tool)
         cat.tools.append(entry)
@@ -236,8 +249,10 @@ class CatalogCache:
     """
 
     def __init__(self, serving: Callable[[], list["ServiceRuntime"]], builtins: Callable[[], list[JSON]],
-                 on_renamed: Callable[[Catalog], None], intent: Callable[[], bool] = lambda: False) -> None:
+                 on_renamed: Callable[[Catalog], None], intent: Callable[[], bool] = lambda: False,
+                 page_size: int = PAGE_SIZE) -> None:
         self._serving = serving
+        self.page_size = page_size
         self._builtins = builtins
         self._on_renamed = on_renamed
         self._intent = intent
@@ -258,7 +273,7 @@ class CatalogCache:
             self._cache[scope] = (key, hit[1], serving, (self.generation, intent), hit[4])
             return hit[1]
         cat = build(services, aggregate=scope is None, builtins=self._builtins() if scope is None else None,
-                    intent=intent)
+                    intent=intent, page_size=self.page_size)
         self._cache[scope] = (key, cat, serving, (self.generation, intent), [(s.interface, s.manifest) for s in services])
         if cat.renamed:
             self._on_renamed(cat)

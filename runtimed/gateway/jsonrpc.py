@@ -76,7 +76,41 @@ def notification(method: str, params: JSON | None = None) -> JSON:
     return msg
 
 
+class Encoded(list):  # type: ignore[type-arg]
+    """A list that carries its own JSON encoding (e.g. a cached ``tools/list`` page).
+
+    ``dumps`` of a response whose ``result`` holds one splices the bytes in as
+    they are instead of encoding the items again; anything else sees a list."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, items: list[Any]) -> None:
+        super().__init__(items)
+        self.json = _dumps(items)
+
+
 def dumps(obj: Any) -> bytes:
+    if type(obj) is dict:
+        result = obj.get("result")
+        if type(result) is dict and any(type(v) is Encoded for v in result.values()):
+            return _dumps_spliced(obj)
+    return _dumps(obj)
+
+
+def _dumps_spliced(obj: JSON) -> bytes:
+    def member(k: str, v: Any) -> bytes:
+        return _dumps(k) + b":" + (v.json if type(v) is Encoded else _dumps(v))
+
+    parts = []
+    for k, v in obj.items():
+        if k == "result":
+            parts.append(_dumps(k) + b":{" + b",".join(member(rk, rv) for rk, rv in v.items()) + b"}")
+        else:
+            parts.append(member(k, v))
+    return b"{" + b",".join(parts) + b"}"
+
+
+def _dumps(obj: Any) -> bytes:
     if _orjson is not None:
         try:
             return _orjson.dumps(obj)
