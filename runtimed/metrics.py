@@ -98,20 +98,39 @@ class Metrics:
         self.bytes_out = Counter("runtimed_tool_call_response_bytes", "Response bytes of tool calls",
                                  ["service", "tool"], registry=self.registry)
         self.registry.register(_LiveCollector(daemon))
+        # (service, tool, outcome) -> the labelled children a call of that kind updates (labels() is a
+        # locked lookup with validation; these are the same objects it would return).
+        self._children: dict[tuple[Any, Any, Any], tuple[Any, Any, Any, Any, Any]] = {}
 
     def record(self, rec: dict[str, Any]) -> None:
         """A ``PolicyEngine`` call sink."""
         try:
-            service, tool = str(rec.get("service") or ""), str(rec.get("tool") or "")[:128]
-            outcome = str(rec.get("outcome") or "ok")
-            self.calls.labels(service, tool, outcome).inc()
-            if outcome not in NOT_ERRORS:
-                self.errors.labels(service, tool, outcome).inc()
-            self.latency.labels(service, tool).observe(float(rec.get("durationMs") or 0.0) / 1000.0)
-            self.bytes_in.labels(service, tool).inc(max(0, int(rec.get("bytesIn") or 0)))
-            self.bytes_out.labels(service, tool).inc(max(0, int(rec.get("bytesOut") or 0)))
+            key = (rec.get("service"), rec.get("tool"), rec.get("outcome"))
+            try:
+                children = self._children.get(key)
+            except TypeError:  # an unhashable value: counted under its str(), uncached
+                children = None
+            if children is None:
+                children = self._children_for(key)
+            calls, errors, latency, bytes_in, bytes_out = children
+            calls.inc()
+            if errors is not None:
+                errors.inc()
+            latency.observe(float(rec.get("durationMs") or 0.0) / 1000.0)
+            bytes_in.inc(max(0, int(rec.get("bytesIn") or 0)))
+            bytes_out.inc(max(0, int(rec.get("bytesOut") or 0)))
         except Exception:
             log.exception("could not count a call")
+
+    def _children_for(self, key: tuple[Any, Any, Any]) -> tuple[Any, Any, Any, Any, Any]:
+        service, tool, outcome = str(key[0] or ""), str(key[1] or "")[:128], str(key[2] or "ok")
+        children = (self.calls.labels(service, tool, outcome),
+                    self.errors.labels(service, tool, outcome) if outcome not in NOT_ERRORS else None,
+                    self.latency.labels(service, tool), self.bytes_in.labels(service, tool),
+                    self.bytes_out.labels(service, tool))
+        if isinstance(key[0], str) and isinstance(key[1], str) and isinstance(key[2], (str, type(None))):
+            self._children[key] = children  # hashable, stable keys only
+        return children
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
