@@ -1,7 +1,8 @@
 """Call analytics and audit: one record per ``tools/call``, kept.
 
 Owns the call audit (``calls.jsonl`` in the state dir, append-only, rotated by
-size through ``events.JsonlLog``), the in-memory recent-call rings and rolling
+size through ``events.JsonlLog``, written in batches at most ``FLUSH_S`` after
+each call, at shutdown and before ``/api/audit`` answers), the in-memory recent-call rings and rolling
 per-service stats (calls, error rate, p50/p95 latency over a recent window),
 intent and capability-request records (``intents.jsonl``), and the routes
 ``/api/audit``, ``/api/services/{ref}/calls`` and ``/api/analytics``.
@@ -21,6 +22,7 @@ whose return value is the tool result.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextvars
 import itertools
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
 JSON = dict[str, Any]
 log = logging.getLogger("runtimed.analytics")
 
+FLUSH_S = 0.1  # call records reach calls.jsonl in batches, at most this late (and at shutdown)
+FLUSH_MAX = 512
 WINDOW_SECONDS = 15 * 60  # the "recent window" of the rolling stats
 RING_PER_SERVICE = 200
 RING_ALL = 5000
@@ -124,6 +128,8 @@ class Analytics:
         self.stats: dict[str, ServiceStats] = {}
         self.intents: dict[tuple[str, str], collections.Counter[str]] = {}
         self.capabilities: dict[str, JSON] = {}
+        self._pending: list[JSON] = []  # call records not yet written (see flush)
+        self._flush_handle: asyncio.TimerHandle | None = None
         self._load()
 
     # -- start-up ------------------------------------------------------------
@@ -143,8 +149,34 @@ class Analytics:
                 self._count_capability(rec)
 
     def close(self) -> None:
+        self.flush()
         self.calls_log.close()
         self.intents_log.close()
+
+    # -- the audit file: appended in batches ----------------------------------------
+    def _schedule_flush(self) -> None:
+        if len(self._pending) >= FLUSH_MAX:
+            self.flush()
+            return
+        if self._flush_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (direct use): write now
+            self.flush()
+            return
+        self._flush_handle = loop.call_later(FLUSH_S, self.flush)
+
+    def flush(self) -> None:
+        """Write the call records not yet in ``calls.jsonl`` (one write per batch)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        batch, self._pending = self._pending, []
+        try:
+            self.calls_log.append_many(batch)
+        except (OSError, ValueError) as e:  # ValueError: the file was closed
+            log.warning("could not append to %s: %s", self.calls_log.path, e)
 
     # -- recording -----------------------------------------------------------
     def record(self, rec: JSON) -> None:
@@ -168,10 +200,8 @@ class Analytics:
                 out["arguments"] = capture(rec.get("arguments"))
             if "result" in rec:
                 out["result"] = capture(rec.get("result"))
-        try:
-            self.calls_log.append({k: v for k, v in out.items() if k != "id"})
-        except OSError as e:
-            log.warning("could not append to %s: %s", self.calls_log.path, e)
+        self._pending.append({k: v for k, v in out.items() if k != "id"})
+        self._schedule_flush()
         self._remember(out)
         self.daemon.events.notify("call", out.get("service"), tool=out.get("tool"), outcome=out.get("outcome"),
                                   durationMs=out.get("durationMs"), callId=out["id"])
@@ -291,6 +321,7 @@ def _int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
 async def audit(request: Request) -> JSONResponse:
     """``GET /api/audit?service=&tool=&outcome=&limit=&before=``: call records, newest first."""
     a = _analytics(request)
+    a.flush()  # the file named in the answer holds every call recorded so far
     q = request.query_params
     service = q.get("service")
     if service:

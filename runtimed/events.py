@@ -57,6 +57,17 @@ class JsonlLog:
                 self._rotate()
             self._fh.write(line)
 
+    def append_many(self, records: list[dict[str, Any]]) -> None:
+        """Append several records with one ``write`` (a batch; may pass ``max_bytes`` by one batch)."""
+        if not records:
+            return
+        data = b"".join((json.dumps(r, separators=(",", ":"), ensure_ascii=False, default=str) + "\n").encode()
+                        for r in records)
+        with self._lock:
+            if self._fh.tell() + len(data) > self.max_bytes and self._fh.tell() > 0:
+                self._rotate()
+            self._fh.write(data)
+
     def _rotate(self) -> None:
         self._fh.close()
         for i in range(self.keep - 1, 0, -1):
