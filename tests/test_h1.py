@@ -314,3 +314,17 @@ async def test_a_compressed_answer_is_refused_clearly():
         finally:
             pool.close()
     assert ei.value.kind == "protocol" and "content encoding 'gzip'" in str(ei.value)
+
+
+async def test_a_header_value_with_a_line_break_is_refused_before_sending():
+    async with Server(echo) as srv:
+        pool = _http.make_pool()
+        try:
+            with pytest.raises(BackendFault) as ei:
+                await _http.send_h1(pool, "POST", srv.url, {"X-Bad": "a\r\nInjected: 1"}, b"{}", lambda u: None, "bad",
+                                    connect_timeout_s=5, read_timeout_s=5, write_timeout_s=5)
+            assert ei.value.kind == "protocol" and "HTTP error" in str(ei.value)
+            assert await post(pool, srv.url) == b"{}"
+        finally:
+            pool.close()
+    assert srv.requests and all("injected" not in r["headers"] for r in srv.requests)

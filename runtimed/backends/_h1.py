@@ -68,6 +68,10 @@ class ProtocolError(H1Error):
     """The upstream broke HTTP/1.1 framing (or closed mid-message)."""
 
 
+class LocalProtocolError(H1Error):
+    """The request itself cannot be sent as HTTP/1.1 (e.g. a header value with a line break)."""
+
+
 class _Stale(Exception):
     """A reused connection failed before any response byte: safe to retry once."""
 
@@ -307,7 +311,7 @@ class ConnectionPool:
                     data += conn.h11.send(h11.Data(data=body))
                 data += conn.h11.send(h11.EndOfMessage())
             except h11.LocalProtocolError as e:
-                raise ProtocolError(f"cannot send the request ({e})") from None
+                raise LocalProtocolError(str(e) or "invalid request") from None
             await conn.send(data, write_timeout_s)
             while True:
                 ev = conn.next_event()

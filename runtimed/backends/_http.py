@@ -91,6 +91,8 @@ def _h1_fault(e: _h1.H1Error, what: str) -> BackendFault:
         return BackendFault(f"{what}: timed out sending the request", kind="timeout")
     if isinstance(e, _h1.WriteError):
         return BackendFault(f"{what}: the connection failed while sending ({_short(e)})", kind="connect")
+    if isinstance(e, _h1.LocalProtocolError):
+        return BackendFault(f"{what}: HTTP error ({_short(e)})", kind="protocol")
     return BackendFault(f"{what}: the connection was closed or reset mid-response ({_short(e)})", kind="protocol")
 
 
