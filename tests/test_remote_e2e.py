@@ -251,13 +251,23 @@ def test_breaker_opens_on_upstream_faults_not_client_mistakes_and_feeds_quaranti
         async def call(c: Client, name: str, args: dict[str, Any] | None = None) -> Any:
             return await asyncio.wait_for(c.call_tool(name, args or {}), GUARD)
 
-        async def trip_three_times(c: Client) -> None:
-            """Two faults open it; each half-open trial that faults opens it again."""
+        def crashed_by_breaker() -> bool:
+            return any(t == "CRASHED" and "circuit breaker tripped 3 times" in r for _, t, r in transitions(d, "flaky"))
+
+        def quarantined() -> bool:
+            return d.service("flaky")["state"] == "QUARANTINED"
+
+        async def trip_three_times(c: Client, reported: Any) -> None:
+            """Two faults open it; each half-open trial that faults opens it again, until the third
+            trip is reported to the supervisor (``reported()``; its restart then resets the breaker)."""
             for _ in range(2):
                 r = await call(c, "flaky__http500")
                 assert r.is_error and "HTTP 500" in text(r), text(r)
-            for _ in range(2):
-                await poll(lambda: breaker("flaky")["state"] == "half_open", "half-open after the cool-down")
+            while not reported():
+                await poll(lambda: reported() or breaker("flaky")["state"] == "half_open",
+                           "half-open after the cool-down")
+                if reported():
+                    break
                 r = await call(c, "flaky__http500")
                 assert r.is_error and "HTTP 500" in text(r), text(r)
 
@@ -299,17 +309,16 @@ def test_breaker_opens_on_upstream_faults_not_client_mistakes_and_feeds_quaranti
                 assert breaker("flaky")["state"] == "closed"
 
                 # Three trips within the restart window: reported as a crash, restart policy applies.
-                await trip_three_times(c)
-                await poll(lambda: any(t == "CRASHED" and "circuit breaker tripped 3 times" in r
-                                       for _, t, r in transitions(d, "flaky")), "CRASHED by the breaker")
+                await trip_three_times(c, crashed_by_breaker)
+                await poll(crashed_by_breaker, "CRASHED by the breaker")
                 await poll(lambda: d.service("flaky")["state"] == "RUNNING", "restarted by the restart policy")
                 # The restarted service gets a fresh chance.
                 r = await call(c, "flaky__ok")
                 assert not r.is_error and text(r) == "ok", text(r)
                 assert breaker("flaky")["state"] == "closed"
                 # It happens again: beyond maxRestarts, quarantined.
-                await trip_three_times(c)
-                await poll(lambda: d.service("flaky")["state"] == "QUARANTINED", "QUARANTINED")
+                await trip_three_times(c, quarantined)
+                await poll(quarantined, "QUARANTINED")
 
         asyncio.run(scenario())
         q = d.service("flaky")
