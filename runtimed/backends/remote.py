@@ -1,7 +1,9 @@
 """The remote MCP backend: a service that is an MCP server reached over HTTP.
 
-Owns: the ``RemoteBackend`` (one ``httpx.AsyncClient`` and one upstream
-session per service, shared by every call), the registration-time origin
+Owns: the ``RemoteBackend`` (one upstream session per service, shared by
+every call, over a keep-alive connection pool of the lean HTTP/1.1 client in
+``_h1`` for requests and one ``httpx.AsyncClient`` for the long-lived GET and
+listen streams), the registration-time origin
 check ``prepare_remote_origin`` (host allowlist, authRef shape), health
 probes, introspection (all pages of every list the upstream offers) and the
 ``describe()`` facts. The wire work lives in ``remote_streamable`` (both
