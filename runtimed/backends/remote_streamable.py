@@ -520,69 +520,70 @@ class StreamableHttpConnection:
             self._bg_task = None
         self.background = None
 
+    def _stream_timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.connect_timeout_s, read=None, write=5.0, pool=self.connect_timeout_s)
+
     async def _get_stream_loop(self) -> None:
         """Session era: keep the upstream's GET stream open while it offers one."""
-        failures = 0
-        while not self._closed and self.era == "session" and self.session_id:
-            try:
-                headers = self._headers(None, None)
-                headers["Accept"] = "text/event-stream"
-                headers.pop("Content-Type", None)
-                req = self.client.build_request(
-                    "GET", self.url, headers=headers,
-                    timeout=httpx.Timeout(connect=self.connect_timeout_s, read=None, write=5.0, pool=self.connect_timeout_s),
-                )
-                response = await _http.send(self.client, req, self.check_host, "the upstream's GET stream")
-                try:
-                    if response.status_code in (404, 405) or response.status_code >= 400:
-                        if response.status_code == 405:
-                            self.background = "none (the upstream offers no GET stream)"
-                            return
-                        raise BackendFault(f"GET stream: HTTP {response.status_code}", kind="http")
-                    self.background = "GET stream"
-                    failures = 0
-                    await self._consume_unsolicited(response, "the upstream's GET stream")
-                finally:
-                    await response.aclose()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                failures += 1
-                self.background = None
-                log.debug("GET stream failed: %s", e)
-                if failures >= 5:
-                    self.host.log("warning", f"the upstream's GET stream keeps failing ({e}); list changes may be missed")
-                    return
-            await asyncio.sleep(min(30.0, 0.25 * 2**failures))
+        async def open_stream() -> httpx.Response | None:
+            headers = self._headers(None, None)
+            headers["Accept"] = "text/event-stream"
+            headers.pop("Content-Type", None)
+            req = self.client.build_request("GET", self.url, headers=headers, timeout=self._stream_timeout())
+            response = await _http.send(self.client, req, self.check_host, "the upstream's GET stream")
+            if response.status_code == 405:
+                await response.aclose()
+                self.background = "none (the upstream offers no GET stream)"
+                return None
+            if response.status_code >= 400:
+                await response.aclose()
+                raise BackendFault(f"GET stream: HTTP {response.status_code}", kind="http")
+            return response
+
+        await self._keep_stream_open("GET stream", "the upstream's GET stream", open_stream,
+                                     lambda: self.era == "session" and bool(self.session_id))
 
     async def _listen_loop(self, wanted: JSON) -> None:
         """Stateless era: ``subscriptions/listen`` for list changes (best effort)."""
+        async def open_stream() -> httpx.Response | None:
+            rid = f"listen-{next(self._ids)}"
+            params = {
+                "notifications": wanted,
+                "_meta": {
+                    META_PROTOCOL: MODERN_VERSION,
+                    META_CLIENT_INFO: self.client_info,
+                    META_CLIENT_CAPS: CLIENT_CAPABILITIES,
+                },
+            }
+            req = self.client.build_request(
+                "POST", self.url, json=request_message(rid, "subscriptions/listen", params),
+                headers=self._headers("subscriptions/listen", params), timeout=self._stream_timeout(),
+            )
+            response = await _http.send(self.client, req, self.check_host, "subscriptions/listen")
+            if response.status_code >= 400 or not response.headers.get("content-type", "").startswith("text/event-stream"):
+                await response.aclose()
+                self.background = "none (subscriptions/listen not offered)"
+                return None
+            return response
+
+        await self._keep_stream_open("subscriptions/listen", "subscriptions/listen", open_stream,
+                                     lambda: self.era == "stateless")
+
+    async def _keep_stream_open(self, label: str, what: str, open_stream: Callable[[], Awaitable[httpx.Response | None]],
+                                still_wanted: Callable[[], bool]) -> None:
+        """Hold one long-lived upstream stream, reconnecting with backoff; give up after 5
+        failures in a row (saying so in the service log). ``open_stream`` returns None when
+        the upstream does not offer the stream at all."""
         failures = 0
-        while not self._closed and self.era == "stateless":
+        while not self._closed and still_wanted():
             try:
-                rid = f"listen-{next(self._ids)}"
-                params = {
-                    "notifications": wanted,
-                    "_meta": {
-                        META_PROTOCOL: MODERN_VERSION,
-                        META_CLIENT_INFO: self.client_info,
-                        META_CLIENT_CAPS: CLIENT_CAPABILITIES,
-                    },
-                }
-                req = self.client.build_request(
-                    "POST", self.url, json=request_message(rid, "subscriptions/listen", params),
-                    headers=self._headers("subscriptions/listen", params),
-                    timeout=httpx.Timeout(connect=self.connect_timeout_s, read=None, write=5.0, pool=self.connect_timeout_s),
-                )
-                response = await _http.send(self.client, req, self.check_host, "subscriptions/listen")
+                response = await open_stream()
+                if response is None:
+                    return
                 try:
-                    ctype = response.headers.get("content-type", "")
-                    if response.status_code >= 400 or not ctype.startswith("text/event-stream"):
-                        self.background = "none (subscriptions/listen not offered)"
-                        return
-                    self.background = "subscriptions/listen"
+                    self.background = label
                     failures = 0
-                    await self._consume_unsolicited(response, "subscriptions/listen")
+                    await self._consume_unsolicited(response, what)
                 finally:
                     await response.aclose()
             except asyncio.CancelledError:
@@ -590,9 +591,9 @@ class StreamableHttpConnection:
             except Exception as e:
                 failures += 1
                 self.background = None
-                log.debug("listen stream failed: %s", e)
+                log.debug("%s failed: %s", what, e)
                 if failures >= 5:
-                    self.host.log("warning", f"subscriptions/listen keeps failing ({e}); list changes may be missed")
+                    self.host.log("warning", f"{what} keeps failing ({e}); list changes may be missed")
                     return
             await asyncio.sleep(min(30.0, 0.25 * 2**failures))
 
