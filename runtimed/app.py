@@ -20,13 +20,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from . import __version__, api
+from . import __version__, analytics, api, metrics
 from .config import Settings
 from .events import EventBus
+from .gateway import Gateway
 from .policy import PolicyEngine
 from .registry import Registry
 from .security import SecurityMiddleware
 from .supervisor import Supervisor, SupervisorError
+from .web import routes as web_routes
 
 log = logging.getLogger("runtimed")
 
@@ -42,25 +44,10 @@ class Daemon:
         self.events = EventBus(settings.state_dir)
         self.supervisor = Supervisor(settings, self.registry, self.events)
         self.policy = PolicyEngine(settings, report_fault=self.supervisor.report_fault)
-        self.gateway: Any = None
-        self.extra_routes: list[BaseRoute] = []
-        self._build_parts()
-
-    def _build_parts(self) -> None:
-        """Optional parts, each owning its routes. Absent parts are skipped."""
-        try:
-            from .gateway import Gateway
-        except ImportError:
-            Gateway = None  # noqa: N806
-        if Gateway is not None:
-            self.gateway = Gateway(self)
-            self.extra_routes += self.gateway.routes()
-        for module_name in ("runtimed.analytics", "runtimed.web.routes", "runtimed.metrics"):
-            try:
-                module = __import__(module_name, fromlist=["routes"])
-            except ImportError:
-                continue
-            self.extra_routes += module.routes(self)
+        self.gateway = Gateway(self)
+        # Each part owns its routes; analytics and metrics also hang themselves on the daemon.
+        self.extra_routes: list[BaseRoute] = [
+            *self.gateway.routes(), *analytics.routes(self), *web_routes.routes(self), *metrics.routes(self)]
 
     def load(self) -> list[str]:
         """Load the registry; returns the problems to say out loud."""
@@ -70,26 +57,20 @@ class Daemon:
         return report.problems
 
     def client_counts(self) -> dict[str, int]:
-        if self.gateway is not None and hasattr(self.gateway, "client_counts"):
-            return self.gateway.client_counts()
-        return {}
+        return self.gateway.client_counts()
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.supervisor.boot()
-        if self.gateway is not None and hasattr(self.gateway, "startup"):
-            await self.gateway.startup()
+        await self.gateway.startup()
         self.events.emit("daemon.started", None, version=__version__, pid=self.pid)
         try:
             yield
         finally:
             self.events.emit("daemon.stopping", None)
-            if self.gateway is not None and hasattr(self.gateway, "shutdown"):
-                await self.gateway.shutdown()
+            await self.gateway.shutdown()
             await self.supervisor.shutdown()
-            analytics = getattr(self, "analytics", None)
-            if analytics is not None:
-                analytics.close()
+            self.analytics.close()
             self.events.close()
 
 
@@ -176,8 +157,5 @@ def build_app(daemon: Daemon) -> Any:
         },
     )
     app.state.daemon = daemon
-    inner: Any = app
-    gateway = daemon.gateway
-    if gateway is not None and hasattr(gateway, "endpoint"):
-        inner = McpDispatch(app, gateway.endpoint, gateway.scoped_endpoint)
+    inner = McpDispatch(app, daemon.gateway.endpoint, daemon.gateway.scoped_endpoint)
     return SecurityMiddleware(inner, daemon.settings)
