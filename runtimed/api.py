@@ -175,7 +175,7 @@ async def logs(request: Request) -> JSONResponse:
     after = _int_param(request, "after", 0, 0, 10**12)
     limit = _int_param(request, "limit", 200, 1, 1000)
     lines = [entry for entry in svc.logs if entry["seq"] > after][-limit:]
-    return JSONResponse({"service": svc.name, "lines": lines, "last": svc._log_seq})
+    return JSONResponse({"service": svc.name, "lines": lines, "last": svc.last_log_seq})
 
 
 async def events(request: Request) -> Response:

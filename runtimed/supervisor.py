@@ -28,6 +28,7 @@ from .backends import (
     Health,
     Interface,
     InvalidOrigin,
+    ProbeResult,
     RelayUnavailable,
     create_backend,
     origin_label,
@@ -35,8 +36,9 @@ from .backends import (
 )
 from .config import Settings
 from .events import EventBus
-from .manifest import ServiceManifest
 from .fileio import atomic_write
+from .manifest import ServiceManifest
+from .policy import ServicePolicy
 from .registry import Registry
 
 log = logging.getLogger("runtimed.supervisor")
@@ -89,14 +91,11 @@ class ServiceRuntime:
         self.next_restart_at: float | None = None
         self.quarantine_reason: str | None = None
         self.logs: collections.deque[JSON] = collections.deque(maxlen=1000)
-        self._log_seq = 0
         self.lock = asyncio.Lock()
         self.started = asyncio.Event()  # set while RUNNING
         self._probe_task: asyncio.Task[None] | None = None
         self._restart_task: asyncio.Task[None] | None = None
         self._probe_failures = 0
-        from .policy import ServicePolicy  # late: policy imports backends types only
-
         self.policy = ServicePolicy(manifest, sup.settings)
 
     # -- what the gateway lists depends on these: setting one drops the supervisor's serving() cache --
@@ -150,8 +149,12 @@ class ServiceRuntime:
         return self._sup.settings
 
     def log(self, level: str, message: str) -> None:
-        self._log_seq += 1
-        self.logs.append({"seq": self._log_seq, "time": time.time(), "level": level, "message": message})
+        self.logs.append({"seq": self.last_log_seq + 1, "time": time.time(), "level": level, "message": message})
+
+    @property
+    def last_log_seq(self) -> int:
+        """The ``seq`` of the newest log line (0 before the first)."""
+        return self.logs[-1]["seq"] if self.logs else 0
 
     def on_list_changed(self, kind: str) -> None:
         self.log("info", f"upstream reports {kind} list changed; refreshing the interface")
@@ -180,6 +183,7 @@ class ServiceRuntime:
         return self.state == State.RUNNING or (self.state == State.STARTING and self.interface is not None)
 
     def summary(self) -> JSON:
+        kind, label = origin_label(self.manifest)
         return {
             "id": self.id,
             "name": self.name,
@@ -187,8 +191,8 @@ class ServiceRuntime:
             "displayName": self.manifest.metadata.displayName,
             "description": self.manifest.metadata.description,
             "origin": self.manifest.spec.origin.model_dump(mode="json", exclude_none=True),
-            "originKind": origin_label(self.manifest)[0],
-            "originLabel": origin_label(self.manifest)[1],
+            "originKind": kind,
+            "originLabel": label,
             "enabled": self.manifest.spec.enabled,
             "autostart": self.manifest.spec.autostart,
             "state": self.state.value,
@@ -364,7 +368,7 @@ class Supervisor:
         svc = self.get(ref)
         if not svc.manifest.spec.enabled:
             raise SupervisorError(f"service {svc.name!r} is disabled (spec.enabled: false)")
-        if svc.state == State.QUARANTINED and reason not in ("unquarantine",):
+        if svc.state == State.QUARANTINED and reason != "unquarantine":
             raise SupervisorError(
                 f"service {svc.name!r} is quarantined ({svc.quarantine_reason}); run unquarantine first"
             )
@@ -395,7 +399,7 @@ class Supervisor:
             log.exception("backend start crashed")
             if backend is not None:
                 await _quiet_stop(backend)
-            await self._failed(svc, f"start failed: internal error {type(e).__name__}: {e}")
+            await self._failed(svc, f"start failed: internal error {type(e).__name__}: {e}", health=Health.UNREACHABLE)
             return
         svc.backend = backend
         svc.last_error = None
@@ -473,9 +477,7 @@ class Supervisor:
         while svc.failures and svc.failures[0] < now - rp.windowSeconds:
             svc.failures.popleft()
         await self._stop_backend(svc, reason)
-        if health is None:
-            health = Health.UNREACHABLE if "start failed" in reason else svc.health
-        self._set_health(svc, health, reason, None)
+        self._set_health(svc, svc.health if health is None else health, reason, None)
         self._transition(svc, State.CRASHED, reason)
         if rp.mode == "never" or self._closing:
             return
@@ -534,8 +536,6 @@ class Supervisor:
             async with asyncio.timeout(timeout):
                 result = await backend.probe()
         except TimeoutError:
-            from .backends import ProbeResult
-
             result = ProbeResult(Health.TIMEOUT, f"probe took longer than {timeout * 1000:.0f} ms")
         degraded_ms = hc.degradedMs or self.settings.probe_degraded_ms
         if result.health == Health.HEALTHY and result.latency_ms is not None and result.latency_ms > degraded_ms:
@@ -608,4 +608,4 @@ async def _quiet_stop(backend: Backend) -> None:
         log.exception("backend stop raised")
 
 
-__all__ = ["State", "ServiceRuntime", "Supervisor", "SupervisorError", "BackendFault"]
+__all__ = ["State", "ServiceRuntime", "Supervisor", "SupervisorError"]
