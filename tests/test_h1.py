@@ -328,3 +328,34 @@ async def test_a_header_value_with_a_line_break_is_refused_before_sending():
         finally:
             pool.close()
     assert srv.requests and all("injected" not in r["headers"] for r in srv.requests)
+
+
+@pytest.mark.parametrize("bad", [
+    {"X-Bad": "a\nInjected: 1"}, {"X-Bad": "nul\x00byte"}, {"X-Bad": "bell\x07"}, {"X-Bad": " secret1"},
+    {"X-Bad": "caf\u00e9"}, {"Bad Name": "v"}, {"Host": "evil.example"}, {"Content-Length": "0"},
+])
+async def test_every_malformed_header_is_refused_before_sending_without_quoting_the_value(bad: dict[str, str]):
+    async with Server(echo) as srv:
+        pool = _http.make_pool()
+        try:
+            with pytest.raises(BackendFault) as ei:
+                await _http.send_h1(pool, "POST", srv.url, bad, b"{}", lambda u: None, "bad",
+                                    connect_timeout_s=5, read_timeout_s=5, write_timeout_s=5)
+            assert ei.value.kind == "protocol" and "HTTP error" in str(ei.value)
+            value = next(iter(bad.values()))
+            assert value.strip() not in str(ei.value) or value == "v"  # a value may be a credential
+            assert await post(pool, srv.url) == b"{}"  # the pool is unaffected
+        finally:
+            pool.close()
+    assert len(srv.requests) == 1  # only the good request reached the server
+
+
+def test_the_encoded_request_is_the_fixed_fields_then_the_callers_then_the_length():
+    data = _h1.encode_request("POST", "/mcp?x=1", "127.0.0.1:9", [("Accept", "application/json"),
+                                                                  ("Mcp-Name", "a b\tc")], b"{}")
+    assert data == (b"POST /mcp?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9\r\nUser-Agent: " + _h1.USER_AGENT.encode()
+                    + b"\r\nAccept-Encoding: identity\r\nAccept: application/json\r\nMcp-Name: a b\tc\r\n"
+                    + b"Content-Length: 2\r\n\r\n{}")
+    assert _h1.encode_request("GET", "/", "h", [], b"").endswith(b"identity\r\n\r\n")
+    with pytest.raises(_h1.LocalProtocolError):
+        _h1.encode_request("POST", "/a b", "h", [], b"")

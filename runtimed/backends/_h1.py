@@ -2,10 +2,12 @@
 
 Owns: keep-alive connections to upstream origins (a bounded pool per service:
 idle connections reused newest first, broken or expired ones dropped, a
-connection returned only once its response was read to the end), sending one
-request with ``h11`` over asyncio streams (TLS with the caller's context),
-reading the response head and its body incrementally (Content-Length or
-chunked), the connect timeout and per-read timeouts, closing the connection
+connection returned only once its response was read to the end), encoding one
+request's bytes directly (request line and header fields checked against the
+same HTTP/1.1 grammar ``h11`` applies: no CR, LF, NUL or other whitespace
+inside a value) and sending them over asyncio streams (TLS with the caller's
+context), reading the response head and its body incrementally with ``h11``
+(Content-Length or chunked), the connect timeout and per-read timeouts, closing the connection
 when a response is abandoned mid-way (a cancelled task included), one retry on
 a fresh connection when a reused one turns out dead before any response byte
 (the keep-alive race), and the ``H1Error`` classes that say what failed.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import ssl
 import time
 from typing import Any
@@ -94,6 +97,70 @@ def split_url(url: str) -> tuple[Origin, str, str]:
     host_header = shown if port == DEFAULT_PORTS.get(scheme) else f"{shown}:{port}"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return (scheme, host, port), host_header, target
+
+
+# -- encoding a request ------------------------------------------------------------
+# The grammar h11 validates an outgoing request against (RFC 9110/9112, h11._abnf): a token for the
+# method and field names, visible ASCII for the target, and a field value made of visible
+# characters with single inner runs of SP/HTAB (so no CR, LF, NUL, other controls, nor leading or
+# trailing whitespace). Values must be ASCII (as with httpx); a bad one is refused before any byte is sent.
+_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_TARGET = re.compile(r"[\x21-\x7e]+")
+_FIELD_VALUE = re.compile(r"(?:[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*)?")
+_FRAMING = frozenset({"host", "content-length", "transfer-encoding"})  # set here, never by the caller
+_known_names: set[str] = set()  # field names already checked (a handful, fixed by the callers)
+_EOM = h11.EndOfMessage()
+
+
+def _check_value(name: str, value: str) -> None:
+    if not (value.isascii() and _FIELD_VALUE.fullmatch(value)):
+        # The value itself is not quoted: it may be a credential.
+        raise LocalProtocolError(f"illegal value in header {name!r} (not ASCII, or a line break, NUL or other "
+                                 "control character, or leading/trailing whitespace)")
+
+
+def _check_name(name: str) -> None:
+    if name in _known_names:
+        return
+    if not _TOKEN.fullmatch(name):
+        raise LocalProtocolError(f"illegal header name {name!r}")
+    if name.lower() in _FRAMING:
+        raise LocalProtocolError(f"header {name!r} is set by the client itself")
+    if len(_known_names) < 1024:
+        _known_names.add(name)
+
+
+@functools.lru_cache(maxsize=256)
+def _request_prefix(method: str, target: str, host_header: str) -> bytes:
+    """The request line and the fixed fields, checked once per (method, target, host)."""
+    if not _TOKEN.fullmatch(method):
+        raise LocalProtocolError(f"illegal method {method!r}")
+    if not _TARGET.fullmatch(target):
+        raise LocalProtocolError("illegal characters in the request target")
+    _check_value("Host", host_header)
+    return (f"{method} {target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: {USER_AGENT}\r\n"
+            "Accept-Encoding: identity\r\n").encode("ascii")
+
+
+@functools.lru_cache(maxsize=256)
+def _h11_request(method: str, target: str, host_header: str) -> h11.Request:
+    """What the connection's ``h11`` state machine is told was sent (the bytes are ours): the same
+    method and target, and an empty body so the request is complete after ``EndOfMessage``.
+    Response parsing depends on the method and on ``Connection``/``Expect``, neither of which we send."""
+    return h11.Request(method=method, target=target, headers=[("Host", host_header), ("Content-Length", "0")])
+
+
+def encode_request(method: str, target: str, host_header: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
+    """The bytes of one HTTP/1.1 request, or ``LocalProtocolError`` when a part breaks the grammar."""
+    parts = [_request_prefix(method, target, host_header).decode("ascii")]
+    for name, value in headers:
+        _check_name(name)
+        _check_value(name, value)
+        parts.append(f"{name}: {value}\r\n")
+    if body or method in ("POST", "PUT", "PATCH"):
+        parts.append(f"Content-Length: {len(body)}\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("ascii") + body
 
 
 # -- one connection ----------------------------------------------------------------
@@ -269,9 +336,8 @@ class ConnectionPool:
         if self._closed:
             raise ConnectError("the client is closed")
         origin, host_header, target = split_url(url)
-        head = [("Host", host_header), ("User-Agent", USER_AGENT), ("Accept-Encoding", "identity"), *headers]
-        if body or method in ("POST", "PUT", "PATCH"):
-            head.append(("Content-Length", str(len(body))))
+        data = encode_request(method, target, host_header, headers, body)
+        sent = _h11_request(method, target, host_header)
         if self._slots.locked():
             try:
                 async with asyncio.timeout(connect_timeout_s):
@@ -285,7 +351,7 @@ class ConnectionPool:
             if conn is None:
                 conn, reused = await self._connect(origin, connect_timeout_s), False
             try:
-                return await self._exchange(conn, method, target, head, body, read_timeout_s, write_timeout_s)
+                return await self._exchange(conn, data, sent, read_timeout_s, write_timeout_s)
             except _Stale as s:
                 self._discard(conn)
                 if not reused:
@@ -293,7 +359,7 @@ class ConnectionPool:
             # The keep-alive race: the upstream closed an idle connection as we reused it. Once, afresh.
             conn = await self._connect(origin, connect_timeout_s)
             try:
-                return await self._exchange(conn, method, target, head, body, read_timeout_s, write_timeout_s)
+                return await self._exchange(conn, data, sent, read_timeout_s, write_timeout_s)
             except _Stale as s:
                 self._discard(conn)
                 raise s.error from None
@@ -301,15 +367,13 @@ class ConnectionPool:
             self._slots.release()
             raise
 
-    async def _exchange(self, conn: _Conn, method: str, target: str, head: list[tuple[str, str]], body: bytes,
-                        read_timeout_s: float | None, write_timeout_s: float | None) -> H1Response:
+    async def _exchange(self, conn: _Conn, data: bytes, sent: h11.Request, read_timeout_s: float | None,
+                        write_timeout_s: float | None) -> H1Response:
         try:
             conn.received = 0
             try:
-                data = conn.h11.send(h11.Request(method=method, target=target, headers=head))
-                if body:
-                    data += conn.h11.send(h11.Data(data=body))
-                data += conn.h11.send(h11.EndOfMessage())
+                conn.h11.send(sent)
+                conn.h11.send(_EOM)
             except h11.LocalProtocolError as e:
                 raise LocalProtocolError(str(e) or "invalid request") from None
             await conn.send(data, write_timeout_s)
