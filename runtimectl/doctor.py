@@ -65,10 +65,10 @@ def _state_dir_checks(state_dir: Path) -> list[Check]:
     if not reg.exists():
         out.append(Check("registry", OK, f"{reg} does not exist yet (no services registered)"))
         return out
-    from runtimed.registry import LoadReport, Registry, RegistryError
+    from runtimed.registry import RegistryError, parse_document
 
     try:
-        entries, _ = Registry(state_dir)._parse(reg.read_bytes(), LoadReport(), strict=True)
+        entries, _ = parse_document(reg.read_bytes())
         out.append(Check("registry", OK, f"{reg} is valid ({len(entries)} services)"))
     except (RegistryError, OSError) as e:
         out.append(Check("registry", FAIL, f"{reg}: {e}",

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 from filelock import FileLock, Timeout
 
-from .fileio import atomic_write  # noqa: F401  (re-exported)
+from .fileio import atomic_write
 from .manifest import ManifestError, ServiceManifest, parse_manifest
 
 FORMAT_VERSION = 1
@@ -28,7 +28,7 @@ log = logging.getLogger("runtimed.registry")
 
 
 class RegistryError(Exception):
-    pass
+    """The registry file is unusable, or a change conflicts with what is registered."""
 
 
 class StateDirBusy(RegistryError):
@@ -104,11 +104,11 @@ class Registry:
             if not self.path.exists():
                 if self.last_good.exists():
                     report.problems.append(f"{self.path} is missing; loading {self.last_good}")
-                    self._entries, self.generation = self._parse(self.last_good.read_bytes(), report)
+                    self._entries, self.generation = parse_document(self.last_good.read_bytes(), report)
                 return report
             raw = self.path.read_bytes()
             try:
-                self._entries, self.generation = self._parse(raw, report, strict=True)
+                self._entries, self.generation = parse_document(raw)
                 return report
             except RegistryError as e:
                 # Without a usable last good copy, leave registry.json where it
@@ -119,7 +119,7 @@ class Registry:
                         f"refusing to start with an empty registry: inspect or repair {self.path}"
                     ) from None
                 try:
-                    good = self._parse(self.last_good.read_bytes(), report, strict=True)
+                    good = parse_document(self.last_good.read_bytes())
                 except RegistryError as e2:
                     raise RegistryError(
                         f"{self.path} ({e}) and its last good copy {self.last_good} ({e2}) are both unreadable; "
@@ -134,29 +134,6 @@ class Registry:
                 # Write the recovered state back so the next start is clean.
                 self._write_locked()
                 return report
-
-    def _parse(self, raw: bytes, report: LoadReport, strict: bool = False) -> tuple[dict[str, Entry], int]:
-        try:
-            doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
-            raise RegistryError(f"not valid JSON: {e}") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
-            raise RegistryError("not a registry document (no 'services' object)")
-        version = doc.get("formatVersion")
-        if version != FORMAT_VERSION:
-            raise RegistryError(f"formatVersion {version!r} is not supported (this daemon reads {FORMAT_VERSION})")
-        entries: dict[str, Entry] = {}
-        for sid, item in doc["services"].items():
-            try:
-                manifest = parse_manifest(item.get("manifest") if isinstance(item, dict) else None)
-            except ManifestError as e:
-                msg = f"service {sid}: {e}"
-                if strict:
-                    raise RegistryError(msg) from None
-                report.problems.append(msg)
-                continue
-            entries[manifest.id] = Entry(manifest, float(item.get("createdAt", 0)), float(item.get("updatedAt", 0)))
-        return entries, int(doc.get("generation", 0))
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(sorted(self._entries.values(), key=lambda e: e.manifest.name))
@@ -226,3 +203,34 @@ class Registry:
         data = json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
         atomic_write(self.path, data)
         atomic_write(self.last_good, data)
+
+
+def parse_document(raw: bytes, report: LoadReport | None = None) -> tuple[dict[str, Entry], int]:
+    """(entries, generation) of a ``registry.json`` document. Strict without a ``report``: any bad
+    service raises ``RegistryError``; with one, bad services are skipped and listed in it."""
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise RegistryError(f"not valid JSON: {e}") from None
+    except RecursionError:
+        raise RegistryError("not valid JSON: nested too deeply") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
+        raise RegistryError("not a registry document (no 'services' object)")
+    version = doc.get("formatVersion")
+    if version != FORMAT_VERSION:
+        raise RegistryError(f"formatVersion {version!r} is not supported (this daemon reads {FORMAT_VERSION})")
+    try:
+        generation = int(doc.get("generation", 0))
+    except (TypeError, ValueError):
+        raise RegistryError(f"'generation' must be an integer, not {doc.get('generation')!r}") from None
+    entries: dict[str, Entry] = {}
+    for sid, item in doc["services"].items():
+        try:
+            manifest = parse_manifest(item.get("manifest") if isinstance(item, dict) else None)
+            entries[manifest.id] = Entry(manifest, float(item.get("createdAt", 0)), float(item.get("updatedAt", 0)))
+        except (ManifestError, TypeError, ValueError) as e:
+            msg = f"service {sid}: {e}" if isinstance(e, ManifestError) else f"service {sid}: bad createdAt/updatedAt"
+            if report is None:
+                raise RegistryError(msg) from None
+            report.problems.append(msg)
+    return entries, generation

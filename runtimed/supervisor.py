@@ -39,7 +39,7 @@ from .events import EventBus
 from .fileio import atomic_write
 from .manifest import ServiceManifest
 from .policy import ServicePolicy
-from .registry import Registry
+from .registry import Registry, RegistryError
 
 log = logging.getLogger("runtimed.supervisor")
 
@@ -323,8 +323,10 @@ class Supervisor:
             existing = self.services.get(manifest.id)
             try:
                 _, created = await asyncio.to_thread(self.registry.put, manifest)
-            except Exception as e:  # RegistryError or OSError: nothing changed
-                raise SupervisorError(str(e), status=409 if "already" in str(e) else 503) from None
+            except RegistryError as e:  # a name or origin conflict: nothing changed
+                raise SupervisorError(str(e), status=409) from None
+            except OSError as e:  # the state dir refused the write: nothing changed
+                raise SupervisorError(f"could not write the registry: {e}", status=503) from None
             if existing is None:
                 svc = ServiceRuntime(self, manifest)
                 self._load_snapshot(svc)
