@@ -102,7 +102,8 @@ class EventBus:
     def __init__(self, state_dir: Path | None = None, ring: int = 2000) -> None:
         self._ring: collections.deque[Event] = collections.deque(maxlen=ring)
         self._ids = itertools.count(1)
-        self._subs: set[asyncio.Queue[Event]] = set()
+        # Each live subscriber's queue -> the event types it wants (None: all).
+        self._subs: dict[asyncio.Queue[Event], frozenset[str] | None] = {}
         self._file = JsonlLog(state_dir / "events.jsonl") if state_dir else None
 
     def emit(self, type: str, service: str | None = None, **data: Any) -> Event:
@@ -124,7 +125,9 @@ class EventBus:
         return ev
 
     def _fan_out(self, ev: Event) -> None:
-        for q in list(self._subs):
+        for q, types in list(self._subs.items()):
+            if types is not None and ev.type not in types:
+                continue  # not woken for events it ignores (e.g. one "call" per tool call)
             if q.full():
                 try:
                     q.get_nowait()
@@ -141,10 +144,11 @@ class EventBus:
         ]
         return out[-limit:]
 
-    def subscribe(self, maxsize: int = 1000) -> "Subscription":
+    def subscribe(self, maxsize: int = 1000, types: Iterable[str] | None = None) -> "Subscription":
         """A live subscription, registered now (no event emitted after this
-        call is missed); iterate it with ``async for``, end it with ``aclose()``."""
-        return Subscription(self._subs, maxsize)
+        call is missed); iterate it with ``async for``, end it with ``aclose()``.
+        ``types`` limits it to events of those types (default: every event)."""
+        return Subscription(self._subs, maxsize, frozenset(types) if types is not None else None)
 
     def close(self) -> None:
         if self._file is not None:
@@ -154,10 +158,11 @@ class EventBus:
 class Subscription:
     """One subscriber's queue; an async iterator of events until ``aclose()``."""
 
-    def __init__(self, subs: set[asyncio.Queue[Event]], maxsize: int) -> None:
+    def __init__(self, subs: dict[asyncio.Queue[Event], frozenset[str] | None], maxsize: int,
+                 types: frozenset[str] | None = None) -> None:
         self._subs = subs
         self._q: asyncio.Queue[Event] = asyncio.Queue(maxsize=maxsize)
-        subs.add(self._q)
+        subs[self._q] = types
 
     def __aiter__(self) -> "Subscription":
         return self
@@ -168,4 +173,4 @@ class Subscription:
         return await self._q.get()
 
     async def aclose(self) -> None:
-        self._subs.discard(self._q)
+        self._subs.pop(self._q, None)

@@ -65,6 +65,19 @@ async def test_subscription_registers_before_first_iteration() -> None:
     assert [e.type for e in bus.recent()] == ["transition"]
 
 
+async def test_a_subscription_for_some_types_only_receives_those() -> None:
+    bus = EventBus()
+    some, every = bus.subscribe(types=("transition", "interface")), bus.subscribe()
+    bus.notify("call", "svc", tool="t")
+    bus.emit("health", "svc", health="OK")
+    bus.emit("interface", "svc", changed=True)
+    got = await asyncio.wait_for(some.__anext__(), 5)
+    assert got.type == "interface" and some._q.empty()  # "call" and "health" never queued
+    assert [(await every.__anext__()).type for _ in range(3)] == ["call", "health", "interface"]
+    await some.aclose()
+    await every.aclose()
+
+
 def test_percentile() -> None:
     assert percentile([], 0.5) is None
     assert percentile([5.0], 0.95) == 5.0

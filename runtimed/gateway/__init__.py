@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runtimed.gateway")
 JSON = dict[str, Any]
+# The event types ``_follow_events`` acts on (it is not woken for the others, e.g. one "call" per tool call).
+FOLLOWED_EVENTS = ("transition", "interface", "service.removed", "service.updated")
 LIST_KINDS = (("tools", "toolsListChanged"), ("prompts", "promptsListChanged"), ("resources", "resourcesListChanged"))
 
 
@@ -132,7 +134,7 @@ class Gateway:
 
     # -- list_changed ----------------------------------------------------------------
     async def _follow_events(self) -> None:
-        async for ev in self.daemon.events.subscribe():
+        async for ev in self.daemon.events.subscribe(types=FOLLOWED_EVENTS):
             try:
                 kinds = self._changed_kinds(ev)
                 if kinds:
