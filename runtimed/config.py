@@ -76,7 +76,7 @@ class Settings(BaseModel):
     @field_validator("auth_token")
     @classmethod
     def _token(cls, v: str | None) -> str | None:
-        if v is not None and v == "":
+        if v == "":
             return None
         if v is not None and len(v) < 16:
             raise ValueError("must be at least 16 characters")
@@ -154,6 +154,8 @@ def load_settings(flags: dict[str, Any] | None = None, environ: dict[str, str] |
             file_values = tomllib.loads(config_path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{config_path}: not valid TOML: {e}") from None
+        except OSError as e:
+            raise ConfigError(f"{config_path}: cannot be read: {e.strerror or e}") from None
         file_values.pop("state_dir", None)
     merged = _merge(_merge(file_values, env), flags)
     merged["state_dir"] = state_dir.resolve()
