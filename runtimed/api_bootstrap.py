@@ -10,7 +10,7 @@ The files are the daemon user's (its ``HOME`` and ``CODEX_HOME``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -47,7 +47,7 @@ def _clients(body: Any) -> list[str]:
         raise ApiError(400, "send a JSON object such as {\"clients\": [\"codex\", \"claude\"]}")
     clients = body.get("clients", list(bootstrap.CLIENTS))
     if isinstance(clients, str):
-        clients = [c for c in clients.split(",") if c.strip()]
+        clients = [c.strip() for c in clients.split(",") if c.strip()]
     if not isinstance(clients, list) or not all(isinstance(c, str) for c in clients):
         raise ApiError(400, "'clients' must be a list of client names (codex, claude)")
     return clients
@@ -68,25 +68,23 @@ async def apply(request: Request) -> JSONResponse:
     d = request.app.state.daemon
     body = await read_json(request)
     clients = _clients(body)
-    try:
-        plan = bootstrap.plan_bootstrap(
-            clients, endpoint=_endpoint(d), transport=_opt(body, "transport", "http"), name=_opt(body, "name", NAME),
-            scope="user", token_configured=d.settings.auth_token is not None,
-            runtimectl_path=bootstrap.default_runtimectl_path())
-        if body.get("dryRun"):
-            return JSONResponse({"dryRun": True, "plan": plan.to_dict()})
-        result = bootstrap.apply_plan(plan)
-    except bootstrap.BootstrapError as e:
-        raise ApiError(409, str(e)) from None
-    return JSONResponse({"result": result.to_dict(), **bootstrap_status(d)})
+    return _carry_out(d, body, lambda: bootstrap.plan_bootstrap(
+        clients, endpoint=_endpoint(d), transport=_opt(body, "transport", "http"), name=_opt(body, "name", NAME),
+        scope="user", token_configured=d.settings.auth_token is not None,
+        runtimectl_path=bootstrap.default_runtimectl_path()))
 
 
 async def remove(request: Request) -> JSONResponse:
     d = request.app.state.daemon
     body = await read_json(request)
     clients = _clients(body)
+    return _carry_out(d, body, lambda: bootstrap.plan_remove(clients, name=_opt(body, "name", NAME), scope="user"))
+
+
+def _carry_out(d: "Daemon", body: dict[str, Any], make_plan: Callable[[], bootstrap.Plan]) -> JSONResponse:
+    """Plan; answer with the plan on ``dryRun``, else apply it and answer with the result and new status."""
     try:
-        plan = bootstrap.plan_remove(clients, name=_opt(body, "name", NAME), scope="user")
+        plan = make_plan()
         if body.get("dryRun"):
             return JSONResponse({"dryRun": True, "plan": plan.to_dict()})
         result = bootstrap.apply_plan(plan)
@@ -95,7 +93,7 @@ async def remove(request: Request) -> JSONResponse:
     return JSONResponse({"result": result.to_dict(), **bootstrap_status(d)})
 
 
-def routes(daemon: "Daemon") -> list[Route]:
+def routes() -> list[Route]:
     return [
         Route("/api/bootstrap", get_status, methods=["GET"]),
         Route("/api/bootstrap", apply, methods=["POST"]),

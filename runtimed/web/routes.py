@@ -243,6 +243,6 @@ def routes(daemon: "Daemon") -> list[BaseRoute]:
         Route("/status/services/{ref}", service_page, methods=["GET"]),
         Route("/api/ui/services/{ref}/{part}", service_fragment, methods=["GET"]),
         Route("/api/ui/{name}", fragment, methods=["GET"]),
-        *bootstrap_routes(daemon),
+        *bootstrap_routes(),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
