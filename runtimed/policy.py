@@ -236,16 +236,19 @@ class PolicyEngine:
         rec: JSON | None = None
         started = time.monotonic()
         if method == "tools/call":
+            args_json = canonical_json(params.get("arguments") or {})
             rec = {
                 "time": time.time(), "service": svc.name, "serviceId": svc.id, "tool": params.get("name", ""),
                 "durationMs": 0.0, "outcome": "ok", "policy": None, "error": None, "bytesIn": 0, "bytesOut": 0,
-                "argsHash": hashlib.sha256(canonical_json(params.get("arguments") or {}).encode()).hexdigest()[:16],
+                "argsHash": hashlib.sha256(args_json.encode()).hexdigest()[:16],
                 "cache": None, "protocolVersion": ctx.protocol_version, "era": _era(ctx.protocol_version),
                 "client": (ctx.client_info or {}).get("name"), "attempts": 0,
             }
             if self.settings.capture_arguments:  # the sinks redact and bound them
                 rec["arguments"] = params.get("arguments")
         outcome = _Outcome(rec)
+        if rec is not None:
+            outcome.size_in = len(_canonical_params(params, args_json).encode())
         try:
             result = await self._call(svc, method, params, ctx, outcome)
             if rec is not None and self.settings.capture_arguments:
@@ -291,7 +294,7 @@ class PolicyEngine:
             if hidden:
                 return refuse("refused", hidden, f"{what} is refused by policy {hidden}")
         # 2. Request size, measured as canonical JSON of the params.
-        size_in = len(canonical_json(params).encode())
+        size_in = out.size_in if out.size_in is not None else len(canonical_json(params).encode())
         out.field(bytesIn=size_in)
         if size_in > pol.max_payload:
             return refuse("refused", "maxPayloadBytes",
@@ -479,6 +482,7 @@ class _Outcome:
     def __init__(self, rec: JSON | None) -> None:
         self.rec = rec
         self.name = "ok"
+        self.size_in: int | None = None  # the request's canonical JSON size, when already known
 
     def set(self, outcome: str, policy: str | None = None, error: str | None = None) -> None:
         self.name = outcome
@@ -488,6 +492,15 @@ class _Outcome:
     def field(self, **kw: Any) -> None:
         if self.rec is not None:
             self.rec.update(kw)
+
+
+def _canonical_params(params: JSON, args_json: str) -> str:
+    """``canonical_json(params)``, reusing ``args_json`` (``canonical_json`` of ``params["arguments"]``,
+    computed for the argsHash) instead of encoding the arguments a second time."""
+    if not params.get("arguments") or not all(type(k) is str for k in params):
+        return canonical_json(params)  # "arguments" missing or falsy (hashed as {}), or unusual keys
+    return "{" + ",".join(f"{canonical_json(k)}:{args_json if k == 'arguments' else canonical_json(params[k])}"
+                          for k in sorted(params)) + "}"
 
 
 def _first_text(result: JSON) -> str | None:

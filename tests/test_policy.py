@@ -478,3 +478,17 @@ async def test_arguments_and_result_in_record_only_when_capture_enabled(tmp_path
     await h.tool(svc, "echo", text="captured")
     assert h.records[-1]["arguments"] == {"text": "captured"}
     assert h.records[-1]["result"]["content"][0]["text"].endswith("{'text': 'captured'}")
+
+
+# -- the request size and argsHash (canonical JSON of the arguments computed once) ----
+@pytest.mark.parametrize("params", [
+    {"name": "echo", "arguments": {"text": "hi", "b": [1, 2, {"z": 1, "a": "é"}]}},
+    {"name": "x"}, {"name": "x", "arguments": {}}, {"name": "x", "arguments": []},
+    {"name": "x", "arguments": {"a": 1}, "_meta": {"progressToken": 1}},
+    {"name": "\u2028\"q", "arguments": {"k\"": "v\n"}}, {"name": "x", "arguments": "text"},
+])
+def test_the_request_size_is_that_of_the_whole_params_canonical_json(params):
+    from runtimed.policy import _canonical_params
+    from runtimed.policy_cache import canonical_json
+
+    assert _canonical_params(params, canonical_json(params.get("arguments") or {})) == canonical_json(params)
