@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -215,18 +215,23 @@ async def service_page(request: Request) -> HTMLResponse:
     return _render("service.html", ctx)
 
 
+def _no_such_fragment(name: str) -> HTMLResponse:
+    # ``name`` comes from the URL: escaped, or a crafted link would run script on the daemon's origin.
+    return HTMLResponse(f"<p class=error>no such fragment: {escape(name)}</p>", status_code=404)
+
+
 async def fragment(request: Request) -> HTMLResponse:
     name = request.path_params["name"]
     build = _BUILDERS.get(name)
     if build is None:
-        return HTMLResponse(f"<p class=error>no such fragment: {name}</p>", status_code=404)
+        return _no_such_fragment(name)
     return _render(f"fragments/{name}.html", build(_daemon(request)))
 
 
 async def service_fragment(request: Request) -> HTMLResponse:
     part = request.path_params["part"]
     if part not in SERVICE_PARTS:
-        return HTMLResponse(f"<p class=error>no such fragment: {part}</p>", status_code=404)
+        return _no_such_fragment(part)
     ref = request.path_params["ref"]
     svc = _daemon(request).supervisor.find(ref)
     if svc is None:
