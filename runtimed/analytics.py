@@ -174,7 +174,8 @@ class Analytics:
             self._flush_handle = None
         batch, self._pending = self._pending, []
         try:
-            self.calls_log.append_many(batch)
+            # The pending records are the ones kept in the rings: written without their in-memory id.
+            self.calls_log.append_many([{k: v for k, v in r.items() if k != "id"} for r in batch])
         except (OSError, ValueError) as e:  # ValueError: the file was closed
             log.warning("could not append to %s: %s", self.calls_log.path, e)
 
@@ -187,7 +188,9 @@ class Analytics:
             log.exception("could not record a call")
 
     def _record(self, rec: JSON) -> None:
-        out = {k: v for k, v in rec.items() if k not in ("arguments", "result")}
+        out = dict(rec)
+        out.pop("arguments", None)
+        out.pop("result", None)
         out["id"] = next(self._ids)
         if out.get("error"):
             out["error"] = redact_text(str(out["error"]))[:1000]
@@ -200,7 +203,7 @@ class Analytics:
                 out["arguments"] = capture(rec.get("arguments"))
             if "result" in rec:
                 out["result"] = capture(rec.get("result"))
-        self._pending.append({k: v for k, v in out.items() if k != "id"})
+        self._pending.append(out)  # never changed after this: flush() writes it without "id"
         self._schedule_flush()
         self._remember(out)
         self.daemon.events.notify("call", out.get("service"), tool=out.get("tool"), outcome=out.get("outcome"),
