@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from . import __version__
 from .manifest import ManifestError, parse_manifest
-from .supervisor import ServiceRuntime, State, Supervisor, SupervisorError
+from .supervisor import ServiceRuntime, Supervisor, SupervisorError
 
 JSON = dict[str, Any]
 MAX_BODY = 1024 * 1024
@@ -84,12 +84,7 @@ def _bool_param(request: Request, name: str) -> bool | None:
 
 async def status(request: Request) -> JSONResponse:
     daemon = request.app.state.daemon
-    services = _sup(request).all()
-    by_state: dict[str, int] = {s.value: 0 for s in State}
-    by_health: dict[str, int] = {}
-    for s in services:
-        by_state[s.state.value] += 1
-        by_health[s.health.value] = by_health.get(s.health.value, 0) + 1
+    by_state, by_health = _sup(request).counts()
     base = daemon.settings.base_url
     return JSONResponse({
         "version": __version__,
@@ -99,7 +94,7 @@ async def status(request: Request) -> JSONResponse:
         "endpoints": {"mcp": f"{base}/mcp", "status": f"{base}/status", "api": f"{base}/api"},
         "authRequired": daemon.settings.auth_token is not None,
         "adminTools": daemon.settings.admin_tools,
-        "services": len(services),
+        "services": len(_sup(request).services),
         "byState": by_state,
         "byHealth": by_health,
         "clients": daemon.client_counts(),
@@ -163,10 +158,7 @@ async def interface(request: Request) -> JSONResponse:
     out = svc.interface.to_json()
     out["updatedAt"] = svc.interface_at
     out["lastDiff"] = svc.last_diff
-    out["hiddenTools"] = [
-        {"name": t.get("name"), "policy": svc.policy.tool_allowed(t.get("name", ""), t)}
-        for t in svc.interface.tools if svc.policy.tool_allowed(t.get("name", ""), t)
-    ]
+    out["hiddenTools"] = [{"name": name, "policy": why} for name, why in svc.hidden_tools().items()]
     return JSONResponse(out)
 
 

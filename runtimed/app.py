@@ -36,6 +36,9 @@ log = logging.getLogger("runtimed")
 class Daemon:
     """Everything one daemon holds. Built before the port is bound."""
 
+    analytics: "analytics.Analytics"  # set by analytics.routes()
+    metrics: "metrics.Metrics"  # set by metrics.routes()
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pid = os.getpid()

@@ -209,6 +209,17 @@ class ServiceRuntime:
             "interfaceRevision": self.interface.revision if self.interface else None,
         }
 
+    def hidden_tools(self) -> dict[str, str]:
+        """Tools of the current interface that the policy hides: name -> the policy that hides it."""
+        if self.interface is None:
+            return {}
+        hidden = {}
+        for t in self.interface.tools:
+            why = self.policy.tool_allowed(t.get("name", ""), t)
+            if why:
+                hidden[t.get("name", "")] = why
+        return hidden
+
     def detail(self) -> JSON:
         out = self.summary()
         out["manifest"] = self.manifest.public_dict()
@@ -258,6 +269,15 @@ class Supervisor:
 
     def all(self) -> list[ServiceRuntime]:
         return sorted(self.services.values(), key=lambda s: s.name)
+
+    def counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(services by state, every state listed; services by health)."""
+        by_state = {s.value: 0 for s in State}
+        by_health: dict[str, int] = {}
+        for svc in self.services.values():
+            by_state[svc.state.value] += 1
+            by_health[svc.health.value] = by_health.get(svc.health.value, 0) + 1
+        return by_state, by_health
 
     def serving(self) -> list[ServiceRuntime]:
         """The services the gateway lists, by name. The same list object until a service is added or

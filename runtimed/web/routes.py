@@ -24,8 +24,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
+from ..api_bootstrap import bootstrap_status
+from ..api_bootstrap import routes as bootstrap_routes
 from ..redaction import redact
-from ..supervisor import State
 
 if TYPE_CHECKING:
     from ..app import Daemon
@@ -102,50 +103,26 @@ def _fragment_html(name: str, ctx: dict[str, Any]) -> Markup:
 
 # -- data for each fragment ----------------------------------------------------
 
-def _stats(d: "Daemon", name: str) -> dict[str, Any]:
-    a = getattr(d, "analytics", None)
-    return a.service_stats(name) if a is not None else {}
-
-
 def overview_ctx(d: "Daemon") -> dict[str, Any]:
-    services = d.supervisor.all()
-    by_state = {s.value: 0 for s in State}
-    by_health: dict[str, int] = {}
-    for s in services:
-        by_state[s.state.value] += 1
-        by_health[s.health.value] = by_health.get(s.health.value, 0) + 1
+    by_state, by_health = d.supervisor.counts()
     base = d.settings.base_url
-    try:
-        clients = d.client_counts() or {}
-    except Exception:
-        clients = {}
     return {
         "version": __version__, "pid": d.pid, "started_at": d.started_at, "uptime": time.time() - d.started_at,
         "endpoints": [("MCP gateway", f"{base}/mcp"), ("REST API", f"{base}/api"), ("Status page", f"{base}/status"),
                       ("Metrics", f"{base}/metrics")],
-        "auth_required": d.settings.auth_token is not None, "services": len(services), "by_state": by_state,
-        "by_health": by_health, "clients": clients, "state_dir": str(d.settings.state_dir),
+        "auth_required": d.settings.auth_token is not None, "services": len(d.supervisor.services),
+        "by_state": by_state, "by_health": by_health, "clients": d.client_counts(), "state_dir": str(d.settings.state_dir),
     }
 
 
 def services_ctx(d: "Daemon") -> dict[str, Any]:
-    rows = []
-    for svc in d.supervisor.all():
-        rows.append({**svc.summary(), "stats": _stats(d, svc.name)})
-    return {"rows": rows}
-
-
-def clients_ctx(d: "Daemon") -> dict[str, Any]:
-    from ..api_bootstrap import bootstrap_status
-
-    return bootstrap_status(d)
+    return {"rows": [{**svc.summary(), "stats": d.analytics.service_stats(svc.name)} for svc in d.supervisor.all()]}
 
 
 def insights_ctx(d: "Daemon") -> dict[str, Any]:
-    a = getattr(d, "analytics", None)
     return {
         "capture_intent": d.settings.capture_intent, "capture_arguments": d.settings.capture_arguments,
-        "intents": a.top_intents() if a else [], "capabilities": a.missing_capabilities() if a else [],
+        "intents": d.analytics.top_intents(), "capabilities": d.analytics.missing_capabilities(),
     }
 
 
@@ -155,20 +132,14 @@ def service_ctx(d: "Daemon", ref: str, part: str) -> dict[str, Any]:
     if part == "summary":
         detail = svc.detail()
         ctx.update(manifest=redact(detail["manifest"], max_string=4000), policy=detail["policy"],
-                   backend=redact(detail["backend"]), stats=_stats(d, svc.name))
+                   backend=redact(detail["backend"]), stats=d.analytics.service_stats(svc.name))
     elif part == "interface":
         iface = svc.interface.to_json() if svc.interface is not None else None
-        hidden = {}
-        if svc.interface is not None:
-            for t in svc.interface.tools:
-                why = svc.policy.tool_allowed(t.get("name", ""), t)
-                if why:
-                    hidden[t.get("name")] = why
-        ctx.update(iface=iface, updated_at=svc.interface_at, last_diff=svc.last_diff, hidden=hidden)
+        ctx.update(iface=iface, updated_at=svc.interface_at, last_diff=svc.last_diff, hidden=svc.hidden_tools())
     elif part == "calls":
-        a = getattr(d, "analytics", None)
-        ctx.update(calls=a.recent(service=svc.name, limit=50) if a else [], stats=_stats(d, svc.name),
-                   intents=a.top_intents(svc.name) if a else [], capture_arguments=d.settings.capture_arguments)
+        a = d.analytics
+        ctx.update(calls=a.recent(service=svc.name, limit=50), stats=a.service_stats(svc.name),
+                   intents=a.top_intents(svc.name), capture_arguments=d.settings.capture_arguments)
     elif part == "logs":
         ctx.update(lines=list(svc.logs)[-200:][::-1])
     elif part == "events":
@@ -176,7 +147,7 @@ def service_ctx(d: "Daemon", ref: str, part: str) -> dict[str, Any]:
     return ctx
 
 
-_BUILDERS = {"overview": overview_ctx, "services": services_ctx, "clients": clients_ctx, "insights": insights_ctx}
+_BUILDERS = {"overview": overview_ctx, "services": services_ctx, "clients": bootstrap_status, "insights": insights_ctx}
 
 
 # -- handlers --------------------------------------------------------------------
@@ -240,8 +211,6 @@ async def service_fragment(request: Request) -> HTMLResponse:
 
 
 def routes(daemon: "Daemon") -> list[BaseRoute]:
-    from ..api_bootstrap import routes as bootstrap_routes
-
     return [
         Route("/", root, methods=["GET"]),
         Route("/status", status_page, methods=["GET"]),
