@@ -87,7 +87,11 @@ def load(path: Path, state_dir: Any, limits: Limits) -> LoadedModule:
 
 
 def _absolute(path: str) -> Path:
-    return Path(path).expanduser().resolve()
+    """The absolute path of ``spec.origin.path``; ``InvalidOrigin`` for one that cannot be resolved."""
+    try:
+        return Path(path).expanduser().resolve()
+    except (RuntimeError, ValueError, OSError) as e:  # unknown ~user, symlink loop, NUL byte
+        raise InvalidOrigin(f"{path!r}: not a usable file path ({e})") from None
 
 
 def prepare_wasm_origin(manifest: ServiceManifest, settings: Any) -> ServiceManifest:
@@ -114,8 +118,8 @@ class WasmBackend(Backend):
 
     async def start(self) -> None:
         origin = self.manifest.spec.origin
-        path = _absolute(getattr(origin, "path", ""))
         try:
+            path = _absolute(getattr(origin, "path", ""))
             loaded = await asyncio.to_thread(load, path, self.host.state_dir, self._limits())
         except InvalidOrigin as e:
             raise BackendStartError(str(e)) from None
