@@ -56,11 +56,13 @@ def read_secret_file(state_dir: str | os.PathLike[str], rel: str) -> str:
     target = base.joinpath(*p.parts)
     try:
         real_base = base.resolve(strict=True)
-    except (FileNotFoundError, OSError):
+    except (OSError, RuntimeError):  # missing, unreadable, or a symlink loop
         raise SecretError(f"authRef file:{rel}: the secrets directory {base} does not exist") from None
     try:
         real = target.resolve(strict=True)
-    except (FileNotFoundError, OSError):
+    except RuntimeError:
+        raise SecretError(f"authRef file:{rel}: {target} is a symlink loop") from None
+    except OSError:
         raise SecretError(f"authRef file:{rel}: no such file {target}") from None
     if real != real_base and real_base not in real.parents:
         raise SecretError(f"authRef file:{rel}: {target} is a symlink leading outside {base}; refused")
