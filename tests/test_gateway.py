@@ -22,6 +22,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from tests.support.daemon import DaemonProc
+from tests.support.foundation import register_remote as _register
 from tests.support.upstream import run_upstream
 
 MODES = ("auto", "legacy")
@@ -34,12 +35,6 @@ class Env:
 
     def url(self, service: str | None = None) -> str:
         return self.daemon.mcp_url + (f"/{service}" if service else "")
-
-
-def _register(d: DaemonProc, name: str, url: str, **spec: Any) -> None:
-    r = d.api("POST", "/api/services", json={"metadata": {"name": name},
-                                             "spec": {"origin": {"type": "remote_mcp", "url": url}, **spec}})
-    assert r.status_code in (200, 201), r.text
 
 
 @pytest.fixture(scope="module")

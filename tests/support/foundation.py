@@ -53,6 +53,12 @@ def remote_manifest(name: str, url: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+def register_remote(d: DaemonProc, name: str, url: str, **spec: Any) -> None:
+    """Register (or update) a remote service through the API; fails the test unless it is accepted."""
+    r = d.api("POST", "/api/services", json=remote_manifest(name, url, **spec))
+    assert r.status_code in (200, 201), r.text
+
+
 def events(d: DaemonProc, service: str | None = None, types: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     params: dict[str, Any] = {"limit": 2000}
     if service:
