@@ -36,14 +36,17 @@ def _log(msg: str) -> None:
 class Bridge:
     def __init__(self, endpoint: str, token: str | None) -> None:
         self.endpoint = endpoint
-        self.token = token
         self.session_id: str | None = None
         self.protocol_version: str | None = None
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None), limits=httpx.Limits(max_connections=64))
+        # The token rides on every request as a client default header (POST, the GET stream, DELETE).
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None), limits=httpx.Limits(max_connections=64),
+                                      headers={"Authorization": f"Bearer {token}"} if token else None)
         self._out_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._get_stream: asyncio.Task[Any] | None = None
+        # Set while no initialize is in flight: later lines wait for its session id.
         self._initialized = asyncio.Event()
+        self._initialized.set()
 
     # -- output ----------------------------------------------------------
     async def write(self, message: JSON) -> None:
@@ -60,8 +63,6 @@ class Bridge:
     # -- headers ---------------------------------------------------------
     def headers_for(self, message: JSON) -> dict[str, str]:
         h = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-        if self.token:
-            h["Authorization"] = f"Bearer {self.token}"
         params = message.get("params") if isinstance(message.get("params"), dict) else {}
         meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
         stateless_version = meta.get("protocolVersion") or meta.get("io.modelcontextprotocol/protocolVersion")
@@ -83,6 +84,13 @@ class Bridge:
             h["MCP-Protocol-Version"] = self.protocol_version
         return h
 
+    def _session_headers(self) -> dict[str, str]:
+        """Session id and negotiated version, for the GET stream and the closing DELETE."""
+        h = {"Mcp-Session-Id": self.session_id or ""}
+        if self.protocol_version:
+            h["MCP-Protocol-Version"] = self.protocol_version
+        return h
+
     # -- relaying --------------------------------------------------------
     async def handle_line(self, line: str) -> None:
         line = line.strip()
@@ -97,6 +105,8 @@ class Bridge:
             await self.write({"jsonrpc": "2.0", "id": None,
                               "error": {"code": -32600, "message": "a message must be a JSON object"}})
             return
+        if message.get("method") == "initialize":
+            self._initialized.clear()  # lines read after it wait until its answer (the session id) is in
         task = asyncio.create_task(self.forward(message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -104,6 +114,9 @@ class Bridge:
     async def forward(self, message: JSON) -> None:
         msg_id = message.get("id")
         is_request = "method" in message and msg_id is not None
+        initialize = message.get("method") == "initialize"
+        if not initialize:
+            await self._initialized.wait()
         try:
             async with self.http.stream("POST", self.endpoint, json=message, headers=self.headers_for(message)) as r:
                 if message.get("method") == "initialize" and r.status_code == 200:
@@ -127,8 +140,6 @@ class Bridge:
                     for m in reply if isinstance(reply, list) else [reply]:
                         await self._seen(m)
                         await self.write(m)
-            if message.get("method") == "initialize":
-                self._initialized.set()
         except httpx.ConnectError:
             if is_request:
                 await self.error(msg_id, ERR_UNREACHABLE, f"runtimed is not reachable at {self.endpoint} (is it running?)")
@@ -137,6 +148,9 @@ class Bridge:
         except httpx.HTTPError as e:
             if is_request:
                 await self.error(msg_id, ERR_UNREACHABLE, f"lost the connection to runtimed: {type(e).__name__}")
+        finally:
+            if initialize:
+                self._initialized.set()
 
     async def _seen(self, message: JSON) -> None:
         result = message.get("result") if isinstance(message, dict) else None
@@ -163,11 +177,7 @@ class Bridge:
 
     async def _listen(self) -> None:
         """The session-era GET stream: server-initiated messages (list_changed...)."""
-        headers = {"Accept": "text/event-stream", "Mcp-Session-Id": self.session_id or ""}
-        if self.protocol_version:
-            headers["MCP-Protocol-Version"] = self.protocol_version
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        headers = {"Accept": "text/event-stream", **self._session_headers()}
         try:
             async with self.http.stream("GET", self.endpoint, headers=headers) as r:
                 if r.status_code != 200:
@@ -183,12 +193,7 @@ class Bridge:
             self._get_stream.cancel()
         if self.session_id:
             try:
-                h = {"Mcp-Session-Id": self.session_id}
-                if self.protocol_version:
-                    h["MCP-Protocol-Version"] = self.protocol_version
-                if self.token:
-                    h["Authorization"] = f"Bearer {self.token}"
-                await self.http.delete(self.endpoint, headers=h, timeout=2)
+                await self.http.delete(self.endpoint, headers=self._session_headers(), timeout=2)
             except httpx.HTTPError:
                 pass
         await self.http.aclose()
