@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from typing import Annotated, Any, Literal, Union
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -21,6 +21,8 @@ KIND = "MCPService"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# Query parameter names that carry credentials (api_key, access_token, secret, sig, password...).
+_SECRET_QUERY_RE = re.compile(r"(?i)(^|[_-])(api[_-]?key|apikey|key|token|access[_-]?token|secret|password|passwd|pwd|auth|signature|sig|credential)s?$")
 
 
 class _Model(BaseModel):
@@ -90,6 +92,12 @@ class RemoteMcpOrigin(_Model):
             raise ValueError("url has no host")
         if parts.username or parts.password:
             raise ValueError("credentials in the url are not allowed; use authRef")
+        for key, _ in parse_qsl(parts.query, keep_blank_values=True):
+            if _SECRET_QUERY_RE.search(key):
+                raise ValueError(
+                    f"query parameter {key!r} looks like a credential; a manifest holds no secrets "
+                    "(it is shown by the API and the status page): use authRef, e.g. header_env:Header-Name:VAR"
+                )
         # Normalise: lower-case scheme and host, drop the fragment.
         netloc = parts.hostname.lower() if ":" not in parts.hostname else f"[{parts.hostname.lower()}]"
         if parts.port:
@@ -216,7 +224,7 @@ def describe_validation_error(err: ValidationError) -> str:
     for e in err.errors(include_url=False):
         loc = ".".join(str(p) for p in e.get("loc", ()) if not str(p).startswith("function-"))
         # Discriminated unions put the tag in the location; keep it readable.
-        msg = e.get("msg", "invalid")
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
         if e.get("type") == "extra_forbidden":
             msg = "unknown field"
         elif e.get("type") == "string_pattern_mismatch" and loc.endswith("name"):
