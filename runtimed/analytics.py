@@ -36,15 +36,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .events import JsonlLog
-from .intents import (  # noqa: F401  (re-exported for the gateway)
-    CAPABILITY_TOOL,
-    INTENT_PROPERTY,
-    add_intent_property,
-    capability_result,
-    capability_tool,
-    clean_intent,
-    pop_intent,
-)
+from .intents import capability_result, clean_intent
 from .redaction import capture, redact_text
 
 if TYPE_CHECKING:

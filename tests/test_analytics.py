@@ -9,7 +9,8 @@ from pathlib import Path
 
 from mcp import Client
 
-from runtimed.analytics import Analytics, percentile, pop_intent
+from runtimed.analytics import Analytics, percentile
+from runtimed.intents import pop_intent
 from runtimed.app import Daemon
 from runtimed.config import Settings
 from runtimed.events import EventBus, JsonlLog

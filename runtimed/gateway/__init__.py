@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from .. import __version__
 from ..backends.base import CallContext, RelayUnavailable
 from . import control
-from .catalog import PAGE_SIZE, Catalog, CatalogCache
+from .catalog import Catalog, CatalogCache
 from .jsonrpc import notification
 from .router import Router
 from .sessions import Session, SessionStore, Stream
@@ -54,8 +54,8 @@ class Gateway:
         self.daemon = daemon
         self.sessions = SessionStore(on_end=self._session_ended)
         self.catalogs = CatalogCache(daemon.supervisor.serving, lambda: control.tools(daemon), self._renamed,
-                                     lambda: bool(getattr(daemon.settings, "capture_intent", False)),
-                                    page_size=int(getattr(daemon.settings, "list_page_size", PAGE_SIZE)))
+                                     lambda: daemon.settings.capture_intent,
+                                    page_size=daemon.settings.list_page_size)
         self.router = Router(self)
         self.signer = StateSigner(daemon.settings.state_dir)
         self.listeners: set[Listener] = set()

@@ -54,7 +54,7 @@ ADMIN_TOOLS: list[JSON] = [
 
 def tools(daemon: "Daemon") -> list[JSON]:
     out = READ_TOOLS + (ADMIN_TOOLS if daemon.settings.admin_tools else [])
-    if getattr(daemon.settings, "capture_intent", False):
+    if daemon.settings.capture_intent:
         out = out + [capability_tool()]  # runtime__request_capability: recorded by the router
     return out
 

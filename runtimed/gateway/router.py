@@ -17,12 +17,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
 from ..backends.base import BackendError, BackendFault, CallContext, InputRequired, NullRelay, RelayUnavailable, UpstreamError
 from ..intents import CAPABILITY_TOOL, INTENT_PROPERTY, capability_result, pop_intent
 from ..policy import PolicyRefusal
 from . import control, stateless
-from .catalog import Catalog, Entry
+from .catalog import Catalog
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, RpcError
 from .sessions import Session
 from .versions import ALL_VERSIONS, ENVELOPE_KEYS, META_LOG_LEVEL, STATELESS
