@@ -502,20 +502,12 @@ def show(service: str = typer.Argument(..., help="name or id"), as_json: bool = 
             p(f"  {_fmt_time(e['time'])} {e['type']} {detail}", markup=False)
 
 
-def _register_optional_groups() -> None:
-    """Command groups owned by their own modules."""
-    for module_name in ("runtimectl.commands_tools", "runtimectl.commands_bootstrap", "runtimectl.doctor",
-                        "runtimectl.bridge"):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ImportError:
-            continue
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(app)
+# Command groups owned by their own modules (imported here, after ``app`` exists; they import
+# ``Opts`` from this module only inside their commands).
+from . import bridge, commands_bootstrap, commands_tools, doctor  # noqa: E402
 
-
-_register_optional_groups()
+for _group in (commands_tools, commands_bootstrap, doctor, bridge):
+    _group.register(app)
 
 
 def main() -> None:
