@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import REPO, run_cli
-from tests.support.foundation import closed_port, needs_remote, needs_wasm, registry_names
+from tests.support.foundation import closed_port, registry_names
 from tests.support.upstream import run_upstream
 
 WIDE = {"COLUMNS": "200"}
@@ -34,7 +34,6 @@ def cli_json(d, *args: str, code: int = 0):
 
 # -- concurrency ------------------------------------------------------------------
 
-@needs_remote
 def test_twenty_cli_processes_adding_at_once_lose_nothing(daemon) -> None:
     d = daemon
     procs = []
@@ -92,7 +91,6 @@ def test_usage_errors_exit_2(args: tuple[str, ...], message: str) -> None:
     assert "Traceback" not in res.stderr
 
 
-@needs_remote
 def test_bad_input_the_daemon_refuses_exits_1_with_the_reason(daemon, tmp_path: Path) -> None:
     d = daemon
     res = cli(d, "add", "http://127.0.0.1:9/mcp", "--name", "Bad Name", code=1)
@@ -134,7 +132,6 @@ def test_token_missing_says_how_to_fix(make_daemon) -> None:
 
 # -- every command, human and --json ---------------------------------------------------
 
-@needs_remote
 def test_every_service_command_human_and_json(daemon, tmp_path: Path) -> None:
     d = daemon
     with run_upstream("echo_server") as up:
@@ -224,7 +221,6 @@ def test_every_service_command_human_and_json(daemon, tmp_path: Path) -> None:
         cli(d, "remove", "echo", code=1)
 
 
-@needs_remote
 def test_unquarantine_human_and_json(daemon) -> None:
     d = daemon
     url = f"http://127.0.0.1:{closed_port()}/mcp"
@@ -242,7 +238,6 @@ def test_unquarantine_human_and_json(daemon) -> None:
     assert "not quarantined" in res.stderr
 
 
-@needs_remote
 def test_apply_json_and_toml(daemon, tmp_path: Path) -> None:
     d = daemon
     p1, p2, p3 = closed_port(), closed_port(), closed_port()
@@ -288,7 +283,6 @@ allowedTools = ["read_*"]
     assert {s["name"] for s in cli_json(d, "list")} == {"a1", "a2", "t1", "s1"}
 
 
-@needs_wasm
 def test_add_wat_and_add_all(daemon, tmp_path: Path) -> None:
     d = daemon
     folder = tmp_path / "tools"

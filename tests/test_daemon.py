@@ -15,7 +15,6 @@ import httpx
 from tests.support.daemon import run_cli
 from tests.support.foundation import (
     closed_port,
-    needs_remote,
     read_registry,
     registry_names,
     remote_manifest,
@@ -36,7 +35,6 @@ def test_second_daemon_on_same_state_dir_refuses_naming_the_pid(make_daemon, tmp
     assert json.loads((tmp_path / "state" / "runtimed.pid").read_text())["pid"] == first.proc.pid
 
 
-@needs_remote
 def test_sigkill_during_write_burst_loses_no_acknowledged_change(make_daemon, tmp_path: Path) -> None:
     d = make_daemon("state")
     port = closed_port()
@@ -96,7 +94,6 @@ def test_sigkill_during_write_burst_loses_no_acknowledged_change(make_daemon, tm
     assert must_have <= listed and not (must_not_have & listed)
 
 
-@needs_remote
 def test_done_when_https_service_survives_kill9_with_its_policies(make_daemon) -> None:
     d = make_daemon()
     url = f"https://127.0.0.1:{closed_port()}/mcp"

@@ -11,10 +11,9 @@ from __future__ import annotations
 import signal
 
 from tests.support.daemon import run_cli
-from tests.support.foundation import closed_port, events, needs_remote, remote_manifest, transitions
+from tests.support.foundation import closed_port, events, remote_manifest, transitions
 from tests.support.upstream import run_upstream
 
-pytestmark = needs_remote
 
 FAST_RESTARTS = {"mode": "on-failure", "maxRestarts": 2, "windowSeconds": 60,
                  "backoff": {"initialMs": 100, "maxMs": 400}}

@@ -17,7 +17,6 @@ from tests.support.daemon import DaemonProc
 from tests.support.foundation import (
     closed_port,
     events,
-    needs_remote,
     read_registry,
     registry_names,
     remote_manifest,
@@ -143,7 +142,6 @@ def test_state_dir_lock_names_the_holder(tmp_path: Path) -> None:
 
 # -- through the daemon ----------------------------------------------------------
 
-@needs_remote
 def test_daemon_round_trip_keeps_services_and_policies(make_daemon) -> None:
     d = make_daemon()
     m = remote_manifest("keep", f"http://127.0.0.1:{closed_port()}/mcp", autostart=False,

@@ -8,7 +8,6 @@ not mock any part of the product.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -17,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from tests.support.daemon import REPO, DaemonProc
 
@@ -27,21 +25,6 @@ def closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ImportError:
-        return False
-
-
-HAS_REMOTE = _has("runtimed.backends.remote")
-HAS_WASM = _has("runtimed.backends.wasm")
-needs_remote = pytest.mark.skipif(
-    not HAS_REMOTE, reason="runtimed/backends/remote.py (remote MCP backend) is not in the tree yet"
-)
-needs_wasm = pytest.mark.skipif(not HAS_WASM, reason="runtimed/backends/wasm.py (WASM backend) is not in the tree yet")
 
 
 def remote_manifest(name: str, url: str, **spec: Any) -> dict[str, Any]:
