@@ -10,8 +10,9 @@ elicitation, roots, ping). Must not do HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from typing import Any, Awaitable
 
 from .base import BackendFault, BackendHost, CallContext, RelayUnavailable, UpstreamError
 
@@ -138,3 +139,18 @@ def _error(rid: Any, code: int, message: str, data: Any = None) -> JSON:
     if data is not None:
         err["data"] = data
     return {"jsonrpc": "2.0", "id": rid, "error": err}
+
+
+def spawn_guarded(tasks: set[asyncio.Task[Any]], coro: Awaitable[Any], what: str,
+                  timeout: float | None = None) -> None:
+    """Run ``coro`` in the background, tracked in ``tasks`` (so ``close`` can cancel it); a failure
+    or a timeout is logged at debug level and never raised."""
+    async def guarded() -> None:
+        try:
+            await (asyncio.wait_for(coro, timeout) if timeout is not None else coro)
+        except Exception as e:
+            log.debug("%s failed: %s", what, type(e).__name__)
+
+    task = asyncio.ensure_future(guarded())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)

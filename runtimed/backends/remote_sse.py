@@ -32,6 +32,7 @@ from .remote_messages import (
     relay_call_notification,
     request_message,
     result_of,
+    spawn_guarded,
 )
 from .remote_streamable import HANDSHAKE_VERSIONS
 
@@ -236,17 +237,13 @@ class LegacySseConnection:
         return None
 
     def _spawn_answer(self, msg: JSON) -> None:
-        async def answer() -> None:
-            ctx = next(iter(self._pending.values())).ctx if len(self._pending) == 1 else None
-            try:
-                reply = await answer_server_request(msg, ctx, self.host)
-                await self._post(reply, "answering the upstream's request")
-            except Exception as e:
-                log.debug("answering a server request failed: %s", type(e).__name__)
+        ctx = next(iter(self._pending.values())).ctx if len(self._pending) == 1 else None
 
-        task = asyncio.ensure_future(answer())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        async def answer() -> None:
+            reply = await answer_server_request(msg, ctx, self.host)
+            await self._post(reply, "answering the upstream's request")
+
+        spawn_guarded(self._tasks, answer(), "answering a server request")
 
     def _fail_pending(self, error: BackendFault) -> None:
         for p in list(self._pending.values()):
@@ -336,15 +333,7 @@ class LegacySseConnection:
             await response.aclose()
 
     def _spawn_post(self, message: JSON) -> None:
-        async def post() -> None:
-            try:
-                await asyncio.wait_for(self._post(message, "sending a cancellation"), timeout=5.0)
-            except Exception as e:
-                log.debug("post failed: %s", type(e).__name__)
-
-        task = asyncio.ensure_future(post())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn_guarded(self._tasks, self._post(message, "sending a cancellation"), "post", timeout=5.0)
 
     def describe(self) -> JSON:
         return {

@@ -39,6 +39,7 @@ from .remote_messages import (
     relay_call_notification,
     request_message,
     result_of,
+    spawn_guarded,
 )
 
 JSON = dict[str, Any]
@@ -485,15 +486,7 @@ class StreamableHttpConnection:
 
     # -- background stream -------------------------------------------------
     def _spawn(self, coro: Awaitable[Any]) -> None:
-        async def guarded() -> None:
-            try:
-                await asyncio.wait_for(coro, timeout=max(self.connect_timeout_s * 2, 5.0))
-            except Exception as e:
-                log.debug("background send failed: %s", type(e).__name__)
-
-        task = asyncio.ensure_future(guarded())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn_guarded(self._tasks, coro, "background send", timeout=max(self.connect_timeout_s * 2, 5.0))
 
     def _start_background(self) -> None:
         if self._closed:
@@ -619,15 +612,9 @@ class StreamableHttpConnection:
 
     def _spawn_answer(self, msg: JSON) -> None:
         async def answer() -> None:
-            try:
-                reply = await answer_server_request(msg, None, self.host)
-                await self._post_reply(reply)
-            except Exception as e:
-                log.debug("answering an unsolicited request failed: %s", type(e).__name__)
+            await self._post_reply(await answer_server_request(msg, None, self.host))
 
-        task = asyncio.ensure_future(answer())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn_guarded(self._tasks, answer(), "answering an unsolicited request")
 
     def describe(self) -> JSON:
         return {
