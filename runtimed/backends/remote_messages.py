@@ -76,6 +76,18 @@ def is_response(msg: JSON) -> bool:
     return "method" not in msg and ("result" in msg or "error" in msg)
 
 
+def swap_progress_token(meta: JSON, ctx: CallContext, rid: int, enabled: bool = True) -> str | None:
+    """Replace the client's progress token in ``meta`` (it means nothing upstream) with one of
+    our own for request ``rid``, when the client asked for progress; ``relay_call_notification``
+    maps it back. Returns our token, or None."""
+    meta.pop("progressToken", None)
+    if ctx.progress_token is None or not enabled:
+        return None
+    own = f"runtimed-{rid}"
+    meta["progressToken"] = own
+    return own
+
+
 async def relay_call_notification(msg: JSON, ctx: CallContext, own_token: str | None, host: BackendHost) -> None:
     """A notification that arrived while a call was being answered."""
     method = msg.get("method", "")

@@ -33,6 +33,7 @@ from .remote_messages import (
     request_message,
     result_of,
     spawn_guarded,
+    swap_progress_token,
 )
 from .remote_streamable import HANDSHAKE_VERSIONS
 
@@ -280,11 +281,7 @@ class LegacySseConnection:
         what = f"{method} to {self.url}"
         rid = next(self._ids)
         meta = dict(params.get("_meta") or {})
-        meta.pop("progressToken", None)
-        own_token = None
-        if ctx.progress_token is not None:
-            own_token = f"runtimed-{rid}"
-            meta["progressToken"] = own_token
+        own_token = swap_progress_token(meta, ctx, rid)
         if meta:
             params["_meta"] = meta
         else:

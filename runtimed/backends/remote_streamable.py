@@ -40,6 +40,7 @@ from .remote_messages import (
     request_message,
     result_of,
     spawn_guarded,
+    swap_progress_token,
 )
 
 JSON = dict[str, Any]
@@ -345,11 +346,7 @@ class StreamableHttpConnection:
         rid = next(self._ids)
         params = dict(params)
         meta = dict(params.get("_meta") or {})
-        meta.pop("progressToken", None)  # the client's token means nothing upstream
-        own_token: str | None = None
-        if ctx.progress_token is not None and era != "handshake":
-            own_token = f"runtimed-{rid}"
-            meta["progressToken"] = own_token
+        own_token = swap_progress_token(meta, ctx, rid, enabled=era != "handshake")
         if era == "stateless":
             meta[META_PROTOCOL] = MODERN_VERSION
             meta[META_CLIENT_INFO] = self.client_info
