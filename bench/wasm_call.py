@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from runtimed.backends.base import CallContext  # noqa: E402
-from runtimed.backends.wasm import WasmBackend, prepare_wasm_origin  # noqa: E402
-from runtimed.backends.wasm_exec import run_tool  # noqa: E402
+from runtimed.backends.wasm.backend import WasmBackend, prepare_wasm_origin  # noqa: E402
+from runtimed.backends.wasm.execute import run_tool  # noqa: E402
 from tests.wasm.harness import HERE, Host, manifest  # noqa: E402
 
 ARGS = {"text": "hello"}

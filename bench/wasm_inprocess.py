@@ -25,7 +25,7 @@ class Host:
     """What a backend needs from its service runtime (the daemon's is ``ServiceRuntime``)."""
 
     def __init__(self, state_dir: Path) -> None:
-        from runtimed.config import Settings
+        from runtimed.config.settings import Settings
 
         self._state_dir = state_dir
         self.settings = Settings(state_dir=state_dir)
@@ -52,8 +52,8 @@ class Host:
 
 async def measure(module: Path, tool: str, args: dict[str, Any], calls: int) -> dict[str, Any]:
     from runtimed.backends.base import CallContext
-    from runtimed.backends.wasm import WasmBackend, prepare_wasm_origin
-    from runtimed.manifest import parse_manifest
+    from runtimed.backends.wasm.backend import WasmBackend, prepare_wasm_origin
+    from runtimed.config.manifest import parse_manifest
 
     with tempfile.TemporaryDirectory(prefix="bench-wasm-") as tmp:
         host = Host(Path(tmp))

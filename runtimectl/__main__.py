@@ -1,5 +1,5 @@
 """``python -m runtimectl``: the same as the ``runtimectl`` command. Holds nothing of its own."""
 
-from .app import main
+from runtimectl.cli import main
 
 main()

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import typer
 
-from .client import resolve_token, resolve_url
+from runtimectl.client import resolve_token, resolve_url
 
 JSON = dict[str, Any]
 ERR_UNREACHABLE = -32000
@@ -226,7 +226,7 @@ def serve(
     if not stdio:
         print("runtimectl: only --stdio is offered (HTTP clients use the daemon's /mcp directly)", file=sys.stderr)
         raise typer.Exit(2)
-    from .app import Opts
+    from runtimectl.cli import Opts
 
     base = resolve_url(Opts.url)
     endpoint = f"{base}/mcp" + (f"/{service}" if service else "")

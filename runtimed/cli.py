@@ -14,9 +14,9 @@ import signal
 import socket
 import sys
 
-from . import __version__
-from .config import ConfigError, Settings, load_settings
-from .registry import RegistryError, StateDirBusy, StateDirLock
+from runtimed import __version__
+from runtimed.config.settings import ConfigError, Settings, load_settings
+from runtimed.state.registry import RegistryError, StateDirBusy, StateDirLock
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         sock.close()
         return _fail(str(e))
 
-    from .app import Daemon, build_app
+    from runtimed.daemon import Daemon, build_app
 
     try:
         daemon = Daemon(settings)

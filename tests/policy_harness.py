@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from runtimed.backends import Backend, BackendFault, CallContext, Interface, ProbeResult, Health, UpstreamError
-from runtimed.config import PolicyDefaults, Settings
-from runtimed.manifest import parse_manifest
-from runtimed.policy import PolicyEngine, ServicePolicy
+from runtimed.config.settings import PolicyDefaults, Settings
+from runtimed.config.manifest import parse_manifest
+from runtimed.policy.engine import PolicyEngine, ServicePolicy
 
 TOOLS = [
     {"name": "echo", "annotations": {"readOnlyHint": True}, "inputSchema": {"type": "object"}},

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from mcp import Client
 
-from runtimed.analytics import Analytics, percentile
-from runtimed.intents import pop_intent
-from runtimed.app import Daemon
-from runtimed.config import Settings
-from runtimed.events import EventBus, JsonlLog
+from runtimed.records.analytics import Analytics, percentile
+from runtimed.records.intents import pop_intent
+from runtimed.daemon import Daemon
+from runtimed.config.settings import Settings
+from runtimed.state.events import EventBus, JsonlLog
 from tests.support.upstream import run_upstream
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runtimed.bootstrap import (
+from runtimed.bootstrap.core import (
     BootstrapError,
     ConfigParseError,
     apply_plan,

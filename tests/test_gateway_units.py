@@ -11,9 +11,9 @@ import pytest
 
 from runtimed.gateway import naming
 from runtimed.gateway.catalog import build, template_regex
-from runtimed.gateway.jsonrpc import Encoded, RpcError, dumps
+from runtimed.protocol.jsonrpc import Encoded, RpcError, dumps
 from runtimed.gateway.stateless import StateSigner, decode_header_value
-from runtimed.gateway.versions import era_of, negotiate
+from runtimed.protocol.versions import era_of, negotiate
 
 
 def test_plain_names_are_kept() -> None:

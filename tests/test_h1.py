@@ -13,7 +13,8 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 
-from runtimed.backends import _h1, _http
+from runtimed.backends.remote import h1 as _h1
+from runtimed.backends.remote import http as _http
 from runtimed.backends.base import BackendFault
 
 Handler = Callable[["Peer", dict[str, Any]], Awaitable[bool]]  # returns False to close the connection

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from runtimed.backends import BackendFault, CallContext, UpstreamError
-from runtimed.policy import PolicyRefusal
+from runtimed.policy.engine import PolicyRefusal
 
 from tests.policy_harness import Harness, meta_of, text_of, until
 
@@ -211,7 +211,7 @@ async def test_rate_limit_says_when_calls_resume_and_persists(tmp_path):
 
 
 def test_rate_limit_window_slides():
-    from runtimed.policy_limits import RateLimiter
+    from runtimed.policy.limits import RateLimiter
 
     rl = RateLimiter(2, "minute")
     assert rl.try_acquire(now=1000.0) is None
@@ -224,7 +224,7 @@ def test_rate_limit_window_slides():
 
 
 def test_rate_limit_state_file_unreadable_is_ignored(tmp_path):
-    from runtimed.policy_limits import RateLimiter
+    from runtimed.policy.limits import RateLimiter
 
     path = tmp_path / "policy" / "svc_x.json"
     path.parent.mkdir()
@@ -488,7 +488,7 @@ async def test_arguments_and_result_in_record_only_when_capture_enabled(tmp_path
     {"name": "\u2028\"q", "arguments": {"k\"": "v\n"}}, {"name": "x", "arguments": "text"},
 ])
 def test_the_request_size_is_that_of_the_whole_params_canonical_json(params):
-    from runtimed.policy import _canonical_params
-    from runtimed.policy_cache import canonical_json
+    from runtimed.policy.engine import _canonical_params
+    from runtimed.policy.cache import canonical_json
 
     assert _canonical_params(params, canonical_json(params.get("arguments") or {})) == canonical_json(params)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from runtimed.intents import CAPABILITY_TOOL, INTENT_PROPERTY, add_intent_property, capability_tool, pop_intent
-from runtimed.redaction import REDACTED, capture, redact, redact_text, sensitive_field
+from runtimed.records.intents import CAPABILITY_TOOL, INTENT_PROPERTY, add_intent_property, capability_tool, pop_intent
+from runtimed.records.redaction import REDACTED, capture, redact, redact_text, sensitive_field
 
 
 def test_patterns_are_replaced_in_text() -> None:

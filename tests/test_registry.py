@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runtimed.manifest import parse_manifest
-from runtimed.registry import FORMAT_VERSION, Registry, RegistryError, StateDirLock
+from runtimed.config.manifest import parse_manifest
+from runtimed.state.registry import FORMAT_VERSION, Registry, RegistryError, StateDirLock
 from tests.support.daemon import DaemonProc
 from tests.support.foundation import (
     closed_port,
@@ -129,7 +129,7 @@ def test_state_dir_lock_names_the_holder(tmp_path: Path) -> None:
     try:
         import os
 
-        from runtimed.registry import StateDirBusy
+        from runtimed.state.registry import StateDirBusy
 
         with pytest.raises(StateDirBusy, match=f"pid {os.getpid()}"):
             StateDirLock(tmp_path).acquire("http://127.0.0.1:2")

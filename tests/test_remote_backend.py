@@ -28,10 +28,10 @@ from runtimed.backends.base import (
     NullRelay,
     UpstreamError,
 )
-from runtimed.backends.remote import RemoteBackend, prepare_remote_origin
-from runtimed.backends.remote_hosts import host_matches
-from runtimed.config import Settings
-from runtimed.manifest import parse_manifest
+from runtimed.backends.remote.backend import RemoteBackend, prepare_remote_origin
+from runtimed.backends.remote.hosts import host_matches
+from runtimed.config.settings import Settings
+from runtimed.config.manifest import parse_manifest
 from tests.support.upstream import run_upstream
 
 GUARD = 30.0  # seconds: only to stop a broken test from hanging forever

@@ -1,15 +1,19 @@
 """The committed JSON Schema is generated from the models and must not go stale."""
 
 import json
+import runpy
+from pathlib import Path
 
 import pytest
 
-from runtimed.manifest import ManifestError, parse_manifest
-from runtimed.schema import SCHEMA_PATH, render
+from runtimed.config.manifest import ManifestError, parse_manifest
+
+_GENERATOR = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "generate_schema.py"))
+SCHEMA_PATH, render = _GENERATOR["SCHEMA_PATH"], _GENERATOR["render"]
 
 
 def test_committed_schema_matches_models() -> None:
-    assert SCHEMA_PATH.read_text(encoding="utf-8") == render(), "schema is stale: run `python -m runtimed.schema`"
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == render(), "schema is stale: run `python scripts/generate_schema.py`"
 
 
 def test_schema_describes_both_origins() -> None:

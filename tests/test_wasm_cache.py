@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from runtimed.backends.base import BackendStartError
-from runtimed.backends.wasm import WasmBackend, prepare_wasm_origin
-from runtimed.backends.wasm_cache import cache_dir
+from runtimed.backends.wasm.backend import WasmBackend, prepare_wasm_origin
+from runtimed.backends.wasm.cache import cache_dir
 from tests.wasm.harness import EXAMPLES, Host, call, manifest, started, text_of
 
 V1 = '(module (func (export "one") (result i32) (i32.const 1)))'

@@ -9,7 +9,7 @@ import wasmtime
 
 from runtimed.backends import prepare_origin
 from runtimed.backends.base import InvalidOrigin
-from runtimed.backends.wasm_abi import sha256_hex
+from runtimed.backends.wasm.abi import sha256_hex
 from tests.wasm.harness import EXAMPLES, Host, manifest
 
 

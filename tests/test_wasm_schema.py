@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtimed.backends.wasm_schema import schema_problems, validate
+from runtimed.backends.wasm.schema import schema_problems, validate
 
 SCHEMA = {
     "type": "object",

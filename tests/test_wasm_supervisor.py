@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 from runtimed.backends.base import CallContext
-from runtimed.config import Settings
-from runtimed.events import EventBus
-from runtimed.policy import PolicyEngine
-from runtimed.registry import Registry
-from runtimed.supervisor import Supervisor
+from runtimed.config.settings import Settings
+from runtimed.state.events import EventBus
+from runtimed.policy.engine import PolicyEngine
+from runtimed.state.registry import Registry
+from runtimed.lifecycle.supervisor import Supervisor
 from tests.wasm.harness import EXAMPLES, manifest
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..manifest import ServiceManifest
-from .base import (  # noqa: F401  (re-exported)
+from runtimed.config.manifest import ServiceManifest
+from runtimed.backends.base import (  # noqa: F401  (re-exported)
     Backend,
     BackendError,
     BackendFault,
@@ -33,11 +33,11 @@ from .base import (  # noqa: F401  (re-exported)
 def create_backend(manifest: ServiceManifest, host: BackendHost) -> Backend:
     origin = manifest.spec.origin
     if origin.type == "remote_mcp":
-        from .remote import RemoteBackend
+        from runtimed.backends.remote.backend import RemoteBackend
 
         return RemoteBackend(manifest, host)
     if origin.type == "local_wasm":
-        from .wasm import WasmBackend
+        from runtimed.backends.wasm.backend import WasmBackend
 
         return WasmBackend(manifest, host)
     raise InvalidOrigin(f"unknown origin type {origin.type!r}")
@@ -52,11 +52,11 @@ def prepare_origin(manifest: ServiceManifest, settings: Any) -> ServiceManifest:
     """
     origin = manifest.spec.origin
     if origin.type == "remote_mcp":
-        from .remote import prepare_remote_origin
+        from runtimed.backends.remote.backend import prepare_remote_origin
 
         return prepare_remote_origin(manifest, settings)
     if origin.type == "local_wasm":
-        from .wasm import prepare_wasm_origin
+        from runtimed.backends.wasm.backend import prepare_wasm_origin
 
         return prepare_wasm_origin(manifest, settings)
     raise InvalidOrigin(f"unknown origin type {origin.type!r}")

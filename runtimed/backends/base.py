@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
-from ..manifest import ServiceManifest
+from runtimed.config.manifest import ServiceManifest
 
 JSON = dict[str, Any]
 

@@ -22,12 +22,12 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..intents import add_intent_property
-from . import naming
-from .jsonrpc import INVALID_PARAMS, Encoded, RpcError
+from runtimed.records.intents import add_intent_property
+from runtimed.gateway import naming
+from runtimed.protocol.jsonrpc import INVALID_PARAMS, Encoded, RpcError
 
 if TYPE_CHECKING:
-    from ..supervisor import ServiceRuntime
+    from runtimed.lifecycle.supervisor import ServiceRuntime
 
 JSON = dict[str, Any]
 PAGE_SIZE = 1000  # the default of settings.list_page_size

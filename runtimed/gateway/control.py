@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..intents import capability_tool
+from runtimed.records.intents import capability_tool
 
 if TYPE_CHECKING:
-    from ..app import Daemon
+    from runtimed.daemon import Daemon
 
 JSON = dict[str, Any]
 NAMESPACE = "runtime"
@@ -70,7 +70,7 @@ def _err(text: str) -> JSON:
 
 async def call(daemon: "Daemon", name: str, args: JSON, client_counts: JSON) -> JSON:
     """Run one control tool; problems come back as ``isError`` results."""
-    from ..supervisor import SupervisorError
+    from runtimed.lifecycle.supervisor import SupervisorError
 
     sup = daemon.supervisor
     if not isinstance(args, dict):

@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable
 
-from .jsonrpc import dumps
-from .sessions import Stream
+from runtimed.protocol.jsonrpc import dumps
+from runtimed.gateway.sessions import Stream
 
 JSON = dict[str, Any]
 PING_S = 15.0

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backends.base import RelayUnavailable
-from .jsonrpc import notification
-from .sessions import Session, Stream
+from runtimed.backends.base import RelayUnavailable
+from runtimed.protocol.jsonrpc import notification
+from runtimed.gateway.sessions import Session, Stream
 
 JSON = dict[str, Any]
 

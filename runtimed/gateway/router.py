@@ -17,18 +17,18 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..backends.base import BackendError, BackendFault, CallContext, InputRequired, NullRelay, RelayUnavailable, UpstreamError
-from ..intents import CAPABILITY_TOOL, INTENT_PROPERTY, capability_result, pop_intent
-from ..policy import PolicyRefusal
-from . import control, stateless
-from .catalog import Catalog
-from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, RpcError
-from .sessions import Session
-from .versions import ALL_VERSIONS, ENVELOPE_KEYS, META_LOG_LEVEL, STATELESS
+from runtimed.backends.base import BackendError, BackendFault, CallContext, InputRequired, NullRelay, RelayUnavailable, UpstreamError
+from runtimed.records.intents import CAPABILITY_TOOL, INTENT_PROPERTY, capability_result, pop_intent
+from runtimed.policy.engine import PolicyRefusal
+from runtimed.gateway import control, stateless
+from runtimed.gateway.catalog import Catalog
+from runtimed.protocol.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, RpcError
+from runtimed.gateway.sessions import Session
+from runtimed.protocol.versions import ALL_VERSIONS, ENVELOPE_KEYS, META_LOG_LEVEL, STATELESS
 
 if TYPE_CHECKING:
-    from ..supervisor import ServiceRuntime
-    from . import Gateway
+    from runtimed.lifecycle.supervisor import ServiceRuntime
+    from runtimed.gateway import Gateway
 
 log = logging.getLogger("runtimed.gateway")
 JSON = dict[str, Any]

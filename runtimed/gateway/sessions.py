@@ -18,8 +18,8 @@ import secrets
 import time
 from typing import Any, Callable
 
-from ..backends.base import UpstreamError
-from .jsonrpc import dumps
+from runtimed.backends.base import UpstreamError
+from runtimed.protocol.jsonrpc import dumps
 
 JSON = dict[str, Any]
 STREAM_KEEP = 1000  # events kept per stream for resumption

@@ -15,10 +15,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from ..backends.base import BackendError
-from . import stateless
-from .exchange import PING_S, SSE_HEADERS, Exchange
-from .jsonrpc import (
+from runtimed.backends.base import BackendError
+from runtimed.gateway import stateless
+from runtimed.gateway.exchange import PING_S, SSE_HEADERS, Exchange
+from runtimed.protocol.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
@@ -33,10 +33,10 @@ from .jsonrpc import (
     notification,
     response,
 )
-from .relay import ExchangeRelay
-from .router import RequestCtx
-from .sessions import Session, Stream
-from .versions import (
+from runtimed.gateway.relay import ExchangeRelay
+from runtimed.gateway.router import RequestCtx
+from runtimed.gateway.sessions import Session, Stream
+from runtimed.protocol.versions import (
     BATCH_VERSIONS,
     DEFAULT_HEADERLESS,
     META_SUBSCRIPTION_ID,
@@ -49,7 +49,7 @@ from .versions import (
 )
 
 if TYPE_CHECKING:
-    from . import Gateway
+    from runtimed.gateway import Gateway
 
 log = logging.getLogger("runtimed.gateway")
 JSON = dict[str, Any]

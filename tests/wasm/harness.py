@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from runtimed.backends.base import CallContext
-from runtimed.backends.wasm import WasmBackend, prepare_wasm_origin
-from runtimed.config import Settings
-from runtimed.manifest import ServiceManifest, parse_manifest
+from runtimed.backends.wasm.backend import WasmBackend, prepare_wasm_origin
+from runtimed.config.settings import Settings
+from runtimed.config.manifest import ServiceManifest, parse_manifest
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE.parent.parent / "examples" / "wasm"

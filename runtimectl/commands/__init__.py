@@ -1,0 +1,3 @@
+"""``runtimectl``'s command groups, one module each: ``tools``/``call``
+(``tools``), ``bootstrap`` (``bootstrap``) and ``doctor`` (``doctor``).
+"""

@@ -1,0 +1,202 @@
+"""``runtimectl tools`` and ``runtimectl call``: what agents see, from the CLI.
+
+Owns two commands that talk to the daemon's ``/mcp`` endpoint exactly as an
+agent does, in the stateless era (one POST per request, no session): listing
+tools (all pages) and calling one tool. Must not: reach services directly or
+use ``/api`` for anything an agent could not do.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Optional
+
+import httpx
+import typer
+
+from runtimectl.client import ClientError, DaemonClient, DaemonUnavailable
+
+JSON = dict[str, Any]
+VERSION = "2026-07-28"
+SERVICE_META = "io.runtimed/service"
+
+
+class McpClient:
+    """Minimal stateless-era MCP client over httpx (JSON or SSE answers)."""
+
+    def __init__(self, daemon: DaemonClient, path: str = "/mcp") -> None:
+        self.daemon = daemon
+        self.url = daemon.url + path
+        self._id = 0
+
+    def request(self, method: str, params: JSON, name: str | None = None, timeout: float | None = None) -> JSON:
+        self._id += 1
+        params = {**params, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": VERSION,
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "runtimectl", "version": "1"},
+        }}
+        headers = {**self.daemon.headers, "Accept": "application/json, text/event-stream",
+                   "MCP-Protocol-Version": VERSION, "Mcp-Method": method}
+        if name is not None:
+            headers["Mcp-Name"] = name if name.isascii() and name.isprintable() else _b64_sentinel(name)
+        body = {"jsonrpc": "2.0", "id": self._id, "method": method, "params": params}
+        try:
+            with httpx.stream("POST", self.url, json=body, headers=headers, timeout=timeout or self.daemon.timeout) as r:
+                if r.headers.get("content-type", "").startswith("text/event-stream"):
+                    msg = _last_sse_response(r.iter_lines(), self._id)
+                else:
+                    r.read()
+                    try:
+                        msg = r.json()
+                    except ValueError:
+                        raise ClientError(f"{self.url} answered HTTP {r.status_code} with something that is not JSON") from None
+                    if r.status_code == 401:
+                        raise ClientError("unauthorized: set --token or RUNTIMED_AUTH_TOKEN")
+        except httpx.ConnectError:
+            raise DaemonUnavailable(f"runtimed is not running at {self.daemon.url}") from None
+        except httpx.TimeoutException:
+            raise DaemonUnavailable(f"runtimed at {self.daemon.url} did not answer in time") from None
+        except httpx.HTTPError as e:
+            raise DaemonUnavailable(f"cannot talk to runtimed at {self.daemon.url}: {e}") from None
+        if not isinstance(msg, dict):
+            raise ClientError(f"unexpected answer from {self.url}")
+        if "error" in msg:
+            err = msg["error"] or {}
+            raise ClientError(f"{method} failed: {err.get('message')} (code {err.get('code')})")
+        return msg.get("result") or {}
+
+
+def _b64_sentinel(value: str) -> str:
+    import base64
+
+    return "=?base64?" + base64.b64encode(value.encode()).decode() + "?="
+
+
+def _last_sse_response(lines: Any, want_id: int) -> JSON | None:
+    data: list[str] = []
+    for line in lines:
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip())
+        elif line == "" and data:
+            msg = json.loads("\n".join(data))
+            data = []
+            if isinstance(msg, dict) and msg.get("id") == want_id and ("result" in msg or "error" in msg):
+                return msg
+            if isinstance(msg, dict) and msg.get("method") == "notifications/message":
+                p = msg.get("params") or {}
+                sys.stderr.write(f"[{p.get('level', 'info')}] {p.get('data')}\n")
+    return None
+
+
+def _marks(tool: JSON) -> str:
+    ann = tool.get("annotations") or {}
+    marks = []
+    if ann.get("readOnlyHint"):
+        marks.append("read-only")
+    if ann.get("destructiveHint"):
+        marks.append("destructive")
+    if ann.get("idempotentHint"):
+        marks.append("idempotent")
+    return ",".join(marks)
+
+
+def list_tools(mcp: McpClient) -> list[JSON]:
+    tools: list[JSON] = []
+    cursor = None
+    for _ in range(1000):
+        result = mcp.request("tools/list", {"cursor": cursor} if cursor else {})
+        tools += result.get("tools") or []
+        cursor = result.get("nextCursor")
+        if not cursor:
+            break
+    return tools
+
+
+def _service_of(tool: JSON) -> str:
+    meta = tool.get("_meta") or {}
+    return meta.get(SERVICE_META) or (tool["name"].split("__", 1)[0] if "__" in tool.get("name", "") else "")
+
+
+def parse_args(pairs: list[str], raw: str | None) -> JSON:
+    args: JSON = {}
+    if raw:
+        try:
+            loaded = json.loads(raw)
+        except ValueError as e:
+            raise ClientError(f"--json is not valid JSON: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ClientError("--json must be a JSON object")
+        args.update(loaded)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ClientError(f"--arg takes key=value, not {pair!r}")
+        try:
+            args[key] = json.loads(value)  # numbers, booleans, objects
+        except ValueError:
+            args[key] = value  # plain text
+    return args
+
+
+def register(app: typer.Typer) -> None:
+    from runtimectl.cli import JsonOpt, client, emit_json, err, out
+
+    @app.command("tools")
+    def tools_cmd(service: Optional[str] = typer.Argument(None, help="only this service's tools"),
+                  as_json: bool = JsonOpt) -> None:
+        """List the tools agents see on /mcp (name, service, description, policy marks)."""
+        try:
+            tools = list_tools(McpClient(client()))
+        except ClientError as e:
+            err.print(f"runtimectl: {e}", markup=False)
+            raise typer.Exit(1) from None
+        rows = [t for t in tools if service is None or _service_of(t) == service]
+        if as_json:
+            emit_json(rows)
+            return
+        if not rows:
+            out.print("no tools" + (f" for service {service!r}" if service else ""), markup=False)
+            return
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False)
+        for col in ("NAME", "SERVICE", "DESCRIPTION", "MARKS"):
+            table.add_column(col, overflow="fold")
+        for t in rows:
+            desc = (t.get("description") or "").strip().splitlines()
+            table.add_row(t["name"], _service_of(t), desc[0][:80] if desc else "", _marks(t))
+        out.print(table)
+
+    @app.command("call")
+    def call_cmd(tool: str = typer.Argument(..., help="public tool name, e.g. svc__echo"),
+                 arg: list[str] = typer.Option([], "--arg", help="key=value (value parsed as JSON when it is JSON)"),
+                 raw: Optional[str] = typer.Option(None, "--json", help="arguments as one JSON object"),
+                 timeout: float = typer.Option(300.0, "--timeout", help="seconds to wait")) -> None:
+        """Call a tool through /mcp and print its result; exit 1 on an error result."""
+        try:
+            args = parse_args(arg, raw)
+            result = McpClient(client(timeout=timeout)).request("tools/call", {"name": tool, "arguments": args}, name=tool)
+        except ClientError as e:
+            err.print(f"runtimectl: {e}", markup=False)
+            raise typer.Exit(1) from None
+        if result.get("resultType") == "input_required":
+            err.print("runtimectl: the tool asks the client for input (sampling, elicitation or roots), "
+                      "which the CLI cannot give", markup=False)
+            raise typer.Exit(1)
+        structured = result.get("structuredContent")
+        if structured is not None:
+            sys.stdout.write(json.dumps(structured, indent=2) + "\n")
+        else:
+            for block in result.get("content") or []:
+                if block.get("type") == "text":
+                    sys.stdout.write(block.get("text", "") + "\n")
+                else:
+                    sys.stdout.write(json.dumps(block) + "\n")
+        if result.get("isError"):
+            if structured is not None:
+                for block in result.get("content") or []:
+                    if block.get("type") == "text":
+                        err.print(block.get("text", ""), markup=False)
+            raise typer.Exit(1)

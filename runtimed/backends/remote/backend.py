@@ -1,0 +1,260 @@
+"""The remote MCP backend: a service that is an MCP server reached over HTTP.
+
+Owns: the ``RemoteBackend`` (one upstream session per service, shared by
+every call, over a keep-alive connection pool of the lean HTTP/1.1 client in
+``_h1`` for requests and one ``httpx.AsyncClient`` for the long-lived GET and
+listen streams), the registration-time origin
+check ``prepare_remote_origin`` (host allowlist, authRef shape), health
+probes, introspection (all pages of every list the upstream offers) and the
+``describe()`` facts. The wire work lives in ``remote_streamable`` (both
+eras) and ``remote_sse`` (HTTP+SSE); credentials in ``secrets``; the host
+rule in ``remote_hosts``. Must not: enforce call policies, retry, or put a
+secret value in a log line, an event, an exception or ``describe()``.
+
+Redirects: only same-origin redirects are followed (see ``_http.send``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from runtimed import __version__
+from runtimed.config.manifest import RemoteMcpOrigin, ServiceManifest
+from runtimed.backends.remote import http as _http
+from runtimed.backends.base import (
+    Backend,
+    BackendError,
+    BackendFault,
+    BackendHost,
+    BackendStartError,
+    CallContext,
+    Health,
+    Interface,
+    InvalidOrigin,
+    ProbeResult,
+    UpstreamError,
+)
+from runtimed.backends.remote.hosts import check_url_host
+from runtimed.backends.remote.sse import LegacySseConnection
+from runtimed.backends.remote.streamable import StreamableHttpConnection
+from runtimed.backends.remote.secrets import SecretError, check_auth_ref, resolve_auth_headers
+
+JSON = dict[str, Any]
+CLIENT_INFO = {"name": "mcp-runtimed", "version": __version__}
+LISTS = (
+    # (capability, method, result key, Interface attribute)
+    ("tools", "tools/list", "tools", "tools"),
+    ("resources", "resources/list", "resources", "resources"),
+    ("resources", "resources/templates/list", "resourceTemplates", "resource_templates"),
+    ("prompts", "prompts/list", "prompts", "prompts"),
+)
+MAX_PAGES = 1000
+
+
+def prepare_remote_origin(manifest: ServiceManifest, settings: Any) -> ServiceManifest:
+    """Registration-time checks: the URL's host is allowed; the authRef is well-formed."""
+    origin = manifest.spec.origin
+    if not isinstance(origin, RemoteMcpOrigin):
+        raise InvalidOrigin("not a remote_mcp origin")
+    check_url_host(origin.url, getattr(settings, "remote_allowed_hosts", None), origin.allowedHosts, manifest.name)
+    if origin.authRef:
+        try:
+            check_auth_ref(origin.authRef)
+        except SecretError as e:
+            raise InvalidOrigin(f"service {manifest.name!r}: {e}") from None
+    return manifest
+
+
+class RemoteBackend(Backend):
+    """One remote MCP service. ``force_era`` ("session"/"stateless") is for tests and diagnostics."""
+
+    def __init__(self, manifest: ServiceManifest, host: BackendHost, *, force_era: str | None = None) -> None:
+        super().__init__(manifest, host)
+        self.force_era = force_era
+        self._client: Any = None
+        self._conn: StreamableHttpConnection | LegacySseConnection | None = None
+        self._last_error: str | None = None
+
+    # -- settings ----------------------------------------------------------
+    @property
+    def origin(self) -> RemoteMcpOrigin:
+        origin = self.manifest.spec.origin
+        assert isinstance(origin, RemoteMcpOrigin)
+        return origin
+
+    def _connect_timeout_s(self) -> float:
+        ms = self.manifest.spec.policy.connectTimeoutMs or self.host.settings.policy.connectTimeoutMs
+        return ms / 1000.0
+
+    def _default_timeout_s(self) -> float:
+        ms = self.manifest.spec.policy.timeoutMs or self.host.settings.policy.timeoutMs
+        return ms / 1000.0
+
+    def _check_host(self, url: str) -> None:
+        """Before every connect: the host must still be allowed (SSRF)."""
+        try:
+            check_url_host(url, self.host.settings.remote_allowed_hosts, self.origin.allowedHosts, self.manifest.name)
+        except InvalidOrigin as e:
+            raise BackendFault(str(e), kind="connect") from None
+
+    def _auth_headers(self) -> dict[str, str]:
+        """Resolved at every request: a rotated secret is picked up without a restart."""
+        try:
+            return resolve_auth_headers(self.origin.authRef, self.host.state_dir)
+        except SecretError as e:
+            raise BackendFault(str(e), kind="unauthorized") from None
+
+    # -- lifecycle ---------------------------------------------------------
+    async def start(self) -> None:
+        origin = self.origin
+        try:
+            check_url_host(origin.url, self.host.settings.remote_allowed_hosts, origin.allowedHosts, self.manifest.name)
+            resolve_auth_headers(origin.authRef, self.host.state_dir)
+        except (InvalidOrigin, SecretError) as e:
+            raise BackendStartError(str(e)) from None
+        await self._close_conn()
+        self._client = _http.make_client(self._connect_timeout_s())
+        kwargs: JSON = dict(
+            auth_headers=self._auth_headers,
+            check_host=self._check_host,
+            client_info=CLIENT_INFO,
+            default_timeout_s=self._default_timeout_s(),
+            connect_timeout_s=self._connect_timeout_s(),
+        )
+        if origin.transport == "sse":
+            self._conn = LegacySseConnection(origin.url, self._client, self.host, **kwargs)
+        else:
+            self._conn = StreamableHttpConnection(origin.url, self._client, self.host, force_era=self.force_era, **kwargs)
+        try:
+            async with asyncio.timeout(self._connect_timeout_s() + self._default_timeout_s()):
+                await self._conn.open()
+        except TimeoutError:
+            await self._close_conn()
+            raise BackendStartError(f"{origin.url}: the upstream did not complete the MCP handshake in time") from None
+        except BackendError as e:
+            await self._close_conn()
+            self._last_error = str(e)
+            # Chained so the supervisor can tell a refused credential (UNAUTHORIZED) from the rest.
+            raise BackendStartError(f"cannot start {self.manifest.name!r}: {_message(e)}") from e
+        self.host.log("info", f"connected to {origin.url} ({self._conn.era} era, protocol {self._conn.protocol_version})")
+
+    async def stop(self) -> None:
+        await self._close_conn()
+
+    async def _close_conn(self) -> None:
+        conn, client = self._conn, self._client
+        self._conn, self._client = None, None
+        try:
+            if conn is not None:
+                await asyncio.wait_for(conn.close(), timeout=3.0)
+        except BaseException:
+            pass
+        try:
+            if client is not None:
+                await client.aclose()
+        except BaseException:
+            pass
+
+    def _require_conn(self) -> StreamableHttpConnection | LegacySseConnection:
+        if self._conn is None:
+            raise BackendFault(f"service {self.manifest.name!r} is not started", kind="connect", safe_to_retry=True)
+        return self._conn
+
+    # -- health ------------------------------------------------------------
+    async def probe(self) -> ProbeResult:
+        hc = self.manifest.spec.healthCheck
+        timeout_s = (hc.timeoutMs or self.host.settings.probe_timeout_ms) / 1000.0
+        started = time.monotonic()
+        try:
+            conn = self._require_conn()
+            async with asyncio.timeout(timeout_s):
+                if conn.era is None:
+                    await conn.open()
+                await conn.ping(timeout_s)
+        except TimeoutError:
+            return ProbeResult(Health.TIMEOUT, f"no answer within {timeout_s * 1000:.0f} ms")
+        except BackendFault as e:
+            if e.kind == "unauthorized":
+                return ProbeResult(Health.UNAUTHORIZED, str(e))
+            if e.kind == "timeout":
+                return ProbeResult(Health.TIMEOUT, str(e))
+            return ProbeResult(Health.UNREACHABLE, str(e))
+        except UpstreamError as e:
+            # It answered, so it is reachable; a refused ping is still a live server.
+            return ProbeResult(Health.HEALTHY, f"answered with an error: {e.message}", (time.monotonic() - started) * 1000)
+        except Exception as e:  # must not raise
+            return ProbeResult(Health.UNREACHABLE, f"probe failed: {type(e).__name__}")
+        latency = (time.monotonic() - started) * 1000
+        return ProbeResult(Health.HEALTHY, f"{'server/discover' if conn.era == 'stateless' else 'ping'} ok", latency)
+
+    # -- interface ---------------------------------------------------------
+    async def introspect(self) -> Interface:
+        conn = self._require_conn()
+        if conn.era is None:
+            await conn.open()
+        iface = Interface(capabilities=dict(conn.capabilities), server_info=dict(conn.server_info),
+                          instructions=conn.instructions)
+        for cap, method, key, attr in LISTS:
+            if cap not in conn.capabilities:
+                continue
+            setattr(iface, attr, await self._all_pages(conn, method, key))
+        return iface
+
+    async def _all_pages(self, conn: Any, method: str, key: str) -> list[JSON]:
+        items: list[JSON] = []
+        cursor: str | None = None
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            params: JSON = {"cursor": cursor} if cursor is not None else {}
+            ctx = CallContext(deadline=asyncio.get_running_loop().time() + self._default_timeout_s(),
+                              max_response_bytes=self.manifest.spec.policy.maxPayloadBytes
+                              or self.host.settings.policy.maxPayloadBytes)
+            result = await conn.request(method, params, ctx)
+            page = result.get(key)
+            if not isinstance(page, list):
+                raise BackendFault(f"{method}: the upstream's result has no {key!r} list", kind="protocol")
+            items.extend(i for i in page if isinstance(i, dict))
+            cursor = result.get("nextCursor")
+            if not cursor:
+                return items
+            if cursor in seen:
+                raise BackendFault(f"{method}: the upstream repeated the page cursor {cursor!r}", kind="protocol")
+            seen.add(cursor)
+        raise BackendFault(f"{method}: more than {MAX_PAGES} pages", kind="protocol")
+
+    # -- calls -------------------------------------------------------------
+    async def call(self, method: str, params: JSON, ctx: CallContext) -> JSON:
+        conn = self._require_conn()
+        return await conn.request(method, params, ctx)
+
+    async def notify(self, method: str, params: JSON) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            await conn.notify(method, params)
+        except BackendError as e:
+            self.host.log("warning", f"forwarding {method} failed: {_message(e)}")
+
+    def describe(self) -> JSON:
+        origin = self.origin
+        out: JSON = {
+            "url": origin.url,
+            "transport": origin.transport,
+            "authRef": origin.authRef,  # a reference, never the value
+            "allowedHosts": origin.allowedHosts,
+            "redirects": "same-origin only",
+        }
+        if self._conn is not None:
+            out.update(self._conn.describe())
+        else:
+            out.update({"era": None, "handshakes": 0, "sessionIdPresent": False})
+        return out
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, UpstreamError):
+        return f"the upstream answered error {e.code}: {e.message}"
+    return str(e)

@@ -1,0 +1,309 @@
+"""HTTP plumbing shared by the remote transports.
+
+Owns: building the per-service ``httpx.AsyncClient`` (long-lived streams) and
+``_h1.ConnectionPool`` (request/response calls); sending one request through
+either with our redirect rule (only same-origin redirects are followed, at
+most 5, each target re-checked against the host allowlist; POST only on
+307/308); reading a body or an SSE stream under a byte limit; and mapping
+httpx and ``_h1`` errors to ``BackendFault`` with user-readable messages.
+Must not know MCP methods, sessions or eras.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Union
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from runtimed.backends.remote import h1 as _h1
+from runtimed.backends.base import BackendFault
+
+AnyResponse = Union[httpx.Response, _h1.H1Response]
+WIRE_ERRORS = (httpx.HTTPError, _h1.H1Error)
+
+MAX_REDIRECTS = 5
+
+
+@functools.lru_cache(maxsize=1)
+def _tls_context() -> ssl.SSLContext:
+    """The verifying TLS context every client shares: loading the CA bundle costs
+    ~40 ms of CPU and ~1 MB per context, which 100 services would pay 100 times."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
+def make_client(connect_timeout_s: float) -> httpx.AsyncClient:
+    """One client per service: keep-alive, no automatic redirects (see ``send``)."""
+    return httpx.AsyncClient(
+        verify=_tls_context(),
+        follow_redirects=False,
+        timeout=httpx.Timeout(connect=connect_timeout_s, read=None, write=connect_timeout_s * 2, pool=connect_timeout_s),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30),
+        trust_env=False,
+    )
+
+
+def make_pool() -> _h1.ConnectionPool:
+    """One per service, beside its httpx client: keep-alive, same limits as ``make_client``."""
+    return _h1.ConnectionPool(_tls_context(), max_active=100, max_idle=20, idle_expiry_s=30)
+
+
+def encode_json(body: Any) -> bytes:
+    """A JSON request body, encoded exactly as httpx's ``json=`` did."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def fault_from_exception(e: BaseException, what: str) -> BackendFault:
+    """A user-readable fault for an httpx or ``_h1`` error raised while doing ``what``."""
+    if isinstance(e, BackendFault):
+        return e
+    if isinstance(e, _h1.H1Error):
+        return _h1_fault(e, what)
+    if isinstance(e, (httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return BackendFault(f"{what}: timed out connecting", kind="connect", safe_to_retry=True)
+    if isinstance(e, httpx.ConnectError):
+        return BackendFault(f"{what}: cannot connect ({_short(e)})", kind="connect", safe_to_retry=True)
+    if isinstance(e, httpx.ReadTimeout):
+        return BackendFault(f"{what}: no data from the upstream within the read timeout", kind="timeout")
+    if isinstance(e, httpx.WriteTimeout):
+        return BackendFault(f"{what}: timed out sending the request", kind="timeout")
+    if isinstance(e, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return BackendFault(f"{what}: the connection was closed or reset mid-response ({_short(e)})", kind="protocol")
+    if isinstance(e, httpx.WriteError):
+        return BackendFault(f"{what}: the connection failed while sending ({_short(e)})", kind="connect")
+    if isinstance(e, httpx.HTTPError):
+        return BackendFault(f"{what}: HTTP error ({_short(e)})", kind="protocol")
+    return BackendFault(f"{what}: {type(e).__name__}", kind="protocol")
+
+
+def _h1_fault(e: _h1.H1Error, what: str) -> BackendFault:
+    if isinstance(e, _h1.ConnectTimeout):
+        return BackendFault(f"{what}: timed out connecting", kind="connect", safe_to_retry=True)
+    if isinstance(e, _h1.ConnectError):
+        return BackendFault(f"{what}: cannot connect ({_short(e)})", kind="connect", safe_to_retry=True)
+    if isinstance(e, _h1.ReadTimeout):
+        return BackendFault(f"{what}: no data from the upstream within the read timeout", kind="timeout")
+    if isinstance(e, _h1.WriteTimeout):
+        return BackendFault(f"{what}: timed out sending the request", kind="timeout")
+    if isinstance(e, _h1.WriteError):
+        return BackendFault(f"{what}: the connection failed while sending ({_short(e)})", kind="connect")
+    if isinstance(e, _h1.LocalProtocolError):
+        return BackendFault(f"{what}: HTTP error ({_short(e)})", kind="protocol")
+    return BackendFault(f"{what}: the connection was closed or reset mid-response ({_short(e)})", kind="protocol")
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text[:200]
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port); the port is None when it is the scheme's default."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port
+    return (scheme, parts.hostname or "", None if port == _h1.DEFAULT_PORTS.get(scheme) else port)
+
+
+def _redirect_target(method: str, status: int, url: str, location: str, first: str, what: str) -> str:
+    """Where a redirect may be followed to, or a ``BackendFault`` saying why not."""
+    target = urljoin(url, location)
+    scheme, host, port = _origin(target)
+    if (scheme, host, port) != _origin(first):
+        raise BackendFault(
+            f"{what}: the upstream redirected to {scheme}://{host}{':' + str(port) if port else ''}, another origin; "
+            "not followed (use that URL as the service URL if it is the intended server)",
+            kind="http",
+            status=status,
+        )
+    if method != "GET" and status not in (307, 308):
+        raise BackendFault(
+            f"{what}: the upstream answered {status} (redirect that would drop the request body); "
+            f"use {target} as the service URL",
+            kind="http",
+            status=status,
+        )
+    return target
+
+
+def _is_redirect(status: int, headers: Any) -> bool:
+    return status in (301, 302, 303, 307, 308) and "location" in headers
+
+
+async def send(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    check_host: Callable[[str], None],
+    what: str,
+) -> httpx.Response:
+    """Send with streaming on; follow only same-origin redirects.
+
+    ``check_host(url)`` raises (``InvalidOrigin``) for a host not allowed; it
+    is called before every connect. The caller must close the response.
+    """
+    first = str(request.url)
+    for _ in range(MAX_REDIRECTS + 1):
+        check_host(str(request.url))
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as e:
+            raise fault_from_exception(e, what) from None
+        if not _is_redirect(response.status_code, response.headers):
+            return response
+        await response.aclose()
+        target = _redirect_target(request.method, response.status_code, str(request.url),
+                                  response.headers["location"], first, what)
+        request = client.build_request(
+            request.method, target, headers=request.headers, content=request.content if request.method != "GET" else None,
+            extensions=request.extensions,
+        )
+    raise BackendFault(f"{what}: too many redirects", kind="http")
+
+
+async def send_h1(
+    pool: _h1.ConnectionPool,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    check_host: Callable[[str], None],
+    what: str,
+    *,
+    connect_timeout_s: float,
+    read_timeout_s: float | None,
+    write_timeout_s: float | None,
+) -> _h1.H1Response:
+    """``send`` for the lean client: same redirect rule, same host check, same faults.
+
+    The caller must ``aclose()`` the response (it returns the connection to the pool
+    only when the body was read to its end).
+    """
+    first = url
+    fields = list(headers.items())
+    for _ in range(MAX_REDIRECTS + 1):
+        check_host(url)
+        try:
+            response = await pool.request(method, url, fields, body, connect_timeout_s=connect_timeout_s,
+                                          read_timeout_s=read_timeout_s, write_timeout_s=write_timeout_s)
+        except _h1.H1Error as e:
+            raise _h1_fault(e, what) from None
+        if not _is_redirect(response.status_code, response.headers):
+            return response
+        await response.aclose()
+        url = _redirect_target(method, response.status_code, url, response.headers["location"], first, what)
+    raise BackendFault(f"{what}: too many redirects", kind="http")
+
+
+async def read_limited(response: AnyResponse, limit: int | None, what: str) -> bytes:
+    """The whole body, stopping (and closing) as soon as it passes ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                await response.aclose()
+                raise BackendFault(
+                    f"{what}: the response is larger than the limit of {limit} bytes (policy maxPayloadBytes); "
+                    "stopped reading",
+                    kind="payload",
+                )
+            chunks.append(chunk)
+    except WIRE_ERRORS as e:
+        raise fault_from_exception(e, what) from None
+    return b"".join(chunks)
+
+
+@dataclass
+class SSEEvent:
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+    retry: int | None = None
+
+
+@dataclass
+class SSEReader:
+    """Incremental ``text/event-stream`` parser over a response, byte-limited.
+
+    ``limit`` bounds the bytes read from this response (None: no bound);
+    ``max_event`` bounds one event's size regardless.
+    """
+
+    response: AnyResponse
+    limit: int | None
+    what: str
+    max_event: int = 16 * 1024 * 1024
+    read: int = 0
+    _buf: bytearray = field(default_factory=bytearray)
+
+    async def events(self) -> AsyncIterator[SSEEvent]:
+        ev = SSEEvent()
+        data: list[str] = []
+        try:
+            async for chunk in self.response.aiter_bytes():
+                self.read += len(chunk)
+                if self.limit is not None and self.read > self.limit:
+                    await self.response.aclose()
+                    raise BackendFault(
+                        f"{self.what}: the response stream passed the limit of {self.limit} bytes "
+                        "(policy maxPayloadBytes); stopped reading",
+                        kind="payload",
+                    )
+                self._buf.extend(chunk)
+                if len(self._buf) > self.max_event:
+                    raise BackendFault(f"{self.what}: one SSE event is larger than {self.max_event} bytes", kind="payload")
+                while True:
+                    nl = self._find_eol()
+                    if nl is None:
+                        break
+                    end, skip = nl
+                    raw = bytes(self._buf[:end])
+                    del self._buf[: end + skip]
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise BackendFault(f"{self.what}: the event stream is not valid UTF-8", kind="protocol") from None
+                    if line == "":
+                        if data or ev.id is not None or ev.event != "message":
+                            ev.data = "\n".join(data)
+                            yield ev
+                        ev, data = SSEEvent(), []
+                        continue
+                    if line.startswith(":"):
+                        continue
+                    name, _, value = line.partition(":")
+                    if value.startswith(" "):
+                        value = value[1:]
+                    if name == "event":
+                        ev.event = value or "message"
+                    elif name == "data":
+                        data.append(value)
+                    elif name == "id":
+                        ev.id = value
+                    elif name == "retry" and value.isdigit():
+                        ev.retry = int(value)
+        except WIRE_ERRORS as e:
+            raise fault_from_exception(e, self.what) from None
+
+    def _find_eol(self) -> tuple[int, int] | None:
+        i_n = self._buf.find(b"\n")
+        i_r = self._buf.find(b"\r")
+        if i_r < 0 or (0 <= i_n < i_r):
+            return (i_n, 1) if i_n >= 0 else None
+        if i_r + 1 < len(self._buf):
+            return (i_r, 2) if self._buf[i_r + 1] == 0x0A else (i_r, 1)
+        return None  # wait: it may be \r\n split across chunks
+
+
+def parse_json_message(raw: bytes | str, what: str) -> Any:
+    """A JSON value, or a ``protocol`` fault saying what was wrong."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        preview = raw[:80] if isinstance(raw, str) else raw[:80].decode("utf-8", "replace")
+        raise BackendFault(f"{what}: the upstream sent invalid JSON ({e.__class__.__name__} near {preview!r})", kind="protocol") from None

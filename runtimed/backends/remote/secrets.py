@@ -1,0 +1,108 @@
+"""Resolving a remote service's ``authRef`` into HTTP headers, at call time.
+
+Owns the three reference forms: ``env:VAR`` (sent as ``Authorization: Bearer``),
+``file:relative/path`` (a file under ``<state_dir>/secrets/``; absolute paths,
+``..`` and symlinks leading outside that directory are refused) and
+``header_env:Header-Name:VAR``. Must not: cache secret values, log them, or put
+them in any message; errors name the variable or the path, never the value.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+from typing import Mapping
+
+from runtimed.backends.base import BackendError
+
+SECRETS_DIR = "secrets"
+
+
+class SecretError(BackendError):
+    """An ``authRef`` that cannot be resolved; the message never holds a value."""
+
+
+def check_auth_ref(auth_ref: str) -> None:
+    """Static checks, usable at registration: the form and, for files, the path shape."""
+    kind, _, rest = auth_ref.partition(":")
+    if kind == "env":
+        if not rest:
+            raise SecretError("authRef env: needs a variable name (env:VAR)")
+    elif kind == "header_env":
+        header, _, var = rest.partition(":")
+        if not header or not var:
+            raise SecretError("authRef header_env: needs a header and a variable (header_env:Header-Name:VAR)")
+    elif kind == "file":
+        _relative_secret_path(rest)
+    else:
+        raise SecretError(f"authRef must start with env:, file: or header_env: (got {kind!r})")
+
+
+def _relative_secret_path(rel: str) -> PurePosixPath:
+    if not rel:
+        raise SecretError("authRef file: needs a path relative to the secrets directory")
+    p = PurePosixPath(rel)
+    if p.is_absolute() or rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":"):
+        raise SecretError(f"authRef file:{rel} must be relative to the state dir's secrets/ directory, not absolute")
+    if any(part == ".." for part in p.parts) or "\\" in rel:
+        raise SecretError(f"authRef file:{rel} must not contain '..' (it must stay inside secrets/)")
+    return p
+
+
+def read_secret_file(state_dir: str | os.PathLike[str], rel: str) -> str:
+    """The stripped content of ``<state_dir>/secrets/<rel>``, refusing escapes."""
+    p = _relative_secret_path(rel)
+    base = Path(state_dir) / SECRETS_DIR
+    target = base.joinpath(*p.parts)
+    try:
+        real_base = base.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, unreadable, or a symlink loop
+        raise SecretError(f"authRef file:{rel}: the secrets directory {base} does not exist") from None
+    try:
+        real = target.resolve(strict=True)
+    except RuntimeError:
+        raise SecretError(f"authRef file:{rel}: {target} is a symlink loop") from None
+    except OSError:
+        raise SecretError(f"authRef file:{rel}: no such file {target}") from None
+    if real != real_base and real_base not in real.parents:
+        raise SecretError(f"authRef file:{rel}: {target} is a symlink leading outside {base}; refused")
+    if not real.is_file():
+        raise SecretError(f"authRef file:{rel}: {target} is not a regular file")
+    try:
+        value = real.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise SecretError(f"authRef file:{rel}: cannot read {target} ({type(e).__name__})") from None
+    if not value:
+        raise SecretError(f"authRef file:{rel}: {target} is empty")
+    return value
+
+
+def _header_safe(value: str, where: str) -> str:
+    if any(c in value for c in "\r\n\0"):
+        raise SecretError(f"{where}: the secret contains a line break or NUL and cannot be sent as a header")
+    return value
+
+
+def resolve_auth_headers(
+    auth_ref: str | None, state_dir: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The headers an ``authRef`` stands for, read now (env and files may change)."""
+    if not auth_ref:
+        return {}
+    env = os.environ if environ is None else environ
+    kind, _, rest = auth_ref.partition(":")
+    if kind == "env":
+        value = env.get(rest)
+        if not value:
+            raise SecretError(f"authRef env:{rest}: the environment variable {rest} is not set (or empty)")
+        return {"Authorization": "Bearer " + _header_safe(value, f"authRef env:{rest}")}
+    if kind == "header_env":
+        header, _, var = rest.partition(":")
+        value = env.get(var)
+        if not value:
+            raise SecretError(f"authRef header_env:{header}:{var}: the environment variable {var} is not set (or empty)")
+        return {header: _header_safe(value, f"authRef header_env:{header}:{var}")}
+    if kind == "file":
+        value = read_secret_file(state_dir, rest)
+        return {"Authorization": "Bearer " + _header_safe(value, f"authRef file:{rest}")}
+    raise SecretError(f"authRef must start with env:, file: or header_env: (got {kind!r})")

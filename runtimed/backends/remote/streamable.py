@@ -1,0 +1,626 @@
+"""The streamable HTTP transport to one upstream, in both protocol eras.
+
+Owns, for one service: the era decision (probe ``server/discover`` at
+2026-07-28, fall back to ``initialize`` + ``notifications/initialized`` at
+the newest handshake version the upstream accepts), the one upstream session
+every call reuses (re-initialized once when the upstream says 404 "session
+not found"), POSTing requests and reading JSON or SSE answers under the
+call's byte limit, cancellation (``notifications/cancelled`` in the session
+era, closing the response stream in the stateless era), the stateless era's
+input-required rounds, and the background stream for unsolicited messages
+(the GET stream in the session era, ``subscriptions/listen`` in the stateless
+era). Must not: enforce policies, retry faults, or log secret values.
+
+Requests with an answer (and the notifications/replies we POST) go through the
+lean keep-alive client of ``_h1`` (the gateway's hot path); the long-lived
+background streams and the session DELETE go through the service's httpx client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import logging
+from typing import Any, Awaitable, Callable
+
+import httpx
+
+from runtimed.backends.remote import h1 as _h1
+from runtimed.backends.remote import http as _http
+from runtimed.backends.base import BackendFault, BackendHost, CallContext, InputRequired, RelayUnavailable, UpstreamError
+from runtimed.backends.remote.messages import (
+    CLIENT_CAPABILITIES,
+    answer_server_request,
+    handle_unsolicited_notification,
+    is_notification,
+    is_request,
+    is_response,
+    notification_message,
+    relay_call_notification,
+    request_message,
+    result_of,
+    spawn_guarded,
+    swap_progress_token,
+)
+
+JSON = dict[str, Any]
+log = logging.getLogger("runtimed.backends.remote")
+
+MODERN_VERSION = "2026-07-28"
+HANDSHAKE_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+META_PROTOCOL = "io.modelcontextprotocol/protocolVersion"
+META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
+META_CLIENT_CAPS = "io.modelcontextprotocol/clientCapabilities"
+META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
+NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+INPUT_REQUIRED_MAX_ROUNDS = 10
+UNSUPPORTED_PROTOCOL_VERSION = -32022
+
+
+class SessionLost(Exception):
+    """The upstream answered 404 to a request carrying our session id."""
+
+
+def encode_header_value(value: str) -> str:
+    """The spec's header encoding: printable ASCII as-is, else ``=?base64?...?=``."""
+    if value.isascii() and value.isprintable() and value == value.strip() and not value.startswith("=?base64?"):
+        return value
+    return "=?base64?" + base64.b64encode(value.encode()).decode("ascii") + "?="
+
+
+class StreamableHttpConnection:
+    """One service's upstream session over streamable HTTP."""
+
+    def __init__(
+        self,
+        url: str,
+        client: httpx.AsyncClient,
+        host: BackendHost,
+        *,
+        auth_headers: Callable[[], dict[str, str]],
+        check_host: Callable[[str], None],
+        client_info: JSON,
+        default_timeout_s: float,
+        connect_timeout_s: float,
+        force_era: str | None = None,
+    ) -> None:
+        self.url = url
+        self.client = client
+        self.pool = _http.make_pool()
+        self.host = host
+        self.auth_headers = auth_headers
+        self.check_host = check_host
+        self.client_info = client_info
+        self.default_timeout_s = default_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.force_era = force_era
+        self.era: str | None = None  # "session" | "stateless"
+        self.protocol_version: str | None = None
+        self.session_id: str | None = None
+        self.capabilities: JSON = {}
+        self.server_info: JSON = {}
+        self.instructions: str | None = None
+        self.handshakes = 0
+        self.reinitializations = 0
+        self.background: str | None = None  # what unsolicited stream is open
+        self._ids = itertools.count(1)
+        self._lock = asyncio.Lock()
+        self._bg_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self._resource_subs: set[str] = set()  # stateless era: URIs asked for on subscriptions/listen
+        self._listen_acked = asyncio.Event()  # set when the current listen stream is acknowledged
+
+    # -- lifecycle ---------------------------------------------------------
+    async def open(self) -> None:
+        async with self._lock:
+            if self.era is None:
+                await self._handshake()
+
+    async def _handshake(self) -> None:
+        if self.force_era != "session":
+            discovered = await self._try_discover()
+            if discovered is not None:
+                self._adopt(discovered)
+                return
+            if self.force_era == "stateless":
+                raise BackendFault("the upstream does not answer server/discover (stateless era)", kind="protocol")
+        await self._initialize()
+
+    async def _try_discover(self) -> JSON | None:
+        """The discover result, or None when the upstream is not stateless-era."""
+        try:
+            result = await self._discover()
+        except UpstreamError as e:
+            if e.code == UNSUPPORTED_PROTOCOL_VERSION:
+                supported = (e.data or {}).get("supported") if isinstance(e.data, dict) else None
+                if isinstance(supported, list) and not any(v in HANDSHAKE_VERSIONS for v in supported):
+                    raise BackendFault(
+                        f"the upstream supports only protocol versions {', '.join(map(str, supported))}; "
+                        f"this gateway speaks {MODERN_VERSION} and {', '.join(HANDSHAKE_VERSIONS)}",
+                        kind="protocol",
+                    ) from None
+            return None
+        except BackendFault as f:
+            if f.kind in ("connect", "unauthorized", "timeout", "payload"):
+                raise
+            return None  # 4xx without JSON-RPC, bad framing...: not stateless-era evidence
+        versions = result.get("supportedVersions")
+        if not isinstance(versions, list) or MODERN_VERSION not in versions:
+            return None
+        return result
+
+    async def _discover(self) -> JSON:
+        return await self._exchange(
+            "server/discover", {}, CallContext(), era="stateless", timeout_s=max(self.connect_timeout_s, 10.0)
+        )
+
+    def _adopt(self, result: JSON) -> None:
+        self.era = "stateless"
+        self.protocol_version = MODERN_VERSION
+        self.session_id = None
+        self.capabilities = dict(result.get("capabilities") or {})
+        info = (result.get("_meta") or {}).get(META_SERVER_INFO)
+        self.server_info = dict(info) if isinstance(info, dict) else {}
+        self.instructions = result.get("instructions")
+        self.handshakes += 1
+        self._start_background()
+
+    async def _initialize(self) -> None:
+        self.session_id = None
+        params = {
+            "protocolVersion": HANDSHAKE_VERSIONS[0],
+            "capabilities": CLIENT_CAPABILITIES,
+            "clientInfo": self.client_info,
+        }
+        result = await self._exchange(
+            "initialize", params, CallContext(), era="handshake", timeout_s=max(self.connect_timeout_s, 10.0)
+        )
+        version = result.get("protocolVersion")
+        if version not in HANDSHAKE_VERSIONS:
+            raise BackendFault(
+                f"the upstream chose protocol version {version!r}, which this gateway does not speak "
+                f"({', '.join(HANDSHAKE_VERSIONS)})",
+                kind="protocol",
+            )
+        self.era = "session"
+        self.protocol_version = version
+        self.capabilities = dict(result.get("capabilities") or {})
+        self.server_info = dict(result.get("serverInfo") or {})
+        self.instructions = result.get("instructions")
+        self.handshakes += 1
+        await self._post_notification("notifications/initialized", None)
+        self._start_background()
+
+    async def _reinitialize(self, lost_session: str | None) -> None:
+        async with self._lock:
+            if self.session_id != lost_session:  # another call already did it
+                return
+            self.host.log("warning", "upstream session not found (HTTP 404); initializing a new session")
+            self.reinitializations += 1
+            self._stop_background()
+            await self._initialize()
+
+    async def close(self) -> None:
+        self._closed = True
+        self.pool.close()
+        self._stop_background()
+        for t in list(self._tasks):
+            t.cancel()
+        if self.era == "session" and self.session_id:
+            try:
+                req = self.client.build_request("DELETE", self.url, headers=self._headers(None, None), timeout=2.0)
+                response = await _http.send(self.client, req, self.check_host, "closing the upstream session")
+                await response.aclose()
+            except Exception:
+                pass
+        self.session_id = None
+        self.era = None
+
+    # -- calls -------------------------------------------------------------
+    async def request(self, method: str, params: JSON | None, ctx: CallContext) -> JSON:
+        if self.era is None:
+            await self.open()
+        params = dict(params or {})
+        if self.era == "stateless" and method in ("resources/subscribe", "resources/unsubscribe"):
+            return await self._listen_subscription(method, params)
+        if self.era == "stateless" and ctx.request_state is not None and "requestState" not in params:
+            params["requestState"] = ctx.request_state
+        result = await self._request_with_session_retry(method, params, ctx)
+        rounds = 0
+        while self.era == "stateless" and result.get("resultType") == "input_required":
+            rounds += 1
+            if rounds > INPUT_REQUIRED_MAX_ROUNDS:
+                raise BackendFault(
+                    f"the upstream asked for client input more than {INPUT_REQUIRED_MAX_ROUNDS} times", kind="protocol"
+                )
+            params = await self._fulfil_input(params, result, ctx)
+            result = await self._request_with_session_retry(method, params, ctx)
+        return result
+
+    async def _listen_subscription(self, method: str, params: JSON) -> JSON:
+        """Stateless era: resources/subscribe and unsubscribe no longer exist upstream; the URI set
+        rides on ``subscriptions/listen`` (``resourceSubscriptions``), reopened when it changes.
+        A subscribe returns once the upstream acknowledged the new stream (it has subscribed by
+        then), or after the connect timeout (best effort: the stream keeps retrying)."""
+        uri = params.get("uri")
+        if not isinstance(uri, str):
+            raise UpstreamError(-32602, f"Invalid params: {method} needs a string 'uri'")
+        before = set(self._resource_subs)
+        if method == "resources/subscribe":
+            self._resource_subs.add(uri)
+        else:
+            self._resource_subs.discard(uri)
+        if self._resource_subs != before:
+            self._start_background()
+            if method == "resources/subscribe" and self._bg_task is not None:
+                try:
+                    await asyncio.wait_for(self._listen_acked.wait(), max(self.connect_timeout_s, 5.0))
+                except TimeoutError:
+                    self.host.log("warning", f"subscriptions/listen was not acknowledged in time; updates of {uri!r} "
+                                             "may be missed until it is")
+        return {}
+
+    async def _fulfil_input(self, params: JSON, result: JSON, ctx: CallContext) -> JSON:
+        requests = result.get("inputRequests") or {}
+        state = result.get("requestState")
+        responses: JSON = {}
+        if requests:
+            try:
+                for key, req in requests.items():
+                    responses[key] = await ctx.relay.request(req.get("method", ""), req.get("params") or {})
+            except RelayUnavailable:
+                raise InputRequired(requests, state or "") from None
+        else:
+            await asyncio.sleep(0.05)
+        out = {k: v for k, v in params.items() if k not in ("inputResponses", "requestState")}
+        if responses:
+            out["inputResponses"] = responses
+        if state is not None:
+            out["requestState"] = state
+        return out
+
+    async def _request_with_session_retry(self, method: str, params: JSON, ctx: CallContext) -> JSON:
+        sid = self.session_id
+        try:
+            return await self._exchange(method, params, ctx)
+        except SessionLost:
+            await self._reinitialize(sid)
+        try:
+            return await self._exchange(method, params, ctx)
+        except SessionLost:
+            raise BackendFault(
+                "the upstream lost the session again right after a new one was initialized", kind="protocol"
+            ) from None
+
+    async def notify(self, method: str, params: JSON | None) -> None:
+        if self.era != "session":
+            return  # the stateless era has no client-to-server notifications over HTTP
+        await self._post_notification(method, params)
+
+    async def ping(self, timeout_s: float) -> None:
+        if self.era == "stateless":
+            await self._exchange("server/discover", {}, CallContext(), era="stateless", timeout_s=timeout_s)
+        else:
+            sid = self.session_id
+            try:
+                await self._exchange("ping", {}, CallContext(), timeout_s=timeout_s)
+            except SessionLost:
+                await self._reinitialize(sid)
+                await self._exchange("ping", {}, CallContext(), timeout_s=timeout_s)
+
+    # -- the wire ----------------------------------------------------------
+    def _headers(self, method: str | None, params: JSON | None, era: str | None = None) -> dict[str, str]:
+        era = era or self.era
+        headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        headers.update(self.auth_headers())
+        if era == "stateless":
+            headers["MCP-Protocol-Version"] = MODERN_VERSION
+            if method:
+                headers["Mcp-Method"] = method
+                key = NAME_BEARING.get(method)
+                value = (params or {}).get(key) if key else None
+                if isinstance(value, str):
+                    headers["Mcp-Name"] = encode_header_value(value)
+        elif era == "session":
+            if self.protocol_version:
+                headers["MCP-Protocol-Version"] = self.protocol_version
+            if self.session_id:
+                headers["Mcp-Session-Id"] = self.session_id
+        return headers
+
+    def _timeout(self, ctx: CallContext, timeout_s: float | None) -> float:
+        """The read (and write) timeout of one request: the call's deadline plus a second, or the default."""
+        if timeout_s is None:
+            if ctx.deadline is None:
+                return max(0.05, self.default_timeout_s)
+            timeout_s = ctx.deadline - asyncio.get_running_loop().time() + 1.0
+        return max(0.05, timeout_s)
+
+    async def _exchange(
+        self, method: str, params: JSON, ctx: CallContext, *, era: str | None = None, timeout_s: float | None = None
+    ) -> JSON:
+        """One request and its answer. ``era="handshake"`` is the bare initialize."""
+        era = era or self.era
+        what = f"{method} to {self.url}"
+        rid = next(self._ids)
+        params = dict(params)
+        meta = dict(params.get("_meta") or {})
+        own_token = swap_progress_token(meta, ctx, rid, enabled=era != "handshake")
+        if era == "stateless":
+            meta[META_PROTOCOL] = MODERN_VERSION
+            meta[META_CLIENT_INFO] = self.client_info
+            # The downstream client's capabilities, not the gateway's: the upstream must only ask
+            # for input (or refuse with -32021) according to what the real client can do.
+            meta[META_CLIENT_CAPS] = dict(ctx.client_capabilities or {})
+        if meta:
+            params["_meta"] = meta
+        else:
+            params.pop("_meta", None)
+        body = request_message(rid, method, params)
+        sent_session = self.session_id if era == "session" else None
+        headers = self._headers(method, params, era)
+        read_timeout_s = self._timeout(ctx, timeout_s)
+        response: _h1.H1Response | None = None
+        try:
+            response = await _http.send_h1(
+                self.pool, "POST", self.url, headers, _http.encode_json(body), self.check_host, what,
+                connect_timeout_s=self.connect_timeout_s, read_timeout_s=read_timeout_s, write_timeout_s=read_timeout_s,
+            )
+            await self._check_status(response, what, sent_session)
+            if era == "handshake":
+                sid = response.headers.get("mcp-session-id")
+                self.session_id = sid or None
+            ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype == "application/json":
+                raw = await _http.read_limited(response, ctx.max_response_bytes, what)
+                msg = _http.parse_json_message(raw, what)
+                return result_of(self._pick_reply(msg, rid, what), what)
+            if ctype == "text/event-stream":
+                return await self._read_sse_answer(response, rid, ctx, own_token, what)
+            raise BackendFault(
+                f"{what}: the upstream answered with content type {ctype or '(none)'!r}, "
+                "expected application/json or text/event-stream",
+                kind="protocol",
+            )
+        except asyncio.CancelledError:
+            if era == "session":
+                self._spawn(self._post_notification(
+                    "notifications/cancelled", {"requestId": rid, "reason": "cancelled by the gateway (client cancel or timeout)"}
+                ))
+            raise
+        finally:
+            if response is not None:
+                await response.aclose()
+
+    def _pick_reply(self, msg: Any, rid: int, what: str) -> Any:
+        if isinstance(msg, list):  # a batch: find ours
+            for m in msg:
+                if isinstance(m, dict) and m.get("id") == rid and is_response(m):
+                    return m
+            raise BackendFault(f"{what}: the upstream's batch reply does not answer request {rid}", kind="protocol")
+        if isinstance(msg, dict) and is_response(msg) and msg.get("id") not in (rid, None):
+            raise BackendFault(f"{what}: the upstream answered request {msg.get('id')!r}, not {rid}", kind="protocol")
+        return msg
+
+    async def _check_status(self, response: _h1.H1Response, what: str, sent_session: str | None) -> None:
+        status = response.status_code
+        if 200 <= status < 300:
+            if status == 202:
+                raise BackendFault(f"{what}: the upstream accepted the request (202) but sent no answer", kind="protocol")
+            return
+        if status in (401, 403):
+            raise BackendFault(
+                f"{what}: the upstream refused the credentials (HTTP {status}); check the service's authRef",
+                kind="unauthorized",
+                status=status,
+            )
+        if status == 404 and sent_session:
+            raise SessionLost()
+        # A JSON-RPC error in a 4xx body is the upstream's answer, not a fault.
+        detail = ""
+        if response.headers.get("content-type", "").lower().startswith("application/json"):
+            try:
+                raw = await _http.read_limited(response, 64 * 1024, what)
+                msg = _http.parse_json_message(raw, what)
+            except BackendFault:
+                msg = None
+            if isinstance(msg, dict) and isinstance(msg.get("error"), dict):
+                if 400 <= status < 500:
+                    result_of(msg, what)  # raises UpstreamError
+                detail = f": {str(msg['error'].get('message', ''))[:200]}"
+        if status >= 500:
+            raise BackendFault(f"{what}: the upstream failed with HTTP {status}{detail}", kind="http", status=status)
+        raise BackendFault(f"{what}: the upstream answered HTTP {status}{detail}", kind="http", status=status)
+
+    async def _read_sse_answer(
+        self, response: _h1.H1Response, rid: int, ctx: CallContext, own_token: str | None, what: str
+    ) -> JSON:
+        reader = _http.SSEReader(response, ctx.max_response_bytes, what)
+        async for ev in reader.events():
+            if ev.event != "message" or not ev.data:
+                continue
+            msg = _http.parse_json_message(ev.data, what)
+            for m in msg if isinstance(msg, list) else [msg]:
+                if not isinstance(m, dict):
+                    raise BackendFault(f"{what}: an SSE message is not a JSON-RPC object", kind="protocol")
+                if is_response(m):
+                    if m.get("id") == rid:
+                        return result_of(m, what)
+                    continue
+                if is_request(m):
+                    reply = await answer_server_request(m, ctx, self.host)
+                    await self._post_reply(reply)
+                elif is_notification(m):
+                    await relay_call_notification(m, ctx, own_token, self.host)
+                else:
+                    raise BackendFault(f"{what}: an SSE message is not a valid JSON-RPC message", kind="protocol")
+        raise BackendFault(f"{what}: the upstream closed the response stream without answering", kind="protocol")
+
+    async def _post_reply(self, reply: JSON) -> None:
+        await self._post_message(reply, "answering the upstream's request")
+
+    async def _post_notification(self, method: str, params: JSON | None) -> None:
+        await self._post_message(notification_message(method, params), f"sending {method}")
+
+    async def _post_message(self, message: JSON, what: str) -> None:
+        """POST a notification or response; the upstream answers 202."""
+        timeout_s = self.connect_timeout_s * 2
+        response = await _http.send_h1(
+            self.pool, "POST", self.url, self._headers(message.get("method"), message.get("params")),
+            _http.encode_json(message), self.check_host, what,
+            connect_timeout_s=timeout_s, read_timeout_s=timeout_s, write_timeout_s=timeout_s,
+        )
+        try:
+            if response.status_code >= 400:
+                if response.status_code in (401, 403):
+                    raise BackendFault(f"{what}: the upstream refused the credentials (HTTP {response.status_code})",
+                                       kind="unauthorized", status=response.status_code)
+                raise BackendFault(f"{what}: the upstream answered HTTP {response.status_code}", kind="http",
+                                   status=response.status_code)
+        finally:
+            await response.aclose()
+
+    # -- background stream -------------------------------------------------
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        spawn_guarded(self._tasks, coro, "background send", timeout=max(self.connect_timeout_s * 2, 5.0))
+
+    def _start_background(self) -> None:
+        if self._closed:
+            return
+        self._stop_background()
+        if self.era == "session":
+            self._bg_task = asyncio.ensure_future(self._get_stream_loop())
+        elif self.era == "stateless":
+            self._listen_acked = asyncio.Event()
+            wanted = {
+                "toolsListChanged": bool((self.capabilities.get("tools") or {}).get("listChanged")),
+                "promptsListChanged": bool((self.capabilities.get("prompts") or {}).get("listChanged")),
+                "resourcesListChanged": bool((self.capabilities.get("resources") or {}).get("listChanged")),
+            }
+            wanted = {k: v for k, v in wanted.items() if v}
+            if self._resource_subs:
+                wanted["resourceSubscriptions"] = sorted(self._resource_subs)
+            if wanted:
+                self._bg_task = asyncio.ensure_future(self._listen_loop(wanted))
+
+    def _stop_background(self) -> None:
+        if self._bg_task is not None:
+            self._bg_task.cancel()
+            self._bg_task = None
+        self.background = None
+
+    def _stream_timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.connect_timeout_s, read=None, write=5.0, pool=self.connect_timeout_s)
+
+    async def _get_stream_loop(self) -> None:
+        """Session era: keep the upstream's GET stream open while it offers one."""
+        async def open_stream() -> httpx.Response | None:
+            headers = self._headers(None, None)
+            headers["Accept"] = "text/event-stream"
+            headers.pop("Content-Type", None)
+            req = self.client.build_request("GET", self.url, headers=headers, timeout=self._stream_timeout())
+            response = await _http.send(self.client, req, self.check_host, "the upstream's GET stream")
+            if response.status_code == 405:
+                await response.aclose()
+                self.background = "none (the upstream offers no GET stream)"
+                return None
+            if response.status_code >= 400:
+                await response.aclose()
+                raise BackendFault(f"GET stream: HTTP {response.status_code}", kind="http")
+            return response
+
+        await self._keep_stream_open("GET stream", "the upstream's GET stream", open_stream,
+                                     lambda: self.era == "session" and bool(self.session_id))
+
+    async def _listen_loop(self, wanted: JSON) -> None:
+        """Stateless era: ``subscriptions/listen`` for list changes (best effort)."""
+        async def open_stream() -> httpx.Response | None:
+            rid = f"listen-{next(self._ids)}"
+            params = {
+                "notifications": wanted,
+                "_meta": {
+                    META_PROTOCOL: MODERN_VERSION,
+                    META_CLIENT_INFO: self.client_info,
+                    META_CLIENT_CAPS: CLIENT_CAPABILITIES,
+                },
+            }
+            req = self.client.build_request(
+                "POST", self.url, json=request_message(rid, "subscriptions/listen", params),
+                headers=self._headers("subscriptions/listen", params), timeout=self._stream_timeout(),
+            )
+            response = await _http.send(self.client, req, self.check_host, "subscriptions/listen")
+            if response.status_code >= 400 or not response.headers.get("content-type", "").startswith("text/event-stream"):
+                await response.aclose()
+                self.background = "none (subscriptions/listen not offered)"
+                return None
+            return response
+
+        await self._keep_stream_open("subscriptions/listen", "subscriptions/listen", open_stream,
+                                     lambda: self.era == "stateless")
+
+    async def _keep_stream_open(self, label: str, what: str, open_stream: Callable[[], Awaitable[httpx.Response | None]],
+                                still_wanted: Callable[[], bool]) -> None:
+        """Hold one long-lived upstream stream, reconnecting with backoff; give up after 5
+        failures in a row (saying so in the service log). ``open_stream`` returns None when
+        the upstream does not offer the stream at all."""
+        failures = 0
+        while not self._closed and still_wanted():
+            try:
+                response = await open_stream()
+                if response is None:
+                    return
+                try:
+                    self.background = label
+                    failures = 0
+                    await self._consume_unsolicited(response, what)
+                finally:
+                    await response.aclose()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                failures += 1
+                self.background = None
+                log.debug("%s failed: %s", what, e)
+                if failures >= 5:
+                    self.host.log("warning", f"{what} keeps failing ({e}); list changes may be missed")
+                    return
+            await asyncio.sleep(min(30.0, 0.25 * 2**failures))
+
+    async def _consume_unsolicited(self, response: httpx.Response, what: str) -> None:
+        reader = _http.SSEReader(response, None, what)
+        async for ev in reader.events():
+            if ev.event != "message" or not ev.data:
+                continue
+            try:
+                msg = _http.parse_json_message(ev.data, what)
+            except BackendFault as e:
+                self.host.log("warning", str(e))
+                continue
+            for m in msg if isinstance(msg, list) else [msg]:
+                if not isinstance(m, dict):
+                    continue
+                if is_request(m):
+                    self._spawn_answer(m)
+                elif is_notification(m):
+                    if m.get("method") == "notifications/subscriptions/acknowledged":
+                        self._listen_acked.set()
+                    handle_unsolicited_notification(m.get("method", ""), m.get("params") or {}, self.host)
+
+    def _spawn_answer(self, msg: JSON) -> None:
+        async def answer() -> None:
+            await self._post_reply(await answer_server_request(msg, None, self.host))
+
+        spawn_guarded(self._tasks, answer(), "answering an unsolicited request")
+
+    def describe(self) -> JSON:
+        return {
+            "transport": "streamable_http",
+            "era": self.era,
+            "protocolVersion": self.protocol_version,
+            "handshakes": self.handshakes,
+            "reinitializations": self.reinitializations,
+            "sessionIdPresent": bool(self.session_id),
+            "backgroundStream": self.background,
+        }

@@ -1,0 +1,250 @@
+"""The service manifest: what a user declares about one MCP service.
+
+Owns the pydantic models of ``apiVersion: runtimed/v1, kind: MCPService``, the
+deterministic service id, and the readable rendering of validation errors.
+Must not touch the disk, the network or a running service: loading a wasm file
+or reaching a URL belongs to the backends, storing manifests to the registry.
+``schemas/`` is generated from these models (``python scripts/generate_schema.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Annotated, Any, Literal, Union
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+API_VERSION = "runtimed/v1"
+KIND = "MCPService"
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# Query parameter names that carry credentials (api_key, access_token, secret, sig, password...).
+_SECRET_QUERY_RE = re.compile(r"(?i)(^|[_-])(api[_-]?key|apikey|key|token|access[_-]?token|secret|password|passwd|pwd|auth|signature|sig|credential)s?$")
+
+
+class _Model(BaseModel):
+    """Base: unknown keys are errors (a typo must not silently drop a policy)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Metadata(_Model):
+    name: str = Field(pattern=NAME_PATTERN, description="Unique service name.")
+    displayName: str | None = Field(default=None, max_length=128)
+    description: str | None = Field(default=None, max_length=2048)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class WasmLimits(_Model):
+    """Per-service overrides of the daemon's WASM sandbox defaults."""
+
+    fuel: int | None = Field(default=None, gt=0, description="Fuel (instructions, roughly) per call.")
+    memoryBytes: int | None = Field(default=None, gt=0, description="Linear memory cap per call.")
+    maxOutputBytes: int | None = Field(default=None, gt=0, description="Cap on a call's JSON result.")
+    timeoutMs: int | None = Field(default=None, gt=0, description="Wall-clock limit of one call inside the sandbox.")
+
+
+class LocalWasmOrigin(_Model):
+    type: Literal["local_wasm"] = "local_wasm"
+    path: str = Field(min_length=1, description="Absolute path of the .wasm or .wat file.")
+    sha256: str | None = Field(default=None, description="sha256 of the file as registered.")
+    limits: WasmLimits = Field(default_factory=WasmLimits)
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, v: str | None) -> str | None:
+        if v is not None and not _SHA256_RE.match(v):
+            raise ValueError("sha256 must be 64 lowercase hex characters")
+        return v
+
+    def identity(self) -> str:
+        return f"local_wasm:{self.path}"
+
+
+AUTH_REF_PATTERN = r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:[^\s]+|header_env:[A-Za-z0-9-]+:[A-Za-z_][A-Za-z0-9_]*)$"
+
+
+class RemoteMcpOrigin(_Model):
+    type: Literal["remote_mcp"] = "remote_mcp"
+    url: str = Field(description="http(s) URL of the remote MCP endpoint.")
+    transport: Literal["streamable_http", "sse"] = "streamable_http"
+    authRef: str | None = Field(
+        default=None,
+        pattern=AUTH_REF_PATTERN,
+        description="Where the credential lives: env:VAR, file:relative/path (under secrets/), header_env:Header-Name:VAR.",
+    )
+    allowedHosts: list[str] | None = Field(
+        default=None, description="Hosts this service may connect to (in addition to the daemon-wide list)."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if any(ord(c) < 0x21 or ord(c) == 0x7F for c in v):
+            raise ValueError("url must not contain spaces or control characters")
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError("url must start with http:// or https://")
+        if not parts.hostname:
+            raise ValueError("url has no host")
+        if parts.username or parts.password:
+            raise ValueError("credentials in the url are not allowed; use authRef")
+        for key, _ in parse_qsl(parts.query, keep_blank_values=True):
+            if _SECRET_QUERY_RE.search(key):
+                raise ValueError(
+                    f"query parameter {key!r} looks like a credential; a manifest holds no secrets "
+                    "(it is shown by the API and the status page): use authRef, e.g. header_env:Header-Name:VAR"
+                )
+        # Normalise: lower-case scheme and host, drop the fragment.
+        netloc = parts.hostname.lower() if ":" not in parts.hostname else f"[{parts.hostname.lower()}]"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
+
+    def identity(self) -> str:
+        return f"remote_mcp:{self.url}"
+
+
+Origin = Annotated[Union[LocalWasmOrigin, RemoteMcpOrigin], Field(discriminator="type")]
+
+
+class RateLimit(_Model):
+    calls: int = Field(gt=0)
+    per: Literal["second", "minute", "hour", "day"] = "minute"
+
+
+class CachePolicy(_Model):
+    ttlSeconds: float = Field(gt=0, description="How long a cached result is served.")
+    tools: list[str] = Field(default_factory=list, description="Tools (names or globs) whose results are cacheable.")
+    readOnlyHint: bool = Field(
+        default=False, description="Also cache every tool annotated readOnlyHint: true."
+    )
+    maxEntries: int = Field(default=1000, gt=0)
+
+
+class Policy(_Model):
+    """Per-service call policy. ``None`` means: the daemon's default."""
+
+    timeoutMs: int | None = Field(default=None, gt=0)
+    connectTimeoutMs: int | None = Field(default=None, gt=0)
+    allowedTools: list[str] | None = Field(default=None, description="Exact names or globs; None = all.")
+    deniedTools: list[str] = Field(default_factory=list, description="Exact names or globs.")
+    readOnly: bool = Field(default=False, description="Expose only tools annotated readOnlyHint: true.")
+    maxPayloadBytes: int | None = Field(default=None, gt=0)
+    maxConcurrency: int | None = Field(default=None, gt=0)
+    maxQueue: int | None = Field(default=None, ge=0)
+    queueTimeoutMs: int | None = Field(default=None, gt=0)
+    rateLimit: RateLimit | None = None
+    cache: CachePolicy | None = None
+    retries: int | None = Field(default=None, ge=0, le=10, description="Extra tries for safe requests.")
+
+
+class Backoff(_Model):
+    initialMs: int = Field(default=500, gt=0)
+    maxMs: int = Field(default=30_000, gt=0)
+    multiplier: float = Field(default=2.0, ge=1.0)
+
+
+class RestartPolicy(_Model):
+    mode: Literal["never", "on-failure", "always"] = "on-failure"
+    maxRestarts: int = Field(default=5, ge=0)
+    windowSeconds: float = Field(default=300, gt=0)
+    backoff: Backoff = Field(default_factory=Backoff)
+
+
+class HealthCheck(_Model):
+    intervalSeconds: float | None = Field(default=None, gt=0)
+    timeoutMs: int | None = Field(default=None, gt=0)
+    degradedMs: int | None = Field(default=None, gt=0, description="A probe slower than this is DEGRADED.")
+
+
+class Spec(_Model):
+    origin: Origin
+    policy: Policy = Field(default_factory=Policy)
+    enabled: bool = True
+    autostart: bool = True
+    restartPolicy: RestartPolicy = Field(default_factory=RestartPolicy)
+    healthCheck: HealthCheck = Field(default_factory=HealthCheck)
+    toolNamespace: str | None = Field(default=None, pattern=NAME_PATTERN, description="Default: the service name.")
+
+
+class ServiceManifest(_Model):
+    apiVersion: Literal["runtimed/v1"] = API_VERSION
+    kind: Literal["MCPService"] = KIND
+    metadata: Metadata
+    spec: Spec
+
+    @model_validator(mode="after")
+    def _namespace_default(self) -> "ServiceManifest":
+        if self.spec.toolNamespace is None:
+            self.spec.toolNamespace = self.metadata.name
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.spec.toolNamespace or self.metadata.name
+
+    @property
+    def id(self) -> str:
+        return service_id(self.spec.origin)
+
+    def public_dict(self) -> dict[str, Any]:
+        """The manifest as JSON. Manifests hold only secret *references*, never values."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+_IDS: dict[str, str] = {}  # origin identity -> service id (a pure function; memoised, bounded)
+
+
+def service_id(origin: LocalWasmOrigin | RemoteMcpOrigin) -> str:
+    """``svc_`` + 12 hex chars of sha256 over the origin's identity (path or URL)."""
+    identity = origin.identity()
+    sid = _IDS.get(identity)
+    if sid is None:
+        if len(_IDS) >= 4096:
+            _IDS.clear()
+        sid = _IDS[identity] = "svc_" + hashlib.sha256(identity.encode()).hexdigest()[:12]
+    return sid
+
+
+def is_valid_name(name: str) -> bool:
+    return bool(_NAME_RE.match(name))
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """One readable line per problem: ``spec.policy.timeoutMs: must be > 0``."""
+    lines = []
+    for e in err.errors(include_url=False):
+        loc = ".".join(str(p) for p in e.get("loc", ()) if not str(p).startswith("function-"))
+        # Discriminated unions put the tag in the location; keep it readable.
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        if e.get("type") == "extra_forbidden":
+            msg = "unknown field"
+        elif e.get("type") == "string_pattern_mismatch" and loc.endswith("name"):
+            msg = "must match [a-z0-9][a-z0-9_-]{0,31} (lowercase letters, digits, '-' and '_', at most 32)"
+        elif e.get("type") == "union_tag_invalid":
+            msg = "origin.type must be 'local_wasm' or 'remote_mcp'"
+        elif e.get("type") == "union_tag_not_found":
+            msg = "origin needs a 'type': 'local_wasm' or 'remote_mcp'"
+        lines.append(f"{loc or '(manifest)'}: {msg}")
+    return "; ".join(lines)
+
+
+class ManifestError(ValueError):
+    """A manifest that does not validate; the message says what and where."""
+
+
+def parse_manifest(data: Any) -> ServiceManifest:
+    if not isinstance(data, dict):
+        raise ManifestError("a manifest must be a JSON object")
+    try:
+        return ServiceManifest.model_validate(data)
+    except ValidationError as e:
+        raise ManifestError(describe_validation_error(e)) from None

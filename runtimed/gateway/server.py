@@ -1,0 +1,263 @@
+"""The MCP gateway: one Streamable HTTP endpoint for every service, both eras.
+
+Owns ``Gateway``, the part ``runtimed.app`` builds: it wires the catalog
+cache, the session store, the router and the transport endpoints, feeds
+``list_changed`` and upstream notifications to connected clients, routes
+server-to-client requests not tied to a call, and counts clients. Each concept
+lives in its own module (see docs/spec/gateway.md). Must not: check tokens or
+Host/Origin (``runtimed.security``), enforce call policies (``runtimed.policy``)
+or change lifecycle state except through the control tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from starlette.routing import BaseRoute, Route
+
+from runtimed import __version__
+from runtimed.backends.base import CallContext, RelayUnavailable
+from runtimed.gateway import control
+from runtimed.gateway.catalog import Catalog, CatalogCache
+from runtimed.protocol.jsonrpc import notification
+from runtimed.gateway.router import Router
+from runtimed.gateway.sessions import Session, SessionStore, Stream
+from runtimed.gateway.stateless import StateSigner
+from runtimed.gateway.transport import McpEndpoint
+
+if TYPE_CHECKING:
+    from runtimed.daemon import Daemon
+    from runtimed.lifecycle.supervisor import ServiceRuntime
+
+log = logging.getLogger("runtimed.gateway")
+JSON = dict[str, Any]
+# The event types ``_follow_events`` acts on (it is not woken for the others, e.g. one "call" per tool call).
+FOLLOWED_EVENTS = ("transition", "interface", "service.removed", "service.updated")
+LIST_KINDS = (("tools", "toolsListChanged"), ("prompts", "promptsListChanged"), ("resources", "resourcesListChanged"))
+
+
+@dataclass(eq=False)
+class Listener:
+    """One stateless-era ``subscriptions/listen`` stream."""
+
+    stream: Stream
+    scope: str | None
+    agreed: JSON
+    meta: JSON
+
+
+class Gateway:
+    def __init__(self, daemon: "Daemon") -> None:
+        self.daemon = daemon
+        self.sessions = SessionStore(on_end=self._session_ended)
+        self.catalogs = CatalogCache(daemon.supervisor.serving, lambda: control.tools(daemon), self._renamed,
+                                     lambda: daemon.settings.capture_intent,
+                                    page_size=daemon.settings.list_page_size)
+        self.router = Router(self)
+        self.signer = StateSigner(daemon.settings.state_dir)
+        self.listeners: set[Listener] = set()
+        self.stateless_inflight = [0]
+        self._announced: set[tuple[str, str, str, str]] = set()
+        # (service id, uri) -> (service, subscribers): one upstream subscription per URI, shared by
+        # every session and listen stream that asked for it (owner keys: session ids, listener ids).
+        self.resource_subs: dict[tuple[str, str], tuple["ServiceRuntime", set[str]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._events_task: asyncio.Task[None] | None = None
+        # Raw ASGI apps of /mcp and /mcp/{service}: routed by Starlette, and ahead of it by ``app.McpDispatch``.
+        self.endpoint = McpEndpoint(self, scoped=False)
+        self.scoped_endpoint = McpEndpoint(self, scoped=True)
+
+    # -- wiring ------------------------------------------------------------------
+    def routes(self) -> list[BaseRoute]:
+        methods = ["GET", "POST", "DELETE"]
+        return [Route("/mcp", self.endpoint, methods=methods), Route("/mcp/{service}", self.scoped_endpoint, methods=methods)]
+
+    async def startup(self) -> None:
+        sup = self.daemon.supervisor
+        sup.notification_sinks.append(self._on_upstream_notification)
+        sup.server_request_handler = self._on_server_request
+        self._events_task = asyncio.ensure_future(self._follow_events())
+
+    async def shutdown(self) -> None:
+        if self._events_task is not None:
+            self._events_task.cancel()
+            try:
+                await self._events_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        for lst in list(self.listeners):
+            lst.stream.close()
+        self.sessions.close_all()
+
+    def client_counts(self) -> dict[str, int]:
+        return {"session": len(self.sessions), "stateless": self.stateless_inflight[0] + len(self.listeners)}
+
+    # -- what the endpoints say about themselves -----------------------------------
+    def capabilities(self, scope: str | None, cat: Catalog) -> JSON:
+        caps: JSON = {"tools": {"listChanged": True}, "prompts": {"listChanged": True},
+                      "resources": {"subscribe": True, "listChanged": True}, "completions": {}, "logging": {}}
+        if scope is not None and cat.services and cat.services[0].interface is not None:
+            up = cat.services[0].interface.capabilities
+            caps = {k: v for k, v in caps.items() if k in up or k in ("tools",)}
+            if "resources" in caps:
+                caps["resources"] = {"subscribe": bool((up.get("resources") or {}).get("subscribe")), "listChanged": True}
+        return caps
+
+    def server_info(self, scope: str | None, cat: Catalog) -> JSON:
+        if scope is not None and cat.services and cat.services[0].interface and cat.services[0].interface.server_info:
+            info = dict(cat.services[0].interface.server_info)
+            info.setdefault("version", "unknown")
+            return info
+        return {"name": "runtimed" if scope is None else f"runtimed/{scope}", "version": __version__}
+
+    def instructions(self, scope: str | None, cat: Catalog) -> str | None:
+        if scope is not None:
+            return cat.services[0].interface.instructions if cat.services and cat.services[0].interface else None
+        names = ", ".join(s.name for s in cat.services) or "none running"
+        return (f"MCP Runtime gateway. Tools and prompts are named <service>__<name>; services: {names}. "
+                "runtime__* tools report on the services themselves.")
+
+    # -- naming events ---------------------------------------------------------------
+    def _renamed(self, cat: Catalog) -> None:
+        for svc, kind, upstream, public in cat.renamed:
+            key = (svc.id, kind, upstream, public)
+            if key in self._announced:
+                continue
+            self._announced.add(key)
+            self.daemon.events.emit("naming", svc.name, kind=kind, upstream=upstream, public=public,
+                                    reason="shortened or cleaned to fit 64 characters and the tool-name rules, "
+                                           "or disambiguated from another service", serviceId=svc.id)
+            svc.log("info", f"{kind} {upstream!r} is listed as {public!r} on /mcp")
+
+    # -- list_changed ----------------------------------------------------------------
+    async def _follow_events(self) -> None:
+        async for ev in self.daemon.events.subscribe(types=FOLLOWED_EVENTS):
+            try:
+                kinds = self._changed_kinds(ev)
+                if kinds:
+                    self.catalogs.invalidate()
+                    self.broadcast_list_changed(ev.service, kinds)
+                if ev.type == "transition" and ev.data.get("to") == "RUNNING":
+                    self._resubscribe(ev.service)
+            except Exception:
+                log.exception("list_changed fan-out failed")
+
+    @staticmethod
+    def _changed_kinds(ev: Any) -> tuple[str, ...]:
+        # STARTING too: a service starting with a cached interface is listed (ServiceRuntime.serving).
+        if ev.type == "transition" and {"RUNNING", "STARTING"} & {ev.data.get("to"), ev.data.get("from")}:
+            return ("tools", "prompts", "resources")
+        if ev.type == "interface" and ev.data.get("changed", True):
+            diff = ev.data.get("diff") or {}
+            kinds = tuple(k for k in ("tools", "prompts", "resources") if k in diff
+                          or (k == "resources" and "resourceTemplates" in diff))
+            return kinds or ("tools", "prompts", "resources")
+        if ev.type in ("service.removed", "service.updated"):
+            return ("tools", "prompts", "resources")
+        return ()
+
+    def broadcast_list_changed(self, service: str | None, kinds: tuple[str, ...]) -> None:
+        for session in self.sessions.all():
+            if session.scope is not None and session.scope != service:
+                continue
+            for k in kinds:
+                session.standalone.push(notification(f"notifications/{k}/list_changed"))
+        for lst in list(self.listeners):
+            if lst.scope is not None and lst.scope != service:
+                continue
+            for k, flag in LIST_KINDS:
+                if k in kinds and lst.agreed.get(flag):
+                    lst.stream.push(notification(f"notifications/{k}/list_changed", {"_meta": lst.meta}))
+
+    # -- resource subscriptions ------------------------------------------------------
+    async def subscribe_resource(self, svc: "ServiceRuntime", uri: str, owner: str, forward: Any = None) -> None:
+        """Add ``owner`` to the URI's subscribers; the first one subscribes upstream.
+
+        ``forward(svc, method, uri)`` makes the upstream call on behalf of the asking client (its
+        errors reach that client); without it the call is best effort.
+        """
+        key = (svc.id, uri)
+        _, owners = self.resource_subs.setdefault(key, (svc, set()))
+        first = not owners
+        owners.add(owner)
+        if first:
+            try:
+                await (forward or self._upstream_subscription)(svc, "resources/subscribe", uri)
+            except BaseException:
+                owners.discard(owner)
+                if not owners:
+                    self.resource_subs.pop(key, None)
+                raise
+
+    async def unsubscribe_resource(self, svc: "ServiceRuntime", uri: str, owner: str) -> None:
+        key = (svc.id, uri)
+        hit = self.resource_subs.get(key)
+        if hit is None or owner not in hit[1]:
+            return
+        hit[1].discard(owner)
+        if not hit[1]:
+            del self.resource_subs[key]
+            await self._upstream_subscription(svc, "resources/unsubscribe", uri)
+
+    def drop_subscriber(self, owner: str) -> None:
+        """A session ended or a listen stream closed: release its subscriptions (in the background)."""
+        for key, (svc, owners) in list(self.resource_subs.items()):
+            if owner in owners:
+                self._spawn(self.unsubscribe_resource(svc, key[1], owner))
+
+    async def _upstream_subscription(self, svc: "ServiceRuntime", method: str, uri: str) -> None:
+        """Best effort: tell the upstream, if it supports subscriptions; never raises."""
+        caps = (svc.interface.capabilities if svc.interface else {}).get("resources") or {}
+        if not caps.get("subscribe"):
+            return
+        try:
+            await self.daemon.policy.call(svc, method, {"uri": uri}, CallContext())
+        except Exception as e:  # a refused or failed (un)subscribe must not break the caller
+            svc.log("warning", f"{method} {uri!r} on behalf of connected clients failed: {e}")
+
+    def _resubscribe(self, service: str | None) -> None:
+        """A service (re)started: its upstream forgot our subscriptions; renew them."""
+        for (sid, uri), (svc, owners) in list(self.resource_subs.items()):
+            if owners and svc.name == service:
+                self._spawn(self._upstream_subscription(svc, "resources/subscribe", uri))
+
+    def _session_ended(self, session: Session) -> None:
+        self.drop_subscriber(session.id)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def add_listener(self, stream: Stream, scope: str | None, agreed: JSON, meta: JSON) -> Listener:
+        lst = Listener(stream, scope, agreed, meta)
+        self.listeners.add(lst)
+        return lst
+
+    def remove_listener(self, lst: Listener) -> None:
+        self.listeners.discard(lst)
+        self.drop_subscriber(f"listen:{id(lst)}")
+
+    # -- upstream traffic not tied to a call ----------------------------------------------
+    def _on_upstream_notification(self, svc: "ServiceRuntime", method: str, params: JSON) -> None:
+        if method == "notifications/resources/updated":
+            uri = params.get("uri")
+            for session in self.sessions.all():
+                if (session.scope in (None, svc.name)) and uri in session.subscriptions:
+                    session.standalone.push(notification(method, params))
+            for lst in list(self.listeners):
+                if lst.scope in (None, svc.name) and uri in (lst.agreed.get("resourceSubscriptions") or ()):
+                    lst.stream.push(notification(method, {**params, "_meta": lst.meta}))
+        elif method == "notifications/message":
+            for session in self.sessions.all():
+                if session.scope in (None, svc.name) and session.get_connected:
+                    session.standalone.push(notification(method, params))
+
+    async def _on_server_request(self, svc: "ServiceRuntime", method: str, params: JSON) -> JSON:
+        for session in self.sessions.all():
+            if session.scope in (None, svc.name) and session.get_connected and session.has_capability(method):
+                return await session.ask(session.standalone, method, params)
+        raise RelayUnavailable(f"no connected session-era client with an open stream can answer {method}")

@@ -1,0 +1,155 @@
+"""Who may talk to the daemon: bearer token, loopback-only, Host and Origin.
+
+Owns one pure-ASGI middleware applied to every HTTP request before routing.
+Rules: ``/healthz`` and the static assets are open; every other path
+(``/api``, ``/mcp``, ``/metrics``, ``/status``) needs, when a token is
+configured, ``Authorization: Bearer <token>`` (compared in constant time), and
+when none is, a loopback client. ``/status`` HTML itself is served without the
+token (the page asks for it and sends it with its API calls). Any request
+whose ``Host`` or ``Origin`` names something other than this daemon is refused
+(DNS rebinding), token or not. Must not: route, parse bodies, or log tokens.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import ipaddress
+import json
+import socket
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
+
+from runtimed.config.settings import Settings, is_loopback_host
+
+Scope = dict[str, Any]
+ASGIApp = Callable[[Scope, Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]], Awaitable[None]]
+
+OPEN_PATHS = ("/healthz", "/static/")
+TOKEN_FREE_PATHS = ("/status",)  # the page shell; its data comes from /api with the token
+
+
+def _wildcard(host: str) -> bool:
+    return host in ("0.0.0.0", "::", "[::]", "")
+
+
+def allowed_host_names(settings: Settings) -> set[str]:
+    """Host names (without port) this daemon answers to."""
+    names = {h.lower() for h in settings.allowed_hosts}
+    bind = settings.host.strip("[]").lower()
+    names.add(bind)
+    if settings.is_loopback or _wildcard(settings.host):
+        names.update({"127.0.0.1", "localhost", "::1"})
+    if _wildcard(settings.host):
+        try:
+            hostname = socket.gethostname().lower()
+            names.update({hostname, socket.getfqdn().lower()})
+        except OSError:
+            pass
+    return names
+
+
+class SecurityMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.token = settings.auth_token.encode() if settings.auth_token else None
+        self.names = allowed_host_names(settings)
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        if path.startswith(OPEN_PATHS):
+            await self.app(scope, receive, send)
+            return
+        problem = self._check(scope, path, _wanted_headers(scope.get("headers", ())))
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        status, message = problem
+        await _deny(send, path, status, message, www_auth=status == 401)
+
+    def _check(self, scope: Scope, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
+        host_header = headers.get("host", "")
+        host, _ = _split_host(host_header)
+        if not host or host not in self.names:
+            return 403, f"Host {host_header!r} is not this daemon's address (allowed: {', '.join(sorted(self.names))}; add names with allowed_hosts)"
+        origin = headers.get("origin")
+        if origin is not None:
+            o = _origin_parts(origin) if origin != "null" else None
+            if o is None or o[0] not in ("http", "https") or o[1] not in self.names:
+                return 403, f"Origin {origin!r} is not allowed (cross-site request refused)"
+        if path.startswith(TOKEN_FREE_PATHS) and scope.get("method") == "GET":
+            return None if self.token or self._loopback_client(scope) else (403, "only loopback clients are served without a token")
+        if self.token is not None:
+            auth = headers.get("authorization", "")
+            scheme, _, value = auth.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.token):
+                return 401, "missing or wrong bearer token (send Authorization: Bearer <token>)"
+            return None
+        if not self._loopback_client(scope):
+            return 403, "only loopback clients are served when no token is configured"
+        return None
+
+    @staticmethod
+    def _loopback_client(scope: Scope) -> bool:
+        client = scope.get("client")
+        if not client:
+            return True  # in-process transports (tests with ASGI transport) have no peer
+        return _is_loopback_peer(client[0])
+
+
+# The few headers the checks read, decoded; like a dict of all of them, the last occurrence wins.
+_WANTED = {b"host": "host", b"origin": "origin", b"authorization": "authorization"}
+
+
+def _wanted_headers(raw: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in raw:
+        name = _WANTED.get(k) or _WANTED.get(k.lower())
+        if name is not None:
+            out[name] = v.decode("latin-1")
+    return out
+
+
+# Parsing results per distinct value (clients send the same few values on every request); bounded.
+@functools.lru_cache(maxsize=256)
+def _split_host(value: str) -> tuple[str, int | None]:
+    try:
+        parts = urlsplit("//" + value)
+        return (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return "", None
+
+
+@functools.lru_cache(maxsize=256)
+def _origin_parts(origin: str) -> tuple[str, str]:
+    """(scheme, lower-cased host name) of an Origin header value; ("", "") if unparseable (refused)."""
+    try:
+        o = urlsplit(origin)
+        return o.scheme, (o.hostname or "").lower()
+    except ValueError:
+        return "", ""
+
+
+@functools.lru_cache(maxsize=256)
+def _is_loopback_peer(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return is_loopback_host(host)
+
+
+async def _deny(send: Any, path: str, status: int, message: str, www_auth: bool) -> None:
+    if path.startswith("/mcp"):
+        body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600 if status == 403 else -32001, "message": message}}
+    else:
+        body = {"error": message}
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    if www_auth:
+        headers.append((b"www-authenticate", b'Bearer realm="runtimed"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})

@@ -1,0 +1,222 @@
+"""The status page: ``/status``, ``/status/services/{ref}``, its HTML fragments
+under ``/api/ui/...`` and its static assets under ``/static``.
+
+Owns rendering (Jinja2, autoescaped) and which data each fragment shows. The
+page shells under ``/status`` are served without the token (security.py), so
+they carry data only when no token is configured (the request then already
+passed the loopback check); with a token, the page's script loads the
+fragments from ``/api/ui`` with the token. Must not change state (actions are
+the REST API's), show a secret value, or speak MCP.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from runtimed import __version__
+from runtimed.http.bootstrap_api import bootstrap_status
+from runtimed.http.bootstrap_api import routes as bootstrap_routes
+from runtimed.records.redaction import redact
+
+if TYPE_CHECKING:
+    from runtimed.daemon import Daemon
+
+HERE = Path(__file__).resolve().parent
+FRAGMENTS = ("overview", "services", "clients", "insights")
+SERVICE_PARTS = ("summary", "interface", "calls", "logs", "events")
+
+
+def _ago(ts: Any) -> str:
+    if not isinstance(ts, (int, float)):
+        return "—"
+    d = max(0.0, time.time() - ts)
+    if d < 60:
+        return f"{int(d)}s ago"
+    if d < 3600:
+        return f"{int(d // 60)}m ago"
+    if d < 86400:
+        return f"{int(d // 3600)}h ago"
+    return f"{int(d // 86400)}d ago"
+
+
+def _clock(ts: Any) -> str:
+    if not isinstance(ts, (int, float)):
+        return "—"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _duration(seconds: Any) -> str:
+    s = int(seconds or 0)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return (f"{d}d " if d else "") + (f"{h}h " if d or h else "") + f"{m}m {s}s"
+
+
+def _ms(v: Any) -> str:
+    if not isinstance(v, (int, float)):
+        return "—"
+    return f"{v:.0f} ms" if v >= 10 else f"{v:.1f} ms"
+
+
+def _pct(v: Any) -> str:
+    if not isinstance(v, (int, float)):
+        return "—"
+    return f"{v * 100:.0f}%" if v >= 0.01 or v == 0 else "<1%"
+
+
+def _pretty(v: Any) -> str:
+    return json.dumps(v, indent=2, ensure_ascii=False, default=str)
+
+
+def _origin(summary: dict[str, Any]) -> str:
+    return str(summary.get("originLabel") or "?")
+
+
+env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
+                  trim_blocks=True, lstrip_blocks=True)
+env.filters.update(ago=_ago, clock=_clock, duration=_duration, ms=_ms, pct=_pct, pretty=_pretty, origin=_origin)
+
+
+def _daemon(request: Request) -> "Daemon":
+    return request.app.state.daemon
+
+
+def _render(template: str, ctx: dict[str, Any], status: int = 200) -> HTMLResponse:
+    html = env.get_template(template).render(**ctx)
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _fragment_html(name: str, ctx: dict[str, Any]) -> Markup:
+    return Markup(env.get_template(name).render(**ctx))
+
+
+# -- data for each fragment ----------------------------------------------------
+
+def overview_ctx(d: "Daemon") -> dict[str, Any]:
+    by_state, by_health = d.supervisor.counts()
+    base = d.settings.base_url
+    return {
+        "version": __version__, "pid": d.pid, "started_at": d.started_at, "uptime": time.time() - d.started_at,
+        "endpoints": [("MCP gateway", f"{base}/mcp"), ("REST API", f"{base}/api"), ("Status page", f"{base}/status"),
+                      ("Metrics", f"{base}/metrics")],
+        "auth_required": d.settings.auth_token is not None, "services": len(d.supervisor.services),
+        "by_state": by_state, "by_health": by_health, "clients": d.client_counts(), "state_dir": str(d.settings.state_dir),
+    }
+
+
+def services_ctx(d: "Daemon") -> dict[str, Any]:
+    return {"rows": [{**svc.summary(), "stats": d.analytics.service_stats(svc.name)} for svc in d.supervisor.all()]}
+
+
+def insights_ctx(d: "Daemon") -> dict[str, Any]:
+    return {
+        "capture_intent": d.settings.capture_intent, "capture_arguments": d.settings.capture_arguments,
+        "intents": d.analytics.top_intents(), "capabilities": d.analytics.missing_capabilities(),
+    }
+
+
+def service_ctx(d: "Daemon", ref: str, part: str) -> dict[str, Any]:
+    svc = d.supervisor.get(ref)
+    ctx: dict[str, Any] = {"svc": svc.summary()}
+    if part == "summary":
+        detail = svc.detail()
+        ctx.update(manifest=redact(detail["manifest"], max_string=4000), policy=detail["policy"],
+                   backend=redact(detail["backend"]), stats=d.analytics.service_stats(svc.name))
+    elif part == "interface":
+        iface = svc.interface.to_json() if svc.interface is not None else None
+        ctx.update(iface=iface, updated_at=svc.interface_at, last_diff=svc.last_diff, hidden=svc.hidden_tools())
+    elif part == "calls":
+        a = d.analytics
+        ctx.update(calls=a.recent(service=svc.name, limit=50), stats=a.service_stats(svc.name),
+                   intents=a.top_intents(svc.name), capture_arguments=d.settings.capture_arguments)
+    elif part == "logs":
+        ctx.update(lines=list(svc.logs)[-200:][::-1])
+    elif part == "events":
+        ctx.update(events=[e.to_json() for e in d.events.recent(limit=100, service=svc.name)][::-1])
+    return ctx
+
+
+_BUILDERS = {"overview": overview_ctx, "services": services_ctx, "clients": bootstrap_status, "insights": insights_ctx}
+
+
+# -- handlers --------------------------------------------------------------------
+
+async def root(request: Request) -> Response:
+    return RedirectResponse("/status", status_code=307)
+
+
+def _with_data(request: Request) -> bool:
+    """Data goes into the shell only when no token is configured."""
+    return _daemon(request).settings.auth_token is None
+
+
+async def status_page(request: Request) -> HTMLResponse:
+    d = _daemon(request)
+    ctx: dict[str, Any] = {"page": "status", "auth_required": not _with_data(request), "inline": _with_data(request)}
+    ctx["frag"] = {}
+    if ctx["inline"]:
+        for name, build in _BUILDERS.items():
+            ctx["frag"][name] = _fragment_html(f"fragments/{name}.html", build(d))
+    return _render("status.html", ctx)
+
+
+async def service_page(request: Request) -> HTMLResponse:
+    d = _daemon(request)
+    ref = request.path_params["ref"]
+    ctx: dict[str, Any] = {"page": "service", "ref": ref, "auth_required": not _with_data(request),
+                           "inline": _with_data(request), "parts": SERVICE_PARTS}
+    if ctx["inline"]:
+        svc = d.supervisor.find(ref)
+        if svc is None:
+            return _render("missing.html", {**ctx, "ref": ref}, status=404)
+        ctx["ref"] = svc.name
+        ctx["frag"] = {p: _fragment_html(f"fragments/service_{p}.html", service_ctx(d, svc.name, p))
+                       for p in SERVICE_PARTS}
+    return _render("service.html", ctx)
+
+
+def _no_such_fragment(name: str) -> HTMLResponse:
+    # ``name`` comes from the URL: escaped, or a crafted link would run script on the daemon's origin.
+    return HTMLResponse(f"<p class=error>no such fragment: {escape(name)}</p>", status_code=404)
+
+
+async def fragment(request: Request) -> HTMLResponse:
+    name = request.path_params["name"]
+    build = _BUILDERS.get(name)
+    if build is None:
+        return _no_such_fragment(name)
+    return _render(f"fragments/{name}.html", build(_daemon(request)))
+
+
+async def service_fragment(request: Request) -> HTMLResponse:
+    part = request.path_params["part"]
+    if part not in SERVICE_PARTS:
+        return _no_such_fragment(part)
+    ref = request.path_params["ref"]
+    svc = _daemon(request).supervisor.find(ref)
+    if svc is None:
+        return _render("fragments/gone.html", {"ref": ref}, status=404)
+    return _render(f"fragments/service_{part}.html", service_ctx(_daemon(request), svc.name, part))
+
+
+def routes(daemon: "Daemon") -> list[BaseRoute]:
+    return [
+        Route("/", root, methods=["GET"]),
+        Route("/status", status_page, methods=["GET"]),
+        Route("/status/services/{ref}", service_page, methods=["GET"]),
+        Route("/api/ui/services/{ref}/{part}", service_fragment, methods=["GET"]),
+        Route("/api/ui/{name}", fragment, methods=["GET"]),
+        *bootstrap_routes(),
+        Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+    ]

@@ -1,0 +1,633 @@
+"""The lifecycle supervisor: one ``ServiceRuntime`` per registered service.
+
+Owns the lifecycle states and their transitions, the restart policy (backoff,
+quarantine), the health-probe schedule, the interface snapshot (cached,
+persisted under ``interfaces/``, diffed on refresh) and each service's log.
+Every transition is an event. Must not: know which kind a service is (it holds
+a ``Backend``), enforce call policies (``runtimed.policy``), speak MCP to
+clients (``runtimed.gateway``), or touch ``registry.json`` except through
+``Registry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from runtimed.backends import (
+    Backend,
+    BackendError,
+    BackendFault,
+    BackendStartError,
+    Health,
+    Interface,
+    InvalidOrigin,
+    ProbeResult,
+    RelayUnavailable,
+    create_backend,
+    origin_label,
+    prepare_origin,
+)
+from runtimed.config.settings import Settings
+from runtimed.state.events import EventBus
+from runtimed.state.files import atomic_write
+from runtimed.config.manifest import ServiceManifest
+from runtimed.policy.engine import ServicePolicy
+from runtimed.state.registry import Registry, RegistryError
+
+log = logging.getLogger("runtimed.supervisor")
+
+JSON = dict[str, Any]
+
+
+class State(str, enum.Enum):
+    REGISTERED = "REGISTERED"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+    CRASHED = "CRASHED"
+    QUARANTINED = "QUARANTINED"
+
+
+class SupervisorError(Exception):
+    """A request the supervisor refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# Consecutive failed probes (UNREACHABLE) after which a running service is
+# treated as crashed and the restart policy applies.
+PROBE_FAILURES_TO_CRASH = 3
+
+
+class ServiceRuntime:
+    """One service's live state; also the ``BackendHost`` its backend talks to."""
+
+    def __init__(self, sup: "Supervisor", manifest: ServiceManifest) -> None:
+        self._sup = sup
+        self.manifest = manifest
+        self.state = State.REGISTERED
+        self.state_reason = "registered"
+        self.state_since = time.time()
+        self.health = Health.UNKNOWN
+        self.health_detail = ""
+        self.health_latency_ms: float | None = None
+        self.backend: Backend | None = None
+        self.interface = None
+        self.interface_at: float | None = None
+        self.last_diff: JSON = {}
+        self.last_error: str | None = None
+        self.failures: collections.deque[float] = collections.deque()
+        self.restart_count = 0
+        self.next_restart_at: float | None = None
+        self.quarantine_reason: str | None = None
+        self.logs: collections.deque[JSON] = collections.deque(maxlen=1000)
+        self.lock = asyncio.Lock()
+        self.started = asyncio.Event()  # set while RUNNING
+        self._probe_task: asyncio.Task[None] | None = None
+        self._restart_task: asyncio.Task[None] | None = None
+        self._probe_failures = 0
+        self.policy = ServicePolicy(manifest, sup.settings)
+
+    # -- what the gateway lists depends on these: setting one drops the supervisor's serving() cache --
+    @property
+    def manifest(self) -> ServiceManifest:
+        return self._manifest
+
+    @manifest.setter
+    def manifest(self, value: ServiceManifest) -> None:
+        self._manifest = value
+        self._sup._serving_cache = None
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @state.setter
+    def state(self, value: State) -> None:
+        self._state = value
+        self._sup._serving_cache = None
+
+    @property
+    def interface(self) -> Interface | None:
+        return self._interface
+
+    @interface.setter
+    def interface(self, value: Interface | None) -> None:
+        self._interface = value
+        self._sup._serving_cache = None
+
+    # -- identity --------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self.manifest.id
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def namespace(self) -> str:
+        return self.manifest.namespace
+
+    # -- BackendHost -----------------------------------------------------
+    @property
+    def state_dir(self) -> str:
+        return str(self._sup.settings.state_dir)
+
+    @property
+    def settings(self) -> Settings:
+        return self._sup.settings
+
+    def log(self, level: str, message: str) -> None:
+        self.logs.append({"seq": self.last_log_seq + 1, "time": time.time(), "level": level, "message": message})
+
+    @property
+    def last_log_seq(self) -> int:
+        """The ``seq`` of the newest log line (0 before the first)."""
+        return self.logs[-1]["seq"] if self.logs else 0
+
+    def on_list_changed(self, kind: str) -> None:
+        self.log("info", f"upstream reports {kind} list changed; refreshing the interface")
+        self._sup._spawn(self._sup.refresh_interface(self, reason=f"{kind} list_changed"))
+
+    def on_notification(self, method: str, params: JSON) -> None:
+        for sink in self._sup.notification_sinks:
+            try:
+                sink(self, method, params)
+            except Exception:  # a sink must never break a backend
+                log.exception("notification sink failed")
+
+    def on_failure(self, reason: str) -> None:
+        self._sup._spawn(self._sup.handle_failure(self, reason))
+
+    async def on_server_request(self, method: str, params: JSON) -> JSON:
+        handler = self._sup.server_request_handler
+        if handler is None:
+            raise RelayUnavailable(f"no client connected to answer {method}")
+        return await handler(self, method, params)
+
+    # -- views -----------------------------------------------------------
+    @property
+    def serving(self) -> bool:
+        """Listed by the gateway: running, or starting with a cached interface."""
+        return self.state == State.RUNNING or (self.state == State.STARTING and self.interface is not None)
+
+    def summary(self) -> JSON:
+        kind, label = origin_label(self.manifest)
+        return {
+            "id": self.id,
+            "name": self.name,
+            "namespace": self.namespace,
+            "displayName": self.manifest.metadata.displayName,
+            "description": self.manifest.metadata.description,
+            "origin": self.manifest.spec.origin.model_dump(mode="json", exclude_none=True),
+            "originKind": kind,
+            "originLabel": label,
+            "enabled": self.manifest.spec.enabled,
+            "autostart": self.manifest.spec.autostart,
+            "state": self.state.value,
+            "stateReason": self.state_reason,
+            "stateSince": self.state_since,
+            "health": self.health.value,
+            "healthDetail": self.health_detail,
+            "healthLatencyMs": self.health_latency_ms,
+            "lastError": self.last_error,
+            "restarts": self.restart_count,
+            "nextRestartAt": self.next_restart_at,
+            "quarantineReason": self.quarantine_reason,
+            "toolCount": len(self.interface.tools) if self.interface else 0,
+            "interfaceRevision": self.interface.revision if self.interface else None,
+        }
+
+    def hidden_tools(self) -> dict[str, str]:
+        """Tools of the current interface that the policy hides: name -> the policy that hides it."""
+        if self.interface is None:
+            return {}
+        hidden = {}
+        for t in self.interface.tools:
+            why = self.policy.tool_allowed(t.get("name", ""), t)
+            if why:
+                hidden[t.get("name", "")] = why
+        return hidden
+
+    def detail(self) -> JSON:
+        out = self.summary()
+        out["manifest"] = self.manifest.public_dict()
+        out["policy"] = self.policy.describe()
+        out["backend"] = self.backend.describe() if self.backend else {}
+        out["interfaceUpdatedAt"] = self.interface_at
+        out["lastDiff"] = self.last_diff
+        return out
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, registry: Registry, events: EventBus) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.events = events
+        self.services: dict[str, ServiceRuntime] = {}
+        # (len(services), serving()) until a service's state, interface or manifest is set or the set changes.
+        self._serving_cache: tuple[int, list[ServiceRuntime]] | None = None
+        self.notification_sinks: list[Callable[[ServiceRuntime, str, JSON], None]] = []
+        self.server_request_handler: Callable[[ServiceRuntime, str, JSON], Awaitable[JSON]] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._mutate = asyncio.Lock()  # serialises registry changes
+        self._closing = False
+        self.interfaces_dir = Path(settings.state_dir) / "interfaces"
+
+    # -- plumbing --------------------------------------------------------
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def get(self, ref: str) -> ServiceRuntime:
+        svc = self.services.get(ref)
+        if svc is None:
+            for s in self.services.values():
+                if s.name == ref:
+                    return s
+            raise SupervisorError(f"no service named or with id {ref!r}", status=404)
+        return svc
+
+    def find(self, ref: str) -> ServiceRuntime | None:
+        try:
+            return self.get(ref)
+        except SupervisorError:
+            return None
+
+    def all(self) -> list[ServiceRuntime]:
+        return sorted(self.services.values(), key=lambda s: s.name)
+
+    def counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(services by state, every state listed; services by health)."""
+        by_state = {s.value: 0 for s in State}
+        by_health: dict[str, int] = {}
+        for svc in self.services.values():
+            by_state[svc.state.value] += 1
+            by_health[svc.health.value] = by_health.get(svc.health.value, 0) + 1
+        return by_state, by_health
+
+    def serving(self) -> list[ServiceRuntime]:
+        """The services the gateway lists, by name. The same list object until a service is added or
+        removed or one's state, interface or manifest is set (the gateway's catalog cache relies on
+        that): callers must not mutate it."""
+        cached = self._serving_cache
+        if cached is not None and cached[0] == len(self.services):
+            return cached[1]
+        out = [s for s in self.all() if s.serving]
+        self._serving_cache = (len(self.services), out)
+        return out
+
+    def _transition(self, svc: ServiceRuntime, to: State, reason: str) -> None:
+        frm = svc.state
+        svc.state = to
+        svc.state_reason = reason
+        svc.state_since = time.time()
+        if to == State.RUNNING:
+            svc.started.set()
+        else:
+            svc.started.clear()
+        svc.log("info" if to not in (State.CRASHED, State.QUARANTINED) else "error", f"{frm.value} -> {to.value}: {reason}")
+        self.events.emit("transition", svc.name, **{"from": frm.value, "to": to.value, "reason": reason, "serviceId": svc.id})
+
+    def _set_health(self, svc: ServiceRuntime, health: Health, detail: str, latency: float | None) -> None:
+        changed = health != svc.health
+        svc.health, svc.health_detail, svc.health_latency_ms = health, detail, latency
+        if changed:
+            self.events.emit("health", svc.name, health=health.value, detail=detail, serviceId=svc.id)
+
+    # -- boot and shutdown ----------------------------------------------
+    async def boot(self) -> None:
+        for entry in self.registry:
+            svc = ServiceRuntime(self, entry.manifest)
+            self._load_snapshot(svc)
+            self.services[svc.id] = svc
+        self._serving_cache = None
+        for svc in self.all():
+            if svc.manifest.spec.enabled and svc.manifest.spec.autostart:
+                self._spawn(self.start(svc.id, reason="autostart"))
+            elif not svc.manifest.spec.enabled:
+                svc.state_reason = "disabled"
+
+    async def shutdown(self) -> None:
+        self._closing = True
+        for svc in self.all():
+            for t in (svc._probe_task, svc._restart_task):
+                if t:
+                    t.cancel()
+        await asyncio.gather(*(self._stop_backend(s, "daemon shutdown") for s in self.all()), return_exceptions=True)
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- registry changes -------------------------------------------------
+    async def apply(self, manifest: ServiceManifest, start: bool | None = None) -> tuple[ServiceRuntime, bool]:
+        """Register or update a service. Durable when it returns. (svc, created)."""
+        try:
+            manifest = await asyncio.to_thread(prepare_origin, manifest, self.settings)
+        except InvalidOrigin as e:
+            raise SupervisorError(str(e), status=422) from None
+        async with self._mutate:
+            existing = self.services.get(manifest.id)
+            try:
+                _, created = await asyncio.to_thread(self.registry.put, manifest)
+            except RegistryError as e:  # a name or origin conflict: nothing changed
+                raise SupervisorError(str(e), status=409) from None
+            except OSError as e:  # the state dir refused the write: nothing changed
+                raise SupervisorError(f"could not write the registry: {e}", status=503) from None
+            if existing is None:
+                svc = ServiceRuntime(self, manifest)
+                self._load_snapshot(svc)
+                self.services[svc.id] = svc
+                self._serving_cache = None
+                self.events.emit("service.added", svc.name, serviceId=svc.id)
+            else:
+                svc = existing
+                origin_changed = svc.manifest.spec.origin != manifest.spec.origin
+                svc.manifest = manifest
+                svc.policy.update(manifest)
+                if svc.backend:
+                    svc.backend.update_manifest(manifest)
+                self.events.emit("service.updated", svc.name, serviceId=svc.id)
+                if origin_changed and svc.state == State.RUNNING:
+                    self._spawn(self.restart(svc.id, reason="origin changed"))
+                if not manifest.spec.enabled and svc.state in (State.RUNNING, State.STARTING):
+                    self._spawn(self.stop(svc.id, reason="disabled"))
+        want_start = manifest.spec.enabled and (manifest.spec.autostart if start is None else start)
+        if want_start and svc.state in (State.REGISTERED, State.STOPPED, State.CRASHED):
+            await self.start(svc.id, reason="registered" if created else "updated")
+        return svc, created
+
+    async def remove(self, ref: str) -> ServiceRuntime:
+        svc = self.get(ref)
+        await self.stop(svc.id, reason="removed")
+        async with self._mutate:
+            await asyncio.to_thread(self.registry.remove, svc.id)
+            self.services.pop(svc.id, None)
+            self._serving_cache = None
+        svc.policy.forget()  # a re-added origin must not inherit old rate-limit counts
+        try:
+            (self.interfaces_dir / f"{svc.id}.json").unlink()
+        except OSError:
+            pass
+        self.events.emit("service.removed", svc.name, serviceId=svc.id)
+        return svc
+
+    # -- lifecycle -------------------------------------------------------
+    async def start(self, ref: str, reason: str = "start requested") -> ServiceRuntime:
+        svc = self.get(ref)
+        if not svc.manifest.spec.enabled:
+            raise SupervisorError(f"service {svc.name!r} is disabled (spec.enabled: false)")
+        if svc.state == State.QUARANTINED and reason != "unquarantine":
+            raise SupervisorError(
+                f"service {svc.name!r} is quarantined ({svc.quarantine_reason}); run unquarantine first"
+            )
+        if svc._restart_task and reason != "restart policy":
+            svc._restart_task.cancel()
+            svc._restart_task = None
+            svc.next_restart_at = None
+        async with svc.lock:
+            if svc.state in (State.RUNNING, State.STARTING) and reason != "restart policy":
+                return svc
+            await self._start_locked(svc, reason)
+        return svc
+
+    async def _start_locked(self, svc: ServiceRuntime, reason: str) -> None:
+        self._transition(svc, State.STARTING, reason)
+        backend: Backend | None = None
+        try:
+            await self._refresh_origin(svc)
+            backend = create_backend(svc.manifest, svc)
+            await backend.start()
+            interface = await backend.introspect()
+        except (BackendError, OSError) as e:
+            if backend is not None:
+                await _quiet_stop(backend)
+            await self._failed(svc, f"start failed: {e}", health=_start_failure_health(e))
+            return
+        except Exception as e:  # a bug in a backend must not take the daemon down
+            log.exception("backend start crashed")
+            if backend is not None:
+                await _quiet_stop(backend)
+            await self._failed(svc, f"start failed: internal error {type(e).__name__}: {e}", health=Health.UNREACHABLE)
+            return
+        svc.backend = backend
+        svc.last_error = None
+        if svc.policy.breaker is not None:  # a fresh backend gets a fresh chance, and the display says so
+            svc.policy.breaker.reset()
+        self._store_interface(svc, interface, reason="start")
+        self._set_health(svc, Health.HEALTHY, "started", None)
+        svc._probe_failures = 0
+        self._transition(svc, State.RUNNING, reason)
+        self._ensure_prober(svc)
+
+    async def _refresh_origin(self, svc: ServiceRuntime) -> None:
+        """Check the origin again at every start (the file may have changed, the
+        allowlist may have shrunk) and record what changed (e.g. a new sha256)."""
+        try:
+            fresh = await asyncio.to_thread(prepare_origin, svc.manifest, self.settings)
+        except InvalidOrigin as e:
+            raise BackendStartError(str(e)) from None
+        if fresh.spec.origin != svc.manifest.spec.origin:
+            async with self._mutate:
+                await asyncio.to_thread(self.registry.put, fresh)
+            svc.manifest = fresh
+            svc.log("info", "origin re-checked at start: recorded its new fingerprint")
+
+    async def stop(self, ref: str, reason: str = "stop requested") -> ServiceRuntime:
+        svc = self.get(ref)
+        if svc._restart_task:
+            svc._restart_task.cancel()
+            svc._restart_task = None
+            svc.next_restart_at = None
+        async with svc.lock:
+            if svc.state in (State.STOPPED, State.REGISTERED) and svc.backend is None:
+                return svc
+            if svc.state == State.QUARANTINED and reason != "removed":
+                return svc
+            self._transition(svc, State.STOPPING, reason)
+            await self._stop_backend(svc, reason)
+            self._set_health(svc, Health.UNKNOWN, "stopped", None)
+            self._transition(svc, State.STOPPED, reason)
+        return svc
+
+    async def _stop_backend(self, svc: ServiceRuntime, reason: str) -> None:
+        if svc._probe_task:
+            svc._probe_task.cancel()
+            svc._probe_task = None
+        backend, svc.backend = svc.backend, None
+        if backend is not None:
+            await _quiet_stop(backend)
+
+    async def restart(self, ref: str, reason: str = "restart requested") -> ServiceRuntime:
+        svc = self.get(ref)
+        if svc.state == State.QUARANTINED:
+            raise SupervisorError(f"service {svc.name!r} is quarantined ({svc.quarantine_reason}); run unquarantine first")
+        await self.stop(svc.id, reason=reason)
+        return await self.start(svc.id, reason=reason)
+
+    async def unquarantine(self, ref: str) -> ServiceRuntime:
+        svc = self.get(ref)
+        if svc.state != State.QUARANTINED:
+            raise SupervisorError(f"service {svc.name!r} is not quarantined (it is {svc.state.value})")
+        svc.failures.clear()
+        svc.quarantine_reason = None
+        self._transition(svc, State.STOPPED, "unquarantined")
+        if svc.manifest.spec.enabled:
+            await self.start(svc.id, reason="unquarantine")
+        return svc
+
+    # -- failure and restart policy --------------------------------------
+    async def _failed(self, svc: ServiceRuntime, reason: str, health: Health | None = None) -> None:
+        """Called with svc.lock held, or from handle_failure which takes it."""
+        svc.last_error = reason
+        now = time.time()
+        rp = svc.manifest.spec.restartPolicy
+        svc.failures.append(now)
+        while svc.failures and svc.failures[0] < now - rp.windowSeconds:
+            svc.failures.popleft()
+        await self._stop_backend(svc, reason)
+        self._set_health(svc, svc.health if health is None else health, reason, None)
+        self._transition(svc, State.CRASHED, reason)
+        if rp.mode == "never" or self._closing:
+            return
+        if len(svc.failures) > rp.maxRestarts:
+            svc.quarantine_reason = (
+                f"{len(svc.failures)} failures within {rp.windowSeconds:g}s (maxRestarts {rp.maxRestarts}); last: {reason}"
+            )
+            self._transition(svc, State.QUARANTINED, svc.quarantine_reason)
+            return
+        attempt = len(svc.failures)
+        delay = min(rp.backoff.initialMs * (rp.backoff.multiplier ** (attempt - 1)), rp.backoff.maxMs) / 1000.0
+        svc.next_restart_at = now + delay
+        svc.log("info", f"restarting in {delay:.2f}s (failure {attempt} of at most {rp.maxRestarts + 1} in the window)")
+        self.events.emit("restart.scheduled", svc.name, delaySeconds=delay, attempt=attempt, serviceId=svc.id)
+        svc._restart_task = self._spawn(self._restart_later(svc, delay))
+
+    async def _restart_later(self, svc: ServiceRuntime, delay: float) -> None:
+        await asyncio.sleep(delay)
+        svc._restart_task = None
+        svc.next_restart_at = None
+        if svc.state != State.CRASHED or svc.id not in self.services:
+            return
+        svc.restart_count += 1
+        async with svc.lock:
+            if svc.state == State.CRASHED:
+                await self._start_locked(svc, "restart policy")
+
+    async def handle_failure(self, svc: ServiceRuntime, reason: str) -> None:
+        async with svc.lock:
+            if svc.state != State.RUNNING:
+                return
+            await self._failed(svc, reason)
+
+    # -- probes ----------------------------------------------------------
+    def _ensure_prober(self, svc: ServiceRuntime) -> None:
+        if svc._probe_task is None or svc._probe_task.done():
+            svc._probe_task = self._spawn(self._probe_loop(svc))
+
+    def probe_interval(self, svc: ServiceRuntime) -> float:
+        return svc.manifest.spec.healthCheck.intervalSeconds or self.settings.probe_interval_s
+
+    async def _probe_loop(self, svc: ServiceRuntime) -> None:
+        while svc.state == State.RUNNING:
+            await asyncio.sleep(self.probe_interval(svc))
+            if svc.state != State.RUNNING or svc.backend is None:
+                return
+            await self.probe_once(svc)
+
+    async def probe_once(self, svc: ServiceRuntime) -> None:
+        backend = svc.backend
+        if backend is None:
+            return
+        hc = svc.manifest.spec.healthCheck
+        timeout = (hc.timeoutMs or self.settings.probe_timeout_ms) / 1000.0
+        try:
+            async with asyncio.timeout(timeout):
+                result = await backend.probe()
+        except TimeoutError:
+            result = ProbeResult(Health.TIMEOUT, f"probe took longer than {timeout * 1000:.0f} ms")
+        degraded_ms = hc.degradedMs or self.settings.probe_degraded_ms
+        if result.health == Health.HEALTHY and result.latency_ms is not None and result.latency_ms > degraded_ms:
+            result.health = Health.DEGRADED
+            result.detail = f"slow: {result.latency_ms:.0f} ms > {degraded_ms} ms"
+        self._set_health(svc, result.health, result.detail, result.latency_ms)
+        if result.health in (Health.UNREACHABLE, Health.TIMEOUT):
+            svc._probe_failures += 1
+            if svc._probe_failures >= PROBE_FAILURES_TO_CRASH:
+                svc._probe_failures = 0
+                await self.handle_failure(svc, f"{PROBE_FAILURES_TO_CRASH} failed probes: {result.detail}")
+        else:
+            svc._probe_failures = 0
+
+    def report_fault(self, svc: ServiceRuntime, reason: str) -> None:
+        """The policy layer's circuit breaker tripped repeatedly: treat as a crash."""
+        self._spawn(self.handle_failure(svc, reason))
+
+    # -- interface cache -------------------------------------------------
+    async def refresh_interface(self, svc: ServiceRuntime, reason: str = "introspect") -> Interface:
+        backend = svc.backend
+        if backend is None or svc.state != State.RUNNING:
+            raise SupervisorError(f"service {svc.name!r} is not running (it is {svc.state.value})")
+        try:
+            interface = await backend.introspect()
+        except BackendError as e:
+            svc.log("error", f"introspect failed: {e}")
+            raise SupervisorError(f"introspect of {svc.name!r} failed: {e}", status=502) from None
+        self._store_interface(svc, interface, reason=reason)
+        return interface
+
+    def _store_interface(self, svc: ServiceRuntime, interface: Interface, reason: str) -> None:
+        old = svc.interface
+        diff = interface.diff(old)
+        svc.interface = interface
+        svc.interface_at = time.time()
+        if old is None or old.revision != interface.revision:
+            svc.last_diff = diff
+            self.events.emit(
+                "interface", svc.name, revision=interface.revision, diff=diff, reason=reason, serviceId=svc.id,
+                changed=old is None or bool(diff),
+            )
+            try:
+                self.interfaces_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write(self.interfaces_dir / f"{svc.id}.json", json.dumps(interface.to_json()).encode())
+            except OSError as e:
+                svc.log("warning", f"could not persist the interface snapshot: {e}")
+
+    def _load_snapshot(self, svc: ServiceRuntime) -> None:
+        path = self.interfaces_dir / f"{svc.id}.json"
+        try:
+            svc.interface = Interface.from_json(json.loads(path.read_text()))
+            svc.interface_at = path.stat().st_mtime
+        except (OSError, ValueError, TypeError, AttributeError):
+            svc.interface = None
+
+
+def _start_failure_health(e: BaseException) -> Health:
+    """A start refused for its credentials (401/403) is UNAUTHORIZED, anything else UNREACHABLE."""
+    fault = e if isinstance(e, BackendFault) else e.__cause__
+    if isinstance(fault, BackendFault) and fault.kind == "unauthorized":
+        return Health.UNAUTHORIZED
+    return Health.UNREACHABLE
+
+
+async def _quiet_stop(backend: Backend) -> None:
+    try:
+        await backend.stop()
+    except Exception:
+        log.exception("backend stop raised")
+
+
+__all__ = ["State", "ServiceRuntime", "Supervisor", "SupervisorError"]

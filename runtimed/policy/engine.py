@@ -1,0 +1,528 @@
+"""The one path every call takes between the gateway and a backend.
+
+Owns: per-service call policy state (``ServicePolicy``: concurrency and queue,
+rate limit, result cache, circuit breaker) and its enforcement
+(``PolicyEngine.call``): timeout, allow/deny lists, readOnly, payload limits,
+concurrency, rate, cache, retries, breaker; and the call record for each
+``tools/call``. Must not: know which kind a backend is, speak MCP sessions,
+or mutate lifecycle state except through ``Supervisor.report_fault``.
+
+The mechanisms live in small modules of their own: ``policy_limits``
+(concurrency gate with FIFO queue, rate limiter), ``policy_cache`` (result
+cache) and ``policy_breaker`` (circuit breaker). docs/spec/policies.md
+describes the behaviour a user sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import logging
+import random
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from runtimed.backends import BackendFault, CallContext, InputRequired, UpstreamError
+from runtimed.config.settings import Settings
+from runtimed.config.manifest import ServiceManifest
+from runtimed.policy.breaker import HALF_OPEN, CircuitBreaker
+from runtimed.policy.cache import ResultCache, canonical_json
+from runtimed.policy.limits import ConcurrencyGate, QueueFull, QueueTimeout, RateLimiter
+
+if TYPE_CHECKING:
+    from runtimed.lifecycle.supervisor import ServiceRuntime
+
+JSON = dict[str, Any]
+log = logging.getLogger("runtimed.policy")
+
+# Methods that only read: safe to retry after a fault.
+READ_METHODS = frozenset({
+    "tools/list", "resources/list", "resources/templates/list", "prompts/list",
+    "resources/read", "prompts/get", "completion/complete", "ping",
+})
+# Requests that do the upstream's work and so count toward ``rateLimit``.
+RATE_LIMITED_METHODS = frozenset({"tools/call", "resources/read"})
+# Breaker trips within the restart window after which the service is reported
+# to the supervisor as failed (restart policy, then quarantine).
+BREAKER_TRIPS_TO_FAULT = 3
+RETRY_BASE_S = 0.1
+RETRY_CAP_S = 2.0
+OUTCOMES = ("ok", "tool_error", "timeout", "refused", "busy", "rate_limited", "upstream_fault", "unavailable",
+            "cancelled")
+
+
+def tool_error(text: str, **meta: Any) -> JSON:
+    """An ``isError`` tool result the agent can read and adapt to."""
+    result: JSON = {"content": [{"type": "text", "text": text}], "isError": True}
+    if meta:
+        result["_meta"] = {"runtimed": meta}
+    return result
+
+
+class PolicyRefusal(Exception):
+    """A policy refused a non-tool request; ``policy`` names which.
+
+    ``meta`` carries machine-readable facts (e.g. ``retryAfterSeconds``).
+    """
+
+    def __init__(self, policy: str, message: str, **meta: Any) -> None:
+        super().__init__(message)
+        self.policy = policy
+        self.meta = meta
+
+
+def _matches(name: str, patterns: list[str]) -> bool:
+    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _annotation(tool: JSON | None, key: str) -> bool:
+    ann = (tool or {}).get("annotations") or {}
+    return isinstance(ann, dict) and ann.get(key) is True
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _era(protocol_version: str | None) -> str | None:
+    if not protocol_version:
+        return None
+    return "stateless" if protocol_version >= "2026-07-28" else "session"
+
+
+class ServicePolicy:
+    """Per-service policy state. Limits are re-read on ``update``; counters survive."""
+
+    def __init__(self, manifest: ServiceManifest, settings: Settings) -> None:
+        self.settings = settings
+        self.gate: ConcurrencyGate | None = None
+        self.breaker: CircuitBreaker | None = None
+        self.rate: RateLimiter | None = None
+        self.cache: ResultCache | None = None
+        self.outcomes: dict[str, int] = {}
+        self.update(manifest)
+
+    @property
+    def state_path(self) -> Path:
+        """Where the rate-limit log survives restarts: ``<state_dir>/policy/<service-id>.json``."""
+        return Path(self.settings.state_dir) / "policy" / f"{self.manifest.id}.json"
+
+    def update(self, manifest: ServiceManifest) -> None:
+        old = getattr(self, "manifest", None)
+        self.manifest = manifest
+        p, d = manifest.spec.policy, self.settings.policy
+        self.timeout_ms = p.timeoutMs or d.timeoutMs
+        self.connect_timeout_ms = p.connectTimeoutMs or d.connectTimeoutMs
+        self.max_payload = p.maxPayloadBytes or d.maxPayloadBytes
+        self.max_concurrency = p.maxConcurrency or d.maxConcurrency
+        self.max_queue = p.maxQueue if p.maxQueue is not None else d.maxQueue
+        self.queue_timeout_ms = p.queueTimeoutMs or d.queueTimeoutMs
+        self.retries = p.retries if p.retries is not None else d.retries
+        if self.gate is None:
+            self.gate = ConcurrencyGate(self.max_concurrency, self.max_queue)
+        else:
+            self.gate.configure(self.max_concurrency, self.max_queue)
+        cooldown = d.breakerCooldownMs / 1000.0
+        if self.breaker is None:
+            self.breaker = CircuitBreaker(d.breakerThreshold, cooldown)
+        else:
+            self.breaker.configure(d.breakerThreshold, cooldown)
+        if p.rateLimit is None:
+            self.rate = None
+        elif self.rate is None:
+            self.rate = RateLimiter(p.rateLimit.calls, p.rateLimit.per, self.state_path)
+        else:
+            self.rate.configure(p.rateLimit.calls, p.rateLimit.per)
+        if p.cache is None:
+            self.cache = None
+        elif self.cache is None:
+            self.cache = ResultCache(p.cache.ttlSeconds, p.cache.maxEntries)
+        else:
+            self.cache.configure(p.cache.ttlSeconds, p.cache.maxEntries)
+            old_cache = old.spec.policy.cache if old is not None else None
+            if old_cache is None or (old_cache.tools, old_cache.readOnlyHint) != (p.cache.tools, p.cache.readOnlyHint):
+                self.cache.clear()
+
+    def forget(self) -> None:
+        """The service was removed: drop its persisted state."""
+        try:
+            self.state_path.unlink()
+        except OSError:
+            pass
+
+    # -- visibility --------------------------------------------------------
+    def tool_allowed(self, name: str, tool: JSON | None = None) -> str | None:
+        """None when the tool may be listed and called, else which policy hides it."""
+        p = self.manifest.spec.policy
+        if p.allowedTools is not None and not _matches(name, p.allowedTools):
+            return "allowedTools"
+        if p.deniedTools and _matches(name, p.deniedTools):
+            return "deniedTools"
+        if p.readOnly and not _annotation(tool, "readOnlyHint"):
+            return "readOnly"
+        return None
+
+    def visible_tools(self, tools: list[JSON]) -> list[JSON]:
+        return [t for t in tools if self.tool_allowed(t.get("name", ""), t) is None]
+
+    def cacheable(self, name: str, tool: JSON | None) -> bool:
+        c = self.manifest.spec.policy.cache
+        if c is None:
+            return False
+        return _matches(name, c.tools) or (c.readOnlyHint and _annotation(tool, "readOnlyHint"))
+
+    def describe(self) -> JSON:
+        p = self.manifest.spec.policy
+        assert self.gate is not None and self.breaker is not None
+        out: JSON = {
+            "timeoutMs": self.timeout_ms,
+            "connectTimeoutMs": self.connect_timeout_ms,
+            "maxPayloadBytes": self.max_payload,
+            "maxConcurrency": self.max_concurrency,
+            "maxQueue": self.max_queue,
+            "queueTimeoutMs": self.queue_timeout_ms,
+            "retries": self.retries,
+            "allowedTools": p.allowedTools,
+            "deniedTools": p.deniedTools,
+            "readOnly": p.readOnly,
+            "inFlight": self.gate.in_flight,
+            "queued": self.gate.queued,
+            "rateLimit": None,
+            "cache": None,
+            "breaker": self.breaker.describe(),
+            "outcomes": dict(self.outcomes),
+        }
+        if self.rate is not None:
+            used = self.rate.used()
+            rl: JSON = {"calls": self.rate.calls, "per": self.rate.per, "used": used,
+                        "remaining": max(0, self.rate.calls - used), "persisted": True}
+            if used >= self.rate.calls:
+                at = self.rate.resumes_at()
+                if at is not None:
+                    rl["resumesAt"] = _iso(at)
+            if self.rate.persist_error:
+                rl["persistError"] = self.rate.persist_error
+            out["rateLimit"] = rl
+        if self.cache is not None and p.cache is not None:
+            out["cache"] = {"ttlSeconds": p.cache.ttlSeconds, "tools": p.cache.tools,
+                            "readOnlyHint": p.cache.readOnlyHint, "maxEntries": p.cache.maxEntries,
+                            "entries": len(self.cache), "hits": self.cache.hits, "misses": self.cache.misses}
+        return out
+
+
+class PolicyEngine:
+    """Applies each service's ``ServicePolicy`` to calls. One per daemon."""
+
+    def __init__(self, settings: Settings, report_fault: Callable[["ServiceRuntime", str], None] | None = None) -> None:
+        self.settings = settings
+        self.report_fault = report_fault
+        self.call_sinks: list[Callable[[JSON], None]] = []
+
+    async def call(self, svc: "ServiceRuntime", method: str, params: JSON, ctx: CallContext) -> JSON:
+        """Run one request through the service's policies and its backend.
+
+        ``tools/call`` returns a result for every refusal, timeout and fault
+        (an ``isError`` result whose text and ``_meta.runtimed.policy`` say
+        which policy answered); a JSON-RPC error from the upstream is raised
+        as ``UpstreamError`` for every method, to be passed on as-is. Other
+        methods raise ``PolicyRefusal`` (a policy refused), ``BackendFault``
+        (timeout or upstream fault) or ``UpstreamError``. ``InputRequired``
+        passes through untouched.
+        """
+        params = params if isinstance(params, dict) else {}
+        rec: JSON | None = None
+        started = time.monotonic()
+        if method == "tools/call":
+            args_json = canonical_json(params.get("arguments") or {})
+            rec = {
+                "time": time.time(), "service": svc.name, "serviceId": svc.id, "tool": params.get("name", ""),
+                "durationMs": 0.0, "outcome": "ok", "policy": None, "error": None, "bytesIn": 0, "bytesOut": 0,
+                "argsHash": hashlib.sha256(args_json.encode()).hexdigest()[:16],
+                "cache": None, "protocolVersion": ctx.protocol_version, "era": _era(ctx.protocol_version),
+                "client": (ctx.client_info or {}).get("name"), "attempts": 0,
+            }
+            if self.settings.capture_arguments:  # the sinks redact and bound them
+                rec["arguments"] = params.get("arguments")
+        outcome = _Outcome(rec)
+        if rec is not None:
+            outcome.size_in = len(_canonical_params(params, args_json).encode())
+        try:
+            result = await self._call(svc, method, params, ctx, outcome)
+            if rec is not None and self.settings.capture_arguments:
+                rec["result"] = result
+            return result
+        except InputRequired:
+            outcome.rec = None  # not finished: the retry is the call that gets recorded
+            raise
+        except asyncio.CancelledError:
+            outcome.set("cancelled", error="the client cancelled the call")
+            raise
+        finally:
+            svc.policy.outcomes[outcome.name] = svc.policy.outcomes.get(outcome.name, 0) + 1
+            if outcome.rec is not None:
+                outcome.rec["durationMs"] = round((time.monotonic() - started) * 1000, 3)
+                self._emit(outcome.rec)
+
+    def _emit(self, rec: JSON) -> None:
+        for sink in self.call_sinks:
+            try:
+                sink(rec)
+            except Exception:  # a sink must never break a call
+                log.exception("call sink failed")
+
+    # -- the path ------------------------------------------------------------
+    async def _call(self, svc: "ServiceRuntime", method: str, params: JSON, ctx: CallContext, out: "_Outcome") -> JSON:
+        pol = svc.policy
+        assert pol.gate is not None and pol.breaker is not None
+        is_tool = method == "tools/call"
+        name = str(params.get("name", "")) if is_tool else ""
+        tool = _find_tool(svc, name) if is_tool else None
+        what = f"tool {name!r} of service {svc.name!r}" if is_tool else f"{method} on service {svc.name!r}"
+
+        def refuse(outcome: str, policy: str, message: str, **meta: Any) -> JSON:
+            out.set(outcome, policy=policy, error=message)
+            if is_tool:
+                return tool_error(message, policy=policy, outcome=outcome, **meta)
+            raise PolicyRefusal(policy, message, **meta)
+
+        # 1. Visibility: hidden tools are refused too.
+        if is_tool:
+            hidden = pol.tool_allowed(name, tool)
+            if hidden:
+                return refuse("refused", hidden, f"{what} is refused by policy {hidden}")
+        # 2. Request size, measured as canonical JSON of the params.
+        size_in = out.size_in if out.size_in is not None else len(canonical_json(params).encode())
+        out.field(bytesIn=size_in)
+        if size_in > pol.max_payload:
+            return refuse("refused", "maxPayloadBytes",
+                          f"request to {what} is {size_in} bytes, over the limit of {pol.max_payload} "
+                          "(policy maxPayloadBytes)", limitBytes=pol.max_payload, sizeBytes=size_in)
+        # 3. A backend to call.
+        backend = svc.backend
+        if backend is None:
+            state = getattr(getattr(svc, "state", None), "value", "not running")
+            msg = f"service {svc.name!r} is not running ({state})"
+            out.set("unavailable", policy="state", error=msg)
+            if is_tool:
+                return tool_error(msg, policy="state", outcome="unavailable")
+            raise PolicyRefusal("state", msg)
+        breaker = pol.breaker
+        if breaker.subject is not None and breaker.subject is not backend:
+            breaker.reset()  # a new backend instance (restarted): it gets a fresh chance
+            breaker.subject = None
+        # 4. Cache: a hit costs no rate, no slot and no upstream call.
+        cache_key: str | None = None
+        if is_tool and pol.cache is not None and pol.cacheable(name, tool):
+            cache_key = ResultCache.key(name, params.get("arguments"))
+            hit = pol.cache.get(cache_key)
+            if hit is not None:
+                out.field(cache="hit", bytesOut=len(canonical_json(hit).encode()))
+                return hit
+            out.field(cache="miss")
+        # 5. Circuit breaker: fail fast while open.
+        if not breaker.allow():
+            wait = breaker.retry_in()
+            return refuse("unavailable", "breaker",
+                          f"service {svc.name!r} is failing ({breaker.consecutive} upstream faults in a row, last: "
+                          f"{breaker.last_fault}); calls are refused for {wait:.1f} s more, then one trial call is "
+                          "let through (policy breaker)",
+                          retryAfterSeconds=round(wait, 3))
+        probing = breaker.state() == HALF_OPEN
+        admitted_at: float | None = None
+        reached = False
+        try:
+            # 6. Rate limit (sliding window).
+            if pol.rate is not None and method in RATE_LIMITED_METHODS:
+                resume = pol.rate.try_acquire()
+                if resume is not None:
+                    wait = max(0.0, resume - time.time())
+                    return refuse("rate_limited", "rateLimit",
+                                  f"service {svc.name!r} allows {pol.rate.calls} calls per {pol.rate.per} and that "
+                                  f"many were made in the last {pol.rate.per}; calls resume in {wait:.0f} s, at "
+                                  f"{_iso(resume)} (policy rateLimit)",
+                                  retryAfterSeconds=round(wait, 3), resumesAt=_iso(resume))
+                admitted_at = pol.rate.last_admission()
+            # 7. Concurrency: wait in line, bounded.
+            try:
+                await pol.gate.acquire(pol.queue_timeout_ms / 1000.0)
+            except QueueFull:
+                return refuse("busy", "maxConcurrency",
+                              f"service {svc.name!r} is busy: {pol.gate.in_flight} calls in flight (maxConcurrency "
+                              f"{pol.max_concurrency}) and the wait queue is full (maxQueue {pol.max_queue}); try "
+                              "again shortly (policy maxConcurrency)",
+                              inFlight=pol.gate.in_flight, queued=pol.gate.queued)
+            except QueueTimeout:
+                return refuse("busy", "queueTimeoutMs",
+                              f"service {svc.name!r} is busy: the call waited {pol.queue_timeout_ms} ms for one of "
+                              f"{pol.max_concurrency} slots without getting one (policy queueTimeoutMs)",
+                              inFlight=pol.gate.in_flight, queued=pol.gate.queued)
+            reached = True
+            try:
+                return await self._forward(svc, pol, backend, method, params, ctx, tool, what, cache_key, out, refuse)
+            finally:
+                pol.gate.release()
+        finally:
+            if not reached and admitted_at is not None and pol.rate is not None:
+                pol.rate.refund(admitted_at)
+            if probing and breaker.probe_in_flight and breaker.state() == HALF_OPEN:
+                breaker.release_probe()  # ended without a verdict: let the next call probe
+
+    async def _forward(self, svc: "ServiceRuntime", pol: ServicePolicy, backend: Any, method: str, params: JSON,
+                       ctx: CallContext, tool: JSON | None, what: str, cache_key: str | None, out: "_Outcome",
+                       refuse: Callable[..., JSON]) -> JSON:
+        """Steps 8-9: the backend call with timeout and retries, then the verdicts."""
+        breaker = pol.breaker
+        assert breaker is not None
+        is_tool = method == "tools/call"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + pol.timeout_ms / 1000.0
+        ctx.deadline = deadline
+        ctx.max_response_bytes = pol.max_payload
+        attempts = 0
+        try:
+            async with asyncio.timeout_at(deadline):
+                while True:
+                    attempts += 1
+                    out.field(attempts=attempts)
+                    try:
+                        result = await backend.call(method, params, ctx)
+                        break
+                    except BackendFault as e:
+                        if attempts > pol.retries or not self._retryable(method, tool, e):
+                            raise
+                        delay = random.uniform(0.5, 1.0) * min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (attempts - 1))
+                        if loop.time() + delay >= deadline:
+                            raise
+                        await asyncio.sleep(delay)
+        except TimeoutError:
+            self._fault(svc, pol, backend, f"timed out after {pol.timeout_ms} ms")
+            msg = f"call to {what} timed out after {pol.timeout_ms} ms (policy timeoutMs)"
+            out.set("timeout", policy="timeoutMs", error=msg)
+            if is_tool:
+                return tool_error(msg, policy="timeoutMs", outcome="timeout", timeoutMs=pol.timeout_ms)
+            raise BackendFault(msg, kind="timeout") from None
+        except BackendFault as e:
+            if e.kind == "payload":
+                # The upstream answered, too much: refused by policy, not a fault of the service.
+                breaker.success()
+                return refuse("refused", "maxPayloadBytes",
+                              f"the response of {what} exceeded the limit of {pol.max_payload} bytes and was "
+                              f"dropped (policy maxPayloadBytes): {e}", limitBytes=pol.max_payload)
+            self._fault(svc, pol, backend, f"{e.kind}: {e}")
+            msg = f"service {svc.name!r} failed: {e}"
+            out.set("upstream_fault", policy=None, error=msg)
+            if is_tool:
+                suffix = f" (after {attempts} attempts)" if attempts > 1 else ""
+                return tool_error(msg + suffix, outcome="upstream_fault", kind=e.kind, attempts=attempts)
+            raise
+        except UpstreamError as e:
+            breaker.success()  # the upstream answered: a client mistake, not a fault
+            out.set("tool_error", error=f"upstream error {e.code}: {e.message}")
+            raise
+        except (InputRequired, asyncio.CancelledError):
+            raise  # no verdict on the service; _call gives a probe slot back
+        except Exception as e:  # a bug below us must not escape as a traceback
+            log.exception("backend call raised")
+            self._fault(svc, pol, backend, f"internal error {type(e).__name__}")
+            msg = f"service {svc.name!r} failed: internal error {type(e).__name__}"
+            out.set("upstream_fault", error=msg)
+            if is_tool:
+                return tool_error(msg, outcome="upstream_fault", kind="internal")
+            raise BackendFault(msg, kind="protocol") from None
+        breaker.success()
+        if not isinstance(result, dict):
+            result = {}
+        size_out = len(canonical_json(result).encode())
+        out.field(bytesOut=size_out)
+        if size_out > pol.max_payload:
+            return refuse("refused", "maxPayloadBytes",
+                          f"the response of {what} is {size_out} bytes, over the limit of {pol.max_payload} "
+                          "(policy maxPayloadBytes)", limitBytes=pol.max_payload, sizeBytes=size_out)
+        if method == "tools/list" and isinstance(result.get("tools"), list):
+            result["tools"] = pol.visible_tools(result["tools"])
+        if is_tool:
+            if result.get("isError"):
+                out.set("tool_error", error=_first_text(result))
+            elif cache_key is not None and pol.cache is not None:
+                pol.cache.put(cache_key, result)
+        return result
+
+    @staticmethod
+    def _retryable(method: str, tool: JSON | None, e: BackendFault) -> bool:
+        if e.kind in ("payload", "unauthorized"):
+            return False
+        if e.safe_to_retry or method in READ_METHODS:
+            return True
+        return method == "tools/call" and _annotation(tool, "idempotentHint")
+
+    def _fault(self, svc: "ServiceRuntime", pol: ServicePolicy, backend: Any, reason: str) -> None:
+        breaker = pol.breaker
+        assert breaker is not None
+        if not breaker.fault(reason):
+            return
+        breaker.subject = backend
+        _svc_log(svc, "warning", f"circuit breaker opened after {breaker.consecutive} upstream faults "
+                                 f"(last: {reason}); cool-down {breaker.cooldown:g} s")
+        window = svc.manifest.spec.restartPolicy.windowSeconds
+        trips = breaker.recent_trips(window)
+        if trips >= BREAKER_TRIPS_TO_FAULT and self.report_fault is not None:
+            breaker.trips.clear()
+            try:
+                self.report_fault(svc, f"circuit breaker tripped {trips} times within {window:g}s; last fault: {reason}")
+            except Exception:
+                log.exception("report_fault failed")
+
+
+class _Outcome:
+    """The call's verdict so far, and its record (None for non-tool methods)."""
+
+    def __init__(self, rec: JSON | None) -> None:
+        self.rec = rec
+        self.name = "ok"
+        self.size_in: int | None = None  # the request's canonical JSON size, when already known
+
+    def set(self, outcome: str, policy: str | None = None, error: str | None = None) -> None:
+        self.name = outcome
+        if self.rec is not None:
+            self.rec.update(outcome=outcome, policy=policy, error=error)
+
+    def field(self, **kw: Any) -> None:
+        if self.rec is not None:
+            self.rec.update(kw)
+
+
+def _canonical_params(params: JSON, args_json: str) -> str:
+    """``canonical_json(params)``, reusing ``args_json`` (``canonical_json`` of ``params["arguments"]``,
+    computed for the argsHash) instead of encoding the arguments a second time."""
+    if not params.get("arguments") or not all(type(k) is str for k in params):
+        return canonical_json(params)  # "arguments" missing or falsy (hashed as {}), or unusual keys
+    return "{" + ",".join(f"{canonical_json(k)}:{args_json if k == 'arguments' else canonical_json(params[k])}"
+                          for k in sorted(params)) + "}"
+
+
+def _first_text(result: JSON) -> str | None:
+    for c in result.get("content") or []:
+        if isinstance(c, dict) and c.get("type") == "text":
+            return str(c.get("text", ""))[:500]
+    return None
+
+
+def _svc_log(svc: Any, level: str, message: str) -> None:
+    fn = getattr(svc, "log", None)
+    if callable(fn):
+        try:
+            fn(level, message)
+        except Exception:
+            pass
+
+
+def _find_tool(svc: "ServiceRuntime", name: str) -> JSON | None:
+    if svc.interface is None:
+        return None
+    for t in svc.interface.tools:
+        if t.get("name") == name:
+            return t
+    return None

@@ -1,0 +1,356 @@
+"""Call analytics and audit: one record per ``tools/call``, kept.
+
+Owns the call audit (``calls.jsonl`` in the state dir, append-only, rotated by
+size through ``events.JsonlLog``, written in batches at most ``FLUSH_S`` after
+each call, at shutdown and before ``/api/audit`` answers), the in-memory recent-call rings and rolling
+per-service stats (calls, error rate, p50/p95 latency over a recent window),
+intent and capability-request records (``intents.jsonl``), and the routes
+``/api/audit``, ``/api/services/{ref}/calls`` and ``/api/analytics``.
+Must not: store arguments or results unless ``capture_arguments`` is on (and
+then only redacted and size-bounded, see ``redaction``), block a call (a
+sink never raises), or decide anything about a call (that is ``policy``).
+
+How the gateway uses it (``daemon.analytics`` is set by ``routes``):
+``add_intent_property(schema)`` on each listed tool when
+``settings.capture_intent``; ``intent, args = pop_intent(args)`` before the
+call; ``daemon.analytics.record_intent(service, tool, intent, client)`` right
+before ``policy.call`` (same task: the call record then carries the intent);
+``capability_tool()`` in ``tools/list`` and, for its calls,
+``daemon.analytics.record_capability_request(description, context, client)``
+whose return value is the tool result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from runtimed.state.events import JsonlLog
+from runtimed.records.intents import capability_result, clean_intent
+from runtimed.records.redaction import capture, redact_text
+
+if TYPE_CHECKING:
+    from runtimed.daemon import Daemon
+
+JSON = dict[str, Any]
+log = logging.getLogger("runtimed.analytics")
+
+FLUSH_S = 0.1  # call records reach calls.jsonl in batches, at most this late (and at shutdown)
+FLUSH_MAX = 512
+WINDOW_SECONDS = 15 * 60  # the "recent window" of the rolling stats
+RING_PER_SERVICE = 200
+RING_ALL = 5000
+WINDOW_SAMPLES = 2000
+NOT_ERRORS = frozenset({"ok", "cancelled"})  # a cancelled call is the client's choice, not a failure
+TOP_INTENTS = 5
+
+_pending_intent: contextvars.ContextVar[tuple[str, str, str] | None] = contextvars.ContextVar(
+    "runtimed_pending_intent", default=None)
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of an ascending list (None when empty)."""
+    if not sorted_values:
+        return None
+    rank = max(1, min(len(sorted_values), int(-(-q * len(sorted_values) // 1))))
+    return sorted_values[rank - 1]
+
+
+@dataclass
+class ServiceStats:
+    calls: int = 0
+    errors: int = 0
+    samples: collections.deque[tuple[float, float, bool]] = field(
+        default_factory=lambda: collections.deque(maxlen=WINDOW_SAMPLES))
+    last_error: JSON | None = None
+    last_call_at: float | None = None
+
+    def add(self, rec: JSON) -> None:
+        ok = rec.get("outcome") in NOT_ERRORS
+        self.calls += 1
+        if not ok:
+            self.errors += 1
+            self.last_error = {"time": rec.get("time"), "tool": rec.get("tool"), "outcome": rec.get("outcome"),
+                               "policy": rec.get("policy"), "message": rec.get("error")}
+        t = float(rec.get("time") or time.time())
+        self.last_call_at = t
+        self.samples.append((t, float(rec.get("durationMs") or 0.0), ok))
+
+    def to_json(self, now: float | None = None) -> JSON:
+        now = time.time() if now is None else now
+        recent = [s for s in self.samples if s[0] >= now - WINDOW_SECONDS]
+        durations = sorted(s[1] for s in recent)
+        errors = sum(1 for s in recent if not s[2])
+        return {
+            "calls": self.calls,
+            "errors": self.errors,
+            "windowSeconds": WINDOW_SECONDS,
+            "windowCalls": len(recent),
+            "windowErrors": errors,
+            "errorRate": round(errors / len(recent), 4) if recent else None,
+            "p50Ms": percentile(durations, 0.50),
+            "p95Ms": percentile(durations, 0.95),
+            "lastError": self.last_error,
+            "lastCallAt": self.last_call_at,
+        }
+
+
+class Analytics:
+    """The daemon's call recorder. ``record`` is a ``PolicyEngine`` call sink."""
+
+    def __init__(self, daemon: "Daemon") -> None:
+        self.daemon = daemon
+        self.settings = daemon.settings
+        state_dir = daemon.settings.state_dir
+        self.calls_log = JsonlLog(state_dir / "calls.jsonl")
+        self.intents_log = JsonlLog(state_dir / "intents.jsonl")
+        self._ids = itertools.count(1)
+        self.all: collections.deque[JSON] = collections.deque(maxlen=RING_ALL)
+        self.by_service: dict[str, collections.deque[JSON]] = {}
+        self.stats: dict[str, ServiceStats] = {}
+        self.intents: dict[tuple[str, str], collections.Counter[str]] = {}
+        self.capabilities: dict[str, JSON] = {}
+        self._pending: list[JSON] = []  # call records not yet written (see flush)
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._load()
+
+    # -- start-up ------------------------------------------------------------
+    def _load(self) -> None:
+        """Rebuild the rings and stats from the end of the files (a restart
+        keeps recent history)."""
+        for rec in self.calls_log.tail(RING_ALL):
+            if isinstance(rec, dict) and rec.get("service"):
+                rec["id"] = next(self._ids)
+                self._remember(rec)
+        for rec in self.intents_log.tail(RING_ALL):
+            if not isinstance(rec, dict):
+                continue
+            if rec.get("kind") == "intent":
+                self._count_intent(str(rec.get("service")), str(rec.get("tool")), str(rec.get("intent")))
+            elif rec.get("kind") == "capability":
+                self._count_capability(rec)
+
+    def close(self) -> None:
+        self.flush()
+        self.calls_log.close()
+        self.intents_log.close()
+
+    # -- the audit file: appended in batches ----------------------------------------
+    def _schedule_flush(self) -> None:
+        if len(self._pending) >= FLUSH_MAX:
+            self.flush()
+            return
+        if self._flush_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (direct use): write now
+            self.flush()
+            return
+        self._flush_handle = loop.call_later(FLUSH_S, self.flush)
+
+    def flush(self) -> None:
+        """Write the call records not yet in ``calls.jsonl`` (one write per batch)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        batch, self._pending = self._pending, []
+        try:
+            # The pending records are the ones kept in the rings: written without their in-memory id.
+            self.calls_log.append_many([{k: v for k, v in r.items() if k != "id"} for r in batch])
+        except (OSError, ValueError) as e:  # ValueError: the file was closed
+            log.warning("could not append to %s: %s", self.calls_log.path, e)
+
+    # -- recording -----------------------------------------------------------
+    def record(self, rec: JSON) -> None:
+        """One finished ``tools/call`` (the record ``PolicyEngine`` builds)."""
+        try:
+            self._record(rec)
+        except Exception:  # never let analytics break a call
+            log.exception("could not record a call")
+
+    def _record(self, rec: JSON) -> None:
+        out = dict(rec)
+        out.pop("arguments", None)
+        out.pop("result", None)
+        out["id"] = next(self._ids)
+        if out.get("error"):
+            out["error"] = redact_text(str(out["error"]))[:1000]
+        pending = _pending_intent.get()
+        if pending is not None and pending[:2] == (rec.get("service"), rec.get("tool")):
+            out["intent"] = pending[2]
+            _pending_intent.set(None)
+        if self.settings.capture_arguments:
+            if "arguments" in rec:
+                out["arguments"] = capture(rec.get("arguments"))
+            if "result" in rec:
+                out["result"] = capture(rec.get("result"))
+        self._pending.append(out)  # never changed after this: flush() writes it without "id"
+        self._schedule_flush()
+        self._remember(out)
+        self.daemon.events.notify("call", out.get("service"), tool=out.get("tool"), outcome=out.get("outcome"),
+                                  durationMs=out.get("durationMs"), callId=out["id"])
+
+    def _remember(self, rec: JSON) -> None:
+        name = str(rec["service"])
+        self.all.append(rec)
+        self.by_service.setdefault(name, collections.deque(maxlen=RING_PER_SERVICE)).append(rec)
+        self.stats.setdefault(name, ServiceStats()).add(rec)
+
+    def record_intent(self, service: str, tool: str, intent: str | None, client: str | None = None) -> None:
+        """An agent's stated intent for a call about to be made (from ``_intent``).
+
+        Call it in the task that then calls ``policy.call``: that call's
+        record carries the intent. None or empty intents are ignored.
+        """
+        text = clean_intent(intent)
+        if text is None:
+            return
+        _pending_intent.set((service, tool, text))
+        self._count_intent(service, tool, text)
+        try:
+            self.intents_log.append({"time": time.time(), "kind": "intent", "service": service, "tool": tool,
+                                     "intent": text, "client": client})
+        except OSError as e:
+            log.warning("could not append to %s: %s", self.intents_log.path, e)
+
+    def record_capability_request(self, description: Any, context: Any = None, client: str | None = None) -> JSON:
+        """A ``runtime__request_capability`` call; returns its tool result."""
+        text = clean_intent(description)
+        if text is None:
+            return capability_result(False, "describe the missing capability in 'description' (a non-empty string)")
+        rec = {"time": time.time(), "kind": "capability", "description": text, "context": clean_intent(context),
+               "client": client}
+        self._count_capability(rec)
+        try:
+            self.intents_log.append(rec)
+        except OSError as e:
+            log.warning("could not append to %s: %s", self.intents_log.path, e)
+        self.daemon.events.notify("capability.requested", None, description=text)
+        return capability_result(True, "Recorded: the gateway's operators will see this request. No tool performs "
+                                       "it yet; tell the user it is not available.")
+
+    def _count_intent(self, service: str, tool: str, intent: str) -> None:
+        self.intents.setdefault((service, tool), collections.Counter())[intent.lower()] += 1
+
+    def _count_capability(self, rec: JSON) -> None:
+        desc = str(rec.get("description") or "")
+        if not desc:
+            return
+        key = desc.lower()
+        entry = self.capabilities.setdefault(key, {"description": desc, "count": 0, "firstAt": rec.get("time"),
+                                                   "lastAt": None, "contexts": []})
+        entry["count"] += 1
+        entry["lastAt"] = rec.get("time")
+        ctx = rec.get("context")
+        if ctx and ctx not in entry["contexts"]:
+            entry["contexts"] = (entry["contexts"] + [ctx])[-3:]
+
+    # -- reading -------------------------------------------------------------
+    def service_stats(self, name: str) -> JSON:
+        st = self.stats.get(name)
+        return (st or ServiceStats()).to_json()
+
+    def recent(self, service: str | None = None, tool: str | None = None, outcome: str | None = None,
+               limit: int = 100, before: int | None = None) -> list[JSON]:
+        """Newest first."""
+        source = self.all if service is None else self.by_service.get(service, ())
+        out: list[JSON] = []
+        for rec in reversed(source):
+            if before is not None and rec["id"] >= before:
+                continue
+            if tool is not None and rec.get("tool") != tool:
+                continue
+            if outcome is not None and rec.get("outcome") != outcome:
+                continue
+            out.append(rec)
+            if len(out) >= limit:
+                break
+        return out
+
+    def top_intents(self, service: str | None = None) -> list[JSON]:
+        out = []
+        for (svc, tool), counter in sorted(self.intents.items()):
+            if service is not None and svc != service:
+                continue
+            out.append({"service": svc, "tool": tool, "total": sum(counter.values()),
+                        "top": [{"intent": i, "count": c} for i, c in counter.most_common(TOP_INTENTS)]})
+        return out
+
+    def missing_capabilities(self) -> list[JSON]:
+        return sorted(self.capabilities.values(), key=lambda e: (-e["count"], -(e["lastAt"] or 0)))
+
+    def summary(self) -> JSON:
+        return {
+            "windowSeconds": WINDOW_SECONDS,
+            "captureArguments": self.settings.capture_arguments,
+            "captureIntent": self.settings.capture_intent,
+            "services": {name: st.to_json() for name, st in self.stats.items()},
+            "intents": self.top_intents(),
+            "capabilities": self.missing_capabilities(),
+        }
+
+
+# -- routes ------------------------------------------------------------------
+
+def _analytics(request: Request) -> Analytics:
+    return request.app.state.daemon.analytics
+
+
+def _int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    from runtimed.http.api import _int_param
+
+    return _int_param(request, name, default, lo, hi)
+
+
+async def audit(request: Request) -> JSONResponse:
+    """``GET /api/audit?service=&tool=&outcome=&limit=&before=``: call records, newest first."""
+    a = _analytics(request)
+    a.flush()  # the file named in the answer holds every call recorded so far
+    q = request.query_params
+    service = q.get("service")
+    if service:
+        found = request.app.state.daemon.supervisor.find(service)
+        service = found.name if found is not None else service  # removed services keep their history
+    limit = _int(request, "limit", 100, 1, RING_ALL)
+    before = _int(request, "before", 0, 0, 10**12) or None
+    calls = a.recent(service=service or None, tool=q.get("tool") or None, outcome=q.get("outcome") or None,
+                     limit=limit, before=before)
+    return JSONResponse({"calls": calls, "file": str(a.calls_log.path), "captureArguments": a.settings.capture_arguments})
+
+
+async def service_calls(request: Request) -> JSONResponse:
+    """``GET /api/services/{ref}/calls``: the service's recent calls and stats."""
+    a = _analytics(request)
+    svc = request.app.state.daemon.supervisor.get(request.path_params["ref"])
+    limit = _int(request, "limit", 50, 1, RING_PER_SERVICE)
+    return JSONResponse({"service": svc.name, "stats": a.service_stats(svc.name),
+                         "calls": a.recent(service=svc.name, tool=request.query_params.get("tool") or None,
+                                           limit=limit),
+                         "intents": a.top_intents(svc.name)})
+
+
+async def summary(request: Request) -> JSONResponse:
+    """``GET /api/analytics``: per-service stats, top intents, missing capabilities."""
+    return JSONResponse(_analytics(request).summary())
+
+
+def routes(daemon: "Daemon") -> list[Route]:
+    analytics = Analytics(daemon)
+    daemon.analytics = analytics  # type: ignore[attr-defined]
+    daemon.policy.call_sinks.append(analytics.record)
+    return [
+        Route("/api/audit", audit, methods=["GET"]),
+        Route("/api/analytics", summary, methods=["GET"]),
+        Route("/api/services/{ref}/calls", service_calls, methods=["GET"]),
+    ]

@@ -1,0 +1,7 @@
+"""What the daemon persists: the crash-safe file writer (``files``), the
+registry of services (``registry``) and the event stream with its JSON Lines
+logs (``events``).
+
+Owns durability: a change is on disk before it is acknowledged, and a corrupt
+file never costs the last good state. Must not: decide lifecycle or policy.
+"""
