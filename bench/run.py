@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 
@@ -375,7 +375,7 @@ def pkg_versions() -> dict[str, str]:
 
 
 async def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, Any]:
-    res: dict[str, Any] = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    res: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                            "command": "python bench/run.py" + (" --quick" if args.quick else "")
                            + (" --no-proxies" if args.no_proxies else "") + (" --update-doc" if args.update_doc else ""),
                            "machine": machine(), "versions": pkg_versions(), "scenarios": {}}

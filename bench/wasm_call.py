@@ -49,9 +49,9 @@ async def main(calls: int) -> None:
         starts.append(time.perf_counter() - t)
     print(f"start (cache {b.describe()['cache']['status']}): {_stats(starts)}")
 
-    loaded = b._loaded  # noqa: SLF001 - benchmark reaches in on purpose
+    loaded = b._loaded
     assert loaded is not None
-    spec, limits = loaded.abi.tools["echo"], b._limits()  # noqa: SLF001
+    spec, limits = loaded.abi.tools["echo"], b._limits()
     for _ in range(200):
         run_tool(loaded.pre, spec, ARGS, limits, limits.timeout_ms)
     direct = []

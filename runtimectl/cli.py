@@ -16,7 +16,7 @@ import sys
 import time
 import tomllib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 import typer
@@ -45,8 +45,8 @@ class Opts:
 
 @app.callback()
 def _global(
-    url: Optional[str] = typer.Option(None, "--url", envvar="RUNTIMED_URL", help="daemon URL (default http://127.0.0.1:4707)"),
-    token: Optional[str] = typer.Option(None, "--token", envvar="RUNTIMED_AUTH_TOKEN", help="bearer token", show_default=False),
+    url: str | None = typer.Option(None, "--url", envvar="RUNTIMED_URL", help="daemon URL (default http://127.0.0.1:4707)"),
+    token: str | None = typer.Option(None, "--token", envvar="RUNTIMED_AUTH_TOKEN", help="bearer token", show_default=False),
 ) -> None:
     Opts.url, Opts.token = url, token
 
@@ -167,25 +167,25 @@ def _say_applied(res: dict[str, Any]) -> None:
 @app.command()
 def add(
     target: str = typer.Argument(..., help="path to a .wasm/.wat file, or the http(s) URL of a remote MCP server"),
-    name: Optional[str] = typer.Option(None, "--name", help="service name (default: derived from TARGET)"),
-    namespace: Optional[str] = typer.Option(None, "--namespace", help="tool namespace (default: the name)"),
-    transport: Optional[str] = typer.Option(None, "--transport", help="streamable_http (default) or sse"),
-    auth_ref: Optional[str] = typer.Option(None, "--auth-ref", help="env:VAR, file:relative/path or header_env:Header:VAR"),
-    timeout_ms: Optional[int] = typer.Option(None, "--timeout-ms", help="per-call timeout"),
-    allow_tools: Optional[str] = typer.Option(None, "--allow-tools", help="comma-separated names or globs"),
-    deny_tools: Optional[str] = typer.Option(None, "--deny-tools", help="comma-separated names or globs"),
+    name: str | None = typer.Option(None, "--name", help="service name (default: derived from TARGET)"),
+    namespace: str | None = typer.Option(None, "--namespace", help="tool namespace (default: the name)"),
+    transport: str | None = typer.Option(None, "--transport", help="streamable_http (default) or sse"),
+    auth_ref: str | None = typer.Option(None, "--auth-ref", help="env:VAR, file:relative/path or header_env:Header:VAR"),
+    timeout_ms: int | None = typer.Option(None, "--timeout-ms", help="per-call timeout"),
+    allow_tools: str | None = typer.Option(None, "--allow-tools", help="comma-separated names or globs"),
+    deny_tools: str | None = typer.Option(None, "--deny-tools", help="comma-separated names or globs"),
     read_only: bool = typer.Option(False, "--read-only", help="expose only tools annotated readOnlyHint"),
-    max_payload_bytes: Optional[int] = typer.Option(None, "--max-payload-bytes"),
-    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency"),
-    max_queue: Optional[int] = typer.Option(None, "--max-queue"),
-    queue_timeout_ms: Optional[int] = typer.Option(None, "--queue-timeout-ms"),
-    rate_limit: Optional[str] = typer.Option(None, "--rate-limit", help="e.g. 10/day, 5/second"),
-    cache_ttl: Optional[float] = typer.Option(None, "--cache-ttl", help="seconds to keep cacheable results"),
-    cache_tools: Optional[str] = typer.Option(None, "--cache-tools", help="comma-separated cacheable tools (globs)"),
-    description: Optional[str] = typer.Option(None, "--description"),
+    max_payload_bytes: int | None = typer.Option(None, "--max-payload-bytes"),
+    max_concurrency: int | None = typer.Option(None, "--max-concurrency"),
+    max_queue: int | None = typer.Option(None, "--max-queue"),
+    queue_timeout_ms: int | None = typer.Option(None, "--queue-timeout-ms"),
+    rate_limit: str | None = typer.Option(None, "--rate-limit", help="e.g. 10/day, 5/second"),
+    cache_ttl: float | None = typer.Option(None, "--cache-ttl", help="seconds to keep cacheable results"),
+    cache_tools: str | None = typer.Option(None, "--cache-tools", help="comma-separated cacheable tools (globs)"),
+    description: str | None = typer.Option(None, "--description"),
     label: list[str] = typer.Option([], "--label", help="key=value (repeatable)"),
-    restart: Optional[str] = typer.Option(None, "--restart", help="never, on-failure or always"),
-    max_restarts: Optional[int] = typer.Option(None, "--max-restarts"),
+    restart: str | None = typer.Option(None, "--restart", help="never, on-failure or always"),
+    max_restarts: int | None = typer.Option(None, "--max-restarts"),
     no_start: bool = typer.Option(False, "--no-start", help="register without starting"),
     no_autostart: bool = typer.Option(False, "--no-autostart", help="do not start when the daemon boots"),
     as_json: bool = JsonOpt,
@@ -506,8 +506,8 @@ def show(service: str = typer.Argument(..., help="name or id"), as_json: bool = 
 # ``Opts`` from this module only inside their commands).
 from runtimectl import bridge  # noqa: E402
 from runtimectl.commands import bootstrap as commands_bootstrap
-from runtimectl.commands import tools as commands_tools
 from runtimectl.commands import doctor
+from runtimectl.commands import tools as commands_tools
 
 for _group in (commands_tools, commands_bootstrap, doctor, bridge):
     _group.register(app)

@@ -12,7 +12,8 @@ import contextlib
 import logging
 import os
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,17 +22,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from runtimed import __version__
-from runtimed.records import analytics
-from runtimed.http import api
-from runtimed.http import metrics
 from runtimed.config.settings import Settings
-from runtimed.state.events import EventBus
 from runtimed.gateway import Gateway
-from runtimed.policy.engine import PolicyEngine
-from runtimed.state.registry import Registry
+from runtimed.http import api, metrics
 from runtimed.http.security import SecurityMiddleware
-from runtimed.lifecycle.supervisor import Supervisor, SupervisorError
 from runtimed.http.status import routes as web_routes
+from runtimed.lifecycle.supervisor import Supervisor, SupervisorError
+from runtimed.policy.engine import PolicyEngine
+from runtimed.records import analytics
+from runtimed.state.events import EventBus
+from runtimed.state.registry import Registry
 
 log = logging.getLogger("runtimed")
 
@@ -39,8 +39,8 @@ log = logging.getLogger("runtimed")
 class Daemon:
     """Everything one daemon holds. Built before the port is bound."""
 
-    analytics: "analytics.Analytics"  # set by analytics.routes()
-    metrics: "metrics.Metrics"  # set by metrics.routes()
+    analytics: analytics.Analytics  # set by analytics.routes()
+    metrics: metrics.Metrics  # set by metrics.routes()
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -14,9 +14,9 @@ import collections
 from pathlib import Path
 from typing import Any
 
-from runtimed.backends import Backend, BackendFault, CallContext, Interface, ProbeResult, Health, UpstreamError
-from runtimed.config.settings import PolicyDefaults, Settings
+from runtimed.backends import Backend, BackendFault, CallContext, Health, Interface, ProbeResult, UpstreamError
 from runtimed.config.manifest import parse_manifest
+from runtimed.config.settings import PolicyDefaults, Settings
 from runtimed.policy.engine import PolicyEngine, ServicePolicy
 
 TOOLS = [

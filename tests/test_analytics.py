@@ -9,10 +9,10 @@ from pathlib import Path
 
 from mcp import Client
 
+from runtimed.config.settings import Settings
+from runtimed.daemon import Daemon
 from runtimed.records.analytics import Analytics, percentile
 from runtimed.records.intents import pop_intent
-from runtimed.daemon import Daemon
-from runtimed.config.settings import Settings
 from runtimed.state.events import EventBus, JsonlLog
 from tests.support.upstream import run_upstream
 

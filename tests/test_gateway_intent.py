@@ -7,8 +7,9 @@ the arguments the upstream got) and a real SDK upstream; the official SDK ``Clie
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from mcp import Client

@@ -11,8 +11,8 @@ import pytest
 
 from runtimed.gateway import naming
 from runtimed.gateway.catalog import build, template_regex
-from runtimed.protocol.jsonrpc import Encoded, RpcError, dumps
 from runtimed.gateway.stateless import StateSigner, decode_header_value
+from runtimed.protocol.jsonrpc import Encoded, RpcError, dumps
 from runtimed.protocol.versions import era_of, negotiate
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
+from runtimed.backends.base import BackendFault
 from runtimed.backends.remote import h1 as _h1
 from runtimed.backends.remote import http as _http
-from runtimed.backends.base import BackendFault
 
 Handler = Callable[["Peer", dict[str, Any]], Awaitable[bool]]  # returns False to close the connection
 

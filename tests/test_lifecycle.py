@@ -14,7 +14,6 @@ from tests.support.daemon import run_cli
 from tests.support.foundation import closed_port, events, remote_manifest, transitions
 from tests.support.upstream import run_upstream
 
-
 FAST_RESTARTS = {"mode": "on-failure", "maxRestarts": 2, "windowSeconds": 60,
                  "backoff": {"initialMs": 100, "maxMs": 400}}
 

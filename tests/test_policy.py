@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 
 from runtimed.backends import BackendFault, CallContext, UpstreamError
 from runtimed.policy.engine import PolicyRefusal
-
 from tests.policy_harness import Harness, meta_of, text_of, until
 
 
@@ -488,7 +486,7 @@ async def test_arguments_and_result_in_record_only_when_capture_enabled(tmp_path
     {"name": "\u2028\"q", "arguments": {"k\"": "v\n"}}, {"name": "x", "arguments": "text"},
 ])
 def test_the_request_size_is_that_of_the_whole_params_canonical_json(params):
-    from runtimed.policy.engine import _canonical_params
     from runtimed.policy.cache import canonical_json
+    from runtimed.policy.engine import _canonical_params
 
     assert _canonical_params(params, canonical_json(params.get("arguments") or {})) == canonical_json(params)

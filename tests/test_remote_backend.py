@@ -30,8 +30,8 @@ from runtimed.backends.base import (
 )
 from runtimed.backends.remote.backend import RemoteBackend, prepare_remote_origin
 from runtimed.backends.remote.hosts import host_matches
-from runtimed.config.settings import Settings
 from runtimed.config.manifest import parse_manifest
+from runtimed.config.settings import Settings
 from tests.support.upstream import run_upstream
 
 GUARD = 30.0  # seconds: only to stop a broken test from hanging forever
@@ -165,7 +165,7 @@ async def test_auto_picks_stateless_era_and_introspects_all_pages(echo, tmp_path
         assert d["era"] == "stateless" and d["protocolVersion"] == "2026-07-28" and d["handshakes"] == 1
         iface = await asyncio.wait_for(backend.introspect(), GUARD)
         names = {t["name"] for t in iface.tools}
-        assert BASE_TOOLS <= names
+        assert names >= BASE_TOOLS
         bulk = [n for n in names if n.startswith("bulk_")]
         assert len(bulk) == 9 and all(len(n) == 128 for n in bulk)  # 20 tools over pages of 4
         assert {r["uri"] for r in iface.resources} == {"test://static-text", "test://info"}

@@ -18,9 +18,7 @@ import re
 import socket
 from typing import Any
 
-import httpx
 import mcp_types as types
-import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from runtimed.backends.base import CallContext
 from runtimed.config.settings import Settings
-from runtimed.state.events import EventBus
-from runtimed.policy.engine import PolicyEngine
-from runtimed.state.registry import Registry
 from runtimed.lifecycle.supervisor import Supervisor
+from runtimed.policy.engine import PolicyEngine
+from runtimed.state.events import EventBus
+from runtimed.state.registry import Registry
 from tests.wasm.harness import EXAMPLES, manifest
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
-from runtimed.bootstrap import core as bs
-
 from runtimectl.client import ClientError, DaemonClient, resolve_token, resolve_url
+from runtimed.bootstrap import core as bs
 
 bootstrap_app = typer.Typer(help="Write the Codex and Claude Code configs so agents use the one endpoint.",
                             invoke_without_command=True)
@@ -75,7 +74,7 @@ def bootstrap(
     ctx: typer.Context,
     clients: str = typer.Option("codex,claude", "--clients", help="comma-separated: codex, claude"),
     transport: str = typer.Option("http", "--transport", help="http or stdio"),
-    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="default: the running daemon's /mcp"),
+    endpoint: str | None = typer.Option(None, "--endpoint", help="default: the running daemon's /mcp"),
     name: str = typer.Option("runtime", "--name", help="the server's name in the client configs"),
     scope: str = typer.Option("user", "--scope", help="user or project"),
     project_dir: Path = typer.Option(Path("."), "--project-dir", help="the project, for --scope project"),
@@ -128,7 +127,7 @@ def status(
     clients: str = typer.Option("codex,claude", "--clients"),
     name: str = typer.Option("runtime", "--name"),
     project_dir: Path = typer.Option(Path("."), "--project-dir"),
-    endpoint: Optional[str] = typer.Option(None, "--endpoint"),
+    endpoint: str | None = typer.Option(None, "--endpoint"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """For each client: the file, whether the entry exists, its transport and endpoint, and drift."""

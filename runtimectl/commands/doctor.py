@@ -95,7 +95,7 @@ def run_checks(client: DaemonClient, home: Path | None = None, codex_home: Path 
         import wasmtime  # noqa: F401
 
         checks.append(Check("wasmtime", OK, f"wasmtime {importlib.metadata.version('wasmtime')} imports"))
-    except Exception as e:  # noqa: BLE001 - any import failure is the finding
+    except Exception as e:
         checks.append(Check("wasmtime", FAIL, f"wasmtime does not import: {e}", "pip install wasmtime"))
     if status is not None:
         try:
@@ -128,7 +128,7 @@ def _bootstrap_checks(status: dict[str, Any], home: Path | None, codex_home: Pat
     try:
         entries = bootstrap.status(endpoint=endpoint, token_configured=bool(status.get("authRequired")),
                                    scopes=("user", "project"), home=home, codex_home=codex_home)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return [Check("bootstrap", WARN, f"could not read client configs: {e}")]
     for client in bootstrap.CLIENTS:
         mine = [e for e in entries if e.client == client]

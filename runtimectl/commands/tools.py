@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 import typer
@@ -144,7 +144,7 @@ def register(app: typer.Typer) -> None:
     from runtimectl.cli import JsonOpt, client, emit_json, err, out
 
     @app.command("tools")
-    def tools_cmd(service: Optional[str] = typer.Argument(None, help="only this service's tools"),
+    def tools_cmd(service: str | None = typer.Argument(None, help="only this service's tools"),
                   as_json: bool = JsonOpt) -> None:
         """List the tools agents see on /mcp (name, service, description, policy marks)."""
         try:
@@ -172,7 +172,7 @@ def register(app: typer.Typer) -> None:
     @app.command("call")
     def call_cmd(tool: str = typer.Argument(..., help="public tool name, e.g. svc__echo"),
                  arg: list[str] = typer.Option([], "--arg", help="key=value (value parsed as JSON when it is JSON)"),
-                 raw: Optional[str] = typer.Option(None, "--json", help="arguments as one JSON object"),
+                 raw: str | None = typer.Option(None, "--json", help="arguments as one JSON object"),
                  timeout: float = typer.Option(300.0, "--timeout", help="seconds to wait")) -> None:
         """Call a tool through /mcp and print its result; exit 1 on an error result."""
         try:

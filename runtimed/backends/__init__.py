@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtimed.config.manifest import ServiceManifest
 from runtimed.backends.base import (  # noqa: F401  (re-exported)
     Backend,
     BackendError,
@@ -28,6 +27,7 @@ from runtimed.backends.base import (  # noqa: F401  (re-exported)
     RelayUnavailable,
     UpstreamError,
 )
+from runtimed.config.manifest import ServiceManifest
 
 
 def create_backend(manifest: ServiceManifest, host: BackendHost) -> Backend:

@@ -14,8 +14,9 @@ import abc
 import enum
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
 from runtimed.config.manifest import ServiceManifest
 
@@ -84,7 +85,7 @@ class Interface:
         }
 
     @classmethod
-    def from_json(cls, data: JSON) -> "Interface":
+    def from_json(cls, data: JSON) -> Interface:
         return cls(
             tools=list(data.get("tools") or []),
             resources=list(data.get("resources") or []),
@@ -95,7 +96,7 @@ class Interface:
             instructions=data.get("instructions"),
         )
 
-    def diff(self, older: "Interface | None") -> JSON:
+    def diff(self, older: Interface | None) -> JSON:
         """Added, removed and changed names per kind, against an older snapshot."""
         out: JSON = {}
         for kind, key in (("tools", "name"), ("prompts", "name"), ("resources", "uri"), ("resourceTemplates", "uriTemplate")):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from runtimed.state.files import atomic_write  # noqa: F401  (used by apply_writes, re-exported)
+from runtimed.state.files import atomic_write
 
 
 class FileOpError(Exception):
@@ -61,7 +61,7 @@ def read_snapshot(path: Path) -> Snapshot:
 def backup_name(path: Path, backup_dir: Path | None, label: str, now: datetime | None = None) -> Path:
     """A free backup path: ``<file>.<UTC stamp>.runtimed-bak`` next to the file,
     or ``<stamp>-<label>-<file>`` inside ``backup_dir``."""
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     if backup_dir is None:
         base = path.parent / f"{path.name}.{stamp}.runtimed-bak"
     else:

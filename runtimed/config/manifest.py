@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -108,7 +108,7 @@ class RemoteMcpOrigin(_Model):
         return f"remote_mcp:{self.url}"
 
 
-Origin = Annotated[Union[LocalWasmOrigin, RemoteMcpOrigin], Field(discriminator="type")]
+Origin = Annotated[LocalWasmOrigin | RemoteMcpOrigin, Field(discriminator="type")]
 
 
 class RateLimit(_Model):
@@ -178,7 +178,7 @@ class ServiceManifest(_Model):
     spec: Spec
 
     @model_validator(mode="after")
-    def _namespace_default(self) -> "ServiceManifest":
+    def _namespace_default(self) -> ServiceManifest:
         if self.spec.toolNamespace is None:
             self.spec.toolNamespace = self.metadata.name
         return self

@@ -19,12 +19,13 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from runtimed.records.intents import add_intent_property
 from runtimed.gateway import naming
 from runtimed.protocol.jsonrpc import INVALID_PARAMS, Encoded, RpcError
+from runtimed.records.intents import add_intent_property
 
 if TYPE_CHECKING:
     from runtimed.lifecycle.supervisor import ServiceRuntime
@@ -37,14 +38,14 @@ KINDS = ("tools", "prompts", "resources", "resourceTemplates")
 
 @dataclass
 class Entry:
-    svc: "ServiceRuntime | None"  # None: a built-in tool
+    svc: ServiceRuntime | None  # None: a built-in tool
     upstream: str  # upstream name (tools, prompts) or URI / URI template
     item: JSON  # as listed to clients
 
 
 @dataclass
 class Catalog:
-    services: list["ServiceRuntime"]
+    services: list[ServiceRuntime]
     aggregate: bool
     tools: list[Entry] = field(default_factory=list)
     prompts: list[Entry] = field(default_factory=list)
@@ -55,7 +56,7 @@ class Catalog:
     hidden_map: dict[str, Entry] = field(default_factory=dict)  # tools hidden by policy: never listed, still routed
     resource_map: dict[str, Entry] = field(default_factory=dict)
     template_matchers: list[tuple[re.Pattern[str], Entry]] = field(default_factory=list)
-    renamed: list[tuple["ServiceRuntime", str, str, str]] = field(default_factory=list)  # svc, kind, upstream, public
+    renamed: list[tuple[ServiceRuntime, str, str, str]] = field(default_factory=list)  # svc, kind, upstream, public
     intent: bool = False  # service tools are listed with the optional ``_intent`` argument
     page_size: int = PAGE_SIZE
     # (kind, start) -> a page at a multiple of page_size, items pre-encoded (the catalog never changes).
@@ -161,7 +162,7 @@ def template_regex(template: str) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
-def build(services: list["ServiceRuntime"], aggregate: bool, builtins: list[JSON] | None = None,
+def build(services: list[ServiceRuntime], aggregate: bool, builtins: list[JSON] | None = None,
           intent: bool = False, page_size: int = PAGE_SIZE) -> Catalog:
     """``intent``: list every service tool with the optional ``_intent`` argument (intent capture)."""
     cat = Catalog(services=services, aggregate=aggregate, intent=intent, page_size=max(1, page_size))
@@ -209,7 +210,7 @@ def build(services: list["ServiceRuntime"], aggregate: bool, builtins: list[JSON
     return cat
 
 
-def _add_named(cat: Catalog, svc: "ServiceRuntime", kind: str, item: JSON, out: list[Entry],
+def _add_named(cat: Catalog, svc: ServiceRuntime, kind: str, item: JSON, out: list[Entry],
                index: dict[str, Entry], aggregate: bool) -> None:
     upstream = item.get("name")
     if not isinstance(upstream, str):
@@ -248,7 +249,7 @@ class CatalogCache:
     those objects alive, so an identity in a key cannot be reused by a new object.
     """
 
-    def __init__(self, serving: Callable[[], list["ServiceRuntime"]], builtins: Callable[[], list[JSON]],
+    def __init__(self, serving: Callable[[], list[ServiceRuntime]], builtins: Callable[[], list[JSON]],
                  on_renamed: Callable[[Catalog], None], intent: Callable[[], bool] = lambda: False,
                  page_size: int = PAGE_SIZE) -> None:
         self._serving = serving

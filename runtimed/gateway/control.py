@@ -52,7 +52,7 @@ ADMIN_TOOLS: list[JSON] = [
 ]
 
 
-def tools(daemon: "Daemon") -> list[JSON]:
+def tools(daemon: Daemon) -> list[JSON]:
     out = READ_TOOLS + (ADMIN_TOOLS if daemon.settings.admin_tools else [])
     if daemon.settings.capture_intent:
         out = out + [capability_tool()]  # runtime__request_capability: recorded by the router
@@ -68,7 +68,7 @@ def _err(text: str) -> JSON:
     return {"content": [{"type": "text", "text": text}], "isError": True}
 
 
-async def call(daemon: "Daemon", name: str, args: JSON, client_counts: JSON) -> JSON:
+async def call(daemon: Daemon, name: str, args: JSON, client_counts: JSON) -> JSON:
     """Run one control tool; problems come back as ``isError`` results."""
     from runtimed.lifecycle.supervisor import SupervisorError
 

@@ -18,10 +18,11 @@ beyond the flags it is given.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from runtimed.protocol.jsonrpc import dumps
 from runtimed.gateway.sessions import Stream
+from runtimed.protocol.jsonrpc import dumps
 
 JSON = dict[str, Any]
 PING_S = 15.0
@@ -33,8 +34,19 @@ SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-
 class Exchange:
     """The state of one request/answer exchange. ``cancel()`` stops its call (a no-op once it has finished)."""
 
-    __slots__ = ("send", "receive", "stream", "cancel_on_close", "task", "running", "cancel_requested", "gone",
-                 "writer", "watcher", "timer")
+    __slots__ = (
+        "cancel_on_close",
+        "cancel_requested",
+        "gone",
+        "receive",
+        "running",
+        "send",
+        "stream",
+        "task",
+        "timer",
+        "watcher",
+        "writer",
+    )
 
     def __init__(self, send: Callable[[JSON], Awaitable[None]], receive: Callable[[], Awaitable[JSON]],
                  stream: Stream, cancel_on_close: bool) -> None:

@@ -14,14 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 from runtimed.backends.base import RelayUnavailable
-from runtimed.protocol.jsonrpc import notification
 from runtimed.gateway.sessions import Session, Stream
+from runtimed.protocol.jsonrpc import notification
 
 JSON = dict[str, Any]
 
 
 class ExchangeRelay:
-    __slots__ = ("stream", "session", "progress_token", "can_stream")
+    __slots__ = ("can_stream", "progress_token", "session", "stream")
 
     def __init__(self, stream: Stream, session: Session | None, progress_token: Any, can_stream: bool) -> None:
         self.stream = stream

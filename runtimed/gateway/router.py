@@ -17,18 +17,26 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from runtimed.backends.base import BackendError, BackendFault, CallContext, InputRequired, NullRelay, RelayUnavailable, UpstreamError
-from runtimed.records.intents import CAPABILITY_TOOL, INTENT_PROPERTY, capability_result, pop_intent
-from runtimed.policy.engine import PolicyRefusal
+from runtimed.backends.base import (
+    BackendError,
+    BackendFault,
+    CallContext,
+    InputRequired,
+    NullRelay,
+    RelayUnavailable,
+    UpstreamError,
+)
 from runtimed.gateway import control, stateless
 from runtimed.gateway.catalog import Catalog
-from runtimed.protocol.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, RpcError
 from runtimed.gateway.sessions import Session
+from runtimed.policy.engine import PolicyRefusal
+from runtimed.protocol.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, RpcError
 from runtimed.protocol.versions import ALL_VERSIONS, ENVELOPE_KEYS, META_LOG_LEVEL, STATELESS
+from runtimed.records.intents import CAPABILITY_TOOL, INTENT_PROPERTY, capability_result, pop_intent
 
 if TYPE_CHECKING:
-    from runtimed.lifecycle.supervisor import ServiceRuntime
     from runtimed.gateway import Gateway
+    from runtimed.lifecycle.supervisor import ServiceRuntime
 
 log = logging.getLogger("runtimed.gateway")
 JSON = dict[str, Any]
@@ -54,7 +62,7 @@ class RequestCtx:
 _STRIP = tuple(k for k in ENVELOPE_KEYS if k != META_LOG_LEVEL)
 
 
-def _declares_intent(item: JSON, svc: "ServiceRuntime", upstream: str) -> bool:
+def _declares_intent(item: JSON, svc: ServiceRuntime, upstream: str) -> bool:
     """Whether the upstream tool itself has an ``_intent`` argument (then it is its own, not ours)."""
     iface = svc.interface
     for tool in (iface.tools if iface is not None else ()):
@@ -82,7 +90,7 @@ def _strip_envelope(params: JSON, log_level: str | None) -> JSON:
 
 
 class Router:
-    def __init__(self, gateway: "Gateway") -> None:
+    def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         self.daemon = gateway.daemon
 
@@ -168,7 +176,7 @@ class Router:
         svc = self._resource_service(ctx, cat, uri)
         return await self._forward(ctx, svc, method, params, params)
 
-    def _resource_service(self, ctx: RequestCtx, cat: Catalog, uri: str) -> "ServiceRuntime":
+    def _resource_service(self, ctx: RequestCtx, cat: Catalog, uri: str) -> ServiceRuntime:
         entry = cat.route_resource(uri)
         if entry is not None and entry.svc is not None:
             return entry.svc
@@ -189,7 +197,7 @@ class Router:
             return {}
         if method == "resources/subscribe":
 
-            async def forward(s: "ServiceRuntime", m: str, u: str) -> None:
+            async def forward(s: ServiceRuntime, m: str, u: str) -> None:
                 caps = (s.interface.capabilities if s.interface else {}).get("resources") or {}
                 if caps.get("subscribe"):
                     await self._forward(ctx, s, m, {**params, "uri": u}, params)
@@ -201,7 +209,7 @@ class Router:
             await self.gw.unsubscribe_resource(svc, uri, ctx.session.id)
         return {}
 
-    def route_subscription(self, scope: str | None, uri: str) -> "ServiceRuntime | None":
+    def route_subscription(self, scope: str | None, uri: str) -> ServiceRuntime | None:
         """The service a listen stream's ``resourceSubscriptions`` URI belongs to, or None."""
         cat = self.gw.catalogs.get(scope)
         try:
@@ -231,7 +239,7 @@ class Router:
             return {"completion": {"values": [], "hasMore": False}}
         return await self._forward(ctx, svc, "completion/complete", fwd, params)
 
-    def _template_service(self, ctx: RequestCtx, cat: Catalog, uri: str) -> "ServiceRuntime | None":
+    def _template_service(self, ctx: RequestCtx, cat: Catalog, uri: str) -> ServiceRuntime | None:
         for e in cat.templates:
             if e.upstream == uri:
                 return e.svc
@@ -265,7 +273,7 @@ class Router:
         return result
 
     # -- the one call path ---------------------------------------------------
-    async def _forward(self, ctx: RequestCtx, svc: "ServiceRuntime | None", method: str, params: JSON,
+    async def _forward(self, ctx: RequestCtx, svc: ServiceRuntime | None, method: str, params: JSON,
                        original: JSON) -> JSON:
         if svc is None:
             raise RpcError(INTERNAL_ERROR, "internal routing error: no service")

@@ -22,11 +22,11 @@ from runtimed import __version__
 from runtimed.backends.base import CallContext, RelayUnavailable
 from runtimed.gateway import control
 from runtimed.gateway.catalog import Catalog, CatalogCache
-from runtimed.protocol.jsonrpc import notification
 from runtimed.gateway.router import Router
 from runtimed.gateway.sessions import Session, SessionStore, Stream
 from runtimed.gateway.stateless import StateSigner
 from runtimed.gateway.transport import McpEndpoint
+from runtimed.protocol.jsonrpc import notification
 
 if TYPE_CHECKING:
     from runtimed.daemon import Daemon
@@ -50,7 +50,7 @@ class Listener:
 
 
 class Gateway:
-    def __init__(self, daemon: "Daemon") -> None:
+    def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.sessions = SessionStore(on_end=self._session_ended)
         self.catalogs = CatalogCache(daemon.supervisor.serving, lambda: control.tools(daemon), self._renamed,
@@ -63,7 +63,7 @@ class Gateway:
         self._announced: set[tuple[str, str, str, str]] = set()
         # (service id, uri) -> (service, subscribers): one upstream subscription per URI, shared by
         # every session and listen stream that asked for it (owner keys: session ids, listener ids).
-        self.resource_subs: dict[tuple[str, str], tuple["ServiceRuntime", set[str]]] = {}
+        self.resource_subs: dict[tuple[str, str], tuple[ServiceRuntime, set[str]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._events_task: asyncio.Task[None] | None = None
         # Raw ASGI apps of /mcp and /mcp/{service}: routed by Starlette, and ahead of it by ``app.McpDispatch``.
@@ -173,7 +173,7 @@ class Gateway:
                     lst.stream.push(notification(f"notifications/{k}/list_changed", {"_meta": lst.meta}))
 
     # -- resource subscriptions ------------------------------------------------------
-    async def subscribe_resource(self, svc: "ServiceRuntime", uri: str, owner: str, forward: Any = None) -> None:
+    async def subscribe_resource(self, svc: ServiceRuntime, uri: str, owner: str, forward: Any = None) -> None:
         """Add ``owner`` to the URI's subscribers; the first one subscribes upstream.
 
         ``forward(svc, method, uri)`` makes the upstream call on behalf of the asking client (its
@@ -192,7 +192,7 @@ class Gateway:
                     self.resource_subs.pop(key, None)
                 raise
 
-    async def unsubscribe_resource(self, svc: "ServiceRuntime", uri: str, owner: str) -> None:
+    async def unsubscribe_resource(self, svc: ServiceRuntime, uri: str, owner: str) -> None:
         key = (svc.id, uri)
         hit = self.resource_subs.get(key)
         if hit is None or owner not in hit[1]:
@@ -208,7 +208,7 @@ class Gateway:
             if owner in owners:
                 self._spawn(self.unsubscribe_resource(svc, key[1], owner))
 
-    async def _upstream_subscription(self, svc: "ServiceRuntime", method: str, uri: str) -> None:
+    async def _upstream_subscription(self, svc: ServiceRuntime, method: str, uri: str) -> None:
         """Best effort: tell the upstream, if it supports subscriptions; never raises."""
         caps = (svc.interface.capabilities if svc.interface else {}).get("resources") or {}
         if not caps.get("subscribe"):
@@ -242,7 +242,7 @@ class Gateway:
         self.drop_subscriber(f"listen:{id(lst)}")
 
     # -- upstream traffic not tied to a call ----------------------------------------------
-    def _on_upstream_notification(self, svc: "ServiceRuntime", method: str, params: JSON) -> None:
+    def _on_upstream_notification(self, svc: ServiceRuntime, method: str, params: JSON) -> None:
         if method == "notifications/resources/updated":
             uri = params.get("uri")
             for session in self.sessions.all():
@@ -256,7 +256,7 @@ class Gateway:
                 if session.scope in (None, svc.name) and session.get_connected:
                     session.standalone.push(notification(method, params))
 
-    async def _on_server_request(self, svc: "ServiceRuntime", method: str, params: JSON) -> JSON:
+    async def _on_server_request(self, svc: ServiceRuntime, method: str, params: JSON) -> JSON:
         for session in self.sessions.all():
             if session.scope in (None, svc.name) and session.get_connected and session.has_capability(method):
                 return await session.ask(session.standalone, method, params)

@@ -16,7 +16,8 @@ import collections
 import itertools
 import secrets
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from runtimed.backends.base import UpstreamError
 from runtimed.protocol.jsonrpc import dumps
@@ -30,7 +31,7 @@ SESSION_IDLE_S = 24 * 3600.0
 class Stream:
     """One SSE stream's events: ``id: <stream>.<seq>``; the last one may be final."""
 
-    __slots__ = ("id", "seq", "events", "closed", "on_event", "_waiters")
+    __slots__ = ("_waiters", "closed", "events", "id", "on_event", "seq")
 
     def __init__(self, stream_id: str | None = None) -> None:
         self.id = stream_id or secrets.token_hex(6)
@@ -159,7 +160,7 @@ class Session:
 
 
 class SessionStore:
-    def __init__(self, on_end: "Callable[[Session], None] | None" = None) -> None:
+    def __init__(self, on_end: Callable[[Session], None] | None = None) -> None:
         self.sessions: dict[str, Session] = {}
         self._on_end = on_end
 

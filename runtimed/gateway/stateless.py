@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from runtimed.protocol.jsonrpc import HEADER_MISMATCH, INVALID_PARAMS, UNSUPPORTED_PROTOCOL_VERSION, RpcError
-from runtimed.protocol.versions import ALL_VERSIONS, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, STATELESS_VERSIONS
+from runtimed.protocol.versions import (
+    ALL_VERSIONS,
+    META_CLIENT_CAPABILITIES,
+    META_CLIENT_INFO,
+    META_PROTOCOL_VERSION,
+    STATELESS_VERSIONS,
+)
 
 JSON = dict[str, Any]
 NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}

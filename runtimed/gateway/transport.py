@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from runtimed.backends.base import BackendError
 from runtimed.gateway import stateless
 from runtimed.gateway.exchange import PING_S, SSE_HEADERS, Exchange
+from runtimed.gateway.relay import ExchangeRelay
+from runtimed.gateway.router import RequestCtx
+from runtimed.gateway.sessions import Session, Stream
 from runtimed.protocol.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -33,9 +37,6 @@ from runtimed.protocol.jsonrpc import (
     notification,
     response,
 )
-from runtimed.gateway.relay import ExchangeRelay
-from runtimed.gateway.router import RequestCtx
-from runtimed.gateway.sessions import Session, Stream
 from runtimed.protocol.versions import (
     BATCH_VERSIONS,
     DEFAULT_HEADERLESS,
@@ -82,7 +83,7 @@ def rpc_reply(err: RpcError, msg_id: Any, status: int) -> HttpReply:
 class McpEndpoint:
     """ASGI app for one path: ``scoped`` means ``/mcp/{service}``."""
 
-    def __init__(self, gateway: "Gateway", scoped: bool) -> None:
+    def __init__(self, gateway: Gateway, scoped: bool) -> None:
         self.gw = gateway
         self.scoped = scoped
 
@@ -452,4 +453,4 @@ def _progress_token(params: JSON) -> Any:
     return meta.get("progressToken") if isinstance(meta, dict) else None
 
 
-__all__ = ["McpEndpoint", "METHOD_NOT_FOUND"]
+__all__ = ["METHOD_NOT_FOUND", "McpEndpoint"]

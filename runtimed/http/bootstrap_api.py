@@ -10,7 +10,8 @@ The files are the daemon user's (its ``HOME`` and ``CODEX_HOME``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -25,11 +26,11 @@ if TYPE_CHECKING:
 NAME = "runtime"
 
 
-def _endpoint(d: "Daemon") -> str:
+def _endpoint(d: Daemon) -> str:
     return f"{d.settings.base_url}/mcp"
 
 
-def bootstrap_status(d: "Daemon") -> dict[str, Any]:
+def bootstrap_status(d: Daemon) -> dict[str, Any]:
     """What the Clients panel shows: one entry per client (user scope)."""
     try:
         entries = [e.to_dict() for e in bootstrap.status(
@@ -81,7 +82,7 @@ async def remove(request: Request) -> JSONResponse:
     return _carry_out(d, body, lambda: bootstrap.plan_remove(clients, name=_opt(body, "name", NAME), scope="user"))
 
 
-def _carry_out(d: "Daemon", body: dict[str, Any], make_plan: Callable[[], bootstrap.Plan]) -> JSONResponse:
+def _carry_out(d: Daemon, body: dict[str, Any], make_plan: Callable[[], bootstrap.Plan]) -> JSONResponse:
     """Plan; answer with the plan on ``dryRun``, else apply it and answer with the result and new status."""
     try:
         plan = make_plan()

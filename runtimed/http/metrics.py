@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -35,7 +36,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class _LiveCollector(Collector):
     """Gauges computed from the daemon's state at each scrape."""
 
-    def __init__(self, daemon: "Daemon") -> None:
+    def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -85,7 +86,7 @@ class _LiveCollector(Collector):
 class Metrics:
     """The metric families of one daemon."""
 
-    def __init__(self, daemon: "Daemon") -> None:
+    def __init__(self, daemon: Daemon) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.calls = Counter("runtimed_tool_calls", "Tool calls by outcome", ["service", "tool", "outcome"],
                              registry=self.registry)
@@ -141,7 +142,7 @@ async def metrics(request: Request) -> Response:
     return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-def routes(daemon: "Daemon") -> list[Route]:
+def routes(daemon: Daemon) -> list[Route]:
     m = Metrics(daemon)
     daemon.metrics = m  # type: ignore[attr-defined]
     daemon.policy.call_sinks.append(m.record)

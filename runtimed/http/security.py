@@ -17,7 +17,8 @@ import hmac
 import ipaddress
 import json
 import socket
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from runtimed.config.settings import Settings, is_loopback_host

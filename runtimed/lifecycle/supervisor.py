@@ -17,8 +17,9 @@ import enum
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from runtimed.backends import (
     Backend,
@@ -34,11 +35,11 @@ from runtimed.backends import (
     origin_label,
     prepare_origin,
 )
+from runtimed.config.manifest import ServiceManifest
 from runtimed.config.settings import Settings
+from runtimed.policy.engine import ServicePolicy
 from runtimed.state.events import EventBus
 from runtimed.state.files import atomic_write
-from runtimed.config.manifest import ServiceManifest
-from runtimed.policy.engine import ServicePolicy
 from runtimed.state.registry import Registry, RegistryError
 
 log = logging.getLogger("runtimed.supervisor")
@@ -72,7 +73,7 @@ PROBE_FAILURES_TO_CRASH = 3
 class ServiceRuntime:
     """One service's live state; also the ``BackendHost`` its backend talks to."""
 
-    def __init__(self, sup: "Supervisor", manifest: ServiceManifest) -> None:
+    def __init__(self, sup: Supervisor, manifest: ServiceManifest) -> None:
         self._sup = sup
         self.manifest = manifest
         self.state = State.REGISTERED
@@ -630,4 +631,4 @@ async def _quiet_stop(backend: Backend) -> None:
         log.exception("backend stop raised")
 
 
-__all__ = ["State", "ServiceRuntime", "Supervisor", "SupervisorError"]
+__all__ = ["ServiceRuntime", "State", "Supervisor", "SupervisorError"]

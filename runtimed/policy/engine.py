@@ -21,13 +21,14 @@ import hashlib
 import logging
 import random
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from runtimed.backends import BackendFault, CallContext, InputRequired, UpstreamError
-from runtimed.config.settings import Settings
 from runtimed.config.manifest import ServiceManifest
+from runtimed.config.settings import Settings
 from runtimed.policy.breaker import HALF_OPEN, CircuitBreaker
 from runtimed.policy.cache import ResultCache, canonical_json
 from runtimed.policy.limits import ConcurrencyGate, QueueFull, QueueTimeout, RateLimiter
@@ -84,7 +85,7 @@ def _annotation(tool: JSON | None, key: str) -> bool:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _era(protocol_version: str | None) -> str | None:
@@ -216,12 +217,12 @@ class ServicePolicy:
 class PolicyEngine:
     """Applies each service's ``ServicePolicy`` to calls. One per daemon."""
 
-    def __init__(self, settings: Settings, report_fault: Callable[["ServiceRuntime", str], None] | None = None) -> None:
+    def __init__(self, settings: Settings, report_fault: Callable[[ServiceRuntime, str], None] | None = None) -> None:
         self.settings = settings
         self.report_fault = report_fault
         self.call_sinks: list[Callable[[JSON], None]] = []
 
-    async def call(self, svc: "ServiceRuntime", method: str, params: JSON, ctx: CallContext) -> JSON:
+    async def call(self, svc: ServiceRuntime, method: str, params: JSON, ctx: CallContext) -> JSON:
         """Run one request through the service's policies and its backend.
 
         ``tools/call`` returns a result for every refusal, timeout and fault
@@ -274,7 +275,7 @@ class PolicyEngine:
                 log.exception("call sink failed")
 
     # -- the path ------------------------------------------------------------
-    async def _call(self, svc: "ServiceRuntime", method: str, params: JSON, ctx: CallContext, out: "_Outcome") -> JSON:
+    async def _call(self, svc: ServiceRuntime, method: str, params: JSON, ctx: CallContext, out: _Outcome) -> JSON:
         pol = svc.policy
         assert pol.gate is not None and pol.breaker is not None
         is_tool = method == "tools/call"
@@ -370,8 +371,8 @@ class PolicyEngine:
             if probing and breaker.probe_in_flight and breaker.state() == HALF_OPEN:
                 breaker.release_probe()  # ended without a verdict: let the next call probe
 
-    async def _forward(self, svc: "ServiceRuntime", pol: ServicePolicy, backend: Any, method: str, params: JSON,
-                       ctx: CallContext, tool: JSON | None, what: str, cache_key: str | None, out: "_Outcome",
+    async def _forward(self, svc: ServiceRuntime, pol: ServicePolicy, backend: Any, method: str, params: JSON,
+                       ctx: CallContext, tool: JSON | None, what: str, cache_key: str | None, out: _Outcome,
                        refuse: Callable[..., JSON]) -> JSON:
         """Steps 8-9: the backend call with timeout and retries, then the verdicts."""
         breaker = pol.breaker
@@ -458,7 +459,7 @@ class PolicyEngine:
             return True
         return method == "tools/call" and _annotation(tool, "idempotentHint")
 
-    def _fault(self, svc: "ServiceRuntime", pol: ServicePolicy, backend: Any, reason: str) -> None:
+    def _fault(self, svc: ServiceRuntime, pol: ServicePolicy, backend: Any, reason: str) -> None:
         breaker = pol.breaker
         assert breaker is not None
         if not breaker.fault(reason):
@@ -519,7 +520,7 @@ def _svc_log(svc: Any, level: str, message: str) -> None:
             pass
 
 
-def _find_tool(svc: "ServiceRuntime", name: str) -> JSON | None:
+def _find_tool(svc: ServiceRuntime, name: str) -> JSON | None:
     if svc.interface is None:
         return None
     for t in svc.interface.tools:

@@ -59,5 +59,5 @@ def era_of(header_version: str | None, body: Any) -> str:
         return SESSION
     if header_version is not None and header_version not in SESSION_VERSIONS:
         # An unknown version: stateless-shaped bodies get the stateless answer (-32022).
-        return STATELESS if has_envelope(body) or isinstance(body, dict) and body.get("method") == "server/discover" else SESSION
+        return STATELESS if has_envelope(body) or (isinstance(body, dict) and body.get("method") == "server/discover") else SESSION
     return STATELESS if has_envelope(body) else SESSION

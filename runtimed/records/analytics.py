@@ -35,9 +35,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from runtimed.state.events import JsonlLog
 from runtimed.records.intents import capability_result, clean_intent
 from runtimed.records.redaction import capture, redact_text
+from runtimed.state.events import JsonlLog
 
 if TYPE_CHECKING:
     from runtimed.daemon import Daemon
@@ -108,7 +108,7 @@ class ServiceStats:
 class Analytics:
     """The daemon's call recorder. ``record`` is a ``PolicyEngine`` call sink."""
 
-    def __init__(self, daemon: "Daemon") -> None:
+    def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.settings = daemon.settings
         state_dir = daemon.settings.state_dir
@@ -345,7 +345,7 @@ async def summary(request: Request) -> JSONResponse:
     return JSONResponse(_analytics(request).summary())
 
 
-def routes(daemon: "Daemon") -> list[Route]:
+def routes(daemon: Daemon) -> list[Route]:
     analytics = Analytics(daemon)
     daemon.analytics = analytics  # type: ignore[attr-defined]
     daemon.policy.call_sinks.append(analytics.record)

@@ -18,9 +18,10 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 
 @dataclass
@@ -144,7 +145,7 @@ class EventBus:
         ]
         return out[-limit:]
 
-    def subscribe(self, maxsize: int = 1000, types: Iterable[str] | None = None) -> "Subscription":
+    def subscribe(self, maxsize: int = 1000, types: Iterable[str] | None = None) -> Subscription:
         """A live subscription, registered now (no event emitted after this
         call is missed); iterate it with ``async for``, end it with ``aclose()``.
         ``types`` limits it to events of those types (default: every event)."""
@@ -164,7 +165,7 @@ class Subscription:
         self._q: asyncio.Queue[Event] = asyncio.Queue(maxsize=maxsize)
         subs[self._q] = types
 
-    def __aiter__(self) -> "Subscription":
+    def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> Event:

@@ -14,14 +14,15 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from filelock import FileLock, Timeout
 
-from runtimed.state.files import atomic_write
 from runtimed.config.manifest import ManifestError, ServiceManifest, parse_manifest
+from runtimed.state.files import atomic_write
 
 FORMAT_VERSION = 1
 log = logging.getLogger("runtimed.registry")

@@ -30,7 +30,7 @@ class DaemonProc:
         self.url = ""
         self.log_path = self.state_dir.parent / f"{self.state_dir.name}.daemon.log"
 
-    def start(self, timeout: float = 20.0) -> "DaemonProc":
+    def start(self, timeout: float = 20.0) -> DaemonProc:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         pidfile = self.state_dir / "runtimed.pid"
         try:
@@ -117,7 +117,7 @@ class DaemonProc:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
-    def __enter__(self) -> "DaemonProc":
+    def __enter__(self) -> DaemonProc:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 from tests.support.daemon import REPO, DaemonProc
 
 

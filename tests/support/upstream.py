@@ -21,8 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 UPSTREAMS = Path(__file__).resolve().parent.parent / "upstreams"
 START_TIMEOUT_S = 30.0
@@ -73,7 +73,7 @@ class Upstream:
     def sse_url(self) -> str:
         return self.base_url + "/sse"
 
-    def start(self) -> "Upstream":
+    def start(self) -> Upstream:
         env = dict(os.environ)
         env.update(self.env or {})
         env.setdefault("PYTHONUNBUFFERED", "1")

@@ -30,12 +30,12 @@ from typing import Annotated, Any
 
 import uvicorn
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context, ListRoots, Resolve, Sample, Elicit
+from mcp.server.mcpserver import Context, Elicit, ListRoots, Resolve, Sample
 from mcp_types import (
     Completion,
+    ListPromptsResult,
     ListResourcesResult,
     ListResourceTemplatesResult,
-    ListPromptsResult,
     ListToolsResult,
     PaginatedRequestParams,
     SamplingMessage,

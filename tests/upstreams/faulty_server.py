@@ -31,7 +31,8 @@ import argparse
 import asyncio
 import json
 import uuid
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -67,7 +68,7 @@ async def mcp_endpoint(request: Request) -> Response:
     if fault == "hang":
         await _forever()
     if fault == "redirect-same":
-        return Response(status_code=307, headers={"location": f"/mcp"})
+        return Response(status_code=307, headers={"location": "/mcp"})
     if fault == "redirect-other":
         return Response(status_code=307, headers={"location": f"http://localhost:{request.url.port}/mcp"})
     if request.method == "GET":

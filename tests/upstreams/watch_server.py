@@ -19,11 +19,10 @@ from typing import Any
 
 import mcp_types
 import uvicorn
+from echo_server import Observe  # same directory: the scripts run as files
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp_types import EmptyResult
-
-from echo_server import Observe  # same directory: the scripts run as files
 
 URI = "test://watched"
 STATE: dict[str, Any] = {"version": 0, "subscribed": set(), "calls": {}}

@@ -9,8 +9,8 @@ from typing import Any
 
 from runtimed.backends.base import CallContext
 from runtimed.backends.wasm.backend import WasmBackend, prepare_wasm_origin
-from runtimed.config.settings import Settings
 from runtimed.config.manifest import ServiceManifest, parse_manifest
+from runtimed.config.settings import Settings
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE.parent.parent / "examples" / "wasm"

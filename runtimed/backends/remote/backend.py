@@ -21,8 +21,6 @@ import time
 from typing import Any
 
 from runtimed import __version__
-from runtimed.config.manifest import RemoteMcpOrigin, ServiceManifest
-from runtimed.backends.remote import http as _http
 from runtimed.backends.base import (
     Backend,
     BackendError,
@@ -36,10 +34,12 @@ from runtimed.backends.base import (
     ProbeResult,
     UpstreamError,
 )
+from runtimed.backends.remote import http as _http
 from runtimed.backends.remote.hosts import check_url_host
+from runtimed.backends.remote.secrets import SecretError, check_auth_ref, resolve_auth_headers
 from runtimed.backends.remote.sse import LegacySseConnection
 from runtimed.backends.remote.streamable import StreamableHttpConnection
-from runtimed.backends.remote.secrets import SecretError, check_auth_ref, resolve_auth_headers
+from runtimed.config.manifest import RemoteMcpOrigin, ServiceManifest
 
 JSON = dict[str, Any]
 CLIENT_INFO = {"name": "mcp-runtimed", "version": __version__}

@@ -165,7 +165,7 @@ def encode_request(method: str, target: str, host_header: str, headers: list[tup
 
 # -- one connection ----------------------------------------------------------------
 class _Conn:
-    __slots__ = ("origin", "reader", "writer", "h11", "idle_since", "received", "closed")
+    __slots__ = ("closed", "h11", "idle_since", "origin", "reader", "received", "writer")
 
     def __init__(self, origin: Origin, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.origin = origin

@@ -10,7 +10,7 @@ resolve names or open connections.
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from runtimed.backends.base import InvalidOrigin

@@ -14,14 +14,15 @@ from __future__ import annotations
 import functools
 import json
 import ssl
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Union
+from typing import Any, Union
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from runtimed.backends.remote import h1 as _h1
 from runtimed.backends.base import BackendFault
+from runtimed.backends.remote import h1 as _h1
 
 AnyResponse = Union[httpx.Response, _h1.H1Response]
 WIRE_ERRORS = (httpx.HTTPError, _h1.H1Error)

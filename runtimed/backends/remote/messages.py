@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable
+from collections.abc import Awaitable
+from typing import Any
 
 from runtimed.backends.base import BackendFault, BackendHost, CallContext, RelayUnavailable, UpstreamError
 

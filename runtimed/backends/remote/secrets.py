@@ -10,8 +10,8 @@ them in any message; errors name the variable or the path, never the value.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Mapping
 
 from runtimed.backends.base import BackendError
 

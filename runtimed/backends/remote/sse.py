@@ -14,13 +14,14 @@ import asyncio
 import itertools
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
-from runtimed.backends.remote import http as _http
 from runtimed.backends.base import BackendFault, BackendHost, CallContext
+from runtimed.backends.remote import http as _http
 from runtimed.backends.remote.messages import (
     CLIENT_CAPABILITIES,
     answer_server_request,

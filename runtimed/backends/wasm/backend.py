@@ -21,7 +21,6 @@ from typing import Any
 
 import wasmtime
 
-from runtimed.config.manifest import ServiceManifest
 from runtimed.backends.base import (
     JSON,
     Backend,
@@ -39,6 +38,7 @@ from runtimed.backends.wasm.cache import CacheInfo, load_module
 from runtimed.backends.wasm.engine import get_engine, get_pool, wasmtime_version
 from runtimed.backends.wasm.execute import Limits, error_result, instance_pre, probe_instance, run_tool
 from runtimed.backends.wasm.schema import validate
+from runtimed.config.manifest import ServiceManifest
 
 
 @dataclass

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import wasmtime
 
-from runtimed.state.files import atomic_write
 from runtimed.backends.wasm.engine import engine_fingerprint
+from runtimed.state.files import atomic_write
 
 _MAGIC = b"RTDCWSM1"
 _TAG_LEN = 32

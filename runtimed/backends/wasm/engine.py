@@ -16,9 +16,9 @@ import math
 import platform
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator
 
 import wasmtime
 
@@ -102,4 +102,4 @@ def get_pool(threads: int) -> ThreadPoolExecutor:
 
 
 def pool_size() -> int | None:
-    return _pool._max_workers if _pool is not None else None  # noqa: SLF001 - read-only fact for describe()
+    return _pool._max_workers if _pool is not None else None

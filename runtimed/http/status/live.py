@@ -9,7 +9,8 @@ between the two; an event seen in both is sent once.
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request

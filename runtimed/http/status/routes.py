@@ -88,7 +88,7 @@ env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select
 env.filters.update(ago=_ago, clock=_clock, duration=_duration, ms=_ms, pct=_pct, pretty=_pretty, origin=_origin)
 
 
-def _daemon(request: Request) -> "Daemon":
+def _daemon(request: Request) -> Daemon:
     return request.app.state.daemon
 
 
@@ -103,7 +103,7 @@ def _fragment_html(name: str, ctx: dict[str, Any]) -> Markup:
 
 # -- data for each fragment ----------------------------------------------------
 
-def overview_ctx(d: "Daemon") -> dict[str, Any]:
+def overview_ctx(d: Daemon) -> dict[str, Any]:
     by_state, by_health = d.supervisor.counts()
     base = d.settings.base_url
     return {
@@ -115,18 +115,18 @@ def overview_ctx(d: "Daemon") -> dict[str, Any]:
     }
 
 
-def services_ctx(d: "Daemon") -> dict[str, Any]:
+def services_ctx(d: Daemon) -> dict[str, Any]:
     return {"rows": [{**svc.summary(), "stats": d.analytics.service_stats(svc.name)} for svc in d.supervisor.all()]}
 
 
-def insights_ctx(d: "Daemon") -> dict[str, Any]:
+def insights_ctx(d: Daemon) -> dict[str, Any]:
     return {
         "capture_intent": d.settings.capture_intent, "capture_arguments": d.settings.capture_arguments,
         "intents": d.analytics.top_intents(), "capabilities": d.analytics.missing_capabilities(),
     }
 
 
-def service_ctx(d: "Daemon", ref: str, part: str) -> dict[str, Any]:
+def service_ctx(d: Daemon, ref: str, part: str) -> dict[str, Any]:
     svc = d.supervisor.get(ref)
     ctx: dict[str, Any] = {"svc": svc.summary()}
     if part == "summary":
@@ -210,7 +210,7 @@ async def service_fragment(request: Request) -> HTMLResponse:
     return _render(f"fragments/service_{part}.html", service_ctx(_daemon(request), svc.name, part))
 
 
-def routes(daemon: "Daemon") -> list[BaseRoute]:
+def routes(daemon: Daemon) -> list[BaseRoute]:
     return [
         Route("/", root, methods=["GET"]),
         Route("/status", status_page, methods=["GET"]),
