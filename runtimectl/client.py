@@ -13,23 +13,9 @@ from typing import Any
 
 import httpx
 
+from runtimed.errors import ClientError, DaemonError, DaemonUnavailable
+
 DEFAULT_URL = "http://127.0.0.1:4707"
-
-
-class ClientError(Exception):
-    """Something the user should read; ``exit_code`` is the process exit code."""
-
-    exit_code = 1
-
-
-class DaemonUnavailable(ClientError):
-    pass
-
-
-class DaemonError(ClientError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def resolve_url(url: str | None) -> str:

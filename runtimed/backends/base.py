@@ -19,6 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runtimed.config.manifest import ServiceManifest
+from runtimed.errors import (  # noqa: F401  (defined in the one error tree)
+    BackendError,
+    BackendFault,
+    BackendStartError,
+    InputRequired,
+    InvalidOrigin,
+    RelayUnavailable,
+    UpstreamError,
+)
 
 JSON = dict[str, Any]
 
@@ -166,68 +175,6 @@ class CallContext:
     # Opaque, backend-owned state carried across an input-required retry
     # (stateless era); the gateway signs and round-trips it.
     request_state: str | None = None
-
-
-class BackendError(Exception):
-    """Base of everything a backend raises on purpose. ``str(e)`` is user-safe."""
-
-
-class UpstreamError(BackendError):
-    """The upstream (or tool) answered with a JSON-RPC error: pass it on as-is.
-
-    Not a fault of the service: it does not count toward the circuit breaker.
-    """
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-
-class BackendFault(BackendError):
-    """The service failed us: timeout, connection, 5xx, protocol or payload.
-
-    ``kind`` is one of: ``timeout``, ``connect``, ``http``, ``protocol``,
-    ``payload``, ``unauthorized``, ``crashed``. ``safe_to_retry`` is True only
-    when the request surely did not reach the upstream (connect errors).
-    These count toward the circuit breaker (``payload`` and ``unauthorized``
-    too, being the service's doing).
-    """
-
-    def __init__(self, message: str, kind: str = "protocol", *, safe_to_retry: bool = False, status: int | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.safe_to_retry = safe_to_retry
-        self.status = status
-
-
-class BackendStartError(BackendError):
-    """``start()`` failed; the message says why (shown to the user, used for CRASHED)."""
-
-
-class InvalidOrigin(BackendError):
-    """A manifest's origin cannot be used (missing file, bad module, host not allowed...)."""
-
-
-class RelayUnavailable(BackendError):
-    """A server-to-client request has no client able to answer it."""
-
-
-class InputRequired(BackendError):
-    """Stateless era: the call needs client input before it can finish.
-
-    ``requests`` maps a key to a server-to-client request ``{"method", "params"}``;
-    ``request_state`` is the backend's opaque continuation, handed back in
-    ``CallContext.request_state`` on the retry together with the responses.
-    Backends raise this only when ``relay.request`` raised ``RelayUnavailable``
-    because the downstream is a stateless-era client.
-    """
-
-    def __init__(self, requests: JSON, request_state: str) -> None:
-        super().__init__("input required")
-        self.requests = requests
-        self.request_state = request_state
 
 
 class BackendHost(Protocol):

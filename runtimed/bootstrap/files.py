@@ -15,11 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from runtimed.errors import FileOpError
 from runtimed.state.files import atomic_write
-
-
-class FileOpError(Exception):
-    """A read or write failed; the message names the file."""
 
 
 @dataclass(frozen=True)

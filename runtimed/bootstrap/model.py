@@ -12,29 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from runtimed.errors import BootstrapError, ConfigParseError  # noqa: F401  (defined in the one error tree)
+
 Action = Literal["create", "update", "unchanged"]
-
-
-class BootstrapError(Exception):
-    """Bootstrap cannot proceed; the message says which file and why."""
-
-
-class ConfigParseError(BootstrapError):
-    """An existing client file that cannot be parsed; it is left untouched."""
-
-    def __init__(self, path: Path, reason: str, line: int | None, column: int | None, suffix: str = "") -> None:
-        self.path = path
-        self.reason = reason
-        self.line = line
-        self.column = column
-        where = ""
-        if line is not None:
-            where = f" (line {line}" + (f", column {column}" if column is not None else "") + ")"
-        super().__init__(f"{path}{where}: {reason}{suffix}")
-
-    def untouched(self) -> ConfigParseError:
-        """The same error, saying that nothing was written."""
-        return ConfigParseError(self.path, self.reason, self.line, self.column, "; left untouched, nothing was written")
 
 
 REDACTED = "<redacted>"

@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from runtimed.errors import ManifestError
+
 API_VERSION = "runtimed/v1"
 KIND = "MCPService"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
@@ -235,10 +237,6 @@ def describe_validation_error(err: ValidationError) -> str:
             msg = "origin needs a 'type': 'local_wasm' or 'remote_mcp'"
         lines.append(f"{loc or '(manifest)'}: {msg}")
     return "; ".join(lines)
-
-
-class ManifestError(ValueError):
-    """A manifest that does not validate; the message says what and where."""
 
 
 def parse_manifest(data: Any) -> ServiceManifest:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from runtimed.config.manifest import describe_validation_error
+from runtimed.errors import ConfigError
 
 DEFAULT_PORT = 4707
 
@@ -99,10 +100,6 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-class ConfigError(ValueError):
-    """Settings that do not validate; the message says which and why."""
 
 
 # Environment variables: RUNTIMED_<FIELD>, and RUNTIMED_POLICY_<FIELD> /

@@ -18,17 +18,11 @@ from starlette.routing import Route
 
 from runtimed import __version__
 from runtimed.config.manifest import ManifestError, parse_manifest
+from runtimed.errors import ApiError
 from runtimed.lifecycle.supervisor import ServiceRuntime, Supervisor, SupervisorError
 
 JSON = dict[str, Any]
 MAX_BODY = 1024 * 1024
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def error_response(status: int, message: str) -> JSONResponse:

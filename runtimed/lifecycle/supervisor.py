@@ -37,6 +37,7 @@ from runtimed.backends import (
 )
 from runtimed.config.manifest import ServiceManifest
 from runtimed.config.settings import Settings
+from runtimed.errors import SupervisorError
 from runtimed.policy.engine import ServicePolicy
 from runtimed.state.events import EventBus
 from runtimed.state.files import atomic_write
@@ -55,14 +56,6 @@ class State(str, enum.Enum):
     STOPPED = "STOPPED"
     CRASHED = "CRASHED"
     QUARANTINED = "QUARANTINED"
-
-
-class SupervisorError(Exception):
-    """A request the supervisor refuses; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 # Consecutive failed probes (UNREACHABLE) after which a running service is

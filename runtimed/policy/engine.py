@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from runtimed.backends import BackendFault, CallContext, InputRequired, UpstreamError
 from runtimed.config.manifest import ServiceManifest
 from runtimed.config.settings import Settings
+from runtimed.errors import PolicyRefusal
 from runtimed.policy.breaker import HALF_OPEN, CircuitBreaker
 from runtimed.policy.cache import ResultCache, canonical_json
 from runtimed.policy.limits import ConcurrencyGate, QueueFull, QueueTimeout, RateLimiter
@@ -61,18 +62,6 @@ def tool_error(text: str, **meta: Any) -> JSON:
     if meta:
         result["_meta"] = {"runtimed": meta}
     return result
-
-
-class PolicyRefusal(Exception):
-    """A policy refused a non-tool request; ``policy`` names which.
-
-    ``meta`` carries machine-readable facts (e.g. ``retryAfterSeconds``).
-    """
-
-    def __init__(self, policy: str, message: str, **meta: Any) -> None:
-        super().__init__(message)
-        self.policy = policy
-        self.meta = meta
 
 
 def _matches(name: str, patterns: list[str]) -> bool:

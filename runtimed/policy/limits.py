@@ -18,15 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runtimed.errors import QueueFull, QueueTimeout
+
 PER_SECONDS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
-
-
-class QueueFull(Exception):
-    """More calls are waiting than the queue holds."""
-
-
-class QueueTimeout(Exception):
-    """A call waited in the queue longer than allowed."""
 
 
 class ConcurrencyGate:

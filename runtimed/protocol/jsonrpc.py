@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from runtimed.errors import RpcError
+
 try:  # optional speed-up; never a requirement
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the environment
@@ -39,23 +41,6 @@ STATELESS_HTTP_STATUS = {
     UNSUPPORTED_PROTOCOL_VERSION: 400,
     METHOD_NOT_FOUND: 404,
 }
-
-
-class RpcError(Exception):
-    """Answer the request with this JSON-RPC error. ``str(e)`` is user-safe."""
-
-    def __init__(self, code: int, message: str, data: Any = None, http_status: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-        self.http_status = http_status
-
-    def to_error(self) -> JSON:
-        err: JSON = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            err["data"] = self.data
-        return err
 
 
 def response(msg_id: Any, result: JSON) -> JSON:

@@ -22,18 +22,11 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from runtimed.config.manifest import ManifestError, ServiceManifest, parse_manifest
+from runtimed.errors import RegistryError, StateDirBusy
 from runtimed.state.files import atomic_write
 
 FORMAT_VERSION = 1
 log = logging.getLogger("runtimed.registry")
-
-
-class RegistryError(Exception):
-    """The registry file is unusable, or a change conflicts with what is registered."""
-
-
-class StateDirBusy(RegistryError):
-    """Another daemon holds the state dir."""
 
 
 @dataclass

@@ -31,6 +31,17 @@ from urllib.parse import urlsplit
 import h11
 
 from runtimed import __version__
+from runtimed.errors import (
+    ConnectError,
+    ConnectTimeout,
+    H1Error,
+    LocalProtocolError,
+    ProtocolError,
+    ReadError,
+    ReadTimeout,
+    WriteError,
+    WriteTimeout,
+)
 
 USER_AGENT = f"mcp-runtimed/{__version__}"
 READ_SIZE = 64 * 1024
@@ -39,42 +50,6 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 # -- errors (mapped to BackendFault by _http.fault_from_exception) ----------------
-class H1Error(Exception):
-    """Anything that went wrong on the wire."""
-
-
-class ConnectTimeout(H1Error):
-    """No connection (or no free pool slot) within the connect timeout."""
-
-
-class ConnectError(H1Error):
-    """The connection could not be made (refused, unresolvable, TLS failure)."""
-
-
-class WriteTimeout(H1Error):
-    """The request could not be sent within the write timeout."""
-
-
-class WriteError(H1Error):
-    """The connection failed while sending the request."""
-
-
-class ReadTimeout(H1Error):
-    """No data from the upstream within the read timeout."""
-
-
-class ReadError(H1Error):
-    """The connection was reset or closed while reading the response."""
-
-
-class ProtocolError(H1Error):
-    """The upstream broke HTTP/1.1 framing (or closed mid-message)."""
-
-
-class LocalProtocolError(H1Error):
-    """The request itself cannot be sent as HTTP/1.1 (e.g. a header value with a line break)."""
-
-
 class _Stale(Exception):
     """A reused connection failed before any response byte: safe to retry once."""
 

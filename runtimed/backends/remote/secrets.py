@@ -13,13 +13,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
-from runtimed.backends.base import BackendError
+from runtimed.errors import SecretError
 
 SECRETS_DIR = "secrets"
-
-
-class SecretError(BackendError):
-    """An ``authRef`` that cannot be resolved; the message never holds a value."""
 
 
 def check_auth_ref(auth_ref: str) -> None:
