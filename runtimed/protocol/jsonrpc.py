@@ -18,7 +18,7 @@ try:  # optional speed-up; never a requirement
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
 
-JSON = dict[str, Any]
+from runtimed.protocol.types import JSON
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -98,7 +98,8 @@ def _dumps_spliced(obj: JSON) -> bytes:
 def _dumps(obj: Any) -> bytes:
     if _orjson is not None:
         try:
-            return _orjson.dumps(obj)
+            encoded: bytes = _orjson.dumps(obj)
+            return encoded
         except TypeError:  # e.g. integers beyond 64 bits: fall back
             pass
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode()

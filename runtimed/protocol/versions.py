@@ -1,15 +1,18 @@
 """Protocol versions and eras: which versions the gateway speaks and how a
 request is told apart.
 
-Owns the supported version lists, version negotiation for ``initialize``, the
-``_meta`` envelope keys of the stateless era, and ``era_of`` (which era an
-HTTP request belongs to, from its ``MCP-Protocol-Version`` header and body).
-Must not: hold sessions or answer requests.
+Owns the supported version lists (what the gateway serves, what the remote
+backend offers an upstream), version negotiation for ``initialize``, and
+``era_of`` (which era an HTTP request belongs to, from its
+``MCP-Protocol-Version`` header and body). Adding a protocol version touches
+this module. Must not: hold sessions or answer requests.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from runtimed.protocol import meta
 
 SESSION_VERSIONS = ("2025-03-26", "2025-06-18", "2025-11-25")
 STATELESS_VERSIONS = ("2026-07-28",)
@@ -18,15 +21,26 @@ LATEST_SESSION = SESSION_VERSIONS[-1]
 DEFAULT_HEADERLESS = "2025-03-26"  # the spec lets a server treat a missing header as 2025-03-26
 BATCH_VERSIONS = ("2025-03-26",)  # JSON-RPC batches were removed in 2025-06-18
 
-META_PROTOCOL_VERSION = "io.modelcontextprotocol/protocolVersion"
-META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
-META_CLIENT_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
-META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
-META_SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
-ENVELOPE_KEYS = (META_PROTOCOL_VERSION, META_CLIENT_INFO, META_CLIENT_CAPABILITIES, META_LOG_LEVEL)
+LATEST_STATELESS = STATELESS_VERSIONS[-1]
+LEGACY_SSE_VERSION = "2024-11-05"  # the old HTTP+SSE transport
+# What the remote backend offers an upstream in ``initialize``, newest first.
+UPSTREAM_HANDSHAKE_VERSIONS = (*reversed(SESSION_VERSIONS), LEGACY_SSE_VERSION)
+
+# The ``_meta`` keys, under the names the gateway has always imported them by.
+META_PROTOCOL_VERSION = meta.PROTOCOL_VERSION
+META_CLIENT_INFO = meta.CLIENT_INFO
+META_CLIENT_CAPABILITIES = meta.CLIENT_CAPABILITIES
+META_LOG_LEVEL = meta.LOG_LEVEL
+META_SUBSCRIPTION_ID = meta.SUBSCRIPTION_ID
+ENVELOPE_KEYS = meta.ENVELOPE_KEYS
 
 SESSION = "session"
 STATELESS = "stateless"
+
+
+def is_stateless(version: str | None) -> bool:
+    """Whether a negotiated version belongs to the stateless era (2026-07-28 and later)."""
+    return version in STATELESS_VERSIONS
 
 
 def negotiate(requested: Any) -> str:

@@ -15,7 +15,7 @@ import functools
 import json
 import ssl
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Union
 from urllib.parse import urljoin, urlsplit
 
@@ -23,6 +23,7 @@ import httpx
 
 from runtimed.backends.base import BackendFault
 from runtimed.backends.remote import h1 as _h1
+from runtimed.protocol.sse import DEFAULT_MAX_EVENT, SSEDecodeError, SSEDecoder, SSEEvent
 
 AnyResponse = Union[httpx.Response, _h1.H1Response]
 WIRE_ERRORS = (httpx.HTTPError, _h1.H1Error)
@@ -220,16 +221,8 @@ async def read_limited(response: AnyResponse, limit: int | None, what: str) -> b
 
 
 @dataclass
-class SSEEvent:
-    event: str = "message"
-    data: str = ""
-    id: str | None = None
-    retry: int | None = None
-
-
-@dataclass
 class SSEReader:
-    """Incremental ``text/event-stream`` parser over a response, byte-limited.
+    """``runtimed.protocol.sse.SSEDecoder`` over a response, byte-limited, errors as faults.
 
     ``limit`` bounds the bytes read from this response (None: no bound);
     ``max_event`` bounds one event's size regardless.
@@ -238,13 +231,11 @@ class SSEReader:
     response: AnyResponse
     limit: int | None
     what: str
-    max_event: int = 16 * 1024 * 1024
+    max_event: int = DEFAULT_MAX_EVENT
     read: int = 0
-    _buf: bytearray = field(default_factory=bytearray)
 
     async def events(self) -> AsyncIterator[SSEEvent]:
-        ev = SSEEvent()
-        data: list[str] = []
+        decoder = SSEDecoder(self.max_event)
         try:
             async for chunk in self.response.aiter_bytes():
                 self.read += len(chunk)
@@ -255,50 +246,13 @@ class SSEReader:
                         "(policy maxPayloadBytes); stopped reading",
                         kind="payload",
                     )
-                self._buf.extend(chunk)
-                if len(self._buf) > self.max_event:
-                    raise BackendFault(f"{self.what}: one SSE event is larger than {self.max_event} bytes", kind="payload")
-                while True:
-                    nl = self._find_eol()
-                    if nl is None:
-                        break
-                    end, skip = nl
-                    raw = bytes(self._buf[:end])
-                    del self._buf[: end + skip]
-                    try:
-                        line = raw.decode("utf-8")
-                    except UnicodeDecodeError:
-                        raise BackendFault(f"{self.what}: the event stream is not valid UTF-8", kind="protocol") from None
-                    if line == "":
-                        if data or ev.id is not None or ev.event != "message":
-                            ev.data = "\n".join(data)
-                            yield ev
-                        ev, data = SSEEvent(), []
-                        continue
-                    if line.startswith(":"):
-                        continue
-                    name, _, value = line.partition(":")
-                    if value.startswith(" "):
-                        value = value[1:]
-                    if name == "event":
-                        ev.event = value or "message"
-                    elif name == "data":
-                        data.append(value)
-                    elif name == "id":
-                        ev.id = value
-                    elif name == "retry" and value.isdigit():
-                        ev.retry = int(value)
+                try:
+                    for ev in decoder.feed(chunk):
+                        yield ev
+                except SSEDecodeError as e:
+                    raise BackendFault(f"{self.what}: {e}", kind="payload" if e.too_large else "protocol") from None
         except WIRE_ERRORS as e:
             raise fault_from_exception(e, self.what) from None
-
-    def _find_eol(self) -> tuple[int, int] | None:
-        i_n = self._buf.find(b"\n")
-        i_r = self._buf.find(b"\r")
-        if i_r < 0 or (0 <= i_n < i_r):
-            return (i_n, 1) if i_n >= 0 else None
-        if i_r + 1 < len(self._buf):
-            return (i_r, 2) if self._buf[i_r + 1] == 0x0A else (i_r, 1)
-        return None  # wait: it may be \r\n split across chunks
 
 
 def parse_json_message(raw: bytes | str, what: str) -> Any:
