@@ -505,9 +505,7 @@ def show(service: str = typer.Argument(..., help="name or id"), as_json: bool = 
 # Command groups owned by their own modules (imported here, after ``app`` exists; they import
 # ``Opts`` from this module only inside their commands).
 from runtimectl import bridge  # noqa: E402
-from runtimectl.commands import bootstrap as commands_bootstrap
-from runtimectl.commands import doctor
-from runtimectl.commands import tools as commands_tools
+from runtimectl.commands import bootstrap as commands_bootstrap, doctor, tools as commands_tools
 
 for _group in (commands_tools, commands_bootstrap, doctor, bridge):
     _group.register(app)

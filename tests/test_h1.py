@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from runtimed.backends.base import BackendFault
-from runtimed.backends.remote import h1 as _h1
-from runtimed.backends.remote import http as _http
+from runtimed.backends.remote import h1 as _h1, http as _http
 
 Handler = Callable[["Peer", dict[str, Any]], Awaitable[bool]]  # returns False to close the connection
 

@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runtimed.config.manifest import ServiceManifest
-from runtimed.errors import (  # noqa: F401  (defined in the one error tree)
-    BackendError,
-    BackendFault,
-    BackendStartError,
-    InputRequired,
-    InvalidOrigin,
-    RelayUnavailable,
-    UpstreamError,
+from runtimed.errors import (  # re-exported: defined in the one error tree
+    BackendError as BackendError,
+    BackendFault as BackendFault,
+    BackendStartError as BackendStartError,
+    InputRequired as InputRequired,
+    InvalidOrigin as InvalidOrigin,
+    RelayUnavailable as RelayUnavailable,
+    UpstreamError as UpstreamError,
 )
 
 JSON = dict[str, Any]

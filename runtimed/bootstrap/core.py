@@ -24,9 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from runtimed.bootstrap import agents as bootstrap_agents
-from runtimed.bootstrap import claude as bootstrap_claude
-from runtimed.bootstrap import codex as bootstrap_codex
+from runtimed.bootstrap import agents as bootstrap_agents, claude as bootstrap_claude, codex as bootstrap_codex
 from runtimed.bootstrap.files import FileOpError, Snapshot, Write, apply_writes, read_snapshot, write_target
 from runtimed.bootstrap.model import (
     Action,

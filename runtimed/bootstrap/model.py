@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from runtimed.errors import BootstrapError, ConfigParseError  # noqa: F401  (defined in the one error tree)
+from runtimed.errors import (  # re-exported: defined in the one error tree
+    BootstrapError as BootstrapError,
+    ConfigParseError as ConfigParseError,
+)
 
 Action = Literal["create", "update", "unchanged"]
 

@@ -28,8 +28,7 @@ from typing import Any
 import httpx
 
 from runtimed.backends.base import BackendFault, BackendHost, CallContext, InputRequired, RelayUnavailable, UpstreamError
-from runtimed.backends.remote import h1 as _h1
-from runtimed.backends.remote import http as _http
+from runtimed.backends.remote import h1 as _h1, http as _http
 from runtimed.backends.remote.messages import (
     CLIENT_CAPABILITIES,
     answer_server_request,

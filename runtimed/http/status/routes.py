@@ -24,8 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from runtimed import __version__
-from runtimed.http.bootstrap_api import bootstrap_status
-from runtimed.http.bootstrap_api import routes as bootstrap_routes
+from runtimed.http.bootstrap_api import bootstrap_status, routes as bootstrap_routes
 from runtimed.records.redaction import redact
 
 if TYPE_CHECKING:
