@@ -2,7 +2,7 @@
 
 Owns a minimal real backend host (state dir, settings, log) and the timing
 loop; no HTTP, no policy engine, no gateway. Must not: change the backend or
-its limits (the defaults from ``runtimed.config.Settings`` apply).
+its limits (the defaults from ``runtimed.config.settings.Settings`` apply).
 
     python bench/wasm_inprocess.py [--calls 2000] [--module examples/wasm/math.wat --tool add --args '{"a":2,"b":3}']
 """
