@@ -83,9 +83,9 @@ class Procs:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(self.logdir / f"{name}.log", "ab")
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=full_env, start_new_session=True)
+        with open(self.logdir / f"{name}.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=full_env, start_new_session=True)
         self.procs.append(p)
         return p
 
@@ -231,7 +231,7 @@ async def scenario_calls(daemon: Daemon, up_port: int, proxies: dict[str, tuple[
             gw = Endpoint(daemon.url + "/mcp", era)
             targets["direct (upstream)"] = (direct, "tools/call", ECHO_ARGS)
             targets["runtimed /mcp"] = (gw, "tools/call", {**ECHO_ARGS, "name": "echo__echo"})
-            for name, (url, eras) in proxies.items():
+            for name, (_url, eras) in proxies.items():
                 if era in eras:
                     targets[name] = (Endpoint(url, era), "tools/call", ECHO_ARGS)
             for ep, _, _ in targets.values():
@@ -241,7 +241,7 @@ async def scenario_calls(daemon: Daemon, up_port: int, proxies: dict[str, tuple[
             base = merged["direct (upstream)"].summary()
             for name, st in merged.items():
                 rows.append({"era": era, "target": name, **with_ratios(st.summary(), base)})
-            for name, (url, eras) in proxies.items():
+            for name, (_url, eras) in proxies.items():
                 if era not in eras:
                     rows.append({"era": era, "target": name, "concurrency": conc, "calls": 0,
                                  "skipped": f"{name} does not speak {era_label}"})

@@ -74,8 +74,8 @@ async def main(calls: int) -> None:
     for conc in (1, 8):
         n = calls - calls % conc
 
-        async def worker() -> None:
-            for _ in range(n // conc):
+        async def worker(rounds: int = n // conc) -> None:
+            for _ in range(rounds):
                 await b.call("tools/call", params, ctx)
 
         t = time.perf_counter()
