@@ -231,7 +231,7 @@ async def scenario_calls(daemon: Daemon, up_port: int, proxies: dict[str, tuple[
             gw = Endpoint(daemon.url + "/mcp", era)
             targets["direct (upstream)"] = (direct, "tools/call", ECHO_ARGS)
             targets["runtimed /mcp"] = (gw, "tools/call", {**ECHO_ARGS, "name": "echo__echo"})
-            for name, (_url, eras) in proxies.items():
+            for name, (url, eras) in proxies.items():
                 if era in eras:
                     targets[name] = (Endpoint(url, era), "tools/call", ECHO_ARGS)
             for ep, _, _ in targets.values():
