@@ -8,7 +8,7 @@ import pytest
 
 from runtimed.config.manifest import ManifestError, parse_manifest
 
-_GENERATOR = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "generate_schema.py"))
+_GENERATOR = runpy.run_path(str(Path(__file__).resolve().parents[2] / "scripts" / "generate_schema.py"))
 SCHEMA_PATH, render = _GENERATOR["SCHEMA_PATH"], _GENERATOR["render"]
 
 

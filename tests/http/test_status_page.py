@@ -22,7 +22,7 @@ from mcp import Client
 from tests.support.daemon import DaemonProc
 from tests.support.upstream import free_port, run_upstream
 
-ARTIFACTS = Path(__file__).resolve().parent / "_artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "_artifacts"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -1,9 +1,9 @@
 """The policy engine in process: every policy against a scripted upstream backend.
 
-See tests/policy_harness.py: the backend is a real ``Backend`` subclass acting
+See tests/policy/harness.py: the backend is a real ``Backend`` subclass acting
 as the upstream; the engine, the limits, the cache and the breaker are the
 product code under test. End-to-end tests through a daemon live in
-tests/test_policy_e2e.py.
+tests/policy/test_e2e.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from runtimed.backends import BackendFault, CallContext, UpstreamError
 from runtimed.policy.engine import PolicyRefusal
-from tests.policy_harness import Harness, meta_of, text_of, until
+from tests.policy.harness import Harness, meta_of, text_of, until
 
 
 # -- timeout -------------------------------------------------------------
@@ -459,7 +459,7 @@ async def test_update_keeps_counters_and_changes_limits(tmp_path):
     svc = h.service(maxConcurrency=1, maxQueue=4, rateLimit={"calls": 1, "per": "day"})
     assert not (await h.tool(svc, "echo")).get("isError")
     assert meta_of(await h.tool(svc, "echo", n=2))["policy"] == "rateLimit"
-    from tests.policy_harness import make_manifest
+    from tests.policy.harness import make_manifest
 
     svc.policy.update(make_manifest(maxConcurrency=3, maxQueue=4, rateLimit={"calls": 2, "per": "day"}))
     assert svc.policy.describe()["maxConcurrency"] == 3

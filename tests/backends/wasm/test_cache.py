@@ -11,7 +11,7 @@ import pytest
 from runtimed.backends.base import BackendStartError
 from runtimed.backends.wasm.backend import WasmBackend, prepare_wasm_origin
 from runtimed.backends.wasm.cache import cache_dir
-from tests.wasm.harness import EXAMPLES, Host, call, manifest, started, text_of
+from tests.wasm.harness import EXAMPLES, HERE, Host, call, manifest, started, text_of
 
 V1 = '(module (func (export "one") (result i32) (i32.const 1)))'
 V2 = '(module (func (export "two") (param i32) (result i32) (i32.const 2)))'
@@ -129,7 +129,7 @@ async def test_file_broken_after_registration_fails_start(tmp_path: Path) -> Non
 async def test_cached_start_serves_limits(tmp_path: Path) -> None:
     """A module loaded from the cache still runs under fuel metering."""
     host = Host(tmp_path / "state")
-    await started(Path(__file__).parent / "wasm" / "limits.wat", host, fuel=500_000)
-    b = await started(Path(__file__).parent / "wasm" / "limits.wat", host, fuel=500_000)
+    await started(HERE / "limits.wat", host, fuel=500_000)
+    b = await started(HERE / "limits.wat", host, fuel=500_000)
     assert b.describe()["cache"]["status"] == "hit"
     assert "fuel limit exceeded" in text_of(await call(b, "spin", {}))

@@ -1,5 +1,5 @@
 """``runtimectl bootstrap`` and ``runtimectl doctor`` as real processes against a real daemon,
-with HOME and CODEX_HOME in temp dirs. (File formats in detail: tests/test_bootstrap.py.)"""
+with HOME and CODEX_HOME in temp dirs. (File formats in detail: tests/bootstrap/test_core.py.)"""
 
 from __future__ import annotations
 

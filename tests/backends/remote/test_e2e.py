@@ -2,7 +2,7 @@
 on loopback, the official SDK ``Client`` on ``/mcp``, ``runtimectl`` as a process.
 
 Covers what a user sees, not the mechanisms (those have their own tests in
-test_remote_backend.py and test_policy*.py): injected upstream faults answered
+tests/backends/remote/test_backend.py and tests/policy/): injected upstream faults answered
 clearly while a healthy service keeps working; health probes and the restart
 policy; the circuit breaker and its path to quarantine; one upstream session
 for many calls; the persisted interface cache and list_changed; authRef
