@@ -13,8 +13,8 @@ import sys
 import pytest
 
 from runtimed.config.manifest import ManifestError, parse_manifest, service_id
-from tests.support.daemon import REPO
-from tests.support.foundation import remote_manifest
+from tests.support.daemon import REPO, DaemonProc
+from tests.support.foundation import closed_port, remote_manifest
 
 GOOD = remote_manifest("good", "https://example.com/mcp")
 
@@ -145,3 +145,23 @@ def test_malformed_requests_never_500(daemon) -> None:
             problems.append((method, path, r.status_code, r.text[:300]))
     assert not problems, problems
     assert "Traceback" not in daemon.log()
+
+
+# -- regression, manifest: credential-named query parameters (found by review; fails with its fix reverted) ---
+
+@pytest.mark.parametrize("query", ["api_key=sekrit-value-123", "token=sekrit-value-123",
+                                   "access_token=sekrit-value-123", "region=eu&apiKey=sekrit-value-123"])
+def test_remote_url_with_credential_query_is_refused(daemon: DaemonProc, query: str) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/mcp?{query}"
+    r = daemon.api("POST", "/api/services", json=remote_manifest("q", url, restartPolicy={"mode": "never"}))
+    assert r.status_code == 422, (r.status_code, r.text)
+    assert "authRef" in r.text, r.text
+    assert "sekrit-value-123" not in r.text, r.text  # the refusal names the parameter, never its value
+    assert daemon.api("GET", "/api/services/q").status_code == 404
+
+
+def test_remote_url_with_ordinary_query_is_accepted(daemon: DaemonProc) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/mcp?region=eu"
+    r = daemon.api("POST", "/api/services", json=remote_manifest("q", url, restartPolicy={"mode": "never"}))
+    assert r.status_code in (200, 201), r.text
+    assert daemon.service("q")["manifest"]["spec"]["origin"]["url"].endswith("/mcp?region=eu")

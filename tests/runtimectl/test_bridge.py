@@ -92,3 +92,51 @@ def test_bridge_answers_errors_when_daemon_is_down(tmp_path) -> None:
     assert by_id[2]["error"]["code"] == -32000
     assert by_id[None]["error"]["code"] == -32700
     assert "Traceback" not in proc.stderr
+
+
+# -- regression, bridge: piped initialize + initialized + tools/list (found by review; fails with its fix reverted; the wrong-token test is a contract guard) ---
+
+TOKEN = "x" * 24
+
+_PIPED = [
+    {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}},
+]
+
+
+def _bridge(d: DaemonProc, token: str) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
+    env = d.env_for_cli()
+    env["RUNTIMED_AUTH_TOKEN"] = token
+    # One write to stdin: all three lines are there before the bridge reads the first.
+    p = subprocess.run([sys.executable, "-m", "runtimectl", "gateway", "serve", "--stdio"],
+                       input="".join(json.dumps(m) + "\n" for m in _PIPED), capture_output=True, text=True,
+                       env=env, cwd=REPO, timeout=90)
+    out = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+    return p, out
+
+
+def test_bridge_piped_initialize_and_tools_list(make_daemon) -> None:
+    d = make_daemon(token=TOKEN)
+    p, out = _bridge(d, TOKEN)
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
+    by_id = {m.get("id"): m for m in out}
+    assert set(by_id) == {1, 2}, out
+    assert "result" in by_id[1] and by_id[1]["result"]["protocolVersion"], by_id[1]
+    assert "result" in by_id[2], by_id[2]  # was: error "missing Mcp-Session-Id"
+    names = {t["name"] for t in by_id[2]["result"]["tools"]}
+    assert "runtime__list_services" in names, names
+    assert "Mcp-Session-Id" not in p.stdout
+
+
+def test_bridge_wrong_token_answers_an_error(make_daemon) -> None:
+    """Contract guard (passed before the bridge fix too): a 401 is relayed as JSON-RPC errors, no crash."""
+    d = make_daemon(token=TOKEN)
+    p, out = _bridge(d, "y" * 24)
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
+    assert out, "the bridge answered nothing"
+    assert all(m.get("jsonrpc") == "2.0" and "error" in m and "result" not in m for m in out), out
+    assert any("bearer token" in m["error"]["message"] for m in out), out

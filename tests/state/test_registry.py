@@ -213,3 +213,53 @@ def test_sigterm_exits_zero_and_keeps_the_registry(make_daemon, tmp_path: Path) 
     # And the state dir is free again for the next daemon.
     d2 = make_daemon("state")
     assert len(d2.api("GET", "/api/services").json()["services"]) == 3
+
+
+# -- regression, registry: bad createdAt/updatedAt/generation (found by review; fails with its fix reverted) ---
+
+def _registered_state(make_daemon, name: str) -> DaemonProc:
+    """A stopped daemon whose registry.json and last good copy hold one remote service 'a'."""
+    d = make_daemon(name)
+    m = remote_manifest("a", f"http://127.0.0.1:{closed_port()}/mcp", restartPolicy={"mode": "never"})
+    r = d.api("POST", "/api/services", json=m)
+    assert r.status_code in (200, 201), r.text
+    d.stop()
+    return d
+
+
+def _spoil(state_dir: Path, how: str) -> None:
+    doc = read_registry(state_dir)
+    if how == "generation":
+        doc["generation"] = "many"
+    else:
+        for item in doc["services"].values():
+            item[how] = "yesterday"
+    (state_dir / "registry.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("how", ["createdAt", "updatedAt", "generation"])
+def test_bad_registry_field_recovers_from_last_good(make_daemon, how: str) -> None:
+    d = _registered_state(make_daemon, f"st-{how}")
+    assert (d.state_dir / "registry.last-good.json").exists()
+    _spoil(d.state_dir, how)
+    d.start()
+    assert d.api("GET", "/api/services/a").status_code == 200
+    log = d.log()
+    assert "Traceback" not in log, log[-3000:]
+    assert "unreadable" in log, log[-3000:]
+    # The spoiled file was kept aside and a clean one written back.
+    assert list(d.state_dir.glob("registry.corrupt-*.json"))
+    d.stop()
+
+
+@pytest.mark.parametrize("how", ["createdAt", "generation"])
+def test_bad_registry_field_without_last_good_refuses_clearly(make_daemon, how: str) -> None:
+    d = _registered_state(make_daemon, f"nolg-{how}")
+    (d.state_dir / "registry.last-good.json").unlink()
+    _spoil(d.state_dir, how)
+    spoiled = (d.state_dir / "registry.json").read_bytes()
+    p = run_daemon_expect_exit(d.state_dir)
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr, p.stderr
+    assert "no last good copy" in p.stderr and "registry.json" in p.stderr, p.stderr
+    assert (d.state_dir / "registry.json").read_bytes() == spoiled  # left for inspection

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import socket
 from typing import Any
@@ -23,6 +24,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from tests.support.daemon import DaemonProc, run_cli
+from tests.support.foundation import remote_manifest, symlink_loop as _loop
 from tests.support.upstream import run_upstream
 
 GUARD = 60.0  # hang guard for one awaited step, never an assertion on speed
@@ -573,3 +575,52 @@ def test_runtimectl_show_displays_policies_health_breaker_and_revision(make_daem
         assert "breaker:    closed" in out
         assert f"interface:  {s['interfaceRevision']}" in out
         assert "add_tool  [hidden: deniedTools]" in out or "add_tool [hidden: deniedTools]" in out
+
+
+# -- regression, secrets: authRef file: symlink loop (found by review; fails with its fix reverted) ---
+
+def test_auth_ref_file_symlink_loop_is_a_clear_start_failure(daemon: DaemonProc) -> None:
+    _loop(daemon.state_dir / "secrets", "loop")
+    with run_upstream("echo_server", "--name", "up") as up:
+        m = remote_manifest("sec", up.url, restartPolicy={"mode": "never"})
+        m["spec"]["origin"]["authRef"] = "file:loop"
+        r = daemon.api("POST", "/api/services", json=m)
+        assert r.status_code in (200, 201), r.text
+        svc = daemon.wait_state("sec", "CRASHED")
+        err = svc["lastError"] or ""
+        assert "file:loop" in err and "symlink loop" in err, err
+        assert "internal error" not in err, err  # was: "internal error RuntimeError: Symlink loop from ..."
+        assert "Traceback" not in daemon.log()
+    # The daemon keeps serving: another service (another upstream) starts.
+    with run_upstream("echo_server", "--name", "up2") as up2:
+        r = daemon.api("POST", "/api/services", json=remote_manifest("ok", up2.url))
+        assert r.status_code in (200, 201), r.text
+        daemon.wait_state("ok", "RUNNING")
+    assert daemon.service("sec")["state"] == "CRASHED"
+
+
+async def test_auth_ref_file_turned_into_symlink_loop_is_is_error(daemon: DaemonProc) -> None:
+    """The secret is read at every request: a file replaced by a loop makes the call isError, no crash."""
+    from mcp import Client
+
+    secrets = daemon.state_dir / "secrets"
+    secrets.mkdir()
+    (secrets / "tok").write_text("not-a-real-secret-0123456789\n")
+    with run_upstream("echo_server", "--name", "up") as up:
+        m = remote_manifest("sec", up.url, restartPolicy={"mode": "never"})
+        m["spec"]["origin"]["authRef"] = "file:tok"
+        r = daemon.api("POST", "/api/services", json=m)
+        assert r.status_code in (200, 201), r.text
+        daemon.wait_state("sec", "RUNNING")
+        (secrets / "tok").unlink()
+        os.symlink(secrets / "tok", secrets / "tok")
+        async with Client(daemon.mcp_url, mode="legacy") as c:
+            res = await c.call_tool("sec__echo", {"text": "hi"})
+            assert res.is_error, res
+            text = " ".join(getattr(b, "text", "") for b in res.content)
+            assert "file:tok" in text and "symlink loop" in text, text
+            assert "internal error" not in text.lower(), text
+            # The daemon still answers on the same session.
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert "runtime__list_services" in names
+    assert "Traceback" not in daemon.log()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import wasmtime
 from runtimed.backends import prepare_origin
 from runtimed.backends.base import InvalidOrigin
 from runtimed.backends.wasm.abi import sha256_hex
+from tests.support.daemon import DaemonProc
+from tests.support.foundation import symlink_loop as _loop
 from tests.wasm.harness import EXAMPLES, Host, manifest
 
 
@@ -147,3 +150,28 @@ def test_two_custom_sections_refused(tmp_path: Path) -> None:
     msg = _refusal(tmp_path, '''(module (@custom "mcp-tools" "[]") (@custom "mcp-tools" "[]")
       (func (export "f") (result i32) (i32.const 0)))''')
     assert "2 'mcp-tools' custom sections" in msg
+
+
+# -- regression, wasm: unresolvable origin paths (found by review; fails with its fix reverted) ----
+
+def _wasm_manifest(name: str, path: str) -> dict:
+    return {"apiVersion": "runtimed/v1", "kind": "MCPService", "metadata": {"name": name},
+            "spec": {"origin": {"type": "local_wasm", "path": path}}}
+
+
+@pytest.mark.parametrize("kind", ["unknown_user", "symlink_loop", "nul_byte"])
+def test_unresolvable_wasm_path_is_422(daemon: DaemonProc, tmp_path: Path, kind: str) -> None:
+    if kind == "unknown_user":
+        path = "~nosuchuser-regression-x/x.wat"
+    elif kind == "symlink_loop":
+        path = str(_loop(tmp_path / "wasm", "loop.wat"))
+    else:
+        path = str(tmp_path / "a\x00b.wat")
+    r = daemon.api("POST", "/api/services", json=_wasm_manifest("w", path))
+    assert r.status_code == 422, (r.status_code, r.text)
+    msg = json.dumps(r.json())
+    assert "not a usable file path" in msg, msg
+    assert "Traceback" not in daemon.log()
+    # Nothing was registered, and the daemon still answers.
+    assert daemon.api("GET", "/api/services/w").status_code == 404
+    assert daemon.api("GET", "/healthz").status_code == 200
