@@ -13,7 +13,6 @@ from runtimed.gateway import naming
 from runtimed.gateway.catalog import build, template_regex
 from runtimed.gateway.stateless import StateSigner, decode_header_value
 from runtimed.protocol.jsonrpc import Encoded, RpcError, dumps
-from runtimed.protocol.versions import era_of, negotiate
 
 
 def test_plain_names_are_kept() -> None:
@@ -70,14 +69,6 @@ def test_template_matching() -> None:
     assert template_regex("test://items/{id}").fullmatch("test://items/42")
     assert not template_regex("test://items/{id}").fullmatch("test://items/4/2")
     assert template_regex("file://{+path}").fullmatch("file://a/b/c")
-
-
-def test_eras_and_negotiation() -> None:
-    assert negotiate("2025-06-18") == "2025-06-18" and negotiate("1999-01-01") == "2025-11-25"
-    assert era_of("2026-07-28", {}) == "stateless"
-    assert era_of(None, {"method": "initialize"}) == "session"
-    assert era_of(None, {"method": "tools/list", "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "x"}}}) == "stateless"
-    assert era_of("2025-11-25", {"method": "tools/list"}) == "session"
 
 
 def test_cached_pages_encode_like_plain_json() -> None:

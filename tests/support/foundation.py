@@ -76,6 +76,13 @@ def symlink_loop(dir_: Path, name: str = "loop") -> Path:
     return link
 
 
+def temp_homes(tmp_path: Path) -> dict[str, str]:
+    """HOME and CODEX_HOME under ``tmp_path`` (for ``runtimectl bootstrap`` and ``doctor``)."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return {"HOME": str(home), "CODEX_HOME": str(home / ".codex")}
+
+
 def read_registry(state_dir: Path) -> dict[str, Any]:
     return json.loads((state_dir / "registry.json").read_text())
 

@@ -1,5 +1,5 @@
-"""``runtimectl bootstrap`` and ``runtimectl doctor`` as real processes against a real daemon,
-with HOME and CODEX_HOME in temp dirs. (File formats in detail: tests/bootstrap/test_core.py.)"""
+"""``runtimectl bootstrap`` as a real process against a real daemon, with HOME and CODEX_HOME
+in temp dirs. (File formats in detail: tests/bootstrap/test_core.py.)"""
 
 from __future__ import annotations
 
@@ -9,16 +9,11 @@ import tomllib
 from pathlib import Path
 
 from tests.support.daemon import DaemonProc, run_cli
-
-
-def _homes(tmp_path: Path) -> dict[str, str]:
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    return {"HOME": str(home), "CODEX_HOME": str(home / ".codex")}
+from tests.support.foundation import temp_homes
 
 
 def test_bootstrap_writes_both_clients_pointing_at_the_daemon(daemon: DaemonProc, tmp_path: Path) -> None:
-    env = _homes(tmp_path)
+    env = temp_homes(tmp_path)
     codex = Path(env["CODEX_HOME"]) / "config.toml"
     codex.parent.mkdir(parents=True)
     codex.write_text('# my settings\nmodel = "o3"\n\n[mcp_servers.other]\ncommand = "x"\n')
@@ -53,7 +48,7 @@ def test_bootstrap_writes_both_clients_pointing_at_the_daemon(daemon: DaemonProc
 def test_bootstrap_with_token_references_the_variable(make_daemon, tmp_path: Path) -> None:
     token = "t" * 24
     d = make_daemon(token=token)
-    env = _homes(tmp_path)
+    env = temp_homes(tmp_path)
     r = run_cli(d, "bootstrap", "--clients", "codex,claude", env=env)
     assert r.returncode == 0, r.stderr
     codex_text = (Path(env["CODEX_HOME"]) / "config.toml").read_text()
@@ -65,7 +60,7 @@ def test_bootstrap_with_token_references_the_variable(make_daemon, tmp_path: Pat
 
 
 def test_bootstrap_stdio_points_at_runtimectl(daemon: DaemonProc, tmp_path: Path) -> None:
-    env = _homes(tmp_path)
+    env = temp_homes(tmp_path)
     r = run_cli(daemon, "bootstrap", "--clients", "claude", "--transport", "stdio", "--scope", "project",
                 "--project-dir", str(tmp_path), env=env)
     assert r.returncode == 0, r.stderr
@@ -75,7 +70,7 @@ def test_bootstrap_stdio_points_at_runtimectl(daemon: DaemonProc, tmp_path: Path
 
 
 def test_bootstrap_refuses_unparseable_file_and_bad_flags(daemon: DaemonProc, tmp_path: Path) -> None:
-    env = _homes(tmp_path)
+    env = temp_homes(tmp_path)
     claude = Path(env["HOME"]) / ".claude.json"
     claude.write_text('{"mcpServers": {,}')
     r = run_cli(daemon, "bootstrap", "--clients", "codex,claude", env=env)
@@ -87,25 +82,3 @@ def test_bootstrap_refuses_unparseable_file_and_bad_flags(daemon: DaemonProc, tm
     assert bad.returncode == 2 and "--clients" in bad.stderr
     bad = run_cli(daemon, "bootstrap", "--transport", "carrier-pigeon", env=env)
     assert bad.returncode == 2
-
-
-def test_doctor_reports_daemon_down_and_port_free(tmp_path: Path) -> None:
-    env = {**_homes(tmp_path), "RUNTIMED_URL": "http://127.0.0.1:9", "RUNTIMED_STATE_DIR": str(tmp_path / "st")}
-    r = run_cli(None, "doctor", env=env)
-    assert r.returncode == 1
-    assert "✗ daemon" in r.stdout and "start it with: runtimed" in r.stdout
-    assert "Traceback" not in r.stderr
-
-
-def test_doctor_flags_a_crashed_service_and_drift(daemon: DaemonProc, tmp_path: Path) -> None:
-    env = _homes(tmp_path)
-    r = daemon.api("POST", "/api/services", json={
-        "metadata": {"name": "gone"},
-        "spec": {"origin": {"type": "remote_mcp", "url": "http://127.0.0.1:9/mcp"}, "restartPolicy": {"mode": "never"}}})
-    assert r.status_code == 201
-    daemon.wait_state("gone", "CRASHED")
-    run_cli(daemon, "bootstrap", "--clients", "codex", "--endpoint", "http://127.0.0.1:1/mcp", env=env)
-    doctor = run_cli(daemon, "doctor", env=env)
-    assert doctor.returncode == 1
-    assert "✗ service gone: CRASHED" in doctor.stdout
-    assert "✗ bootstrap codex" in doctor.stdout and "points at http://127.0.0.1:1/mcp" in doctor.stdout
