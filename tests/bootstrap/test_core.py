@@ -255,8 +255,8 @@ def test_codex_preserves_comments_and_other_tables(env):
     assert plan.changes[0].action == "update"
     diff = plan.diff()
     body = diff.splitlines()[2:]
-    assert [l for l in body if l.startswith("+")] == ["+", *("+" + l for l in CODEX_HTTP_TOKEN.splitlines())]
-    assert not [l for l in body if l.startswith("-")]
+    assert [ln for ln in body if ln.startswith("+")] == ["+", *("+" + ln for ln in CODEX_HTTP_TOKEN.splitlines())]
+    assert not [ln for ln in body if ln.startswith("-")]
     result = apply_plan(plan)
     assert path.read_text() == CODEX_EXISTING + "\n" + CODEX_HTTP_TOKEN
     assert _mode(path) == 0o640

@@ -36,11 +36,11 @@ def test_metrics_after_calls(make_daemon) -> None:
         d.wait_state("echo", "RUNNING")
 
         async def calls() -> None:
-            async with httpx2.AsyncClient(headers=d.headers()) as http:
-                async with Client(streamable_http_client(d.mcp_url, http_client=http)) as c:
-                    await c.call_tool("echo__echo", {"text": "a"})
-                    await c.call_tool("echo__echo", {"text": "b"})
-                    await c.call_tool("echo__fail", {})
+            async with (httpx2.AsyncClient(headers=d.headers()) as http,
+                        Client(streamable_http_client(d.mcp_url, http_client=http)) as c):
+                await c.call_tool("echo__echo", {"text": "a"})
+                await c.call_tool("echo__echo", {"text": "b"})
+                await c.call_tool("echo__fail", {})
 
         asyncio.run(calls())
         r = d.wait_for(lambda: (r := d.api("GET", "/metrics")).status_code == 200

@@ -50,7 +50,7 @@ def test_restart_backoff_quarantine_and_unquarantine(daemon) -> None:
     assert [s["delaySeconds"] for s in sched] == [0.1, 0.2]
     crashes = [e for e in trans if e["to"] == "CRASHED"]
     restarts = [e for e in trans if e["from"] == "CRASHED" and e["to"] == "STARTING"]
-    for crash, restart, s in zip(crashes, restarts, sched):
+    for crash, restart, s in zip(crashes, restarts, sched, strict=False):
         assert restart["time"] - crash["time"] >= s["delaySeconds"] - 0.01
 
     # A quarantined service refuses a plain start; unquarantine brings it back to trying.

@@ -241,7 +241,7 @@ def test_breaker_trips_feed_restart_policy_and_quarantine(make_daemon):
                 # The healthy service is unaffected meanwhile.
                 assert text(await c.call_tool("healthy__echo", {"text": "ok"})) == "ok"
                 # Two more trips (each half-open probe fails) within the window: reported as a crash.
-                for trip in (2, 3):
+                for _trip in (2, 3):
                     await eventually(lambda: d.service("faulty")["policy"]["breaker"]["state"] == "half_open",
                                      "cool-down to pass")
                     r = await c.call_tool("faulty__http500", {})

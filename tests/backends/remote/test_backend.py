@@ -343,7 +343,7 @@ async def test_cancellation_reaches_the_upstream(era, tmp_path):
 # -- faults ------------------------------------------------------------------------
 @pytest.fixture
 async def faulty_backend(faulty, tmp_path):
-    backend, host = await started(faulty.url, tmp_path)
+    backend, _host = await started(faulty.url, tmp_path)
     yield backend
     await backend.stop()
 
@@ -526,7 +526,7 @@ async def test_authref_file_symlink_escape_is_refused(guarded, tmp_path):
 
 @pytest.mark.parametrize("ref", ["file:/etc/passwd", "file:../secret", "file:a/../../b"])
 def test_authref_file_absolute_or_dotdot_refused_at_registration(ref, tmp_path):
-    with pytest.raises(InvalidOrigin, match="relative|'\\.\\.'"):
+    with pytest.raises(InvalidOrigin, match=r"relative|'\.\.'"):
         prepare_remote_origin(manifest("http://127.0.0.1:1/mcp", authRef=ref), settings(tmp_path))
 
 
@@ -556,9 +556,9 @@ def test_allowlist_at_registration(tmp_path):
     s = settings(tmp_path, remote_allowed_hosts=["*.example.com", "127.0.0.1"])
     prepare_remote_origin(manifest("https://api.example.com/mcp"), s)
     prepare_remote_origin(manifest("http://127.0.0.1:9/mcp"), s)
-    with pytest.raises(InvalidOrigin, match="'169.254.169.254' is not in the daemon's allowed remote hosts"):
+    with pytest.raises(InvalidOrigin, match=r"'169\.254\.169\.254' is not in the daemon's allowed remote hosts"):
         prepare_remote_origin(manifest("http://169.254.169.254/mcp"), s)
-    with pytest.raises(InvalidOrigin, match="origin.allowedHosts"):
+    with pytest.raises(InvalidOrigin, match=r"origin\.allowedHosts"):
         prepare_remote_origin(manifest("https://api.example.com/mcp", allowedHosts=["other.example.com"]), s)
     prepare_remote_origin(manifest("http://10.0.0.1/mcp"), settings(tmp_path))  # None = any
 
