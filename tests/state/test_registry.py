@@ -1,6 +1,6 @@
 """Registry: the on-disk format, round trips, last-good copy, corrupt-file recovery.
 
-Unit tests drive ``runtimed.registry.Registry`` in a temp dir; the daemon tests
+Unit tests drive ``runtimed.state.registry.Registry`` in a temp dir; the daemon tests
 run a real ``runtimed`` and look at the file and the API.
 """
 

@@ -1,4 +1,4 @@
-"""The remote backend's lean HTTP/1.1 client (runtimed/backends/_h1.py) and its use in _http.
+"""The remote backend's lean HTTP/1.1 client (runtimed/backends/remote/h1.py) and its use in http.py.
 
 Against a real asyncio server on loopback whose per-connection behaviour each test
 chooses (keep-alive, closing an idle connection, chunked bodies, hanging), so the
