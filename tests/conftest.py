@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import DaemonProc
+from tests.support.inprocess import inprocess as inprocess  # the daemon's app in this process
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ class DaemonProc:
         cmd = [sys.executable, "-m", "runtimed", "--port", "0", "--state-dir", str(self.state_dir), *self.args]
         if self.token:
             cmd += ["--auth-token", self.token]
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 -- the daemon's output for its lifetime; closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=REPO)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -68,6 +68,21 @@ def run_daemon_expect_exit(state_dir: Path, *args: str, env: dict[str, str] | No
         raise AssertionError(f"runtimed did not refuse to start: {exc.stderr!r}") from None
 
 
+def symlink_loop(dir_: Path, name: str = "loop") -> Path:
+    """A symlink pointing at itself: resolving it is a loop."""
+    dir_.mkdir(parents=True, exist_ok=True)
+    link = dir_ / name
+    os.symlink(link, link)
+    return link
+
+
+def temp_homes(tmp_path: Path) -> dict[str, str]:
+    """HOME and CODEX_HOME under ``tmp_path`` (for ``runtimectl bootstrap`` and ``doctor``)."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return {"HOME": str(home), "CODEX_HOME": str(home / ".codex")}
+
+
 def read_registry(state_dir: Path) -> dict[str, Any]:
     return json.loads((state_dir / "registry.json").read_text())
 

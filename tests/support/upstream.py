@@ -81,7 +81,7 @@ class Upstream:
             [sys.executable, str(self.script), "--port", str(self.port), *self.args],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=open(self.log_path, "ab"),
+            stderr=open(self.log_path, "ab"),  # noqa: SIM115 -- the child's stderr for its lifetime; the parent's copy is left to the GC, as before
         )
         try:
             wait_for_port(self.port, self.proc)

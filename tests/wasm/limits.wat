@@ -1,4 +1,4 @@
-;; Test fixture: JSON tools that misbehave, one way each (tests/test_wasm_limits.py).
+;; Test fixture: JSON tools that misbehave, one way each (tests/backends/wasm/test_limits.py).
 (module
   (memory (export "memory") 1)
   (data (i32.const 64) "not json")

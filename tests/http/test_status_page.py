@@ -1,0 +1,246 @@
+"""The status page in a real headless Chromium (Debian's ``chromium`` driven by
+Playwright), against real daemons and a real upstream MCP server.
+
+Skipped with a reason when chromium or Playwright is missing, except under
+``CI=true`` where that is a failure. Screenshots go to ``tests/_artifacts/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client
+
+from tests.support.daemon import DaemonProc
+from tests.support.upstream import free_port, run_upstream
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "_artifacts"
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TOKEN = "page-token-0123456789abcdef"
+WAIT_MS = 20_000
+
+
+def _browser_or_skip() -> Any:
+    problem = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problem = "Playwright for Python is not installed (pip install playwright)"
+        sync_playwright = None
+    if problem is None and not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        problem = f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser tests cannot run under CI: {problem}")
+        pytest.skip(problem)
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_playwright = _browser_or_skip()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A browser page that records console errors and uncaught exceptions."""
+
+    def __init__(self, browser: Any) -> None:
+        self.ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        self.page = self.ctx.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        self.page.on("dialog", lambda dlg: dlg.accept())
+        self.page.set_default_timeout(WAIT_MS)
+
+    def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        self.ctx.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Page]:
+    p = Page(browser)
+    yield p
+    p.close()
+
+
+def _home_env(tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return {"HOME": str(home), "CODEX_HOME": str(home / ".codex")}
+
+
+def _register(d: DaemonProc, name: str, url: str) -> None:
+    manifest = {"apiVersion": "runtimed/v1", "kind": "MCPService", "metadata": {"name": name},
+                "spec": {"origin": {"type": "remote_mcp", "url": url}}}
+    r = d.api("POST", "/api/services", json=manifest)
+    assert r.status_code == 201, r.text
+    d.wait_state(name, "RUNNING")
+
+
+def _call_in_thread(url: str, tool: str, args: dict[str, Any]) -> Any:
+    """An MCP call with the official SDK, on its own thread and event loop
+    (Playwright's sync API owns this thread's loop)."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        async def go() -> Any:
+            async with Client(url) as c:
+                return await c.call_tool(tool, args)
+        try:
+            out["result"] = asyncio.run(go())
+        except BaseException as e:  # reported below
+            out["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(60)
+    if "error" in out:
+        raise out["error"]
+    return out["result"]
+
+
+def _row(name: str) -> str:
+    return f'tr[data-service-row="{name}"]'
+
+
+def test_status_page_live(page: Page, make_daemon, tmp_path: Path) -> None:
+    d = make_daemon(env=_home_env(tmp_path))
+    with run_upstream("echo_server") as up:
+        _register(d, "echo", up.url)
+        pg = page.page
+        pg.goto(d.url + "/status")
+        pg.wait_for_selector(".live.on")
+        row = pg.locator(_row("echo"))
+        assert row.locator("td").first.inner_text().strip() == "echo"
+        assert row.locator("[data-state]").get_attribute("data-state") == "RUNNING"
+        assert pg.locator(".endpoint code").first.inner_text() == d.mcp_url
+        page.shot("status_loaded")
+        pg.evaluate("window.__sameDocument = 'yes'")
+
+        # A Stop click changes the row without a reload.
+        row.locator('button[data-action="stop"]').click()
+        pg.wait_for_selector(f'{_row("echo")} [data-state="STOPPED"]')
+        # A change made elsewhere (the API, not this page) arrives over the event stream.
+        assert d.api("POST", "/api/services/echo/start").status_code == 200
+        pg.wait_for_selector(f'{_row("echo")} [data-state="RUNNING"]')
+        assert pg.evaluate("window.__sameDocument") == "yes"
+
+        # A call through /mcp shows up in the service's recent calls, live.
+        pg.click(f'{_row("echo")} a')
+        pg.wait_for_url("**/status/services/echo")
+        pg.wait_for_selector(".live.on")
+        assert pg.locator("#calls .empty").inner_text().startswith("No calls")
+        result = _call_in_thread(d.mcp_url, "echo__echo", {"text": "hello from the test"})
+        assert result.is_error is False
+        pg.wait_for_selector('#calls tr[data-call="echo"]')
+        call_row = pg.locator('#calls tr[data-call="echo"]').first
+        assert "ok" in call_row.inner_text()
+        assert "echo" in pg.locator("#interface").inner_text()
+        page.shot("service_page")
+
+        # Back on the overview, the counts follow the calls.
+        pg.goto(d.url + "/status")
+        pg.wait_for_selector(".live.on")
+        assert pg.locator(f'{_row("echo")} [data-calls]').inner_text() == "1"
+    assert page.errors == []
+
+
+def test_remove_and_bootstrap_from_the_page(page: Page, make_daemon, tmp_path: Path) -> None:
+    env = _home_env(tmp_path)
+    d = make_daemon(env=env)
+    with run_upstream("echo_server") as up:
+        _register(d, "echo", up.url)
+        pg = page.page
+        pg.goto(d.url + "/status")
+        pg.wait_for_selector(".live.on")
+        # Clients panel: bootstrap Codex into the temp HOME, then remove it.
+        codex_row = pg.locator('tr[data-client-row="codex"]')
+        codex_row.locator('button[data-bootstrap="apply"]').click()
+        pg.wait_for_selector('tr[data-client-row="codex"] .h-healthy')
+        config = Path(env["CODEX_HOME"]) / "config.toml"
+        assert "[mcp_servers.runtime]" in config.read_text() and d.mcp_url in config.read_text()
+        page.shot("clients_bootstrapped")
+        pg.locator('tr[data-client-row="codex"] button[data-bootstrap="remove"]').click()
+        pg.wait_for_selector('tr[data-client-row="codex"] button[data-bootstrap="apply"]')
+        assert "[mcp_servers.runtime]" not in config.read_text()
+        # Remove (confirmed in the dialog) takes the row away.
+        pg.locator(f'{_row("echo")} button[data-action="remove"]').click()
+        pg.wait_for_selector(_row("echo"), state="detached")
+        assert d.api("GET", "/api/services").json()["services"] == []
+    assert page.errors == []
+
+
+def test_token_protected_daemon(page: Page, make_daemon, tmp_path: Path) -> None:
+    d = make_daemon(token=TOKEN, env=_home_env(tmp_path))
+    with run_upstream("echo_server") as up:
+        _register(d, "echo", up.url)
+        # The page shell is served without the token, and carries no data.
+        shell = httpx.get(d.url + "/status", timeout=10)
+        assert shell.status_code == 200 and "echo" not in shell.text and up.url not in shell.text
+        assert httpx.get(d.url + "/api/ui/services", timeout=10).status_code == 401
+        assert httpx.get(d.url + "/status/services/echo", timeout=10).text.count(up.url) == 0
+        pg = page.page
+        pg.goto(d.url + "/status")
+        pg.wait_for_selector("#token-panel:not([hidden])")
+        assert pg.locator(_row("echo")).count() == 0
+        pg.fill("#token-input", "wrong-token-but-long-enough")
+        pg.click("#token-form button")
+        pg.wait_for_selector("#token-error:not([hidden])")
+        pg.fill("#token-input", TOKEN)
+        pg.click("#token-form button")
+        pg.wait_for_selector(".live.on")
+        pg.wait_for_selector(f'{_row("echo")} [data-state="RUNNING"]')
+        assert TOKEN not in pg.url
+        assert pg.evaluate("sessionStorage.getItem('runtimed.token')") == TOKEN
+        pg.locator(f'{_row("echo")} button[data-action="stop"]').click()
+        pg.wait_for_selector(f'{_row("echo")} [data-state="STOPPED"]')
+        # Live updates reach the token-protected page too.
+        assert d.api("POST", "/api/services/echo/start").status_code == 200
+        pg.wait_for_selector(f'{_row("echo")} [data-state="RUNNING"]')
+        # The token stays for this tab: a reload needs no new entry.
+        pg.reload()
+        pg.wait_for_selector(f'{_row("echo")} [data-state="RUNNING"]')
+        assert pg.locator("#token-panel").is_hidden()
+        page.shot("status_with_token")
+    # The wrong token was answered with 401, which the browser logs as a failed resource load.
+    assert [e for e in page.errors if "401" not in e] == []
+
+
+def test_page_reconnects_after_a_daemon_restart(page: Page, tmp_path: Path) -> None:
+    port = free_port()
+    state = tmp_path / "state"
+    d = DaemonProc(state, args=["--port", str(port)], env=_home_env(tmp_path)).start()
+    try:
+        pg = page.page
+        pg.goto(d.url + "/status")
+        pg.wait_for_selector(".live.on")
+        pid = d.proc.pid
+        d.stop()
+        pg.wait_for_selector(".live.off")
+        d = DaemonProc(state, args=["--port", str(port)], env=_home_env(tmp_path)).start()
+        assert d.proc.pid != pid
+        pg.wait_for_selector(".live.on", timeout=40_000)
+        with run_upstream("echo_server") as up:
+            _register(d, "echo", up.url)
+            pg.wait_for_selector(f'{_row("echo")} [data-state="RUNNING"]')
+    finally:
+        d.stop()

@@ -1,0 +1,84 @@
+"""``runtimectl bootstrap`` as a real process against a real daemon, with HOME and CODEX_HOME
+in temp dirs. (File formats in detail: tests/bootstrap/test_core.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+
+from tests.support.daemon import DaemonProc, run_cli
+from tests.support.foundation import temp_homes
+
+
+def test_bootstrap_writes_both_clients_pointing_at_the_daemon(daemon: DaemonProc, tmp_path: Path) -> None:
+    env = temp_homes(tmp_path)
+    codex = Path(env["CODEX_HOME"]) / "config.toml"
+    codex.parent.mkdir(parents=True)
+    codex.write_text('# my settings\nmodel = "o3"\n\n[mcp_servers.other]\ncommand = "x"\n')
+    r = run_cli(daemon, "bootstrap", "--clients", "codex,claude", env=env)
+    assert r.returncode == 0, r.stderr
+    doc = tomllib.loads(codex.read_text())
+    assert doc["mcp_servers"]["runtime"] == {"url": daemon.mcp_url}
+    assert doc["mcp_servers"]["other"] == {"command": "x"} and doc["model"] == "o3"
+    assert codex.read_text().startswith("# my settings\n")
+    claude = json.loads((Path(env["HOME"]) / ".claude.json").read_text())
+    assert claude["mcpServers"]["runtime"] == {"type": "http", "url": daemon.mcp_url}
+
+    again = run_cli(daemon, "bootstrap", "--clients", "codex,claude", "--json", env=env)
+    assert again.returncode == 0
+    assert json.loads(again.stdout)["result"]["written"] == []
+
+    st = run_cli(daemon, "bootstrap", "status", "--json", env=env)
+    assert st.returncode == 0, st.stdout + st.stderr
+    rows = [e for e in json.loads(st.stdout)["entries"] if e["scope"] == "user"]
+    assert all(e["entryPresent"] and e["pointsHere"] for e in rows)
+
+    doctor = run_cli(daemon, "doctor", "--json", env=env)
+    checks = {c["check"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["bootstrap codex"]["status"] == "ok" and checks["bootstrap claude"]["status"] == "ok"
+    assert doctor.returncode == 0, doctor.stdout
+
+    rm = run_cli(daemon, "bootstrap", "remove", "--clients", "codex", env=env)
+    assert rm.returncode == 0
+    assert "runtime" not in tomllib.loads(codex.read_text())["mcp_servers"]
+
+
+def test_bootstrap_with_token_references_the_variable(make_daemon, tmp_path: Path) -> None:
+    token = "t" * 24
+    d = make_daemon(token=token)
+    env = temp_homes(tmp_path)
+    r = run_cli(d, "bootstrap", "--clients", "codex,claude", env=env)
+    assert r.returncode == 0, r.stderr
+    codex_text = (Path(env["CODEX_HOME"]) / "config.toml").read_text()
+    claude_text = (Path(env["HOME"]) / ".claude.json").read_text()
+    assert 'bearer_token_env_var = "RUNTIMED_AUTH_TOKEN"' in codex_text
+    assert token not in codex_text and token not in claude_text and token not in r.stdout + r.stderr
+    assert json.loads(claude_text)["mcpServers"]["runtime"]["headers"] == {
+        "Authorization": "Bearer ${RUNTIMED_AUTH_TOKEN}"}
+
+
+def test_bootstrap_stdio_points_at_runtimectl(daemon: DaemonProc, tmp_path: Path) -> None:
+    env = temp_homes(tmp_path)
+    r = run_cli(daemon, "bootstrap", "--clients", "claude", "--transport", "stdio", "--scope", "project",
+                "--project-dir", str(tmp_path), env=env)
+    assert r.returncode == 0, r.stderr
+    entry = json.loads((tmp_path / ".mcp.json").read_text())["mcpServers"]["runtime"]
+    assert entry["type"] == "stdio" and entry["args"] == ["gateway", "serve", "--stdio"]
+    assert os.path.isabs(entry["command"]) and entry["command"].endswith("runtimectl")
+
+
+def test_bootstrap_refuses_unparseable_file_and_bad_flags(daemon: DaemonProc, tmp_path: Path) -> None:
+    env = temp_homes(tmp_path)
+    claude = Path(env["HOME"]) / ".claude.json"
+    claude.write_text('{"mcpServers": {,}')
+    r = run_cli(daemon, "bootstrap", "--clients", "codex,claude", env=env)
+    assert r.returncode == 1
+    assert ".claude.json" in r.stderr and "line 1" in r.stderr
+    assert claude.read_text() == '{"mcpServers": {,}'
+    assert not (Path(env["CODEX_HOME"]) / "config.toml").exists(), "all clients or none"
+    bad = run_cli(daemon, "bootstrap", "--clients", "vim", env=env)
+    assert bad.returncode == 2 and "--clients" in bad.stderr
+    bad = run_cli(daemon, "bootstrap", "--transport", "carrier-pigeon", env=env)
+    assert bad.returncode == 2

@@ -1,0 +1,265 @@
+"""Registry: the on-disk format, round trips, last-good copy, corrupt-file recovery.
+
+Unit tests drive ``runtimed.state.registry.Registry`` in a temp dir; the daemon tests
+run a real ``runtimed`` and look at the file and the API.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runtimed.config.manifest import parse_manifest
+from runtimed.state.registry import FORMAT_VERSION, Registry, RegistryError, StateDirLock
+from tests.support.daemon import DaemonProc
+from tests.support.foundation import (
+    closed_port,
+    events,
+    read_registry,
+    registry_names,
+    remote_manifest,
+    run_daemon_expect_exit,
+)
+
+
+def _m(name: str, port: int, **spec):
+    return parse_manifest(remote_manifest(name, f"http://127.0.0.1:{port}/mcp", **spec))
+
+
+# -- unit: Registry in a temp dir ---------------------------------------------
+
+def test_put_get_remove_load_round_trip(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    assert reg.load().problems == []
+    a = _m("alpha", 1001, policy={"timeoutMs": 1234, "allowedTools": ["a*"], "maxConcurrency": 3})
+    b = _m("beta", 1002, autostart=False)
+    entry, created = reg.put(a)
+    assert created and entry.manifest.id == a.id
+    _, created_b = reg.put(b)
+    assert created_b
+    # Replacing the same origin under the same name is an update.
+    a2 = _m("alpha", 1001, policy={"timeoutMs": 999})
+    _, created_again = reg.put(a2)
+    assert not created_again
+    assert reg.get("alpha") is reg.get(a.id)
+    assert reg.get("nope") is None
+
+    doc = json.loads((tmp_path / "registry.json").read_text())
+    assert doc["formatVersion"] == FORMAT_VERSION
+    assert set(doc["services"]) == {a.id, b.id}
+    # The last-good copy holds the same document.
+    assert json.loads((tmp_path / "registry.last-good.json").read_text()) == doc
+
+    fresh = Registry(tmp_path)
+    assert fresh.load().problems == []
+    assert [e.manifest.name for e in fresh] == ["alpha", "beta"]
+    assert fresh.get("alpha").manifest.spec.policy.timeoutMs == 999
+    assert fresh.get("beta").manifest.spec.autostart is False
+    assert fresh.generation == reg.generation
+
+    assert fresh.remove(b.id) is not None
+    assert fresh.remove(b.id) is None
+    again = Registry(tmp_path)
+    again.load()
+    assert [e.manifest.name for e in again] == ["alpha"]
+
+
+def test_name_and_origin_conflicts_are_refused(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    reg.load()
+    reg.put(_m("alpha", 1001))
+    with pytest.raises(RegistryError, match="already exists"):
+        reg.put(_m("alpha", 1002))  # same name, another origin
+    with pytest.raises(RegistryError, match="already registered"):
+        reg.put(_m("other", 1001))  # same origin, another name
+    reg2 = Registry(tmp_path)
+    reg2.load()
+    assert [e.manifest.name for e in reg2] == ["alpha"]
+
+
+def test_unknown_format_version_is_not_loaded_as_empty(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    reg.load()
+    reg.put(_m("alpha", 1001))
+    doc = json.loads((tmp_path / "registry.json").read_text())
+    doc["formatVersion"] = FORMAT_VERSION + 1
+    (tmp_path / "registry.json").write_text(json.dumps(doc))
+    # The last good copy (version 1) is loaded, the unknown file kept.
+    again = Registry(tmp_path)
+    report = again.load()
+    assert [e.manifest.name for e in again] == ["alpha"]
+    assert report.recovered_from and "formatVersion" in " ".join(report.problems)
+
+
+@pytest.mark.parametrize("garbage", [b"{\"formatVersion\": 1, \"services\": {\"svc_", b"\x00\xff garbage", b"[]"])
+def test_corrupt_file_recovers_from_last_good(tmp_path: Path, garbage: bytes) -> None:
+    reg = Registry(tmp_path)
+    reg.load()
+    reg.put(_m("alpha", 1001))
+    reg.put(_m("beta", 1002))
+    (tmp_path / "registry.json").write_bytes(garbage)
+    again = Registry(tmp_path)
+    report = again.load()
+    assert [e.manifest.name for e in again] == ["alpha", "beta"]
+    kept = list(tmp_path.glob("registry.corrupt-*.json"))
+    assert len(kept) == 1 and kept[0].read_bytes() == garbage
+    assert report.recovered_from == str(kept[0])
+    assert any("unreadable" in p for p in report.problems)
+    # The recovered state was written back: the next load is clean.
+    assert json.loads((tmp_path / "registry.json").read_text())["formatVersion"] == FORMAT_VERSION
+    assert Registry(tmp_path).load().problems == []
+
+
+def test_corrupt_without_last_good_refuses_and_keeps_the_file(tmp_path: Path) -> None:
+    (tmp_path / "registry.json").write_bytes(b"{ truncated")
+    with pytest.raises(RegistryError, match="no last good copy"):
+        Registry(tmp_path).load()
+    # Not replaced by an empty registry, and a second try refuses again.
+    assert (tmp_path / "registry.json").read_bytes() == b"{ truncated"
+    with pytest.raises(RegistryError):
+        Registry(tmp_path).load()
+    assert (tmp_path / "registry.json").read_bytes() == b"{ truncated"
+
+
+def test_state_dir_lock_names_the_holder(tmp_path: Path) -> None:
+    first = StateDirLock(tmp_path)
+    first.acquire("http://127.0.0.1:1")
+    try:
+        import os
+
+        from runtimed.state.registry import StateDirBusy
+
+        with pytest.raises(StateDirBusy, match=f"pid {os.getpid()}"):
+            StateDirLock(tmp_path).acquire("http://127.0.0.1:2")
+    finally:
+        first.release()
+    second = StateDirLock(tmp_path)
+    second.acquire("http://127.0.0.1:2")
+    second.release()
+
+
+# -- through the daemon ----------------------------------------------------------
+
+def test_daemon_round_trip_keeps_services_and_policies(make_daemon) -> None:
+    d = make_daemon()
+    m = remote_manifest("keep", f"http://127.0.0.1:{closed_port()}/mcp", autostart=False,
+                        policy={"timeoutMs": 4321, "deniedTools": ["rm*"], "maxPayloadBytes": 2048})
+    r = d.api("POST", "/api/services", json=m)
+    assert r.status_code == 201, r.text
+    sid = r.json()["service"]["id"]
+    assert d.stop() == 0
+    assert registry_names(d.state_dir) == {"keep"}
+    d.start()
+    svc = d.service("keep")
+    assert svc["id"] == sid
+    assert svc["state"] == "REGISTERED"  # autostart false
+    pol = svc["manifest"]["spec"]["policy"]
+    assert pol["timeoutMs"] == 4321 and pol["deniedTools"] == ["rm*"] and pol["maxPayloadBytes"] == 2048
+
+
+def _write_registry_with(state_dir: Path, names: list[str]) -> None:
+    reg = Registry(state_dir)
+    reg.load()
+    for i, n in enumerate(names):
+        reg.put(_m(n, 1000 + i, autostart=False))
+
+
+def test_daemon_recovers_corrupt_registry_loudly(make_daemon, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    _write_registry_with(state, ["one", "two"])
+    (state / "registry.json").write_text('{"formatVersion": 1, "services": {"svc_')  # truncated
+    d = make_daemon("state")
+    names = {s["name"] for s in d.api("GET", "/api/services").json()["services"]}
+    assert names == {"one", "two"}
+    kept = list(state.glob("registry.corrupt-*.json"))
+    assert len(kept) == 1 and kept[0].read_text().startswith('{"formatVersion": 1')
+    log = d.log()
+    assert "WARNING" in log and "registry" in log and kept[0].name in log
+    recovered = events(d, types=("registry.recovered",))
+    assert recovered and any(kept[0].name in e["message"] for e in recovered)
+    assert registry_names(state) == {"one", "two"}  # the good state was written back
+
+
+def test_daemon_refuses_corrupt_registry_without_last_good(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "registry.json").write_text("not json at all")
+    res = run_daemon_expect_exit(state)
+    assert res.returncode != 0
+    assert "no last good copy" in res.stderr and "refusing to start" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert (state / "registry.json").read_text() == "not json at all"
+    # Still refuses on the next attempt: never silently replaced by an empty registry.
+    res2 = run_daemon_expect_exit(state)
+    assert res2.returncode != 0 and (state / "registry.json").read_text() == "not json at all"
+
+
+def test_sigterm_exits_zero_and_keeps_the_registry(make_daemon, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    _write_registry_with(state, ["one", "two", "three"])
+    before = read_registry(state)
+    d = make_daemon("state")
+    assert len(d.api("GET", "/api/services").json()["services"]) == 3
+    assert d.stop() == 0
+    after = read_registry(state)
+    assert after["services"] == before["services"]
+    assert not (state / "runtimed.pid").exists()
+    assert isinstance(d, DaemonProc)
+    # It went through its shutdown path (recorded in the persisted event log).
+    types = [json.loads(line)["type"] for line in (state / "events.jsonl").read_text().splitlines()]
+    assert types[-1] == "daemon.stopping" and "daemon.started" in types
+    # And the state dir is free again for the next daemon.
+    d2 = make_daemon("state")
+    assert len(d2.api("GET", "/api/services").json()["services"]) == 3
+
+
+# -- regression, registry: bad createdAt/updatedAt/generation (found by review; fails with its fix reverted) ---
+
+def _registered_state(make_daemon, name: str) -> DaemonProc:
+    """A stopped daemon whose registry.json and last good copy hold one remote service 'a'."""
+    d = make_daemon(name)
+    m = remote_manifest("a", f"http://127.0.0.1:{closed_port()}/mcp", restartPolicy={"mode": "never"})
+    r = d.api("POST", "/api/services", json=m)
+    assert r.status_code in (200, 201), r.text
+    d.stop()
+    return d
+
+
+def _spoil(state_dir: Path, how: str) -> None:
+    doc = read_registry(state_dir)
+    if how == "generation":
+        doc["generation"] = "many"
+    else:
+        for item in doc["services"].values():
+            item[how] = "yesterday"
+    (state_dir / "registry.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("how", ["createdAt", "updatedAt", "generation"])
+def test_bad_registry_field_recovers_from_last_good(make_daemon, how: str) -> None:
+    d = _registered_state(make_daemon, f"st-{how}")
+    assert (d.state_dir / "registry.last-good.json").exists()
+    _spoil(d.state_dir, how)
+    d.start()
+    assert d.api("GET", "/api/services/a").status_code == 200
+    log = d.log()
+    assert "Traceback" not in log, log[-3000:]
+    assert "unreadable" in log, log[-3000:]
+    # The spoiled file was kept aside and a clean one written back.
+    assert list(d.state_dir.glob("registry.corrupt-*.json"))
+    d.stop()
+
+
+@pytest.mark.parametrize("how", ["createdAt", "generation"])
+def test_bad_registry_field_without_last_good_refuses_clearly(make_daemon, how: str) -> None:
+    d = _registered_state(make_daemon, f"nolg-{how}")
+    (d.state_dir / "registry.last-good.json").unlink()
+    _spoil(d.state_dir, how)
+    spoiled = (d.state_dir / "registry.json").read_bytes()
+    p = run_daemon_expect_exit(d.state_dir)
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr, p.stderr
+    assert "no last good copy" in p.stderr and "registry.json" in p.stderr, p.stderr
+    assert (d.state_dir / "registry.json").read_bytes() == spoiled  # left for inspection
