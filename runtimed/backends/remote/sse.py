@@ -1,11 +1,13 @@
-"""The old HTTP+SSE transport (protocol 2024-11-05) to one upstream.
+"""The old HTTP+SSE transport (protocol 2024-11-05) to one upstream (a
+``connection.RemoteConnection``).
 
 Owns: the long-lived GET event stream, the ``endpoint`` event (which must
 stay on the service's origin), POSTing JSON-RPC messages to that endpoint,
 matching answers arriving on the stream to waiting calls, relaying progress
 and log messages to the call they belong to, answering server-to-client
 requests, and re-connecting (with a new handshake) when the stream or the
-session is lost. Must not: enforce policies, retry faults, or log secrets.
+session is lost. What an error status means is ``faults``'. Must not:
+enforce policies, retry faults, or log secrets.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The streamable HTTP transport to one upstream, in both protocol eras.
+"""The streamable HTTP transport to one upstream, in both protocol eras
+(a ``connection.RemoteConnection``).
 
 Owns, for one service: the era decision (probe ``server/discover`` at
 2026-07-28, fall back to ``initialize`` + ``notifications/initialized`` at
@@ -9,10 +10,12 @@ call's byte limit, cancellation (``notifications/cancelled`` in the session
 era, closing the response stream in the stateless era), the stateless era's
 input-required rounds, and the background stream for unsolicited messages
 (the GET stream in the session era, ``subscriptions/listen`` in the stateless
-era). Must not: enforce policies, retry faults, or log secret values.
+era). Versions, ``_meta`` keys, header names and codes are
+``runtimed.protocol``'s; what an error status means is ``faults``'. Must not:
+enforce policies, retry faults, or log secret values.
 
 Requests with an answer (and the notifications/replies we POST) go through the
-lean keep-alive client of ``_h1`` (the gateway's hot path); the long-lived
+lean keep-alive client of ``h1`` (the gateway's hot path); the long-lived
 background streams and the session DELETE go through the service's httpx client.
 """
 

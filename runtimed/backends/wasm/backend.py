@@ -5,8 +5,8 @@ conforming ABI v1 module, its sha256 is recorded; the compile cache is warmed)
 and ``WasmBackend`` (load the module on start, re-reading the file so a
 changed file is picked up on restart; introspect; run ``tools/call`` on the
 shared wasm thread pool; probe; describe). The ABI rules live in
-``wasm_abi``, the sandboxed call in ``wasm_exec``, the Engine in
-``wasm_engine`` and the artifact cache in ``wasm_cache``.
+``abi``, the sandboxed call in ``execute``, the Engine in
+``engine`` and the artifact cache in ``cache``.
 Must not: apply call policies (timeouts, concurrency, payload, allow/deny
 lists are the policy layer's), or block the event loop with wasm work.
 """
