@@ -5,7 +5,8 @@ or ``UpstreamError``, relaying a call's notifications (progress with the
 upstream token mapped back to the client's, log messages) through the call's
 ``Relay``, routing unsolicited notifications (``list_changed`` and others) to
 the ``BackendHost``, and answering server-to-client requests (sampling,
-elicitation, roots, ping). Must not do HTTP.
+elicitation, roots, ping; replies built with ``runtimed.protocol.jsonrpc``).
+Must not do HTTP.
 """
 
 from __future__ import annotations
