@@ -10,22 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtimed.backends.base import (  # noqa: F401  (re-exported)
-    Backend,
-    BackendError,
-    BackendFault,
-    BackendHost,
-    BackendStartError,
-    CallContext,
-    Health,
-    InputRequired,
-    Interface,
-    InvalidOrigin,
-    NullRelay,
-    ProbeResult,
-    Relay,
-    RelayUnavailable,
-    UpstreamError,
+from runtimed.backends.base import (  # re-exported: the interface the rest of the daemon uses
+    Backend as Backend,
+    BackendError as BackendError,
+    BackendFault as BackendFault,
+    BackendHost as BackendHost,
+    BackendStartError as BackendStartError,
+    CallContext as CallContext,
+    Health as Health,
+    InputRequired as InputRequired,
+    Interface as Interface,
+    InvalidOrigin as InvalidOrigin,
+    NullRelay as NullRelay,
+    ProbeResult as ProbeResult,
+    Relay as Relay,
+    RelayUnavailable as RelayUnavailable,
+    UpstreamError as UpstreamError,
 )
 from runtimed.config.manifest import ServiceManifest
 

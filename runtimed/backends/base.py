@@ -28,11 +28,11 @@ from runtimed.errors import (  # re-exported: defined in the one error tree
     RelayUnavailable as RelayUnavailable,
     UpstreamError as UpstreamError,
 )
+from runtimed.protocol.types import JSON
 
-JSON = dict[str, Any]
 
-
-class Health(str, enum.Enum):
+# Not StrEnum: its str() and format() give the bare value where these give "Health.X" today.
+class Health(str, enum.Enum):  # noqa: UP042
     UNKNOWN = "UNKNOWN"
     HEALTHY = "HEALTHY"
     DEGRADED = "DEGRADED"
@@ -109,8 +109,8 @@ class Interface:
         """Added, removed and changed names per kind, against an older snapshot."""
         out: JSON = {}
         for kind, key in (("tools", "name"), ("prompts", "name"), ("resources", "uri"), ("resourceTemplates", "uriTemplate")):
-            new = {i.get(key): i for i in self._kind(kind)}
-            old = {i.get(key): i for i in (older._kind(kind) if older else [])}
+            new: dict[Any, JSON] = {i.get(key): i for i in self._kind(kind)}
+            old: dict[Any, JSON] = {i.get(key): i for i in (older._kind(kind) if older else [])}
             added = sorted(k for k in new if k not in old)
             removed = sorted(k for k in old if k not in new)
             changed = sorted(k for k in new if k in old and _canonical(new[k]) != _canonical(old[k]))

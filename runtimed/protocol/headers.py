@@ -13,6 +13,8 @@ METHOD = "Mcp-Method"  # stateless era: the request's method
 NAME = "Mcp-Name"  # stateless era: the tool/prompt name or resource URI
 LAST_EVENT_ID = "Last-Event-ID"
 PARAM_PREFIX = "Mcp-Param-"  # SEP-2243: arguments mirrored into headers
+# Stateless era: which param of a request's method ``Mcp-Name`` carries.
+NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
 # Lower-case forms, for ASGI scopes and case-insensitive lookups.
 PROTOCOL_VERSION_LC = PROTOCOL_VERSION.lower()

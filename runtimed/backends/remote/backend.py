@@ -1,17 +1,19 @@
 """The remote MCP backend: a service that is an MCP server reached over HTTP.
 
 Owns: the ``RemoteBackend`` (one upstream session per service, shared by
-every call, over a keep-alive connection pool of the lean HTTP/1.1 client in
-``_h1`` for requests and one ``httpx.AsyncClient`` for the long-lived GET and
-listen streams), the registration-time origin
-check ``prepare_remote_origin`` (host allowlist, authRef shape), health
-probes, introspection (all pages of every list the upstream offers) and the
-``describe()`` facts. The wire work lives in ``remote_streamable`` (both
-eras) and ``remote_sse`` (HTTP+SSE); credentials in ``secrets``; the host
-rule in ``remote_hosts``. Must not: enforce call policies, retry, or put a
-secret value in a log line, an event, an exception or ``describe()``.
+every call: a ``connection.RemoteConnection``, over a keep-alive connection
+pool of the lean HTTP/1.1 client in ``h1`` for requests and one
+``httpx.AsyncClient`` for the long-lived GET and listen streams), the choice
+of transport for a manifest, the registration-time origin check
+``prepare_remote_origin`` (host allowlist, authRef shape), health probes,
+introspection (all pages of every list the upstream offers) and the
+``describe()`` facts. The wire work lives behind ``RemoteConnection``, in
+``streamable`` (both eras) and ``sse`` (HTTP+SSE); credentials in
+``secrets``; the host rule in ``hosts``. Must not: use a connection beyond
+``RemoteConnection``, enforce call policies, retry, or put a secret value in
+a log line, an event, an exception or ``describe()``.
 
-Redirects: only same-origin redirects are followed (see ``_http.send``).
+Redirects: only same-origin redirects are followed (see ``http.send``).
 """
 
 from __future__ import annotations
@@ -20,28 +22,20 @@ import asyncio
 import time
 from typing import Any
 
+import httpx
+
 from runtimed import __version__
-from runtimed.backends.base import (
-    Backend,
-    BackendError,
-    BackendFault,
-    BackendHost,
-    BackendStartError,
-    CallContext,
-    Health,
-    Interface,
-    InvalidOrigin,
-    ProbeResult,
-    UpstreamError,
-)
+from runtimed.backends.base import Backend, BackendHost, CallContext, Health, Interface, ProbeResult
 from runtimed.backends.remote import http as _http
+from runtimed.backends.remote.connection import RemoteConnection
 from runtimed.backends.remote.hosts import check_url_host
-from runtimed.backends.remote.secrets import SecretError, check_auth_ref, resolve_auth_headers
+from runtimed.backends.remote.secrets import check_auth_ref, resolve_auth_headers
 from runtimed.backends.remote.sse import LegacySseConnection
 from runtimed.backends.remote.streamable import StreamableHttpConnection
 from runtimed.config.manifest import RemoteMcpOrigin, ServiceManifest
+from runtimed.errors import BackendError, BackendFault, BackendStartError, InvalidOrigin, SecretError, UpstreamError
+from runtimed.protocol.types import JSON
 
-JSON = dict[str, Any]
 CLIENT_INFO = {"name": "mcp-runtimed", "version": __version__}
 LISTS = (
     # (capability, method, result key, Interface attribute)
@@ -73,8 +67,8 @@ class RemoteBackend(Backend):
     def __init__(self, manifest: ServiceManifest, host: BackendHost, *, force_era: str | None = None) -> None:
         super().__init__(manifest, host)
         self.force_era = force_era
-        self._client: Any = None
-        self._conn: StreamableHttpConnection | LegacySseConnection | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._conn: RemoteConnection | None = None
         self._last_error: str | None = None
 
     # -- settings ----------------------------------------------------------
@@ -116,20 +110,10 @@ class RemoteBackend(Backend):
             raise BackendStartError(str(e)) from None
         await self._close_conn()
         self._client = _http.make_client(self._connect_timeout_s())
-        kwargs: JSON = dict(
-            auth_headers=self._auth_headers,
-            check_host=self._check_host,
-            client_info=CLIENT_INFO,
-            default_timeout_s=self._default_timeout_s(),
-            connect_timeout_s=self._connect_timeout_s(),
-        )
-        if origin.transport == "sse":
-            self._conn = LegacySseConnection(origin.url, self._client, self.host, **kwargs)
-        else:
-            self._conn = StreamableHttpConnection(origin.url, self._client, self.host, force_era=self.force_era, **kwargs)
+        self._conn = conn = self._connection(origin, self._client)
         try:
             async with asyncio.timeout(self._connect_timeout_s() + self._default_timeout_s()):
-                await self._conn.open()
+                await conn.open()
         except TimeoutError:
             await self._close_conn()
             raise BackendStartError(f"{origin.url}: the upstream did not complete the MCP handshake in time") from None
@@ -138,7 +122,21 @@ class RemoteBackend(Backend):
             self._last_error = str(e)
             # Chained so the supervisor can tell a refused credential (UNAUTHORIZED) from the rest.
             raise BackendStartError(f"cannot start {self.manifest.name!r}: {_message(e)}") from e
-        self.host.log("info", f"connected to {origin.url} ({self._conn.era} era, protocol {self._conn.protocol_version})")
+        self.host.log("info", f"connected to {origin.url} ({conn.era} era, protocol {conn.protocol_version})")
+
+    def _connection(self, origin: RemoteMcpOrigin, client: httpx.AsyncClient) -> RemoteConnection:
+        """The transport the manifest asks for: HTTP+SSE, or Streamable HTTP (the default)."""
+        if origin.transport == "sse":
+            return LegacySseConnection(
+                origin.url, client, self.host, auth_headers=self._auth_headers, check_host=self._check_host,
+                client_info=CLIENT_INFO, default_timeout_s=self._default_timeout_s(),
+                connect_timeout_s=self._connect_timeout_s(),
+            )
+        return StreamableHttpConnection(
+            origin.url, client, self.host, auth_headers=self._auth_headers, check_host=self._check_host,
+            client_info=CLIENT_INFO, default_timeout_s=self._default_timeout_s(),
+            connect_timeout_s=self._connect_timeout_s(), force_era=self.force_era,
+        )
 
     async def stop(self) -> None:
         await self._close_conn()
@@ -157,7 +155,7 @@ class RemoteBackend(Backend):
         except BaseException:
             pass
 
-    def _require_conn(self) -> StreamableHttpConnection | LegacySseConnection:
+    def _require_conn(self) -> RemoteConnection:
         if self._conn is None:
             raise BackendFault(f"service {self.manifest.name!r} is not started", kind="connect", safe_to_retry=True)
         return self._conn
@@ -202,7 +200,7 @@ class RemoteBackend(Backend):
             setattr(iface, attr, await self._all_pages(conn, method, key))
         return iface
 
-    async def _all_pages(self, conn: Any, method: str, key: str) -> list[JSON]:
+    async def _all_pages(self, conn: RemoteConnection, method: str, key: str) -> list[JSON]:
         items: list[JSON] = []
         cursor: str | None = None
         seen: set[str] = set()

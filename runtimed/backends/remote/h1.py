@@ -12,7 +12,7 @@ when a response is abandoned mid-way (a cancelled task included), one retry on
 a fresh connection when a reused one turns out dead before any response byte
 (the keep-alive race), and the ``H1Error`` classes that say what failed.
 Must not: follow redirects, check hosts, know MCP, or map errors to user
-messages (``_http`` does all of that).
+messages (``http`` and ``faults`` do all of that).
 
 Cost: ~0.1 ms of CPU per request where ``httpx.AsyncClient`` costs ~0.85 ms
 (measured, docs/benchmarks.md); httpx stays for long-lived GET/listen streams.
@@ -49,7 +49,7 @@ MAX_HEAD_BYTES = 100 * 1024  # the largest response head accepted (httpcore's li
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-# -- errors (mapped to BackendFault by _http.fault_from_exception) ----------------
+# -- errors (mapped to BackendFault by faults.fault_from_exception) ---------------
 class _Stale(Exception):
     """A reused connection failed before any response byte: safe to retry once."""
 

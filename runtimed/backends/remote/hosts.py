@@ -13,7 +13,7 @@ import ipaddress
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from runtimed.backends.base import InvalidOrigin
+from runtimed.errors import InvalidOrigin
 
 
 def _norm(host: str) -> str:

@@ -1,12 +1,14 @@
-"""HTTP plumbing shared by the remote transports.
+"""The HTTP clients of the remote transports and one exchange through them.
 
 Owns: building the per-service ``httpx.AsyncClient`` (long-lived streams) and
-``_h1.ConnectionPool`` (request/response calls); sending one request through
+``h1.ConnectionPool`` (request/response calls); sending one request through
 either with our redirect rule (only same-origin redirects are followed, at
 most 5, each target re-checked against the host allowlist; POST only on
-307/308); reading a body or an SSE stream under a byte limit; and mapping
-httpx and ``_h1`` errors to ``BackendFault`` with user-readable messages.
-Must not know MCP methods, sessions or eras.
+307/308); reading a body, a JSON message or an SSE stream (``SSEReader``,
+over ``runtimed.protocol.sse``) under a byte limit. What a failure means is
+``faults``' (wire errors and error statuses become ``BackendFault`` there).
+Must not: know MCP methods, sessions or eras, or word the fault for a wire
+error or an error status (4xx, 5xx) itself.
 """
 
 from __future__ import annotations
@@ -16,17 +18,17 @@ import json
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from runtimed.backends.base import BackendFault
 from runtimed.backends.remote import h1 as _h1
+from runtimed.backends.remote.faults import WIRE_ERRORS, fault_from_exception
+from runtimed.errors import BackendFault, H1Error
 from runtimed.protocol.sse import DEFAULT_MAX_EVENT, SSEDecodeError, SSEDecoder, SSEEvent
 
-AnyResponse = Union[httpx.Response, _h1.H1Response]
-WIRE_ERRORS = (httpx.HTTPError, _h1.H1Error)
+AnyResponse = httpx.Response | _h1.H1Response
 
 MAX_REDIRECTS = 5
 
@@ -57,50 +59,6 @@ def make_pool() -> _h1.ConnectionPool:
 def encode_json(body: Any) -> bytes:
     """A JSON request body, encoded exactly as httpx's ``json=`` did."""
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
-
-
-def fault_from_exception(e: BaseException, what: str) -> BackendFault:
-    """A user-readable fault for an httpx or ``_h1`` error raised while doing ``what``."""
-    if isinstance(e, BackendFault):
-        return e
-    if isinstance(e, _h1.H1Error):
-        return _h1_fault(e, what)
-    if isinstance(e, (httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return BackendFault(f"{what}: timed out connecting", kind="connect", safe_to_retry=True)
-    if isinstance(e, httpx.ConnectError):
-        return BackendFault(f"{what}: cannot connect ({_short(e)})", kind="connect", safe_to_retry=True)
-    if isinstance(e, httpx.ReadTimeout):
-        return BackendFault(f"{what}: no data from the upstream within the read timeout", kind="timeout")
-    if isinstance(e, httpx.WriteTimeout):
-        return BackendFault(f"{what}: timed out sending the request", kind="timeout")
-    if isinstance(e, (httpx.RemoteProtocolError, httpx.ReadError)):
-        return BackendFault(f"{what}: the connection was closed or reset mid-response ({_short(e)})", kind="protocol")
-    if isinstance(e, httpx.WriteError):
-        return BackendFault(f"{what}: the connection failed while sending ({_short(e)})", kind="connect")
-    if isinstance(e, httpx.HTTPError):
-        return BackendFault(f"{what}: HTTP error ({_short(e)})", kind="protocol")
-    return BackendFault(f"{what}: {type(e).__name__}", kind="protocol")
-
-
-def _h1_fault(e: _h1.H1Error, what: str) -> BackendFault:
-    if isinstance(e, _h1.ConnectTimeout):
-        return BackendFault(f"{what}: timed out connecting", kind="connect", safe_to_retry=True)
-    if isinstance(e, _h1.ConnectError):
-        return BackendFault(f"{what}: cannot connect ({_short(e)})", kind="connect", safe_to_retry=True)
-    if isinstance(e, _h1.ReadTimeout):
-        return BackendFault(f"{what}: no data from the upstream within the read timeout", kind="timeout")
-    if isinstance(e, _h1.WriteTimeout):
-        return BackendFault(f"{what}: timed out sending the request", kind="timeout")
-    if isinstance(e, _h1.WriteError):
-        return BackendFault(f"{what}: the connection failed while sending ({_short(e)})", kind="connect")
-    if isinstance(e, _h1.LocalProtocolError):
-        return BackendFault(f"{what}: HTTP error ({_short(e)})", kind="protocol")
-    return BackendFault(f"{what}: the connection was closed or reset mid-response ({_short(e)})", kind="protocol")
-
-
-def _short(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text[:200]
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -191,8 +149,8 @@ async def send_h1(
         try:
             response = await pool.request(method, url, fields, body, connect_timeout_s=connect_timeout_s,
                                           read_timeout_s=read_timeout_s, write_timeout_s=write_timeout_s)
-        except _h1.H1Error as e:
-            raise _h1_fault(e, what) from None
+        except H1Error as e:
+            raise fault_from_exception(e, what) from None
         if not _is_redirect(response.status_code, response.headers):
             return response
         await response.aclose()

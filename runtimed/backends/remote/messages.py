@@ -5,7 +5,8 @@ or ``UpstreamError``, relaying a call's notifications (progress with the
 upstream token mapped back to the client's, log messages) through the call's
 ``Relay``, routing unsolicited notifications (``list_changed`` and others) to
 the ``BackendHost``, and answering server-to-client requests (sampling,
-elicitation, roots, ping). Must not do HTTP.
+elicitation, roots, ping; replies built with ``runtimed.protocol.jsonrpc``).
+Must not do HTTP.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
-from runtimed.backends.base import BackendFault, BackendHost, CallContext, RelayUnavailable, UpstreamError
+from runtimed.backends.base import BackendHost, CallContext
+from runtimed.errors import BackendFault, RelayUnavailable, UpstreamError
+from runtimed.protocol.jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND, error_response, response
+from runtimed.protocol.types import JSON
 
-JSON = dict[str, Any]
 log = logging.getLogger("runtimed.backends.remote")
 
 CLIENT_CAPABILITIES: JSON = {
@@ -57,7 +60,7 @@ def result_of(msg: Any, what: str) -> JSON:
         if not isinstance(err, dict):
             raise BackendFault(f"{what}: the upstream's error reply is malformed", kind="protocol")
         code = err.get("code")
-        return_code = code if isinstance(code, int) else -32603
+        return_code = code if isinstance(code, int) else INTERNAL_ERROR
         raise UpstreamError(return_code, str(err.get("message") or "upstream error"), err.get("data"))
     result = msg.get("result")
     if not isinstance(result, dict):
@@ -129,29 +132,22 @@ async def answer_server_request(msg: JSON, ctx: CallContext | None, host: Backen
     """The JSON-RPC response to a server-to-client request."""
     rid, method, params = msg.get("id"), msg.get("method", ""), msg.get("params") or {}
     if method == "ping":
-        return {"jsonrpc": "2.0", "id": rid, "result": {}}
+        return response(rid, {})
     if method not in SERVER_REQUESTS:
-        return _error(rid, -32601, f"method not supported by this client: {method}")
+        return error_response(rid, METHOD_NOT_FOUND, f"method not supported by this client: {method}")
     try:
         if ctx is not None:
             result = await ctx.relay.request(method, params)
         else:
             result = await host.on_server_request(method, params)
     except UpstreamError as e:
-        return _error(rid, e.code, e.message, e.data)
+        return error_response(rid, e.code, e.message, e.data)
     except RelayUnavailable as e:
-        return _error(rid, -32601, f"no client can answer {method}: {e}")
+        return error_response(rid, METHOD_NOT_FOUND, f"no client can answer {method}: {e}")
     except Exception as e:
         log.warning("answering %s failed: %s", method, type(e).__name__)
-        return _error(rid, -32603, f"the gateway could not relay {method}")
-    return {"jsonrpc": "2.0", "id": rid, "result": result if isinstance(result, dict) else {}}
-
-
-def _error(rid: Any, code: int, message: str, data: Any = None) -> JSON:
-    err: JSON = {"code": code, "message": message}
-    if data is not None:
-        err["data"] = data
-    return {"jsonrpc": "2.0", "id": rid, "error": err}
+        return error_response(rid, INTERNAL_ERROR, f"the gateway could not relay {method}")
+    return response(rid, result if isinstance(result, dict) else {})
 
 
 def spawn_guarded(tasks: set[asyncio.Task[Any]], coro: Awaitable[Any], what: str,

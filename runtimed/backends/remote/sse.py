@@ -1,11 +1,13 @@
-"""The old HTTP+SSE transport (protocol 2024-11-05) to one upstream.
+"""The old HTTP+SSE transport (protocol 2024-11-05) to one upstream (a
+``connection.RemoteConnection``).
 
 Owns: the long-lived GET event stream, the ``endpoint`` event (which must
 stay on the service's origin), POSTing JSON-RPC messages to that endpoint,
 matching answers arriving on the stream to waiting calls, relaying progress
 and log messages to the call they belong to, answering server-to-client
 requests, and re-connecting (with a new handshake) when the stream or the
-session is lost. Must not: enforce policies, retry faults, or log secrets.
+session is lost. What an error status means is ``faults``'. Must not:
+enforce policies, retry faults, or log secrets.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Any
 
 import httpx
 
-from runtimed.backends.base import BackendFault, BackendHost, CallContext
+from runtimed.backends.base import BackendHost, CallContext
 from runtimed.backends.remote import http as _http
+from runtimed.backends.remote.connection import RemoteConnection
+from runtimed.backends.remote.faults import fault_from_exception, status_fault
 from runtimed.backends.remote.messages import (
     CLIENT_CAPABILITIES,
     answer_server_request,
@@ -36,9 +40,10 @@ from runtimed.backends.remote.messages import (
     spawn_guarded,
     swap_progress_token,
 )
-from runtimed.backends.remote.streamable import HANDSHAKE_VERSIONS
+from runtimed.errors import BackendFault
+from runtimed.protocol.types import JSON
+from runtimed.protocol.versions import UPSTREAM_HANDSHAKE_VERSIONS as HANDSHAKE_VERSIONS
 
-JSON = dict[str, Any]
 log = logging.getLogger("runtimed.backends.remote")
 
 
@@ -49,7 +54,7 @@ class _Pending:
     future: asyncio.Future[JSON] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-class LegacySseConnection:
+class LegacySseConnection(RemoteConnection):
     """One service's upstream session over HTTP+SSE."""
 
     def __init__(
@@ -64,20 +69,8 @@ class LegacySseConnection:
         default_timeout_s: float,
         connect_timeout_s: float,
     ) -> None:
-        self.url = url
-        self.client = client
-        self.host = host
-        self.auth_headers = auth_headers
-        self.check_host = check_host
-        self.client_info = client_info
-        self.default_timeout_s = default_timeout_s
-        self.connect_timeout_s = connect_timeout_s
-        self.era: str | None = None
-        self.protocol_version: str | None = None
-        self.capabilities: JSON = {}
-        self.server_info: JSON = {}
-        self.instructions: str | None = None
-        self.handshakes = 0
+        super().__init__(url, client, host, auth_headers=auth_headers, check_host=check_host, client_info=client_info,
+                         default_timeout_s=default_timeout_s, connect_timeout_s=connect_timeout_s)
         self.reconnects = 0
         self.endpoint: str | None = None
         self._ids = itertools.count(1)
@@ -151,12 +144,8 @@ class LegacySseConnection:
             )
             response = await _http.send(self.client, req, self.check_host, what)
             try:
-                if response.status_code in (401, 403):
-                    raise BackendFault(f"{what}: the upstream refused the credentials (HTTP {response.status_code}); "
-                                       "check the service's authRef", kind="unauthorized", status=response.status_code)
                 if response.status_code >= 400:
-                    raise BackendFault(f"{what}: the upstream answered HTTP {response.status_code}",
-                                       kind="http", status=response.status_code)
+                    raise status_fault(response.status_code, what)
                 ctype = response.headers.get("content-type", "")
                 if not ctype.startswith("text/event-stream"):
                     raise BackendFault(f"{what}: expected text/event-stream, got {ctype or '(none)'!r}", kind="protocol")
@@ -177,7 +166,7 @@ class LegacySseConnection:
         except BackendFault as e:
             error = e
         except Exception as e:
-            error = _http.fault_from_exception(e, what)
+            error = fault_from_exception(e, what)
         finally:
             if error is not None:
                 if not endpoint_ready.done():
@@ -318,15 +307,12 @@ class LegacySseConnection:
         response = await _http.send(self.client, req, self.check_host, what)
         try:
             status = response.status_code
-            if status in (401, 403):
-                raise BackendFault(f"{what}: the upstream refused the credentials (HTTP {status}); check the service's authRef",
-                                   kind="unauthorized", status=status)
             if status == 404:
                 self.era = None  # session gone: reconnect on the next call
                 raise BackendFault(f"{what}: the upstream no longer knows this SSE session (HTTP 404)", kind="connect",
                                    status=status, safe_to_retry=True)
             if status >= 400:
-                raise BackendFault(f"{what}: the upstream answered HTTP {status}", kind="http", status=status)
+                raise status_fault(status, what)
         finally:
             await response.aclose()
 

@@ -1,4 +1,5 @@
-"""The streamable HTTP transport to one upstream, in both protocol eras.
+"""The streamable HTTP transport to one upstream, in both protocol eras
+(a ``connection.RemoteConnection``).
 
 Owns, for one service: the era decision (probe ``server/discover`` at
 2026-07-28, fall back to ``initialize`` + ``notifications/initialized`` at
@@ -9,10 +10,12 @@ call's byte limit, cancellation (``notifications/cancelled`` in the session
 era, closing the response stream in the stateless era), the stateless era's
 input-required rounds, and the background stream for unsolicited messages
 (the GET stream in the session era, ``subscriptions/listen`` in the stateless
-era). Must not: enforce policies, retry faults, or log secret values.
+era). Versions, ``_meta`` keys, header names and codes are
+``runtimed.protocol``'s; what an error status means is ``faults``'. Must not:
+enforce policies, retry faults, or log secret values.
 
 Requests with an answer (and the notifications/replies we POST) go through the
-lean keep-alive client of ``_h1`` (the gateway's hot path); the long-lived
+lean keep-alive client of ``h1`` (the gateway's hot path); the long-lived
 background streams and the session DELETE go through the service's httpx client.
 """
 
@@ -27,8 +30,10 @@ from typing import Any
 
 import httpx
 
-from runtimed.backends.base import BackendFault, BackendHost, CallContext, InputRequired, RelayUnavailable, UpstreamError
+from runtimed.backends.base import BackendHost, CallContext
 from runtimed.backends.remote import h1 as _h1, http as _http
+from runtimed.backends.remote.connection import RemoteConnection
+from runtimed.backends.remote.faults import status_fault
 from runtimed.backends.remote.messages import (
     CLIENT_CAPABILITIES,
     answer_server_request,
@@ -43,19 +48,28 @@ from runtimed.backends.remote.messages import (
     spawn_guarded,
     swap_progress_token,
 )
+from runtimed.errors import BackendFault, InputRequired, RelayUnavailable, UpstreamError
+from runtimed.protocol.headers import (
+    METHOD as METHOD_HEADER,
+    NAME as NAME_HEADER,
+    NAME_BEARING,
+    PROTOCOL_VERSION as VERSION_HEADER,
+    SESSION_ID as SESSION_HEADER,
+    SESSION_ID_LC as SESSION_HEADER_LC,
+)
+from runtimed.protocol.jsonrpc import INVALID_PARAMS, UNSUPPORTED_PROTOCOL_VERSION
+from runtimed.protocol.meta import (
+    CLIENT_CAPABILITIES as META_CLIENT_CAPS,
+    CLIENT_INFO as META_CLIENT_INFO,
+    PROTOCOL_VERSION as META_PROTOCOL,
+    SERVER_INFO as META_SERVER_INFO,
+)
+from runtimed.protocol.types import JSON
+from runtimed.protocol.versions import LATEST_STATELESS, UPSTREAM_HANDSHAKE_VERSIONS as HANDSHAKE_VERSIONS
 
-JSON = dict[str, Any]
 log = logging.getLogger("runtimed.backends.remote")
 
-MODERN_VERSION = "2026-07-28"
-HANDSHAKE_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
-META_PROTOCOL = "io.modelcontextprotocol/protocolVersion"
-META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
-META_CLIENT_CAPS = "io.modelcontextprotocol/clientCapabilities"
-META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
-NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 INPUT_REQUIRED_MAX_ROUNDS = 10
-UNSUPPORTED_PROTOCOL_VERSION = -32022
 
 
 class SessionLost(Exception):
@@ -69,7 +83,7 @@ def encode_header_value(value: str) -> str:
     return "=?base64?" + base64.b64encode(value.encode()).decode("ascii") + "?="
 
 
-class StreamableHttpConnection:
+class StreamableHttpConnection(RemoteConnection):
     """One service's upstream session over streamable HTTP."""
 
     def __init__(
@@ -85,23 +99,11 @@ class StreamableHttpConnection:
         connect_timeout_s: float,
         force_era: str | None = None,
     ) -> None:
-        self.url = url
-        self.client = client
+        super().__init__(url, client, host, auth_headers=auth_headers, check_host=check_host, client_info=client_info,
+                         default_timeout_s=default_timeout_s, connect_timeout_s=connect_timeout_s)
         self.pool = _http.make_pool()
-        self.host = host
-        self.auth_headers = auth_headers
-        self.check_host = check_host
-        self.client_info = client_info
-        self.default_timeout_s = default_timeout_s
-        self.connect_timeout_s = connect_timeout_s
         self.force_era = force_era
-        self.era: str | None = None  # "session" | "stateless"
-        self.protocol_version: str | None = None
         self.session_id: str | None = None
-        self.capabilities: JSON = {}
-        self.server_info: JSON = {}
-        self.instructions: str | None = None
-        self.handshakes = 0
         self.reinitializations = 0
         self.background: str | None = None  # what unsolicited stream is open
         self._ids = itertools.count(1)
@@ -138,7 +140,7 @@ class StreamableHttpConnection:
                 if isinstance(supported, list) and not any(v in HANDSHAKE_VERSIONS for v in supported):
                     raise BackendFault(
                         f"the upstream supports only protocol versions {', '.join(map(str, supported))}; "
-                        f"this gateway speaks {MODERN_VERSION} and {', '.join(HANDSHAKE_VERSIONS)}",
+                        f"this gateway speaks {LATEST_STATELESS} and {', '.join(HANDSHAKE_VERSIONS)}",
                         kind="protocol",
                     ) from None
             return None
@@ -147,7 +149,7 @@ class StreamableHttpConnection:
                 raise
             return None  # 4xx without JSON-RPC, bad framing...: not stateless-era evidence
         versions = result.get("supportedVersions")
-        if not isinstance(versions, list) or MODERN_VERSION not in versions:
+        if not isinstance(versions, list) or LATEST_STATELESS not in versions:
             return None
         return result
 
@@ -158,7 +160,7 @@ class StreamableHttpConnection:
 
     def _adopt(self, result: JSON) -> None:
         self.era = "stateless"
-        self.protocol_version = MODERN_VERSION
+        self.protocol_version = LATEST_STATELESS
         self.session_id = None
         self.capabilities = dict(result.get("capabilities") or {})
         info = (result.get("_meta") or {}).get(META_SERVER_INFO)
@@ -246,7 +248,7 @@ class StreamableHttpConnection:
         then), or after the connect timeout (best effort: the stream keeps retrying)."""
         uri = params.get("uri")
         if not isinstance(uri, str):
-            raise UpstreamError(-32602, f"Invalid params: {method} needs a string 'uri'")
+            raise UpstreamError(INVALID_PARAMS, f"Invalid params: {method} needs a string 'uri'")
         before = set(self._resource_subs)
         if method == "resources/subscribe":
             self._resource_subs.add(uri)
@@ -316,18 +318,18 @@ class StreamableHttpConnection:
         headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
         headers.update(self.auth_headers())
         if era == "stateless":
-            headers["MCP-Protocol-Version"] = MODERN_VERSION
+            headers[VERSION_HEADER] = LATEST_STATELESS
             if method:
-                headers["Mcp-Method"] = method
+                headers[METHOD_HEADER] = method
                 key = NAME_BEARING.get(method)
                 value = (params or {}).get(key) if key else None
                 if isinstance(value, str):
-                    headers["Mcp-Name"] = encode_header_value(value)
+                    headers[NAME_HEADER] = encode_header_value(value)
         elif era == "session":
             if self.protocol_version:
-                headers["MCP-Protocol-Version"] = self.protocol_version
+                headers[VERSION_HEADER] = self.protocol_version
             if self.session_id:
-                headers["Mcp-Session-Id"] = self.session_id
+                headers[SESSION_HEADER] = self.session_id
         return headers
 
     def _timeout(self, ctx: CallContext, timeout_s: float | None) -> float:
@@ -349,10 +351,10 @@ class StreamableHttpConnection:
         meta = dict(params.get("_meta") or {})
         own_token = swap_progress_token(meta, ctx, rid, enabled=era != "handshake")
         if era == "stateless":
-            meta[META_PROTOCOL] = MODERN_VERSION
+            meta[META_PROTOCOL] = LATEST_STATELESS
             meta[META_CLIENT_INFO] = self.client_info
             # The downstream client's capabilities, not the gateway's: the upstream must only ask
-            # for input (or refuse with -32021) according to what the real client can do.
+            # for input (or refuse with MISSING_CLIENT_CAPABILITY) according to what the real client can do.
             meta[META_CLIENT_CAPS] = dict(ctx.client_capabilities or {})
         if meta:
             params["_meta"] = meta
@@ -370,7 +372,7 @@ class StreamableHttpConnection:
             )
             await self._check_status(response, what, sent_session)
             if era == "handshake":
-                sid = response.headers.get("mcp-session-id")
+                sid = response.headers.get(SESSION_HEADER_LC)
                 self.session_id = sid or None
             ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype == "application/json":
@@ -411,11 +413,7 @@ class StreamableHttpConnection:
                 raise BackendFault(f"{what}: the upstream accepted the request (202) but sent no answer", kind="protocol")
             return
         if status in (401, 403):
-            raise BackendFault(
-                f"{what}: the upstream refused the credentials (HTTP {status}); check the service's authRef",
-                kind="unauthorized",
-                status=status,
-            )
+            raise status_fault(status, what)
         if status == 404 and sent_session:
             raise SessionLost()
         # A JSON-RPC error in a 4xx body is the upstream's answer, not a fault.
@@ -430,9 +428,7 @@ class StreamableHttpConnection:
                 if 400 <= status < 500:
                     result_of(msg, what)  # raises UpstreamError
                 detail = f": {str(msg['error'].get('message', ''))[:200]}"
-        if status >= 500:
-            raise BackendFault(f"{what}: the upstream failed with HTTP {status}{detail}", kind="http", status=status)
-        raise BackendFault(f"{what}: the upstream answered HTTP {status}{detail}", kind="http", status=status)
+        raise status_fault(status, what, detail, name_5xx=True)
 
     async def _read_sse_answer(
         self, response: _h1.H1Response, rid: int, ctx: CallContext, own_token: str | None, what: str
@@ -474,11 +470,7 @@ class StreamableHttpConnection:
         )
         try:
             if response.status_code >= 400:
-                if response.status_code in (401, 403):
-                    raise BackendFault(f"{what}: the upstream refused the credentials (HTTP {response.status_code})",
-                                       kind="unauthorized", status=response.status_code)
-                raise BackendFault(f"{what}: the upstream answered HTTP {response.status_code}", kind="http",
-                                   status=response.status_code)
+                raise status_fault(response.status_code, what, hint=False)
         finally:
             await response.aclose()
 
@@ -494,12 +486,12 @@ class StreamableHttpConnection:
             self._bg_task = asyncio.ensure_future(self._get_stream_loop())
         elif self.era == "stateless":
             self._listen_acked = asyncio.Event()
-            wanted = {
+            flags = {
                 "toolsListChanged": bool((self.capabilities.get("tools") or {}).get("listChanged")),
                 "promptsListChanged": bool((self.capabilities.get("prompts") or {}).get("listChanged")),
                 "resourcesListChanged": bool((self.capabilities.get("resources") or {}).get("listChanged")),
             }
-            wanted = {k: v for k, v in wanted.items() if v}
+            wanted: JSON = {k: v for k, v in flags.items() if v}
             if self._resource_subs:
                 wanted["resourceSubscriptions"] = sorted(self._resource_subs)
             if wanted:
@@ -541,7 +533,7 @@ class StreamableHttpConnection:
             params = {
                 "notifications": wanted,
                 "_meta": {
-                    META_PROTOCOL: MODERN_VERSION,
+                    META_PROTOCOL: LATEST_STATELESS,
                     META_CLIENT_INFO: self.client_info,
                     META_CLIENT_CAPS: CLIENT_CAPABILITIES,
                 },

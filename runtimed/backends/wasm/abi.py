@@ -20,8 +20,8 @@ from typing import Any
 
 import wasmtime
 
-from runtimed.backends.base import InvalidOrigin
 from runtimed.backends.wasm.schema import schema_problems
+from runtimed.errors import InvalidOrigin
 
 ABI_VERSION = 1
 CUSTOM_SECTION = "mcp-tools"
@@ -51,7 +51,8 @@ class ToolSpec:
 
     @property
     def input_schema(self) -> dict[str, Any]:
-        return self.tool["inputSchema"]
+        schema: dict[str, Any] = self.tool["inputSchema"]  # set from a dict by _tool_object
+        return schema
 
     @property
     def output_schema(self) -> dict[str, Any] | None:
@@ -259,7 +260,7 @@ def _numeric_tool(name: str, params: list[str], results: list[str], entry: dict[
         names = _default_arg_names(len(params))
         schema = {
             "type": "object",
-            "properties": {n: _param_schema(t) for n, t in zip(names, params)},
+            "properties": {n: _param_schema(t) for n, t in zip(names, params, strict=True)},
             "required": names,
             "additionalProperties": False,
         }
@@ -270,7 +271,7 @@ def _numeric_tool(name: str, params: list[str], results: list[str], entry: dict[
         result_schema = {"type": "array", "items": {"type": out_type}}
     else:
         result_schema = {"type": "null"}
-    signature = f"{name}({', '.join(f'{n}: {t}' for n, t in zip(names, params))}) -> " + (
+    signature = f"{name}({', '.join(f'{n}: {t}' for n, t in zip(names, params, strict=True))}) -> " + (
         results[0] if len(results) == 1 else "(" + ", ".join(results) + ")"
     )
     tool = _tool_object(name, entry, schema, f"WebAssembly function {signature}")

@@ -5,8 +5,8 @@ conforming ABI v1 module, its sha256 is recorded; the compile cache is warmed)
 and ``WasmBackend`` (load the module on start, re-reading the file so a
 changed file is picked up on restart; introspect; run ``tools/call`` on the
 shared wasm thread pool; probe; describe). The ABI rules live in
-``wasm_abi``, the sandboxed call in ``wasm_exec``, the Engine in
-``wasm_engine`` and the artifact cache in ``wasm_cache``.
+``abi``, the sandboxed call in ``execute``, the Engine in
+``engine`` and the artifact cache in ``cache``.
 Must not: apply call policies (timeouts, concurrency, payload, allow/deny
 lists are the policy layer's), or block the event loop with wasm work.
 """
@@ -21,24 +21,16 @@ from typing import Any
 
 import wasmtime
 
-from runtimed.backends.base import (
-    JSON,
-    Backend,
-    BackendFault,
-    BackendStartError,
-    CallContext,
-    Health,
-    Interface,
-    InvalidOrigin,
-    ProbeResult,
-    UpstreamError,
-)
+from runtimed.backends.base import Backend, CallContext, Health, Interface, ProbeResult
 from runtimed.backends.wasm.abi import ABI_VERSION, ModuleAbi, analyze, compile_error, read_source, sha256_hex
 from runtimed.backends.wasm.cache import CacheInfo, load_module
 from runtimed.backends.wasm.engine import get_engine, get_pool, wasmtime_version
 from runtimed.backends.wasm.execute import Limits, error_result, instance_pre, probe_instance, run_tool
 from runtimed.backends.wasm.schema import validate
 from runtimed.config.manifest import ServiceManifest
+from runtimed.errors import BackendFault, BackendStartError, InvalidOrigin, UpstreamError
+from runtimed.protocol.jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND
+from runtimed.protocol.types import JSON
 
 
 @dataclass
@@ -166,22 +158,22 @@ class WasmBackend(Backend):
         if method == "ping":
             return {}
         if method != "tools/call":
-            raise UpstreamError(-32601, f"method not found: {method} (a WebAssembly service offers tools only)")
+            raise UpstreamError(METHOD_NOT_FOUND, f"method not found: {method} (a WebAssembly service offers tools only)")
         loaded = self._loaded
         if loaded is None:
             raise BackendFault("the module is not loaded", kind="crashed")
         params = params or {}
         name = params.get("name")
         if not isinstance(name, str):
-            raise UpstreamError(-32602, "tools/call needs the tool's 'name' (a string)")
+            raise UpstreamError(INVALID_PARAMS, "tools/call needs the tool's 'name' (a string)")
         spec = loaded.abi.tools.get(name)
         if spec is None:
-            raise UpstreamError(-32602, f"unknown tool {name!r}")
+            raise UpstreamError(INVALID_PARAMS, f"unknown tool {name!r}")
         args = params.get("arguments")
         if args is None:
             args = {}
         if not isinstance(args, dict):
-            raise UpstreamError(-32602, "tools/call 'arguments' must be an object")
+            raise UpstreamError(INVALID_PARAMS, "tools/call 'arguments' must be an object")
         problems = validate(spec.input_schema, args)
         if problems:
             return error_result("invalid arguments: " + "; ".join(problems))

@@ -18,14 +18,17 @@ import json
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
-from runtimed.backends.base import BackendFault
 from runtimed.backends.wasm.abi import F32_MAX, HOST_IMPORTS, INT_RANGES, ToolSpec
 from runtimed.backends.wasm.engine import epoch_ticks, get_engine, running
 from runtimed.backends.wasm.schema import validate
+from runtimed.errors import BackendFault
+
+if TYPE_CHECKING:  # defined there; not exported by the package
+    from wasmtime._instance import InstanceExports
 
 PAGE = 65536
 LOG_MAX_LINES = 100
@@ -131,7 +134,7 @@ class _Call:
         self.memory: wasmtime.Memory | None = None
         self.pre = pre
 
-    def instantiate(self) -> wasmtime.InstanceExports:
+    def instantiate(self) -> InstanceExports:
         try:
             instance = self.pre.instantiate(self.store)
         except wasmtime.Trap as t:
@@ -203,7 +206,7 @@ def run_tool(pre: wasmtime.InstancePre, spec: ToolSpec, args: dict[str, Any], li
     return result, log
 
 
-def _run_json(call: _Call, exports: wasmtime.InstanceExports, spec: ToolSpec, args: dict[str, Any],
+def _run_json(call: _Call, exports: InstanceExports, spec: ToolSpec, args: dict[str, Any],
               max_response_bytes: int | None) -> dict[str, Any]:
     try:
         data = json.dumps(args, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -251,7 +254,7 @@ def _json_result(spec: ToolSpec, value: Any) -> dict[str, Any]:
 def convert_numeric_args(spec: ToolSpec, args: dict[str, Any]) -> list[int | float]:
     """Arguments in parameter order, range-checked; raises ValueError with a readable message."""
     values: list[int | float] = []
-    for name, ty in zip(spec.arg_names, spec.params):
+    for name, ty in zip(spec.arg_names, spec.params, strict=False):
         if name not in args:
             raise ValueError(f"arguments: missing required property {name!r}")
         v = args[name]
@@ -273,7 +276,7 @@ def convert_numeric_args(spec: ToolSpec, args: dict[str, Any]) -> list[int | flo
     return values
 
 
-def _run_numeric(call: _Call, exports: wasmtime.InstanceExports, spec: ToolSpec, args: dict[str, Any]) -> dict[str, Any]:
+def _run_numeric(call: _Call, exports: InstanceExports, spec: ToolSpec, args: dict[str, Any]) -> dict[str, Any]:
     try:
         values = convert_numeric_args(spec, args)
     except ValueError as e:

@@ -70,9 +70,8 @@ def _check(schema: Any, value: Any, where: str, errors: list[str]) -> None:
             want = " or ".join(names)
             errors.append(f"{where}: must be {_article(want)}{want}, got {_type_name(value)}")
             return
-    if "enum" in schema and isinstance(schema["enum"], list):
-        if not any(_same(value, option) for option in schema["enum"]):
-            errors.append(f"{where}: must be one of {', '.join(_short(o) for o in schema['enum'])}")
+    if "enum" in schema and isinstance(schema["enum"], list) and not any(_same(value, option) for option in schema["enum"]):
+        errors.append(f"{where}: must be one of {', '.join(_short(o) for o in schema['enum'])}")
     if "const" in schema and not _same(value, schema["const"]):
         errors.append(f"{where}: must be {_short(schema['const'])}")
     if _type_name(value) in ("integer", "number"):
@@ -85,9 +84,8 @@ def _check(schema: Any, value: Any, where: str, errors: list[str]) -> None:
         _check_object(schema, value, where, errors)
     for sub in schema.get("allOf") or []:
         _check(sub, value, where, errors)
-    if isinstance(schema.get("anyOf"), list):
-        if not any(not validate(sub, value, where) for sub in schema["anyOf"]):
-            errors.append(f"{where}: matches none of the allowed forms (anyOf)")
+    if isinstance(schema.get("anyOf"), list) and not any(not validate(sub, value, where) for sub in schema["anyOf"]):
+        errors.append(f"{where}: matches none of the allowed forms (anyOf)")
     if isinstance(schema.get("oneOf"), list):
         matches = sum(1 for sub in schema["oneOf"] if not validate(sub, value, where))
         if matches != 1:
@@ -140,7 +138,9 @@ def _check_array(schema: dict[str, Any], value: list[Any], where: str, errors: l
 
 
 def _check_object(schema: dict[str, Any], value: dict[str, Any], where: str, errors: list[str]) -> None:
-    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    props = schema.get("properties")
+    if not isinstance(props, dict):
+        props = {}
     for name in schema.get("required") or []:
         if isinstance(name, str) and name not in value:
             errors.append(f"{where}: missing required property {name!r}")
