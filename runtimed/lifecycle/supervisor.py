@@ -21,27 +21,23 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from runtimed.backends import (
-    Backend,
+from runtimed.backends import create_backend, origin_label, prepare_origin
+from runtimed.backends.base import Backend, Health, Interface, ProbeResult
+from runtimed.config.manifest import ServiceManifest
+from runtimed.config.settings import Settings
+from runtimed.errors import (
     BackendError,
     BackendFault,
     BackendStartError,
-    Health,
-    Interface,
     InvalidOrigin,
-    ProbeResult,
+    RegistryError,
     RelayUnavailable,
-    create_backend,
-    origin_label,
-    prepare_origin,
+    SupervisorError,
 )
-from runtimed.config.manifest import ServiceManifest
-from runtimed.config.settings import Settings
-from runtimed.errors import SupervisorError
-from runtimed.policy.engine import ServicePolicy
+from runtimed.policy.service import ServicePolicy
 from runtimed.state.events import EventBus
 from runtimed.state.files import atomic_write
-from runtimed.state.registry import Registry, RegistryError
+from runtimed.state.registry import Registry
 
 log = logging.getLogger("runtimed.supervisor")
 
