@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -51,8 +52,8 @@ class IntentRecorder(Protocol):
     def record_capability_request(self, description: Any, context: Any = None, client: str | None = None) -> JSON: ...
 
 
-class Subscribe(Protocol):
-    async def __call__(self, svc: CatalogService, method: str, uri: str) -> None: ...
+# ``forward(svc, method, uri)``: make an upstream (un)subscription on behalf of the asking client.
+Subscribe = Callable[[CatalogService, str, str], Awaitable[None]]
 
 
 class RouterHost(Protocol):

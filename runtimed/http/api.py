@@ -24,7 +24,7 @@ from runtimed.config.manifest import parse_manifest
 from runtimed.errors import ApiError, ManifestError
 from runtimed.http.context import ApiContext
 from runtimed.http.status.live import event_stream  # SSE belongs to the status page's module
-from runtimed.lifecycle.supervisor import ServiceRuntime
+from runtimed.lifecycle.service import ServiceRuntime
 
 MAX_BODY = 1024 * 1024
 
