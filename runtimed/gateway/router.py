@@ -78,7 +78,7 @@ class RouterHost(Protocol):
 LIST_METHODS = {"tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
                 "resources/templates/list": "resourceTemplates"}
 LIST_TTL_MS = 0  # lists change when services start or stop: never cache
-# Removed in 2026-07-28 (no sessions, subscriptions/listen, per-request log level): 404 / -32601 there.
+# Removed in 2026-07-28 (no sessions, subscriptions/listen, per-request log level): 404 / METHOD_NOT_FOUND there.
 REMOVED_STATELESS = frozenset({"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
 
 

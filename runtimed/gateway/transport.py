@@ -39,11 +39,11 @@ from runtimed.protocol.jsonrpc import (
     notification,
     response,
 )
+from runtimed.protocol.meta import SUBSCRIPTION_ID as META_SUBSCRIPTION_ID
 from runtimed.protocol.types import JSON
 from runtimed.protocol.versions import (
     BATCH_VERSIONS,
     DEFAULT_HEADERLESS,
-    META_SUBSCRIPTION_ID,
     SESSION,
     SESSION_VERSIONS,
     STATELESS,
