@@ -353,7 +353,7 @@ class McpEndpoint:
             try:
                 check_envelope(m)
             except RpcError as e:
-                out.append(error_response(m.get("id") if isinstance(m, dict) else None, e.code, e.message))
+                out.append(error_reply(m.get("id") if isinstance(m, dict) else None, e))
                 continue
             if m.get("method") == "initialize":
                 out.append(error_response(m.get("id"), INVALID_REQUEST, "initialize must not be part of a batch"))
