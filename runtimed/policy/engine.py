@@ -355,13 +355,11 @@ def _first_text(result: JSON) -> str | None:
     return None
 
 
-def _svc_log(svc: Any, level: str, message: str) -> None:
-    fn = getattr(svc, "log", None)
-    if callable(fn):
-        try:
-            fn(level, message)
-        except Exception:
-            pass
+def _svc_log(svc: PolicedService, level: str, message: str) -> None:
+    try:  # a service's log must never break a call
+        svc.log(level, message)
+    except Exception:
+        pass
 
 
 def _find_tool(svc: PolicedService, name: str) -> JSON | None:
