@@ -15,8 +15,9 @@ import socket
 import sys
 
 from runtimed import __version__
-from runtimed.config.settings import ConfigError, Settings, load_settings
-from runtimed.state.registry import RegistryError, StateDirBusy, StateDirLock
+from runtimed.config.settings import Settings, load_settings
+from runtimed.errors import ConfigError, RegistryError, StateDirBusy
+from runtimed.state.registry import StateDirLock
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,7 +46,7 @@ def _bind(settings: Settings) -> socket.socket:
     except OSError as e:
         sock.close()
         raise SystemExit(_fail(f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e} "
-                               "(is another program using the port? choose one with --port)"))
+                               "(is another program using the port? choose one with --port)")) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

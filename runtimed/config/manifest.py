@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from runtimed.errors import ManifestError
 
-API_VERSION = "runtimed/v1"
-KIND = "MCPService"
+API_VERSION: Final = "runtimed/v1"
+KIND: Final = "MCPService"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")

@@ -4,9 +4,13 @@
 ``sessions`` and ``stateless`` (the two eras), ``catalog`` and ``naming``
 (aggregation), ``router`` (forwarding through the policy path), ``relay``
 (server-to-client traffic), ``exchange`` (one request's answer), ``control``
-(built-in tools). See docs/spec/gateway.md.
+(built-in tools), ``errors`` (exceptions into JSON-RPC errors and ``isError``
+results, in one place). Its collaborators (settings, supervisor, call path,
+event bus, intent recorder) are passed to ``Gateway`` by ``runtimed.daemon``.
+Must not: check access (``runtimed.http``) or enforce policies
+(``runtimed.policy``). See docs/spec/gateway.md.
 """
 
-from runtimed.gateway.server import Gateway
+from runtimed.gateway.server import Gateway as Gateway
 
 __all__ = ["Gateway"]

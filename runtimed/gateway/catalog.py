@@ -19,33 +19,41 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from runtimed.gateway import naming
-from runtimed.protocol.jsonrpc import INVALID_PARAMS, Encoded, RpcError
+from runtimed.errors import RpcError
+from runtimed.gateway.naming import disambiguate, public_name
+from runtimed.policy.service import PolicedService
+from runtimed.protocol import meta
+from runtimed.protocol.jsonrpc import INVALID_PARAMS, Encoded
+from runtimed.protocol.types import JSON
 from runtimed.records.intents import add_intent_property
 
-if TYPE_CHECKING:
-    from runtimed.lifecycle.supervisor import ServiceRuntime
-
-JSON = dict[str, Any]
 PAGE_SIZE = 1000  # the default of settings.list_page_size
-SERVICE_META = "io.runtimed/service"  # added to each tool/prompt listed on /mcp
+SERVICE_META = meta.SERVICE  # added to each tool/prompt listed on /mcp
 KINDS = ("tools", "prompts", "resources", "resourceTemplates")
+
+
+class CatalogService(PolicedService, Protocol):
+    """What the gateway reads of a serving service: what the policy engine reads, and its namespace.
+    The supervisor's ``ServiceRuntime`` satisfies it structurally."""
+
+    @property
+    def namespace(self) -> str: ...
 
 
 @dataclass
 class Entry:
-    svc: ServiceRuntime | None  # None: a built-in tool
+    svc: CatalogService | None  # None: a built-in tool
     upstream: str  # upstream name (tools, prompts) or URI / URI template
     item: JSON  # as listed to clients
 
 
 @dataclass
 class Catalog:
-    services: list[ServiceRuntime]
+    services: list[CatalogService]
     aggregate: bool
     tools: list[Entry] = field(default_factory=list)
     prompts: list[Entry] = field(default_factory=list)
@@ -56,7 +64,7 @@ class Catalog:
     hidden_map: dict[str, Entry] = field(default_factory=dict)  # tools hidden by policy: never listed, still routed
     resource_map: dict[str, Entry] = field(default_factory=dict)
     template_matchers: list[tuple[re.Pattern[str], Entry]] = field(default_factory=list)
-    renamed: list[tuple[ServiceRuntime, str, str, str]] = field(default_factory=list)  # svc, kind, upstream, public
+    renamed: list[tuple[CatalogService, str, str, str]] = field(default_factory=list)  # svc, kind, upstream, public
     intent: bool = False  # service tools are listed with the optional ``_intent`` argument
     page_size: int = PAGE_SIZE
     # (kind, start) -> a page at a multiple of page_size, items pre-encoded (the catalog never changes).
@@ -162,7 +170,7 @@ def template_regex(template: str) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
-def build(services: list[ServiceRuntime], aggregate: bool, builtins: list[JSON] | None = None,
+def build(services: list[CatalogService], aggregate: bool, builtins: list[JSON] | None = None,
           intent: bool = False, page_size: int = PAGE_SIZE) -> Catalog:
     """``intent``: list every service tool with the optional ``_intent`` argument (intent capture)."""
     cat = Catalog(services=services, aggregate=aggregate, intent=intent, page_size=max(1, page_size))
@@ -202,24 +210,24 @@ def build(services: list[ServiceRuntime], aggregate: bool, builtins: list[JSON] 
         for tool in svc.interface.tools:
             if id(tool) in visible or not isinstance(tool.get("name"), str):
                 continue
-            public = naming.public_name(svc.namespace, tool["name"])[0] if aggregate else tool["name"]
+            public = public_name(svc.namespace, tool["name"])[0] if aggregate else tool["name"]
             if public in cat.tool_map or public in cat.hidden_map:
-                public = naming.disambiguate(public, svc.id) if aggregate else public
+                public = disambiguate(public, svc.id) if aggregate else public
             if public not in cat.tool_map and public not in cat.hidden_map:
                 cat.hidden_map[public] = Entry(svc, tool["name"], tool)
     return cat
 
 
-def _add_named(cat: Catalog, svc: ServiceRuntime, kind: str, item: JSON, out: list[Entry],
+def _add_named(cat: Catalog, svc: CatalogService, kind: str, item: JSON, out: list[Entry],
                index: dict[str, Entry], aggregate: bool) -> None:
     upstream = item.get("name")
     if not isinstance(upstream, str):
         return
     public = upstream
     if aggregate:
-        public, changed = naming.public_name(svc.namespace, upstream)
+        public, changed = public_name(svc.namespace, upstream)
         if public in index:
-            public, changed = naming.disambiguate(public, svc.id), True
+            public, changed = disambiguate(public, svc.id), True
         if changed:
             cat.renamed.append((svc, kind, upstream, public))
     elif public in index:
@@ -249,7 +257,7 @@ class CatalogCache:
     those objects alive, so an identity in a key cannot be reused by a new object.
     """
 
-    def __init__(self, serving: Callable[[], list[ServiceRuntime]], builtins: Callable[[], list[JSON]],
+    def __init__(self, serving: Callable[[], Sequence[CatalogService]], builtins: Callable[[], list[JSON]],
                  on_renamed: Callable[[Catalog], None], intent: Callable[[], bool] = lambda: False,
                  page_size: int = PAGE_SIZE) -> None:
         self._serving = serving

@@ -1,8 +1,9 @@
 """Built-in ``runtime__*`` tools on the aggregate endpoint.
 
-Owns the definitions of the control tools and their handlers, which act only
-through the supervisor's public methods. The mutating tools (start, stop,
-restart, unquarantine) exist only when the daemon runs with admin tools
+Owns ``ControlTools``: the definitions of the control tools and their
+handlers, which act only through the supervisor's public methods (it is given
+the settings and the supervisor, nothing else). The mutating tools (start,
+stop, restart, unquarantine) exist only when the daemon runs with admin tools
 enabled. Must not: change lifecycle state directly or reveal secrets (service
 views come from ``ServiceRuntime.summary``/``detail``, which hold none).
 """
@@ -10,14 +11,16 @@ views come from ``ServiceRuntime.summary``/``detail``, which hold none).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from runtimed.config.settings import Settings
+from runtimed.errors import SupervisorError
+from runtimed.gateway.errors import tool_failure
+from runtimed.lifecycle.supervisor import Supervisor
+from runtimed.protocol.jsonrpc import tool_error
+from runtimed.protocol.types import JSON
 from runtimed.records.intents import capability_tool
 
-if TYPE_CHECKING:
-    from runtimed.daemon import Daemon
-
-JSON = dict[str, Any]
 NAMESPACE = "runtime"
 
 _SERVICE_ARG = {"type": "object", "properties": {"service": {"type": "string", "description": "Service name or id."}},
@@ -52,66 +55,66 @@ ADMIN_TOOLS: list[JSON] = [
 ]
 
 
-def tools(daemon: Daemon) -> list[JSON]:
-    out = READ_TOOLS + (ADMIN_TOOLS if daemon.settings.admin_tools else [])
-    if daemon.settings.capture_intent:
-        out = out + [capability_tool()]  # runtime__request_capability: recorded by the router
-    return out
+class ControlTools:
+    """The ``runtime__*`` tools of one daemon."""
+
+    def __init__(self, settings: Settings, supervisor: Supervisor) -> None:
+        self.settings = settings
+        self.supervisor = supervisor
+
+    def tools(self) -> list[JSON]:
+        out = READ_TOOLS + (ADMIN_TOOLS if self.settings.admin_tools else [])
+        if self.settings.capture_intent:
+            out = [*out, capability_tool()]  # runtime__request_capability: recorded by the router
+        return out
+
+    async def call(self, name: str, args: JSON, client_counts: JSON) -> JSON:
+        """Run one control tool; problems come back as ``isError`` results."""
+        sup = self.supervisor
+        if not isinstance(args, dict):
+            return tool_error("arguments must be an object")
+        ref = args.get("service")
+        try:
+            if name == "runtime__status_summary":
+                states: JSON = {}
+                health: JSON = {}
+                for s in sup.all():
+                    states[s.state.value] = states.get(s.state.value, 0) + 1
+                    health[s.health.value] = health.get(s.health.value, 0) + 1
+                return _ok({"services": len(sup.services), "byState": states, "byHealth": health, "clients": client_counts})
+            if name == "runtime__list_services":
+                return _ok({"services": [_brief(s.summary()) for s in sup.all()]})
+            if not isinstance(ref, str) or not ref:
+                return tool_error(f"{name} needs the argument 'service' (a service name or id)")
+            if name == "runtime__get_service":
+                return _ok(sup.get(ref).detail())
+            if name == "runtime__get_logs":
+                limit = args.get("limit", 50)
+                if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+                    return tool_error("limit must be an integer from 1 to 1000")
+                return _ok({"service": sup.get(ref).name, "lines": list(sup.get(ref).logs)[-limit:]})
+            if name == "runtime__refresh_interface":
+                svc = sup.get(ref)
+                iface = await sup.refresh_interface(svc, reason="runtime__refresh_interface")
+                return _ok({"service": svc.name, "revision": iface.revision, "tools": len(iface.tools),
+                            "resources": len(iface.resources), "prompts": len(iface.prompts)})
+            if self.settings.admin_tools:
+                if name == "runtime__start_service":
+                    return _ok(_brief((await sup.start(ref, reason="runtime__start_service")).summary()))
+                if name == "runtime__stop_service":
+                    return _ok(_brief((await sup.stop(ref, reason="runtime__stop_service")).summary()))
+                if name == "runtime__restart_service":
+                    return _ok(_brief((await sup.restart(ref, reason="runtime__restart_service")).summary()))
+                if name == "runtime__unquarantine_service":
+                    return _ok(_brief((await sup.unquarantine(ref)).summary()))
+        except SupervisorError as e:
+            return tool_failure(e)
+        return tool_error(f"unknown control tool {name!r}")
 
 
 def _ok(data: Any) -> JSON:
     return {"content": [{"type": "text", "text": json.dumps(data, indent=1, default=str)}],
             "structuredContent": data if isinstance(data, dict) else {"result": data}, "isError": False}
-
-
-def _err(text: str) -> JSON:
-    return {"content": [{"type": "text", "text": text}], "isError": True}
-
-
-async def call(daemon: Daemon, name: str, args: JSON, client_counts: JSON) -> JSON:
-    """Run one control tool; problems come back as ``isError`` results."""
-    from runtimed.lifecycle.supervisor import SupervisorError
-
-    sup = daemon.supervisor
-    if not isinstance(args, dict):
-        return _err("arguments must be an object")
-    ref = args.get("service")
-    try:
-        if name == "runtime__status_summary":
-            states: JSON = {}
-            health: JSON = {}
-            for s in sup.all():
-                states[s.state.value] = states.get(s.state.value, 0) + 1
-                health[s.health.value] = health.get(s.health.value, 0) + 1
-            return _ok({"services": len(sup.services), "byState": states, "byHealth": health, "clients": client_counts})
-        if name == "runtime__list_services":
-            return _ok({"services": [_brief(s.summary()) for s in sup.all()]})
-        if not isinstance(ref, str) or not ref:
-            return _err(f"{name} needs the argument 'service' (a service name or id)")
-        if name == "runtime__get_service":
-            return _ok(sup.get(ref).detail())
-        if name == "runtime__get_logs":
-            limit = args.get("limit", 50)
-            if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
-                return _err("limit must be an integer from 1 to 1000")
-            return _ok({"service": sup.get(ref).name, "lines": list(sup.get(ref).logs)[-limit:]})
-        if name == "runtime__refresh_interface":
-            svc = sup.get(ref)
-            iface = await sup.refresh_interface(svc, reason="runtime__refresh_interface")
-            return _ok({"service": svc.name, "revision": iface.revision, "tools": len(iface.tools),
-                        "resources": len(iface.resources), "prompts": len(iface.prompts)})
-        if daemon.settings.admin_tools:
-            if name == "runtime__start_service":
-                return _ok(_brief((await sup.start(ref, reason="runtime__start_service")).summary()))
-            if name == "runtime__stop_service":
-                return _ok(_brief((await sup.stop(ref, reason="runtime__stop_service")).summary()))
-            if name == "runtime__restart_service":
-                return _ok(_brief((await sup.restart(ref, reason="runtime__restart_service")).summary()))
-            if name == "runtime__unquarantine_service":
-                return _ok(_brief((await sup.unquarantine(ref)).summary()))
-    except SupervisorError as e:
-        return _err(str(e))
-    return _err(f"unknown control tool {name!r}")
 
 
 def _brief(summary: JSON) -> JSON:

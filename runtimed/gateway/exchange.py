@@ -23,8 +23,8 @@ from typing import Any
 
 from runtimed.gateway.sessions import Stream
 from runtimed.protocol.jsonrpc import dumps
+from runtimed.protocol.types import JSON
 
-JSON = dict[str, Any]
 PING_S = 15.0
 WATCH_AFTER_S = 0.05
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform"),

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtimed.backends.base import RelayUnavailable
+from runtimed.errors import RelayUnavailable
 from runtimed.gateway.sessions import Session, Stream
 from runtimed.protocol.jsonrpc import notification
-
-JSON = dict[str, Any]
+from runtimed.protocol.types import JSON
 
 
 class ExchangeRelay:

@@ -4,46 +4,81 @@ Owns ``RequestCtx`` (who asks, in which era, on which endpoint) and
 ``Router.handle``: lists from the catalog, ``tools/call`` / ``prompts/get`` by
 public name, ``resources/*`` by URI, ``completion/complete`` by reference,
 ``logging/setLevel`` to every service in scope, ``ping``, ``server/discover``;
-the mapping of backend errors to JSON-RPC errors; and the stateless era's
-input-required results with signed ``requestState``. Every upstream call goes
-through ``daemon.policy.call``. Must not: speak HTTP, hold sessions, or change
-lifecycle state (control tools go through ``control``).
+and the stateless era's input-required results with signed ``requestState``.
+Every upstream call goes through the ``CallPath`` it is given (the policy
+engine); what a call raises becomes an answer through ``gateway.errors``.
+Its collaborators are explicit: the gateway's shared state (``RouterHost``),
+the call path, the control tools and the intent recorder. Must not: speak
+HTTP, hold sessions, or change lifecycle state (control tools go through
+``control``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from runtimed.backends.base import (
-    BackendError,
-    BackendFault,
-    CallContext,
-    InputRequired,
-    NullRelay,
-    RelayUnavailable,
-    UpstreamError,
-)
-from runtimed.gateway import control, stateless
-from runtimed.gateway.catalog import Catalog
+from runtimed.backends.base import CallContext, NullRelay
+from runtimed.errors import BackendError, InputRequired, PolicyRefusal, RpcError
+from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService
+from runtimed.gateway.control import ControlTools
+from runtimed.gateway.errors import rpc_error, tool_refusal
 from runtimed.gateway.sessions import Session
-from runtimed.policy.engine import PolicyRefusal
-from runtimed.protocol.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, RpcError
-from runtimed.protocol.versions import ALL_VERSIONS, ENVELOPE_KEYS, META_LOG_LEVEL, STATELESS
+from runtimed.gateway.stateless import StateSigner, input_required
+from runtimed.policy.service import PolicedService
+from runtimed.protocol.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND
+from runtimed.protocol.meta import ENVELOPE_KEYS, LOG_LEVEL, SERVER_INFO
+from runtimed.protocol.types import JSON
+from runtimed.protocol.versions import ALL_VERSIONS, STATELESS
 from runtimed.records.intents import CAPABILITY_TOOL, INTENT_PROPERTY, capability_result, pop_intent
 
-if TYPE_CHECKING:
-    from runtimed.gateway import Gateway
-    from runtimed.lifecycle.supervisor import ServiceRuntime
-
 log = logging.getLogger("runtimed.gateway")
-JSON = dict[str, Any]
+
+
+class CallPath(Protocol):
+    """The one path a call to a service takes (``PolicyEngine.call``)."""
+
+    async def call(self, svc: PolicedService, method: str, params: JSON, ctx: CallContext) -> JSON: ...
+
+
+class IntentRecorder(Protocol):
+    """Where stated intents and capability requests go (``records.analytics.Analytics``)."""
+
+    def record_intent(self, service: str, tool: str, intent: str | None, client: str | None = None) -> None: ...
+
+    def record_capability_request(self, description: Any, context: Any = None, client: str | None = None) -> JSON: ...
+
+
+# ``forward(svc, method, uri)``: make an upstream (un)subscription on behalf of the asking client.
+Subscribe = Callable[[CatalogService, str, str], Awaitable[None]]
+
+
+class RouterHost(Protocol):
+    """What the router reads of the gateway (``server.Gateway``)."""
+
+    catalogs: CatalogCache
+    signer: StateSigner
+
+    def capabilities(self, scope: str | None, cat: Catalog) -> JSON: ...
+
+    def server_info(self, scope: str | None, cat: Catalog) -> JSON: ...
+
+    def instructions(self, scope: str | None, cat: Catalog) -> str | None: ...
+
+    def client_counts(self) -> dict[str, int]: ...
+
+    async def subscribe_resource(self, svc: CatalogService, uri: str, owner: str, forward: Subscribe | None = None) -> None: ...
+
+    async def unsubscribe_resource(self, svc: CatalogService, uri: str, owner: str) -> None: ...
+
+
 LIST_METHODS = {"tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
                 "resources/templates/list": "resourceTemplates"}
 LIST_TTL_MS = 0  # lists change when services start or stop: never cache
-# Removed in 2026-07-28 (no sessions, subscriptions/listen, per-request log level): 404 / -32601 there.
+# Removed in 2026-07-28 (no sessions, subscriptions/listen, per-request log level): 404 / METHOD_NOT_FOUND there.
 REMOVED_STATELESS = frozenset({"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
 
 
@@ -59,10 +94,10 @@ class RequestCtx:
     progress_token: Any = None
 
 
-_STRIP = tuple(k for k in ENVELOPE_KEYS if k != META_LOG_LEVEL)
+_STRIP = tuple(k for k in ENVELOPE_KEYS if k != LOG_LEVEL)
 
 
-def _declares_intent(item: JSON, svc: ServiceRuntime, upstream: str) -> bool:
+def _declares_intent(item: JSON, svc: CatalogService, upstream: str) -> bool:
     """Whether the upstream tool itself has an ``_intent`` argument (then it is its own, not ours)."""
     iface = svc.interface
     for tool in (iface.tools if iface is not None else ()):
@@ -76,7 +111,7 @@ def _strip_envelope(params: JSON, log_level: str | None) -> JSON:
     """Drop the downstream's envelope (the backend speaks its own era); keep the log level opt-in."""
     meta = params.get("_meta")
     if log_level is not None:
-        meta = {**(meta if isinstance(meta, dict) else {}), META_LOG_LEVEL: log_level}
+        meta = {**(meta if isinstance(meta, dict) else {}), LOG_LEVEL: log_level}
         params = {**params, "_meta": meta}
     if not isinstance(meta, dict) or not any(k in meta for k in _STRIP):
         return params
@@ -90,9 +125,12 @@ def _strip_envelope(params: JSON, log_level: str | None) -> JSON:
 
 
 class Router:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
-        self.daemon = gateway.daemon
+    def __init__(self, host: RouterHost, policy: CallPath, control: ControlTools,
+                 recorder: IntentRecorder | None = None) -> None:
+        self.gw = host
+        self.policy = policy
+        self.control = control
+        self.recorder = recorder
 
     # -- entry ---------------------------------------------------------------
     async def handle(self, ctx: RequestCtx, method: str, params: JSON) -> JSON:
@@ -150,7 +188,7 @@ class Router:
         if entry is None:
             raise RpcError(INVALID_PARAMS, f"Unknown tool: {name!r}" + (
                 f" (service {ctx.scope!r} offers no such tool)" if ctx.scope else " (see tools/list)"), http_status=400)
-        analytics = getattr(self.daemon, "analytics", None)
+        analytics = self.recorder
         client = (ctx.client_info or {}).get("name")
         if entry.svc is None:
             if name == CAPABILITY_TOOL:
@@ -158,7 +196,7 @@ class Router:
                     return capability_result(False, "capability requests are not recorded by this daemon")
                 a = args or {}
                 return analytics.record_capability_request(a.get("description"), a.get("context"), client)
-            return await control.call(self.daemon, name, args or {}, self.gw.client_counts())
+            return await self.control.call(name, args or {}, self.gw.client_counts())
         fwd = {**params, "name": entry.upstream}
         if cat.intent and not _declares_intent(entry.item, entry.svc, entry.upstream):
             # The gateway added `_intent` to the schema: take it out, record it, never forward it.
@@ -176,7 +214,7 @@ class Router:
         svc = self._resource_service(ctx, cat, uri)
         return await self._forward(ctx, svc, method, params, params)
 
-    def _resource_service(self, ctx: RequestCtx, cat: Catalog, uri: str) -> ServiceRuntime:
+    def _resource_service(self, ctx: RequestCtx, cat: Catalog, uri: str) -> CatalogService:
         entry = cat.route_resource(uri)
         if entry is not None and entry.svc is not None:
             return entry.svc
@@ -197,7 +235,7 @@ class Router:
             return {}
         if method == "resources/subscribe":
 
-            async def forward(s: ServiceRuntime, m: str, u: str) -> None:
+            async def forward(s: CatalogService, m: str, u: str) -> None:
                 caps = (s.interface.capabilities if s.interface else {}).get("resources") or {}
                 if caps.get("subscribe"):
                     await self._forward(ctx, s, m, {**params, "uri": u}, params)
@@ -209,7 +247,7 @@ class Router:
             await self.gw.unsubscribe_resource(svc, uri, ctx.session.id)
         return {}
 
-    def route_subscription(self, scope: str | None, uri: str) -> ServiceRuntime | None:
+    def route_subscription(self, scope: str | None, uri: str) -> CatalogService | None:
         """The service a listen stream's ``resourceSubscriptions`` URI belongs to, or None."""
         cat = self.gw.catalogs.get(scope)
         try:
@@ -222,7 +260,8 @@ class Router:
         if not isinstance(ref, dict):
             raise RpcError(INVALID_PARAMS, "Invalid params: completion/complete needs a 'ref' object", http_status=400)
         if ref.get("type") == "ref/prompt":
-            entry = cat.prompt_map.get(ref.get("name"))  # type: ignore[arg-type]
+            prompt: Any = ref.get("name")
+            entry = cat.prompt_map.get(prompt)
             if entry is None:
                 raise RpcError(INVALID_PARAMS, f"Unknown prompt: {ref.get('name')!r}", http_status=400)
             svc, fwd = entry.svc, {**params, "ref": {**ref, "name": entry.upstream}}
@@ -239,7 +278,7 @@ class Router:
             return {"completion": {"values": [], "hasMore": False}}
         return await self._forward(ctx, svc, "completion/complete", fwd, params)
 
-    def _template_service(self, ctx: RequestCtx, cat: Catalog, uri: str) -> ServiceRuntime | None:
+    def _template_service(self, ctx: RequestCtx, cat: Catalog, uri: str) -> CatalogService | None:
         for e in cat.templates:
             if e.upstream == uri:
                 return e.svc
@@ -266,14 +305,14 @@ class Router:
             "ttlMs": 0,
             "cacheScope": "private",
             "resultType": "complete",
-            "_meta": {"io.modelcontextprotocol/serverInfo": self.gw.server_info(scope, cat)},
+            "_meta": {SERVER_INFO: self.gw.server_info(scope, cat)},
         }
         if result["instructions"] is None:
             del result["instructions"]
         return result
 
     # -- the one call path ---------------------------------------------------
-    async def _forward(self, ctx: RequestCtx, svc: ServiceRuntime | None, method: str, params: JSON,
+    async def _forward(self, ctx: RequestCtx, svc: CatalogService | None, method: str, params: JSON,
                        original: JSON) -> JSON:
         if svc is None:
             raise RpcError(INTERNAL_ERROR, "internal routing error: no service")
@@ -294,19 +333,15 @@ class Router:
                            client_capabilities=ctx.client_capabilities, protocol_version=ctx.version,
                            request_state=request_state)
         try:
-            return await self.daemon.policy.call(svc, method, params, cctx)
+            return await self.policy.call(svc, method, params, cctx)
         except InputRequired as e:
             if ctx.era != STATELESS:
-                raise RpcError(INTERNAL_ERROR, f"service {svc.name!r} needs client input the client cannot give") from None
+                raise rpc_error(e, svc.name) from None
             token = self.gw.signer.sign({"s": svc.id, "m": method, "st": e.request_state})
-            return stateless.input_required(e.requests, token)
-        except UpstreamError as e:
-            raise RpcError(e.code, e.message, e.data) from None
+            return input_required(e.requests, token)
         except PolicyRefusal as e:
-            raise RpcError(INTERNAL_ERROR, f"refused by policy {e.policy}: {e}", data={"policy": e.policy}) from None
-        except RelayUnavailable as e:
-            raise RpcError(INTERNAL_ERROR, f"service {svc.name!r} asked the client something it cannot answer: {e}") from None
-        except BackendFault as e:
-            raise RpcError(INTERNAL_ERROR, f"service {svc.name!r} failed ({e.kind}): {e}") from None
+            if method == "tools/call":
+                return tool_refusal(e)
+            raise rpc_error(e, svc.name) from None
         except BackendError as e:
-            raise RpcError(INTERNAL_ERROR, f"service {svc.name!r} failed: {e}") from None
+            raise rpc_error(e, svc.name) from None

@@ -1,72 +1,68 @@
 """The MCP gateway: one Streamable HTTP endpoint for every service, both eras.
 
-Owns ``Gateway``, the part ``runtimed.app`` builds: it wires the catalog
-cache, the session store, the router and the transport endpoints, feeds
-``list_changed`` and upstream notifications to connected clients, routes
-server-to-client requests not tied to a call, and counts clients. Each concept
-lives in its own module (see docs/spec/gateway.md). Must not: check tokens or
-Host/Origin (``runtimed.security``), enforce call policies (``runtimed.policy``)
-or change lifecycle state except through the control tools.
+Owns ``Gateway``, the part ``runtimed.daemon`` builds with its collaborators
+passed in (settings, the supervisor, the call path, the event bus, the intent
+recorder): it wires the catalog cache, the session store, the control tools,
+the router and the transport endpoints, feeds ``list_changed`` and upstream
+notifications to connected clients, routes server-to-client requests not tied
+to a call, and counts clients. Each concept lives in its own module (see
+docs/spec/gateway.md). Must not: check tokens or Host/Origin
+(``runtimed.http.security``), enforce call policies (``runtimed.policy``) or
+change lifecycle state except through the control tools.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import Any
 
 from starlette.routing import BaseRoute, Route
 
 from runtimed import __version__
-from runtimed.backends.base import CallContext, RelayUnavailable
-from runtimed.gateway import control
-from runtimed.gateway.catalog import Catalog, CatalogCache
-from runtimed.gateway.router import Router
-from runtimed.gateway.sessions import Session, SessionStore, Stream
+from runtimed.backends.base import CallContext
+from runtimed.config.settings import Settings
+from runtimed.errors import RelayUnavailable
+from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService
+from runtimed.gateway.control import ControlTools
+from runtimed.gateway.router import CallPath, IntentRecorder, Router, Subscribe
+from runtimed.gateway.sessions import Listener, Session, SessionStore, Stream
 from runtimed.gateway.stateless import StateSigner
 from runtimed.gateway.transport import McpEndpoint
+from runtimed.lifecycle.supervisor import Supervisor
 from runtimed.protocol.jsonrpc import notification
-
-if TYPE_CHECKING:
-    from runtimed.daemon import Daemon
-    from runtimed.lifecycle.supervisor import ServiceRuntime
+from runtimed.protocol.types import JSON
+from runtimed.state.events import Event, EventBus
 
 log = logging.getLogger("runtimed.gateway")
-JSON = dict[str, Any]
 # The event types ``_follow_events`` acts on (it is not woken for the others, e.g. one "call" per tool call).
 FOLLOWED_EVENTS = ("transition", "interface", "service.removed", "service.updated")
 LIST_KINDS = (("tools", "toolsListChanged"), ("prompts", "promptsListChanged"), ("resources", "resourcesListChanged"))
 
 
-@dataclass(eq=False)
-class Listener:
-    """One stateless-era ``subscriptions/listen`` stream."""
-
-    stream: Stream
-    scope: str | None
-    agreed: JSON
-    meta: JSON
-
-
 class Gateway:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self, settings: Settings, supervisor: Supervisor, policy: CallPath, events: EventBus,
+                 recorder: IntentRecorder | None = None) -> None:
+        self.settings = settings
+        self.supervisor = supervisor
+        self.policy = policy
+        self.events = events
         self.sessions = SessionStore(on_end=self._session_ended)
-        self.catalogs = CatalogCache(daemon.supervisor.serving, lambda: control.tools(daemon), self._renamed,
-                                     lambda: daemon.settings.capture_intent,
-                                    page_size=daemon.settings.list_page_size)
-        self.router = Router(self)
-        self.signer = StateSigner(daemon.settings.state_dir)
+        self.control = ControlTools(settings, supervisor)
+        self.catalogs = CatalogCache(supervisor.serving, self.control.tools, self._renamed,
+                                     lambda: settings.capture_intent, page_size=settings.list_page_size)
+        self.signer = StateSigner(settings.state_dir)
+        self.router = Router(self, policy, self.control, recorder)
         self.listeners: set[Listener] = set()
         self.stateless_inflight = [0]
         self._announced: set[tuple[str, str, str, str]] = set()
         # (service id, uri) -> (service, subscribers): one upstream subscription per URI, shared by
         # every session and listen stream that asked for it (owner keys: session ids, listener ids).
-        self.resource_subs: dict[tuple[str, str], tuple[ServiceRuntime, set[str]]] = {}
+        self.resource_subs: dict[tuple[str, str], tuple[CatalogService, set[str]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._events_task: asyncio.Task[None] | None = None
-        # Raw ASGI apps of /mcp and /mcp/{service}: routed by Starlette, and ahead of it by ``app.McpDispatch``.
+        # Raw ASGI apps of /mcp and /mcp/{service}: routed by Starlette, and ahead of it by ``http.asgi.McpDispatch``.
         self.endpoint = McpEndpoint(self, scoped=False)
         self.scoped_endpoint = McpEndpoint(self, scoped=True)
 
@@ -75,8 +71,13 @@ class Gateway:
         methods = ["GET", "POST", "DELETE"]
         return [Route("/mcp", self.endpoint, methods=methods), Route("/mcp/{service}", self.scoped_endpoint, methods=methods)]
 
+    def find_service(self, ref: str) -> str | None:
+        """The name of the service named (or with the id) ``ref``, or None."""
+        svc = self.supervisor.find(ref)
+        return None if svc is None else svc.name
+
     async def startup(self) -> None:
-        sup = self.daemon.supervisor
+        sup = self.supervisor
         sup.notification_sinks.append(self._on_upstream_notification)
         sup.server_request_handler = self._on_server_request
         self._events_task = asyncio.ensure_future(self._follow_events())
@@ -127,14 +128,14 @@ class Gateway:
             if key in self._announced:
                 continue
             self._announced.add(key)
-            self.daemon.events.emit("naming", svc.name, kind=kind, upstream=upstream, public=public,
+            self.events.emit("naming", svc.name, kind=kind, upstream=upstream, public=public,
                                     reason="shortened or cleaned to fit 64 characters and the tool-name rules, "
                                            "or disambiguated from another service", serviceId=svc.id)
             svc.log("info", f"{kind} {upstream!r} is listed as {public!r} on /mcp")
 
     # -- list_changed ----------------------------------------------------------------
     async def _follow_events(self) -> None:
-        async for ev in self.daemon.events.subscribe(types=FOLLOWED_EVENTS):
+        async for ev in self.events.subscribe(types=FOLLOWED_EVENTS):
             try:
                 kinds = self._changed_kinds(ev)
                 if kinds:
@@ -146,8 +147,8 @@ class Gateway:
                 log.exception("list_changed fan-out failed")
 
     @staticmethod
-    def _changed_kinds(ev: Any) -> tuple[str, ...]:
-        # STARTING too: a service starting with a cached interface is listed (ServiceRuntime.serving).
+    def _changed_kinds(ev: Event) -> tuple[str, ...]:
+        # STARTING too: a service starting with a cached interface is listed (CatalogService.serving).
         if ev.type == "transition" and {"RUNNING", "STARTING"} & {ev.data.get("to"), ev.data.get("from")}:
             return ("tools", "prompts", "resources")
         if ev.type == "interface" and ev.data.get("changed", True):
@@ -173,7 +174,7 @@ class Gateway:
                     lst.stream.push(notification(f"notifications/{k}/list_changed", {"_meta": lst.meta}))
 
     # -- resource subscriptions ------------------------------------------------------
-    async def subscribe_resource(self, svc: ServiceRuntime, uri: str, owner: str, forward: Any = None) -> None:
+    async def subscribe_resource(self, svc: CatalogService, uri: str, owner: str, forward: Subscribe | None = None) -> None:
         """Add ``owner`` to the URI's subscribers; the first one subscribes upstream.
 
         ``forward(svc, method, uri)`` makes the upstream call on behalf of the asking client (its
@@ -192,7 +193,7 @@ class Gateway:
                     self.resource_subs.pop(key, None)
                 raise
 
-    async def unsubscribe_resource(self, svc: ServiceRuntime, uri: str, owner: str) -> None:
+    async def unsubscribe_resource(self, svc: CatalogService, uri: str, owner: str) -> None:
         key = (svc.id, uri)
         hit = self.resource_subs.get(key)
         if hit is None or owner not in hit[1]:
@@ -208,26 +209,26 @@ class Gateway:
             if owner in owners:
                 self._spawn(self.unsubscribe_resource(svc, key[1], owner))
 
-    async def _upstream_subscription(self, svc: ServiceRuntime, method: str, uri: str) -> None:
+    async def _upstream_subscription(self, svc: CatalogService, method: str, uri: str) -> None:
         """Best effort: tell the upstream, if it supports subscriptions; never raises."""
         caps = (svc.interface.capabilities if svc.interface else {}).get("resources") or {}
         if not caps.get("subscribe"):
             return
         try:
-            await self.daemon.policy.call(svc, method, {"uri": uri}, CallContext())
+            await self.policy.call(svc, method, {"uri": uri}, CallContext())
         except Exception as e:  # a refused or failed (un)subscribe must not break the caller
             svc.log("warning", f"{method} {uri!r} on behalf of connected clients failed: {e}")
 
     def _resubscribe(self, service: str | None) -> None:
         """A service (re)started: its upstream forgot our subscriptions; renew them."""
-        for (sid, uri), (svc, owners) in list(self.resource_subs.items()):
+        for (_, uri), (svc, owners) in list(self.resource_subs.items()):
             if owners and svc.name == service:
                 self._spawn(self._upstream_subscription(svc, "resources/subscribe", uri))
 
     def _session_ended(self, session: Session) -> None:
         self.drop_subscriber(session.id)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -242,7 +243,7 @@ class Gateway:
         self.drop_subscriber(f"listen:{id(lst)}")
 
     # -- upstream traffic not tied to a call ----------------------------------------------
-    def _on_upstream_notification(self, svc: ServiceRuntime, method: str, params: JSON) -> None:
+    def _on_upstream_notification(self, svc: CatalogService, method: str, params: JSON) -> None:
         if method == "notifications/resources/updated":
             uri = params.get("uri")
             for session in self.sessions.all():
@@ -256,7 +257,7 @@ class Gateway:
                 if session.scope in (None, svc.name) and session.get_connected:
                     session.standalone.push(notification(method, params))
 
-    async def _on_server_request(self, svc: ServiceRuntime, method: str, params: JSON) -> JSON:
+    async def _on_server_request(self, svc: CatalogService, method: str, params: JSON) -> JSON:
         for session in self.sessions.all():
             if session.scope in (None, svc.name) and session.get_connected and session.has_capability(method):
                 return await session.ask(session.standalone, method, params)

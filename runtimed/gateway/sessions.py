@@ -4,9 +4,10 @@ Owns ``Stream`` (an ordered, bounded buffer of SSE events with ids, which a
 writer drains and a client may resume with ``Last-Event-ID``), ``Session``
 (negotiated version, client info and capabilities, the GET stream, open POST
 streams, requests in flight, server-to-client requests awaiting an answer,
-resource subscriptions) and ``SessionStore`` (ids minted with
-``secrets.token_urlsafe``, lookup, end, idle expiry). Must not: route calls,
-know about services, or write HTTP.
+resource subscriptions), ``SessionStore`` (ids minted with
+``secrets.token_urlsafe``, lookup, end, idle expiry) and ``Listener`` (one
+stateless-era ``subscriptions/listen`` stream). Must not: route calls, know
+about services, or write HTTP.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import itertools
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from runtimed.backends.base import UpstreamError
-from runtimed.protocol.jsonrpc import dumps
+from runtimed.errors import UpstreamError
+from runtimed.protocol.jsonrpc import INTERNAL_ERROR, SERVER_ERROR, dumps
+from runtimed.protocol.types import JSON
 
-JSON = dict[str, Any]
 STREAM_KEEP = 1000  # events kept per stream for resumption
 RECENT_STREAMS = 64  # finished POST streams kept per session for resumption
 SESSION_IDLE_S = 24 * 3600.0
@@ -137,7 +139,7 @@ class Session:
             self.pending.pop(req_id, None)
         if "error" in reply:
             err = reply["error"] if isinstance(reply["error"], dict) else {}
-            raise UpstreamError(int(err.get("code", -32603)), str(err.get("message", "client error")), err.get("data"))
+            raise UpstreamError(int(err.get("code", INTERNAL_ERROR)), str(err.get("message", "client error")), err.get("data"))
         result = reply.get("result")
         return result if isinstance(result, dict) else {}
 
@@ -153,10 +155,20 @@ class Session:
             task.cancel()
         for fut in self.pending.values():
             if not fut.done():
-                fut.set_result({"error": {"code": -32000, "message": "session ended"}})
+                fut.set_result({"error": {"code": SERVER_ERROR, "message": "session ended"}})
         self.standalone.close()
         for s in self.streams.values():
             s.close()
+
+
+@dataclass(eq=False)
+class Listener:
+    """One stateless-era ``subscriptions/listen`` stream."""
+
+    stream: Stream
+    scope: str | None
+    agreed: JSON
+    meta: JSON
 
 
 class SessionStore:

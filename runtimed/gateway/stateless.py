@@ -2,8 +2,8 @@
 signed ``requestState`` for input-required round trips.
 
 Owns: validating ``params._meta`` (protocol version, client capabilities,
-client info), the ``Mcp-Method`` / ``Mcp-Name`` header rules (-32020), the
-unsupported-version answer (-32022 with the supported list), the
+client info), the ``Mcp-Method`` / ``Mcp-Name`` header rules (``HEADER_MISMATCH``), the
+unsupported-version answer (``UNSUPPORTED_PROTOCOL_VERSION`` with the supported list), the
 ``input_required`` result shape, and ``StateSigner`` (HMAC-SHA256 over the
 gateway's routing data plus the backend's opaque state, with an expiry).
 Must not: route calls or hold any per-client state.
@@ -23,16 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtimed.protocol.jsonrpc import HEADER_MISMATCH, INVALID_PARAMS, UNSUPPORTED_PROTOCOL_VERSION, RpcError
-from runtimed.protocol.versions import (
-    ALL_VERSIONS,
-    META_CLIENT_CAPABILITIES,
-    META_CLIENT_INFO,
-    META_PROTOCOL_VERSION,
-    STATELESS_VERSIONS,
+from runtimed.errors import RpcError
+from runtimed.protocol import headers as h
+from runtimed.protocol.jsonrpc import HEADER_MISMATCH, INVALID_PARAMS, UNSUPPORTED_PROTOCOL_VERSION
+from runtimed.protocol.meta import (
+    CLIENT_CAPABILITIES as META_CLIENT_CAPABILITIES,
+    CLIENT_INFO as META_CLIENT_INFO,
+    PROTOCOL_VERSION as META_PROTOCOL_VERSION,
 )
+from runtimed.protocol.types import JSON
+from runtimed.protocol.versions import ALL_VERSIONS, STATELESS_VERSIONS
 
-JSON = dict[str, Any]
 NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 STATE_TTL_S = 3600.0
 
@@ -67,8 +68,9 @@ def check_request(body: JSON, headers: dict[str, str], duplicated: str | None) -
     """Validate one stateless-era request; raise ``RpcError`` with the spec's code."""
     if duplicated:
         raise RpcError(HEADER_MISMATCH, f"Header mismatch: {duplicated} appears more than once", http_status=400)
-    params = body.get("params")
-    meta = params.get("_meta") if isinstance(params, dict) else None
+    raw_params = body.get("params")
+    params: JSON = raw_params if isinstance(raw_params, dict) else {}
+    meta = params.get("_meta")
     if not isinstance(meta, dict):
         raise RpcError(INVALID_PARAMS, f"Invalid params: params._meta must be an object carrying {META_PROTOCOL_VERSION!r} "
                        f"and {META_CLIENT_CAPABILITIES!r}", http_status=400)
@@ -76,19 +78,19 @@ def check_request(body: JSON, headers: dict[str, str], duplicated: str | None) -
     if missing:
         raise RpcError(INVALID_PARAMS, f"Invalid params: params._meta is missing {', '.join(missing)}", http_status=400)
     version = meta[META_PROTOCOL_VERSION]
-    header = headers.get("mcp-protocol-version")
+    header = headers.get(h.PROTOCOL_VERSION_LC)
     if header is None or header != version:
-        raise RpcError(HEADER_MISMATCH, f"Header mismatch: MCP-Protocol-Version header {header!r} does not match "
+        raise RpcError(HEADER_MISMATCH, f"Header mismatch: {h.PROTOCOL_VERSION} header {header!r} does not match "
                        f"_meta protocol version {version!r}", http_status=400)
     method = body.get("method")
-    if headers.get("mcp-method") != method:
-        raise RpcError(HEADER_MISMATCH, f"Header mismatch: Mcp-Method header {headers.get('mcp-method')!r} does not "
+    if headers.get(h.METHOD_LC) != method:
+        raise RpcError(HEADER_MISMATCH, f"Header mismatch: {h.METHOD} header {headers.get(h.METHOD_LC)!r} does not "
                        f"match the body's method {method!r}", http_status=400)
-    key = NAME_BEARING.get(method)  # type: ignore[arg-type]
+    key = NAME_BEARING.get(method) if isinstance(method, str) else None
     if key is not None:
-        value = params.get(key)  # type: ignore[union-attr]
-        if value is not None and decode_header_value(headers.get("mcp-name")) != value:
-            raise RpcError(HEADER_MISMATCH, f"Header mismatch: Mcp-Name header does not match params.{key}", http_status=400)
+        value = params.get(key)
+        if value is not None and decode_header_value(headers.get(h.NAME_LC)) != value:
+            raise RpcError(HEADER_MISMATCH, f"Header mismatch: {h.NAME} header does not match params.{key}", http_status=400)
     if not isinstance(version, str):
         raise RpcError(INVALID_PARAMS, "Invalid params: the protocol version must be a string", http_status=400)
     if version not in STATELESS_VERSIONS:

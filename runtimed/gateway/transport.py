@@ -4,9 +4,11 @@ Owns the HTTP side of MCP: POST (single messages, session-era batches), GET
 (the session-era server-to-client stream, ``Last-Event-ID`` resume) and DELETE
 (end a session); which era a request belongs to; session id and header checks;
 ``notifications/cancelled``; ``subscriptions/listen`` streams. Each request's
-answer (JSON, or SSE once the call emits) is ``exchange.Exchange``'s. Runs as a raw ASGI app so it
-sees disconnects. Must not: route methods to services (``router``), or check
-tokens, Host or Origin (``runtimed.security`` does before routing).
+answer (JSON, or SSE once the call emits) is ``exchange.Exchange``'s; errors
+become answers through ``gateway.errors``. Runs as a raw ASGI app so it sees
+disconnects. Reads the gateway's shared state through ``EndpointHost``. Must
+not: route methods to services (``router``), or check tokens, Host or Origin
+(``runtimed.http.security`` does before routing).
 """
 
 from __future__ import annotations
@@ -14,20 +16,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from runtimed.backends.base import BackendError
-from runtimed.gateway import stateless
+from runtimed.errors import BackendError, RpcError
+from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService
+from runtimed.gateway.errors import error_reply, unexpected_reply
 from runtimed.gateway.exchange import PING_S, SSE_HEADERS, Exchange
 from runtimed.gateway.relay import ExchangeRelay
-from runtimed.gateway.router import RequestCtx
-from runtimed.gateway.sessions import Session, Stream
+from runtimed.gateway.router import RequestCtx, Router
+from runtimed.gateway.sessions import Listener, Session, SessionStore, Stream
+from runtimed.gateway.stateless import check_request, unsupported
+from runtimed.protocol import headers as h
 from runtimed.protocol.jsonrpc import (
-    INTERNAL_ERROR,
     INVALID_REQUEST,
-    METHOD_NOT_FOUND,
     STATELESS_HTTP_STATUS,
-    RpcError,
     check_envelope,
     dumps,
     error_response,
@@ -37,10 +39,11 @@ from runtimed.protocol.jsonrpc import (
     notification,
     response,
 )
+from runtimed.protocol.meta import SUBSCRIPTION_ID as META_SUBSCRIPTION_ID
+from runtimed.protocol.types import JSON
 from runtimed.protocol.versions import (
     BATCH_VERSIONS,
     DEFAULT_HEADERLESS,
-    META_SUBSCRIPTION_ID,
     SESSION,
     SESSION_VERSIONS,
     STATELESS,
@@ -49,14 +52,34 @@ from runtimed.protocol.versions import (
     negotiate,
 )
 
-if TYPE_CHECKING:
-    from runtimed.gateway import Gateway
-
 log = logging.getLogger("runtimed.gateway")
-JSON = dict[str, Any]
 Scope = dict[str, Any]
 MAX_BODY = 8 * 1024 * 1024
-ROUTING_HEADERS = ("mcp-protocol-version", "mcp-method", "mcp-name")
+ROUTING_HEADERS = (h.PROTOCOL_VERSION_LC, h.METHOD_LC, h.NAME_LC)
+_ROUTING_HEADERS_RAW = tuple(name.encode() for name in ROUTING_HEADERS)
+
+
+class EndpointHost(Protocol):
+    """What the endpoints read of the gateway (``server.Gateway``)."""
+
+    sessions: SessionStore
+    catalogs: CatalogCache
+    router: Router
+    stateless_inflight: list[int]
+
+    def find_service(self, ref: str) -> str | None: ...
+
+    def capabilities(self, scope: str | None, cat: Catalog) -> JSON: ...
+
+    def server_info(self, scope: str | None, cat: Catalog) -> JSON: ...
+
+    def instructions(self, scope: str | None, cat: Catalog) -> str | None: ...
+
+    def add_listener(self, stream: Stream, scope: str | None, agreed: JSON, meta: JSON) -> Listener: ...
+
+    def remove_listener(self, lst: Listener) -> None: ...
+
+    async def subscribe_resource(self, svc: CatalogService, uri: str, owner: str) -> None: ...
 
 
 class HttpReply(Exception):
@@ -77,14 +100,14 @@ async def send_json(send: Callable[..., Awaitable[None]], status: int, body: Any
 
 
 def rpc_reply(err: RpcError, msg_id: Any, status: int) -> HttpReply:
-    return HttpReply(err.http_status or status, error_response(msg_id, err.code, err.message, err.data))
+    return HttpReply(err.http_status or status, error_reply(msg_id, err))
 
 
 class McpEndpoint:
     """ASGI app for one path: ``scoped`` means ``/mcp/{service}``."""
 
-    def __init__(self, gateway: Gateway, scoped: bool) -> None:
-        self.gw = gateway
+    def __init__(self, host: EndpointHost, scoped: bool) -> None:
+        self.gw = host
         self.scoped = scoped
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -111,15 +134,15 @@ class McpEndpoint:
         if not self.scoped:
             return None
         name = scope.get("path_params", {}).get("service", "")
-        svc = self.gw.daemon.supervisor.find(name)
-        if svc is None:
+        found = self.gw.find_service(name)
+        if found is None:
             raise HttpReply(404, error_response(None, INVALID_REQUEST,
                             f"no service named {name!r}: see GET /api/services or use /mcp for every service"))
-        return svc.name
+        return found
 
     # -- session lookup --------------------------------------------------------
     def _session(self, headers: dict[str, str], svc_scope: str | None, msg_id: Any = None) -> Session:
-        sid = headers.get("mcp-session-id")
+        sid = headers.get(h.SESSION_ID_LC)
         if not sid:
             raise HttpReply(400, error_response(msg_id, INVALID_REQUEST,
                             "Bad Request: missing Mcp-Session-Id header (send initialize first)"))
@@ -130,14 +153,14 @@ class McpEndpoint:
         return session
 
     def _check_version_header(self, headers: dict[str, str], msg_id: Any = None) -> None:
-        v = headers.get("mcp-protocol-version")
+        v = headers.get(h.PROTOCOL_VERSION_LC)
         if v is not None and v not in SESSION_VERSIONS:
-            err = stateless.unsupported(v)
+            err = unsupported(v)
             raise HttpReply(400, error_response(msg_id, err.code, f"Bad Request: {err.message}", err.data))
 
     # -- DELETE / GET ------------------------------------------------------------
     def delete(self, headers: dict[str, str], svc_scope: str | None) -> None:
-        if headers.get("mcp-protocol-version") in STATELESS_VERSIONS:
+        if headers.get(h.PROTOCOL_VERSION_LC) in STATELESS_VERSIONS:
             raise HttpReply(405, error_response(None, INVALID_REQUEST, "DELETE is not used in protocol 2026-07-28 (no sessions)"),
                             [(b"allow", b"POST")])
         self._check_version_header(headers)
@@ -145,7 +168,7 @@ class McpEndpoint:
         self.gw.sessions.end(session.id)
 
     async def get(self, scope: Scope, receive: Any, send: Any, headers: dict[str, str], svc_scope: str | None) -> None:
-        if headers.get("mcp-protocol-version") in STATELESS_VERSIONS:
+        if headers.get(h.PROTOCOL_VERSION_LC) in STATELESS_VERSIONS:
             raise HttpReply(405, error_response(None, INVALID_REQUEST,
                             "GET is not used in protocol 2026-07-28: use subscriptions/listen"), [(b"allow", b"POST")])
         self._check_version_header(headers)
@@ -154,7 +177,7 @@ class McpEndpoint:
             raise HttpReply(406, error_response(None, INVALID_REQUEST, "Not Acceptable: GET needs Accept: text/event-stream"))
         session = self._session(headers, svc_scope)
         stream, seq = session.standalone, session.standalone.seq
-        last = headers.get("last-event-id")
+        last = headers.get(h.LAST_EVENT_ID_LC)
         if last:
             sid, _, n = last.rpartition(".")
             found = session.find_stream(sid)
@@ -214,7 +237,7 @@ class McpEndpoint:
             msg = loads(body)
         except RpcError as e:
             raise rpc_reply(e, None, 400) from None
-        version_header = headers.get("mcp-protocol-version")
+        version_header = headers.get(h.PROTOCOL_VERSION_LC)
         era = era_of(version_header, msg)
         accept = headers.get("accept", "")
         can_sse = "text/event-stream" in accept or "*/*" in accept or not accept
@@ -235,11 +258,11 @@ class McpEndpoint:
                 raise RpcError(INVALID_REQUEST, "Invalid request: clients do not send responses in protocol 2026-07-28",
                                http_status=400)
             if is_notification(msg):
-                v = headers.get("mcp-protocol-version")
+                v = headers.get(h.PROTOCOL_VERSION_LC)
                 if v not in STATELESS_VERSIONS:
-                    raise stateless.unsupported(v)
+                    raise unsupported(v)
                 raise HttpReply(202)
-            envelope = stateless.check_request(msg, headers, _duplicated(raw_headers))
+            envelope = check_request(msg, headers, _duplicated(raw_headers))
         except RpcError as e:
             raise rpc_reply(e, msg_id, STATELESS_HTTP_STATUS.get(e.code, 400)) from None
         method, params = msg["method"], msg.get("params") or {}
@@ -288,8 +311,9 @@ class McpEndpoint:
     def _initialize(self, msg: JSON, svc_scope: str | None) -> tuple[JSON, list[tuple[bytes, bytes]]]:
         params = msg.get("params") or {}
         version = negotiate(params.get("protocolVersion"))
-        info = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else {}
-        caps = params.get("capabilities") if isinstance(params.get("capabilities"), dict) else {}
+        raw_info, raw_caps = params.get("clientInfo"), params.get("capabilities")
+        info: JSON = raw_info if isinstance(raw_info, dict) else {}
+        caps: JSON = raw_caps if isinstance(raw_caps, dict) else {}
         session = self.gw.sessions.create(version, info, caps, svc_scope)
         cat = self.gw.catalogs.get(svc_scope)
         result: JSON = {"protocolVersion": version, "capabilities": self.gw.capabilities(svc_scope, cat),
@@ -297,7 +321,7 @@ class McpEndpoint:
         instructions = self.gw.instructions(svc_scope, cat)
         if instructions:
             result["instructions"] = instructions
-        return response(msg["id"], result), [(b"mcp-session-id", session.id.encode())]
+        return response(msg["id"], result), [(h.SESSION_ID_LC.encode(), session.id.encode())]
 
     async def _notification(self, session: Session, method: str, params: JSON) -> None:
         if method == "notifications/initialized":
@@ -315,9 +339,9 @@ class McpEndpoint:
                         pass
 
     async def _batch(self, send: Any, msgs: list[Any], headers: dict[str, str], svc_scope: str | None) -> None:
-        sid = headers.get("mcp-session-id")
+        sid = headers.get(h.SESSION_ID_LC)
         session = self.gw.sessions.get(sid) if sid else None
-        version = session.version if session else headers.get("mcp-protocol-version", DEFAULT_HEADERLESS)
+        version = session.version if session else headers.get(h.PROTOCOL_VERSION_LC, DEFAULT_HEADERLESS)
         if version not in BATCH_VERSIONS:
             raise HttpReply(400, error_response(None, INVALID_REQUEST,
                             f"Invalid request: JSON-RPC batches are not supported in protocol {version} (removed in 2025-06-18)"))
@@ -329,7 +353,7 @@ class McpEndpoint:
             try:
                 check_envelope(m)
             except RpcError as e:
-                out.append(error_response(m.get("id") if isinstance(m, dict) else None, e.code, e.message))
+                out.append(error_reply(m.get("id") if isinstance(m, dict) else None, e))
                 continue
             if m.get("method") == "initialize":
                 out.append(error_response(m.get("id"), INVALID_REQUEST, "initialize must not be part of a batch"))
@@ -351,12 +375,11 @@ class McpEndpoint:
         try:
             return response(msg_id, await self.gw.router.handle(ctx, method, params))
         except RpcError as e:
-            return error_response(msg_id, e.code, e.message, e.data)
+            return error_reply(msg_id, e)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a bug must still answer with something readable
-            log.exception("gateway error in %s", method)
-            return error_response(msg_id, INTERNAL_ERROR, f"internal error ({type(e).__name__}); see the daemon log")
+            return unexpected_reply(msg_id, method, e)
 
     async def _exchange(self, send: Any, receive: Any, msg_id: Any, ctx: RequestCtx, method: str, params: JSON,
                         stream: Stream, cancel_on_close: bool, stateless_status: bool) -> None:
@@ -377,13 +400,14 @@ class McpEndpoint:
 
     # -- subscriptions/listen (stateless era) ------------------------------------
     async def _listen(self, receive: Any, send: Any, msg_id: Any, params: JSON, svc_scope: str | None) -> None:
-        wanted = params.get("notifications") if isinstance(params.get("notifications"), dict) else {}
+        raw_wanted = params.get("notifications")
+        wanted: JSON = raw_wanted if isinstance(raw_wanted, dict) else {}
         agreed: JSON = {}
         for key in ("toolsListChanged", "promptsListChanged", "resourcesListChanged"):
             if wanted.get(key):
                 agreed[key] = True
         uris = wanted.get("resourceSubscriptions")
-        routed: list[tuple[Any, str]] = []
+        routed: list[tuple[CatalogService, str]] = []
         if isinstance(uris, list):
             # Honoured: the URIs that belong to a serving service (the acknowledgement says which).
             for u in dict.fromkeys(u for u in uris if isinstance(u, str)):
@@ -441,7 +465,7 @@ def _duplicated(raw_headers: list[tuple[bytes, bytes]]) -> str | None:
     seen: set[bytes] = set()
     for k, _ in raw_headers:
         k = k.lower()
-        if k in (b"mcp-protocol-version", b"mcp-method", b"mcp-name"):
+        if k in _ROUTING_HEADERS_RAW:
             if k in seen:
                 return k.decode()
             seen.add(k)
@@ -453,4 +477,4 @@ def _progress_token(params: JSON) -> Any:
     return meta.get("progressToken") if isinstance(meta, dict) else None
 
 
-__all__ = ["METHOD_NOT_FOUND", "McpEndpoint"]
+__all__ = ["McpEndpoint"]

@@ -1,7 +1,10 @@
-"""The daemon's HTTP surface besides ``/mcp``: access control (``security``),
-the REST API (``api``, ``bootstrap_api``), ``/metrics`` (``metrics``) and the
-status page (``status``).
+"""The daemon's HTTP surface besides the gateway's ``/mcp`` endpoints: the ASGI
+app (``asgi``: routes in match order, ``/healthz``, the ``/mcp`` fast path),
+access control (``security``), the REST API (``api``, ``audit``,
+``bootstrap_api``), ``/metrics`` (``metrics``), the status page (``status``),
+what routes are given (``context.ApiContext``) and exceptions into JSON error
+responses (``errors``).
 
 Must not: hold lifecycle, policy or protocol logic; each route calls the part
-that owns the concept.
+that owns the concept, given to it explicitly (never ``request.app.state``).
 """

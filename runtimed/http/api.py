@@ -1,9 +1,12 @@
 """The REST control API under ``/api``: JSON in, JSON out.
 
-Owns request parsing and validation for the control plane, and the mapping of
-every refusal to a 4xx with a message that says what is wrong. Must not hold
-lifecycle logic (that is ``Supervisor``), speak MCP (``gateway``) or render
-HTML (``web``). Every handler reaches the daemon through ``request.app.state``.
+Owns request parsing and validation for the control plane (``read_json``,
+``int_param``, ``bool_param``, shared by the other ``/api`` routes) and the
+handlers of ``/api/status``, ``/api/services...`` and ``/api/events``. Every
+refusal is raised (``ApiError``, ``SupervisorError``) and answered by
+``http.errors`` with a 4xx whose message says what is wrong. Handlers get the
+``ApiContext`` they are built with. Must not hold lifecycle logic (that is
+``Supervisor``), speak MCP (``gateway``) or render HTML (``status``).
 """
 
 from __future__ import annotations
@@ -17,20 +20,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from runtimed import __version__
-from runtimed.config.manifest import ManifestError, parse_manifest
-from runtimed.errors import ApiError
-from runtimed.lifecycle.supervisor import ServiceRuntime, Supervisor, SupervisorError
+from runtimed.config.manifest import parse_manifest
+from runtimed.errors import ApiError, ManifestError
+from runtimed.http.context import ApiContext
+from runtimed.http.status.live import event_stream  # SSE belongs to the status page's module
+from runtimed.lifecycle.service import ServiceRuntime
 
-JSON = dict[str, Any]
 MAX_BODY = 1024 * 1024
-
-
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-def _sup(request: Request) -> Supervisor:
-    return request.app.state.daemon.supervisor
 
 
 async def read_json(request: Request) -> Any:
@@ -50,7 +46,7 @@ async def read_json(request: Request) -> Any:
         raise ApiError(400, "the body is nested too deeply to be a manifest") from None
 
 
-def _int_param(request: Request, name: str, default: int, lo: int = 0, hi: int = 100_000) -> int:
+def int_param(request: Request, name: str, default: int, lo: int = 0, hi: int = 100_000) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
@@ -63,7 +59,7 @@ def _int_param(request: Request, name: str, default: int, lo: int = 0, hi: int =
     return value
 
 
-def _bool_param(request: Request, name: str) -> bool | None:
+def bool_param(request: Request, name: str) -> bool | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
@@ -76,123 +72,110 @@ def _bool_param(request: Request, name: str) -> bool | None:
 
 # -- handlers -------------------------------------------------------------
 
-async def status(request: Request) -> JSONResponse:
-    daemon = request.app.state.daemon
-    by_state, by_health = _sup(request).counts()
-    base = daemon.settings.base_url
-    return JSONResponse({
-        "version": __version__,
-        "uptimeSeconds": round(time.time() - daemon.started_at, 3),
-        "pid": daemon.pid,
-        "stateDir": str(daemon.settings.state_dir),
-        "endpoints": {"mcp": f"{base}/mcp", "status": f"{base}/status", "api": f"{base}/api"},
-        "authRequired": daemon.settings.auth_token is not None,
-        "adminTools": daemon.settings.admin_tools,
-        "services": len(_sup(request).services),
-        "byState": by_state,
-        "byHealth": by_health,
-        "clients": daemon.client_counts(),
-    })
+class _Handlers:
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    async def status(self, request: Request) -> JSONResponse:
+        ctx = self.ctx
+        by_state, by_health = ctx.supervisor.counts()
+        base = ctx.settings.base_url
+        return JSONResponse({
+            "version": __version__,
+            "uptimeSeconds": round(time.time() - ctx.started_at, 3),
+            "pid": ctx.pid,
+            "stateDir": str(ctx.settings.state_dir),
+            "endpoints": {"mcp": f"{base}/mcp", "status": f"{base}/status", "api": f"{base}/api"},
+            "authRequired": ctx.settings.auth_token is not None,
+            "adminTools": ctx.settings.admin_tools,
+            "services": len(ctx.supervisor.services),
+            "byState": by_state,
+            "byHealth": by_health,
+            "clients": ctx.client_counts(),
+        })
+
+    async def list_services(self, request: Request) -> JSONResponse:
+        return JSONResponse({"services": [s.summary() for s in self.ctx.supervisor.all()]})
+
+    async def apply_service(self, request: Request) -> JSONResponse:
+        data = await read_json(request)
+        try:
+            manifest = parse_manifest(data)
+        except ManifestError as e:
+            raise ApiError(422, f"invalid manifest: {e}") from None
+        start = bool_param(request, "start")
+        svc, created = await self.ctx.supervisor.apply(manifest, start=start)
+        return JSONResponse({"created": created, "service": svc.detail()}, status_code=201 if created else 200)
+
+    async def get_service(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.ctx.supervisor.get(request.path_params["ref"]).detail())
+
+    async def delete_service(self, request: Request) -> JSONResponse:
+        svc = await self.ctx.supervisor.remove(request.path_params["ref"])
+        return JSONResponse({"removed": svc.name, "id": svc.id})
+
+    async def action(self, request: Request) -> JSONResponse:
+        sup = self.ctx.supervisor
+        ref, verb = request.path_params["ref"], request.path_params["action"]
+        svc: ServiceRuntime
+        if verb == "start":
+            svc = await sup.start(ref)
+        elif verb == "stop":
+            svc = await sup.stop(ref)
+        elif verb == "restart":
+            svc = await sup.restart(ref)
+        elif verb == "unquarantine":
+            svc = await sup.unquarantine(ref)
+        elif verb == "introspect":
+            svc = sup.get(ref)
+            await sup.refresh_interface(svc)
+        elif verb == "probe":
+            svc = sup.get(ref)
+            if svc.backend is None:
+                raise ApiError(409, f"service {svc.name!r} is not running ({svc.state.value})")
+            await sup.probe_once(svc)
+        else:
+            raise ApiError(404, f"unknown action {verb!r} (start, stop, restart, introspect, unquarantine, probe)")
+        return JSONResponse(svc.detail())
+
+    async def interface(self, request: Request) -> JSONResponse:
+        svc = self.ctx.supervisor.get(request.path_params["ref"])
+        if svc.interface is None:
+            return JSONResponse({"revision": None, "tools": [], "resources": [], "resourceTemplates": [], "prompts": [],
+                                 "note": "never introspected: start the service"})
+        out = svc.interface.to_json()
+        out["updatedAt"] = svc.interface_at
+        out["lastDiff"] = svc.last_diff
+        out["hiddenTools"] = [{"name": name, "policy": why} for name, why in svc.hidden_tools().items()]
+        return JSONResponse(out)
+
+    async def logs(self, request: Request) -> JSONResponse:
+        svc = self.ctx.supervisor.get(request.path_params["ref"])
+        after = int_param(request, "after", 0, 0, 10**12)
+        limit = int_param(request, "limit", 200, 1, 1000)
+        lines = [entry for entry in svc.logs if entry["seq"] > after][-limit:]
+        return JSONResponse({"service": svc.name, "lines": lines, "last": svc.last_log_seq})
+
+    async def events(self, request: Request) -> Response:
+        bus = self.ctx.events
+        service = request.query_params.get("service")
+        after = int_param(request, "after", 0, 0, 10**12)
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return await event_stream(request, bus, service=service, after=after)
+        limit = int_param(request, "limit", 200, 1, 2000)
+        return JSONResponse({"events": [e.to_json() for e in bus.recent(limit=limit, service=service, after=after)]})
 
 
-async def list_services(request: Request) -> JSONResponse:
-    return JSONResponse({"services": [s.summary() for s in _sup(request).all()]})
-
-
-async def apply_service(request: Request) -> JSONResponse:
-    data = await read_json(request)
-    try:
-        manifest = parse_manifest(data)
-    except ManifestError as e:
-        raise ApiError(422, f"invalid manifest: {e}") from None
-    start = _bool_param(request, "start")
-    svc, created = await _sup(request).apply(manifest, start=start)
-    return JSONResponse({"created": created, "service": svc.detail()}, status_code=201 if created else 200)
-
-
-async def get_service(request: Request) -> JSONResponse:
-    return JSONResponse(_sup(request).get(request.path_params["ref"]).detail())
-
-
-async def delete_service(request: Request) -> JSONResponse:
-    svc = await _sup(request).remove(request.path_params["ref"])
-    return JSONResponse({"removed": svc.name, "id": svc.id})
-
-
-async def action(request: Request) -> JSONResponse:
-    sup = _sup(request)
-    ref, verb = request.path_params["ref"], request.path_params["action"]
-    svc: ServiceRuntime
-    if verb == "start":
-        svc = await sup.start(ref)
-    elif verb == "stop":
-        svc = await sup.stop(ref)
-    elif verb == "restart":
-        svc = await sup.restart(ref)
-    elif verb == "unquarantine":
-        svc = await sup.unquarantine(ref)
-    elif verb == "introspect":
-        svc = sup.get(ref)
-        await sup.refresh_interface(svc)
-    elif verb == "probe":
-        svc = sup.get(ref)
-        if svc.backend is None:
-            raise ApiError(409, f"service {svc.name!r} is not running ({svc.state.value})")
-        await sup.probe_once(svc)
-    else:
-        raise ApiError(404, f"unknown action {verb!r} (start, stop, restart, introspect, unquarantine, probe)")
-    return JSONResponse(svc.detail())
-
-
-async def interface(request: Request) -> JSONResponse:
-    svc = _sup(request).get(request.path_params["ref"])
-    if svc.interface is None:
-        return JSONResponse({"revision": None, "tools": [], "resources": [], "resourceTemplates": [], "prompts": [],
-                             "note": "never introspected: start the service"})
-    out = svc.interface.to_json()
-    out["updatedAt"] = svc.interface_at
-    out["lastDiff"] = svc.last_diff
-    out["hiddenTools"] = [{"name": name, "policy": why} for name, why in svc.hidden_tools().items()]
-    return JSONResponse(out)
-
-
-async def logs(request: Request) -> JSONResponse:
-    svc = _sup(request).get(request.path_params["ref"])
-    after = _int_param(request, "after", 0, 0, 10**12)
-    limit = _int_param(request, "limit", 200, 1, 1000)
-    lines = [entry for entry in svc.logs if entry["seq"] > after][-limit:]
-    return JSONResponse({"service": svc.name, "lines": lines, "last": svc.last_log_seq})
-
-
-async def events(request: Request) -> Response:
-    bus = request.app.state.daemon.events
-    service = request.query_params.get("service")
-    after = _int_param(request, "after", 0, 0, 10**12)
-    if "text/event-stream" in request.headers.get("accept", ""):
-        from runtimed.http.status.live import event_stream  # SSE belongs to the web layer
-
-        return await event_stream(request, bus, service=service, after=after)
-    limit = _int_param(request, "limit", 200, 1, 2000)
-    return JSONResponse({"events": [e.to_json() for e in bus.recent(limit=limit, service=service, after=after)]})
-
-
-def routes() -> list[Route]:
+def routes(ctx: ApiContext) -> list[Route]:
+    h = _Handlers(ctx)
     return [
-        Route("/api/status", status, methods=["GET"]),
-        Route("/api/services", list_services, methods=["GET"]),
-        Route("/api/services", apply_service, methods=["POST", "PUT"]),
-        Route("/api/services/{ref}", get_service, methods=["GET"]),
-        Route("/api/services/{ref}", delete_service, methods=["DELETE"]),
-        Route("/api/services/{ref}/interface", interface, methods=["GET"]),
-        Route("/api/services/{ref}/logs", logs, methods=["GET"]),
-        Route("/api/services/{ref}/{action}", action, methods=["POST"]),
-        Route("/api/events", events, methods=["GET"]),
+        Route("/api/status", h.status, methods=["GET"]),
+        Route("/api/services", h.list_services, methods=["GET"]),
+        Route("/api/services", h.apply_service, methods=["POST", "PUT"]),
+        Route("/api/services/{ref}", h.get_service, methods=["GET"]),
+        Route("/api/services/{ref}", h.delete_service, methods=["DELETE"]),
+        Route("/api/services/{ref}/interface", h.interface, methods=["GET"]),
+        Route("/api/services/{ref}/logs", h.logs, methods=["GET"]),
+        Route("/api/services/{ref}/{action}", h.action, methods=["POST"]),
+        Route("/api/events", h.events, methods=["GET"]),
     ]
-
-
-async def handle_api_error(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.message)
-    if isinstance(exc, SupervisorError):
-        return error_response(exc.status, str(exc))
-    raise exc

@@ -4,15 +4,18 @@ Owns the daemon's metric families, in a ``CollectorRegistry`` of its own (never
 the process-global one): call counters, error counters and latency histograms
 per service and tool (fed by a ``PolicyEngine`` call sink), and gauges read at
 scrape time (service states, health, in-flight calls, queue depth, breaker
-state, connected clients). Must not hold secrets in labels or decide anything.
+state, connected clients). Built by ``runtimed.daemon`` with what the gauges
+read (the supervisor, the start time, the gateway's client counts) and
+registered there as a call sink. Must not hold secrets in labels or decide
+anything.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -23,9 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from runtimed import __version__
-
-if TYPE_CHECKING:
-    from runtimed.daemon import Daemon
+from runtimed.lifecycle.supervisor import Supervisor
 
 log = logging.getLogger("runtimed.metrics")
 NOT_ERRORS = ("ok", "cancelled")
@@ -36,17 +37,18 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class _LiveCollector(Collector):
     """Gauges computed from the daemon's state at each scrape."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self, supervisor: Supervisor, started_at: float, client_counts: Callable[[], dict[str, int]]) -> None:
+        self.supervisor = supervisor
+        self.started_at = started_at
+        self.client_counts = client_counts
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        d = self.daemon
-        services = d.supervisor.all()
+        services = self.supervisor.all()
         info = GaugeMetricFamily("runtimed_info", "Daemon version", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
         up = GaugeMetricFamily("runtimed_uptime_seconds", "Seconds since the daemon started")
-        up.add_metric([], time.time() - d.started_at)
+        up.add_metric([], time.time() - self.started_at)
         yield up
         state = GaugeMetricFamily("runtimed_service_state", "1 for the service's current lifecycle state",
                                   labels=["service", "state"])
@@ -74,7 +76,7 @@ class _LiveCollector(Collector):
         clients = GaugeMetricFamily("runtimed_connected_clients", "Connected MCP clients by protocol era",
                                     labels=["era"])
         try:
-            counts = d.client_counts() or {}
+            counts = self.client_counts() or {}
         except Exception:
             counts = {}
         for era, n in sorted(counts.items()):
@@ -86,7 +88,7 @@ class _LiveCollector(Collector):
 class Metrics:
     """The metric families of one daemon."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, supervisor: Supervisor, started_at: float, client_counts: Callable[[], dict[str, int]]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.calls = Counter("runtimed_tool_calls", "Tool calls by outcome", ["service", "tool", "outcome"],
                              registry=self.registry)
@@ -98,7 +100,7 @@ class Metrics:
                                 ["service", "tool"], registry=self.registry)
         self.bytes_out = Counter("runtimed_tool_call_response_bytes", "Response bytes of tool calls",
                                  ["service", "tool"], registry=self.registry)
-        self.registry.register(_LiveCollector(daemon))
+        self.registry.register(_LiveCollector(supervisor, started_at, client_counts))
         # (service, tool, outcome) -> the labelled children a call of that kind updates (labels() is a
         # locked lookup with validation; these are the same objects it would return).
         self._children: dict[tuple[Any, Any, Any], tuple[Any, Any, Any, Any, Any]] = {}
@@ -137,13 +139,8 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-async def metrics(request: Request) -> Response:
-    m: Metrics = request.app.state.daemon.metrics
-    return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
+def routes(metrics: Metrics) -> list[Route]:
+    async def scrape(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-
-def routes(daemon: Daemon) -> list[Route]:
-    m = Metrics(daemon)
-    daemon.metrics = m  # type: ignore[attr-defined]
-    daemon.policy.call_sinks.append(m.record)
-    return [Route("/metrics", metrics, methods=["GET"])]
+    return [Route("/metrics", scrape, methods=["GET"])]

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from runtimed.config.settings import Settings, is_loopback_host
+from runtimed.protocol.jsonrpc import INVALID_REQUEST, UNAUTHORIZED
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]], Awaitable[None]]
@@ -145,7 +146,8 @@ def _is_loopback_peer(host: str) -> bool:
 
 async def _deny(send: Any, path: str, status: int, message: str, www_auth: bool) -> None:
     if path.startswith("/mcp"):
-        body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600 if status == 403 else -32001, "message": message}}
+        body = {"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST if status == 403 else UNAUTHORIZED,
+                                                         "message": message}}
     else:
         body = {"error": message}
     data = json.dumps(body).encode()

@@ -1,227 +1,43 @@
-"""The lifecycle supervisor: one ``ServiceRuntime`` per registered service.
+"""The lifecycle supervisor: the set of services, and every change of their state.
 
-Owns the lifecycle states and their transitions, the restart policy (backoff,
-quarantine), the health-probe schedule, the interface snapshot (cached,
-persisted under ``interfaces/``, diffed on refresh) and each service's log.
-Every transition is an event. Must not: know which kind a service is (it holds
-a ``Backend``), enforce call policies (``runtimed.policy``), speak MCP to
-clients (``runtimed.gateway``), or touch ``registry.json`` except through
-``Registry``.
+Owns ``Supervisor``: boot and shutdown, registering, updating and removing
+services (through ``Registry``), the lifecycle transitions (each one an
+event), the restart policy (backoff, quarantine), the health-probe schedule,
+the interface snapshot (cached, persisted under ``interfaces/``, diffed on
+refresh), and the operations the API and the control tools call. One service's
+state is ``service.ServiceRuntime``. Must not: know which kind a service is
+(it holds a ``Backend``), enforce call policies (``runtimed.policy``), speak
+MCP to clients (``runtimed.gateway``), or touch ``registry.json`` except
+through ``Registry``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import enum
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from runtimed.backends import (
-    Backend,
-    BackendError,
-    BackendFault,
-    BackendStartError,
-    Health,
-    Interface,
-    InvalidOrigin,
-    ProbeResult,
-    RelayUnavailable,
-    create_backend,
-    origin_label,
-    prepare_origin,
-)
+from runtimed.backends import create_backend, prepare_origin
+from runtimed.backends.base import Backend, Health, Interface, ProbeResult
 from runtimed.config.manifest import ServiceManifest
 from runtimed.config.settings import Settings
-from runtimed.errors import SupervisorError
-from runtimed.policy.engine import ServicePolicy
+from runtimed.errors import BackendError, BackendFault, BackendStartError, InvalidOrigin, RegistryError, SupervisorError
+from runtimed.lifecycle.service import ServiceRuntime, State
+from runtimed.policy.service import PolicedService
+from runtimed.protocol.types import JSON
 from runtimed.state.events import EventBus
 from runtimed.state.files import atomic_write
-from runtimed.state.registry import Registry, RegistryError
+from runtimed.state.registry import Registry
 
 log = logging.getLogger("runtimed.supervisor")
-
-JSON = dict[str, Any]
-
-
-class State(str, enum.Enum):
-    REGISTERED = "REGISTERED"
-    STARTING = "STARTING"
-    RUNNING = "RUNNING"
-    STOPPING = "STOPPING"
-    STOPPED = "STOPPED"
-    CRASHED = "CRASHED"
-    QUARANTINED = "QUARANTINED"
-
 
 # Consecutive failed probes (UNREACHABLE) after which a running service is
 # treated as crashed and the restart policy applies.
 PROBE_FAILURES_TO_CRASH = 3
-
-
-class ServiceRuntime:
-    """One service's live state; also the ``BackendHost`` its backend talks to."""
-
-    def __init__(self, sup: Supervisor, manifest: ServiceManifest) -> None:
-        self._sup = sup
-        self.manifest = manifest
-        self.state = State.REGISTERED
-        self.state_reason = "registered"
-        self.state_since = time.time()
-        self.health = Health.UNKNOWN
-        self.health_detail = ""
-        self.health_latency_ms: float | None = None
-        self.backend: Backend | None = None
-        self.interface = None
-        self.interface_at: float | None = None
-        self.last_diff: JSON = {}
-        self.last_error: str | None = None
-        self.failures: collections.deque[float] = collections.deque()
-        self.restart_count = 0
-        self.next_restart_at: float | None = None
-        self.quarantine_reason: str | None = None
-        self.logs: collections.deque[JSON] = collections.deque(maxlen=1000)
-        self.lock = asyncio.Lock()
-        self.started = asyncio.Event()  # set while RUNNING
-        self._probe_task: asyncio.Task[None] | None = None
-        self._restart_task: asyncio.Task[None] | None = None
-        self._probe_failures = 0
-        self.policy = ServicePolicy(manifest, sup.settings)
-
-    # -- what the gateway lists depends on these: setting one drops the supervisor's serving() cache --
-    @property
-    def manifest(self) -> ServiceManifest:
-        return self._manifest
-
-    @manifest.setter
-    def manifest(self, value: ServiceManifest) -> None:
-        self._manifest = value
-        self._sup._serving_cache = None
-
-    @property
-    def state(self) -> State:
-        return self._state
-
-    @state.setter
-    def state(self, value: State) -> None:
-        self._state = value
-        self._sup._serving_cache = None
-
-    @property
-    def interface(self) -> Interface | None:
-        return self._interface
-
-    @interface.setter
-    def interface(self, value: Interface | None) -> None:
-        self._interface = value
-        self._sup._serving_cache = None
-
-    # -- identity --------------------------------------------------------
-    @property
-    def id(self) -> str:
-        return self.manifest.id
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def namespace(self) -> str:
-        return self.manifest.namespace
-
-    # -- BackendHost -----------------------------------------------------
-    @property
-    def state_dir(self) -> str:
-        return str(self._sup.settings.state_dir)
-
-    @property
-    def settings(self) -> Settings:
-        return self._sup.settings
-
-    def log(self, level: str, message: str) -> None:
-        self.logs.append({"seq": self.last_log_seq + 1, "time": time.time(), "level": level, "message": message})
-
-    @property
-    def last_log_seq(self) -> int:
-        """The ``seq`` of the newest log line (0 before the first)."""
-        return self.logs[-1]["seq"] if self.logs else 0
-
-    def on_list_changed(self, kind: str) -> None:
-        self.log("info", f"upstream reports {kind} list changed; refreshing the interface")
-        self._sup._spawn(self._sup.refresh_interface(self, reason=f"{kind} list_changed"))
-
-    def on_notification(self, method: str, params: JSON) -> None:
-        for sink in self._sup.notification_sinks:
-            try:
-                sink(self, method, params)
-            except Exception:  # a sink must never break a backend
-                log.exception("notification sink failed")
-
-    def on_failure(self, reason: str) -> None:
-        self._sup._spawn(self._sup.handle_failure(self, reason))
-
-    async def on_server_request(self, method: str, params: JSON) -> JSON:
-        handler = self._sup.server_request_handler
-        if handler is None:
-            raise RelayUnavailable(f"no client connected to answer {method}")
-        return await handler(self, method, params)
-
-    # -- views -----------------------------------------------------------
-    @property
-    def serving(self) -> bool:
-        """Listed by the gateway: running, or starting with a cached interface."""
-        return self.state == State.RUNNING or (self.state == State.STARTING and self.interface is not None)
-
-    def summary(self) -> JSON:
-        kind, label = origin_label(self.manifest)
-        return {
-            "id": self.id,
-            "name": self.name,
-            "namespace": self.namespace,
-            "displayName": self.manifest.metadata.displayName,
-            "description": self.manifest.metadata.description,
-            "origin": self.manifest.spec.origin.model_dump(mode="json", exclude_none=True),
-            "originKind": kind,
-            "originLabel": label,
-            "enabled": self.manifest.spec.enabled,
-            "autostart": self.manifest.spec.autostart,
-            "state": self.state.value,
-            "stateReason": self.state_reason,
-            "stateSince": self.state_since,
-            "health": self.health.value,
-            "healthDetail": self.health_detail,
-            "healthLatencyMs": self.health_latency_ms,
-            "lastError": self.last_error,
-            "restarts": self.restart_count,
-            "nextRestartAt": self.next_restart_at,
-            "quarantineReason": self.quarantine_reason,
-            "toolCount": len(self.interface.tools) if self.interface else 0,
-            "interfaceRevision": self.interface.revision if self.interface else None,
-        }
-
-    def hidden_tools(self) -> dict[str, str]:
-        """Tools of the current interface that the policy hides: name -> the policy that hides it."""
-        if self.interface is None:
-            return {}
-        hidden = {}
-        for t in self.interface.tools:
-            why = self.policy.tool_allowed(t.get("name", ""), t)
-            if why:
-                hidden[t.get("name", "")] = why
-        return hidden
-
-    def detail(self) -> JSON:
-        out = self.summary()
-        out["manifest"] = self.manifest.public_dict()
-        out["policy"] = self.policy.describe()
-        out["backend"] = self.backend.describe() if self.backend else {}
-        out["interfaceUpdatedAt"] = self.interface_at
-        out["lastDiff"] = self.last_diff
-        return out
 
 
 class Supervisor:
@@ -240,11 +56,16 @@ class Supervisor:
         self.interfaces_dir = Path(settings.state_dir) / "interfaces"
 
     # -- plumbing --------------------------------------------------------
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background; cancelled at shutdown."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def serving_changed(self) -> None:
+        """A service's state, interface or manifest was set: ``serving()`` is computed again."""
+        self._serving_cache = None
 
     def get(self, ref: str) -> ServiceRuntime:
         svc = self.services.get(ref)
@@ -311,7 +132,7 @@ class Supervisor:
         self._serving_cache = None
         for svc in self.all():
             if svc.manifest.spec.enabled and svc.manifest.spec.autostart:
-                self._spawn(self.start(svc.id, reason="autostart"))
+                self.spawn(self.start(svc.id, reason="autostart"))
             elif not svc.manifest.spec.enabled:
                 svc.state_reason = "disabled"
 
@@ -356,9 +177,9 @@ class Supervisor:
                     svc.backend.update_manifest(manifest)
                 self.events.emit("service.updated", svc.name, serviceId=svc.id)
                 if origin_changed and svc.state == State.RUNNING:
-                    self._spawn(self.restart(svc.id, reason="origin changed"))
+                    self.spawn(self.restart(svc.id, reason="origin changed"))
                 if not manifest.spec.enabled and svc.state in (State.RUNNING, State.STARTING):
-                    self._spawn(self.stop(svc.id, reason="disabled"))
+                    self.spawn(self.stop(svc.id, reason="disabled"))
         want_start = manifest.spec.enabled and (manifest.spec.autostart if start is None else start)
         if want_start and svc.state in (State.REGISTERED, State.STOPPED, State.CRASHED):
             await self.start(svc.id, reason="registered" if created else "updated")
@@ -508,7 +329,7 @@ class Supervisor:
         svc.next_restart_at = now + delay
         svc.log("info", f"restarting in {delay:.2f}s (failure {attempt} of at most {rp.maxRestarts + 1} in the window)")
         self.events.emit("restart.scheduled", svc.name, delaySeconds=delay, attempt=attempt, serviceId=svc.id)
-        svc._restart_task = self._spawn(self._restart_later(svc, delay))
+        svc._restart_task = self.spawn(self._restart_later(svc, delay))
 
     async def _restart_later(self, svc: ServiceRuntime, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -530,7 +351,7 @@ class Supervisor:
     # -- probes ----------------------------------------------------------
     def _ensure_prober(self, svc: ServiceRuntime) -> None:
         if svc._probe_task is None or svc._probe_task.done():
-            svc._probe_task = self._spawn(self._probe_loop(svc))
+            svc._probe_task = self.spawn(self._probe_loop(svc))
 
     def probe_interval(self, svc: ServiceRuntime) -> float:
         return svc.manifest.spec.healthCheck.intervalSeconds or self.settings.probe_interval_s
@@ -566,9 +387,11 @@ class Supervisor:
         else:
             svc._probe_failures = 0
 
-    def report_fault(self, svc: ServiceRuntime, reason: str) -> None:
+    def report_fault(self, svc: PolicedService, reason: str) -> None:
         """The policy layer's circuit breaker tripped repeatedly: treat as a crash."""
-        self._spawn(self.handle_failure(svc, reason))
+        runtime = self.services.get(svc.id)
+        if runtime is not None:  # a removed service has nothing left to fail
+            self.spawn(self.handle_failure(runtime, reason))
 
     # -- interface cache -------------------------------------------------
     async def refresh_interface(self, svc: ServiceRuntime, reason: str = "introspect") -> Interface:
@@ -624,4 +447,4 @@ async def _quiet_stop(backend: Backend) -> None:
         log.exception("backend stop raised")
 
 
-__all__ = ["ServiceRuntime", "State", "Supervisor", "SupervisorError"]
+__all__ = ["Supervisor"]

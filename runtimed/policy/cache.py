@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any
 
-JSON = dict[str, Any]
+from runtimed.protocol.types import JSON
 
 
 def canonical_json(obj: Any) -> str:

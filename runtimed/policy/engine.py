@@ -1,43 +1,40 @@
 """The one path every call takes between the gateway and a backend.
 
-Owns: per-service call policy state (``ServicePolicy``: concurrency and queue,
-rate limit, result cache, circuit breaker) and its enforcement
-(``PolicyEngine.call``): timeout, allow/deny lists, readOnly, payload limits,
-concurrency, rate, cache, retries, breaker; and the call record for each
-``tools/call``. Must not: know which kind a backend is, speak MCP sessions,
-or mutate lifecycle state except through ``Supervisor.report_fault``.
+Owns the enforcement of each service's ``ServicePolicy`` (``PolicyEngine.call``):
+timeout, allow/deny lists, readOnly, payload limits, concurrency, rate, cache,
+retries, breaker; and the call record for each ``tools/call``, handed to the
+call sinks. A policy that refuses a request raises ``PolicyRefusal`` for every
+method; the gateway turns it into the answer (``runtimed.gateway.errors``).
+Must not: know which kind a backend is, speak MCP sessions or JSON-RPC
+errors, import the supervisor (a service is a ``PolicedService``), or mutate
+lifecycle state except through the ``report_fault`` callback it is given.
 
-The mechanisms live in small modules of their own: ``policy_limits``
-(concurrency gate with FIFO queue, rate limiter), ``policy_cache`` (result
-cache) and ``policy_breaker`` (circuit breaker). docs/spec/policies.md
+The mechanisms live in small modules of their own: ``service`` (per-service
+state), ``limits`` (concurrency gate with FIFO queue, rate limiter), ``cache``
+(result cache) and ``breaker`` (circuit breaker). docs/spec/policies.md
 describes the behaviour a user sees.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import hashlib
 import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from runtimed.backends import BackendFault, CallContext, InputRequired, UpstreamError
-from runtimed.config.manifest import ServiceManifest
+from runtimed.backends.base import Backend, CallContext
 from runtimed.config.settings import Settings
-from runtimed.errors import PolicyRefusal
-from runtimed.policy.breaker import HALF_OPEN, CircuitBreaker
+from runtimed.errors import BackendFault, InputRequired, PolicyRefusal, QueueFull, QueueTimeout, UpstreamError
+from runtimed.policy.breaker import HALF_OPEN
 from runtimed.policy.cache import ResultCache, canonical_json
-from runtimed.policy.limits import ConcurrencyGate, QueueFull, QueueTimeout, RateLimiter
+from runtimed.policy.service import PolicedService, ServicePolicy, annotation, iso
+from runtimed.protocol.jsonrpc import tool_error
+from runtimed.protocol.types import JSON
+from runtimed.protocol.versions import SESSION, STATELESS, is_stateless
 
-if TYPE_CHECKING:
-    from runtimed.lifecycle.supervisor import ServiceRuntime
-
-JSON = dict[str, Any]
 log = logging.getLogger("runtimed.policy")
 
 # Methods that only read: safe to retry after a fault.
@@ -56,171 +53,31 @@ OUTCOMES = ("ok", "tool_error", "timeout", "refused", "busy", "rate_limited", "u
             "cancelled")
 
 
-def tool_error(text: str, **meta: Any) -> JSON:
-    """An ``isError`` tool result the agent can read and adapt to."""
-    result: JSON = {"content": [{"type": "text", "text": text}], "isError": True}
-    if meta:
-        result["_meta"] = {"runtimed": meta}
-    return result
-
-
-def _matches(name: str, patterns: list[str]) -> bool:
-    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def _annotation(tool: JSON | None, key: str) -> bool:
-    ann = (tool or {}).get("annotations") or {}
-    return isinstance(ann, dict) and ann.get(key) is True
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _era(protocol_version: str | None) -> str | None:
     if not protocol_version:
         return None
-    return "stateless" if protocol_version >= "2026-07-28" else "session"
-
-
-class ServicePolicy:
-    """Per-service policy state. Limits are re-read on ``update``; counters survive."""
-
-    def __init__(self, manifest: ServiceManifest, settings: Settings) -> None:
-        self.settings = settings
-        self.gate: ConcurrencyGate | None = None
-        self.breaker: CircuitBreaker | None = None
-        self.rate: RateLimiter | None = None
-        self.cache: ResultCache | None = None
-        self.outcomes: dict[str, int] = {}
-        self.update(manifest)
-
-    @property
-    def state_path(self) -> Path:
-        """Where the rate-limit log survives restarts: ``<state_dir>/policy/<service-id>.json``."""
-        return Path(self.settings.state_dir) / "policy" / f"{self.manifest.id}.json"
-
-    def update(self, manifest: ServiceManifest) -> None:
-        old = getattr(self, "manifest", None)
-        self.manifest = manifest
-        p, d = manifest.spec.policy, self.settings.policy
-        self.timeout_ms = p.timeoutMs or d.timeoutMs
-        self.connect_timeout_ms = p.connectTimeoutMs or d.connectTimeoutMs
-        self.max_payload = p.maxPayloadBytes or d.maxPayloadBytes
-        self.max_concurrency = p.maxConcurrency or d.maxConcurrency
-        self.max_queue = p.maxQueue if p.maxQueue is not None else d.maxQueue
-        self.queue_timeout_ms = p.queueTimeoutMs or d.queueTimeoutMs
-        self.retries = p.retries if p.retries is not None else d.retries
-        if self.gate is None:
-            self.gate = ConcurrencyGate(self.max_concurrency, self.max_queue)
-        else:
-            self.gate.configure(self.max_concurrency, self.max_queue)
-        cooldown = d.breakerCooldownMs / 1000.0
-        if self.breaker is None:
-            self.breaker = CircuitBreaker(d.breakerThreshold, cooldown)
-        else:
-            self.breaker.configure(d.breakerThreshold, cooldown)
-        if p.rateLimit is None:
-            self.rate = None
-        elif self.rate is None:
-            self.rate = RateLimiter(p.rateLimit.calls, p.rateLimit.per, self.state_path)
-        else:
-            self.rate.configure(p.rateLimit.calls, p.rateLimit.per)
-        if p.cache is None:
-            self.cache = None
-        elif self.cache is None:
-            self.cache = ResultCache(p.cache.ttlSeconds, p.cache.maxEntries)
-        else:
-            self.cache.configure(p.cache.ttlSeconds, p.cache.maxEntries)
-            old_cache = old.spec.policy.cache if old is not None else None
-            if old_cache is None or (old_cache.tools, old_cache.readOnlyHint) != (p.cache.tools, p.cache.readOnlyHint):
-                self.cache.clear()
-
-    def forget(self) -> None:
-        """The service was removed: drop its persisted state."""
-        try:
-            self.state_path.unlink()
-        except OSError:
-            pass
-
-    # -- visibility --------------------------------------------------------
-    def tool_allowed(self, name: str, tool: JSON | None = None) -> str | None:
-        """None when the tool may be listed and called, else which policy hides it."""
-        p = self.manifest.spec.policy
-        if p.allowedTools is not None and not _matches(name, p.allowedTools):
-            return "allowedTools"
-        if p.deniedTools and _matches(name, p.deniedTools):
-            return "deniedTools"
-        if p.readOnly and not _annotation(tool, "readOnlyHint"):
-            return "readOnly"
-        return None
-
-    def visible_tools(self, tools: list[JSON]) -> list[JSON]:
-        return [t for t in tools if self.tool_allowed(t.get("name", ""), t) is None]
-
-    def cacheable(self, name: str, tool: JSON | None) -> bool:
-        c = self.manifest.spec.policy.cache
-        if c is None:
-            return False
-        return _matches(name, c.tools) or (c.readOnlyHint and _annotation(tool, "readOnlyHint"))
-
-    def describe(self) -> JSON:
-        p = self.manifest.spec.policy
-        assert self.gate is not None and self.breaker is not None
-        out: JSON = {
-            "timeoutMs": self.timeout_ms,
-            "connectTimeoutMs": self.connect_timeout_ms,
-            "maxPayloadBytes": self.max_payload,
-            "maxConcurrency": self.max_concurrency,
-            "maxQueue": self.max_queue,
-            "queueTimeoutMs": self.queue_timeout_ms,
-            "retries": self.retries,
-            "allowedTools": p.allowedTools,
-            "deniedTools": p.deniedTools,
-            "readOnly": p.readOnly,
-            "inFlight": self.gate.in_flight,
-            "queued": self.gate.queued,
-            "rateLimit": None,
-            "cache": None,
-            "breaker": self.breaker.describe(),
-            "outcomes": dict(self.outcomes),
-        }
-        if self.rate is not None:
-            used = self.rate.used()
-            rl: JSON = {"calls": self.rate.calls, "per": self.rate.per, "used": used,
-                        "remaining": max(0, self.rate.calls - used), "persisted": True}
-            if used >= self.rate.calls:
-                at = self.rate.resumes_at()
-                if at is not None:
-                    rl["resumesAt"] = _iso(at)
-            if self.rate.persist_error:
-                rl["persistError"] = self.rate.persist_error
-            out["rateLimit"] = rl
-        if self.cache is not None and p.cache is not None:
-            out["cache"] = {"ttlSeconds": p.cache.ttlSeconds, "tools": p.cache.tools,
-                            "readOnlyHint": p.cache.readOnlyHint, "maxEntries": p.cache.maxEntries,
-                            "entries": len(self.cache), "hits": self.cache.hits, "misses": self.cache.misses}
-        return out
+    return STATELESS if is_stateless(protocol_version) else SESSION
 
 
 class PolicyEngine:
     """Applies each service's ``ServicePolicy`` to calls. One per daemon."""
 
-    def __init__(self, settings: Settings, report_fault: Callable[[ServiceRuntime, str], None] | None = None) -> None:
+    def __init__(self, settings: Settings, report_fault: Callable[[PolicedService, str], None] | None = None) -> None:
         self.settings = settings
         self.report_fault = report_fault
         self.call_sinks: list[Callable[[JSON], None]] = []
 
-    async def call(self, svc: ServiceRuntime, method: str, params: JSON, ctx: CallContext) -> JSON:
+    async def call(self, svc: PolicedService, method: str, params: JSON, ctx: CallContext) -> JSON:
         """Run one request through the service's policies and its backend.
 
-        ``tools/call`` returns a result for every refusal, timeout and fault
-        (an ``isError`` result whose text and ``_meta.runtimed.policy`` say
-        which policy answered); a JSON-RPC error from the upstream is raised
-        as ``UpstreamError`` for every method, to be passed on as-is. Other
-        methods raise ``PolicyRefusal`` (a policy refused), ``BackendFault``
-        (timeout or upstream fault) or ``UpstreamError``. ``InputRequired``
-        passes through untouched.
+        Every method raises ``PolicyRefusal`` when a policy refuses (its
+        ``meta`` carries the ``outcome`` and the policy's facts, e.g.
+        ``retryAfterSeconds``); the gateway answers with it. ``tools/call``
+        returns a result for a timeout or an upstream fault (an ``isError``
+        result whose text and ``_meta.runtimed`` say what happened); other
+        methods raise ``BackendFault`` for those. A JSON-RPC error from the
+        upstream is raised as ``UpstreamError`` for every method, to be passed
+        on as-is. ``InputRequired`` passes through untouched.
         """
         params = params if isinstance(params, dict) else {}
         rec: JSON | None = None
@@ -244,6 +101,11 @@ class PolicyEngine:
             if rec is not None and self.settings.capture_arguments:
                 rec["result"] = result
             return result
+        except PolicyRefusal as e:
+            if rec is not None and self.settings.capture_arguments:
+                # The result the client is answered with (``gateway.errors.tool_refusal`` builds the same).
+                rec["result"] = tool_error(str(e), policy=e.policy, **e.meta)
+            raise
         except InputRequired:
             outcome.rec = None  # not finished: the retry is the call that gets recorded
             raise
@@ -264,7 +126,7 @@ class PolicyEngine:
                 log.exception("call sink failed")
 
     # -- the path ------------------------------------------------------------
-    async def _call(self, svc: ServiceRuntime, method: str, params: JSON, ctx: CallContext, out: _Outcome) -> JSON:
+    async def _call(self, svc: PolicedService, method: str, params: JSON, ctx: CallContext, out: _Outcome) -> JSON:
         pol = svc.policy
         assert pol.gate is not None and pol.breaker is not None
         is_tool = method == "tools/call"
@@ -272,33 +134,26 @@ class PolicyEngine:
         tool = _find_tool(svc, name) if is_tool else None
         what = f"tool {name!r} of service {svc.name!r}" if is_tool else f"{method} on service {svc.name!r}"
 
-        def refuse(outcome: str, policy: str, message: str, **meta: Any) -> JSON:
+        def refuse(outcome: str, policy: str, message: str, **meta: Any) -> PolicyRefusal:
             out.set(outcome, policy=policy, error=message)
-            if is_tool:
-                return tool_error(message, policy=policy, outcome=outcome, **meta)
-            raise PolicyRefusal(policy, message, **meta)
+            return PolicyRefusal(policy, message, outcome=outcome, **meta)
 
         # 1. Visibility: hidden tools are refused too.
         if is_tool:
             hidden = pol.tool_allowed(name, tool)
             if hidden:
-                return refuse("refused", hidden, f"{what} is refused by policy {hidden}")
+                raise refuse("refused", hidden, f"{what} is refused by policy {hidden}")
         # 2. Request size, measured as canonical JSON of the params.
         size_in = out.size_in if out.size_in is not None else len(canonical_json(params).encode())
         out.field(bytesIn=size_in)
         if size_in > pol.max_payload:
-            return refuse("refused", "maxPayloadBytes",
-                          f"request to {what} is {size_in} bytes, over the limit of {pol.max_payload} "
+            raise refuse("refused", "maxPayloadBytes",
+                         f"request to {what} is {size_in} bytes, over the limit of {pol.max_payload} "
                           "(policy maxPayloadBytes)", limitBytes=pol.max_payload, sizeBytes=size_in)
         # 3. A backend to call.
         backend = svc.backend
         if backend is None:
-            state = getattr(getattr(svc, "state", None), "value", "not running")
-            msg = f"service {svc.name!r} is not running ({state})"
-            out.set("unavailable", policy="state", error=msg)
-            if is_tool:
-                return tool_error(msg, policy="state", outcome="unavailable")
-            raise PolicyRefusal("state", msg)
+            raise refuse("unavailable", "state", f"service {svc.name!r} is not running ({svc.state.value})")
         breaker = pol.breaker
         if breaker.subject is not None and breaker.subject is not backend:
             breaker.reset()  # a new backend instance (restarted): it gets a fresh chance
@@ -315,11 +170,11 @@ class PolicyEngine:
         # 5. Circuit breaker: fail fast while open.
         if not breaker.allow():
             wait = breaker.retry_in()
-            return refuse("unavailable", "breaker",
-                          f"service {svc.name!r} is failing ({breaker.consecutive} upstream faults in a row, last: "
-                          f"{breaker.last_fault}); calls are refused for {wait:.1f} s more, then one trial call is "
-                          "let through (policy breaker)",
-                          retryAfterSeconds=round(wait, 3))
+            raise refuse("unavailable", "breaker",
+                         f"service {svc.name!r} is failing ({breaker.consecutive} upstream faults in a row, last: "
+                         f"{breaker.last_fault}); calls are refused for {wait:.1f} s more, then one trial call is "
+                         "let through (policy breaker)",
+                         retryAfterSeconds=round(wait, 3))
         probing = breaker.state() == HALF_OPEN
         admitted_at: float | None = None
         reached = False
@@ -329,26 +184,26 @@ class PolicyEngine:
                 resume = pol.rate.try_acquire()
                 if resume is not None:
                     wait = max(0.0, resume - time.time())
-                    return refuse("rate_limited", "rateLimit",
-                                  f"service {svc.name!r} allows {pol.rate.calls} calls per {pol.rate.per} and that "
-                                  f"many were made in the last {pol.rate.per}; calls resume in {wait:.0f} s, at "
-                                  f"{_iso(resume)} (policy rateLimit)",
-                                  retryAfterSeconds=round(wait, 3), resumesAt=_iso(resume))
+                    raise refuse("rate_limited", "rateLimit",
+                                 f"service {svc.name!r} allows {pol.rate.calls} calls per {pol.rate.per} and that "
+                                 f"many were made in the last {pol.rate.per}; calls resume in {wait:.0f} s, at "
+                                 f"{iso(resume)} (policy rateLimit)",
+                                 retryAfterSeconds=round(wait, 3), resumesAt=iso(resume))
                 admitted_at = pol.rate.last_admission()
             # 7. Concurrency: wait in line, bounded.
             try:
                 await pol.gate.acquire(pol.queue_timeout_ms / 1000.0)
             except QueueFull:
-                return refuse("busy", "maxConcurrency",
-                              f"service {svc.name!r} is busy: {pol.gate.in_flight} calls in flight (maxConcurrency "
-                              f"{pol.max_concurrency}) and the wait queue is full (maxQueue {pol.max_queue}); try "
-                              "again shortly (policy maxConcurrency)",
-                              inFlight=pol.gate.in_flight, queued=pol.gate.queued)
+                raise refuse("busy", "maxConcurrency",
+                             f"service {svc.name!r} is busy: {pol.gate.in_flight} calls in flight (maxConcurrency "
+                             f"{pol.max_concurrency}) and the wait queue is full (maxQueue {pol.max_queue}); try "
+                             "again shortly (policy maxConcurrency)",
+                             inFlight=pol.gate.in_flight, queued=pol.gate.queued) from None
             except QueueTimeout:
-                return refuse("busy", "queueTimeoutMs",
-                              f"service {svc.name!r} is busy: the call waited {pol.queue_timeout_ms} ms for one of "
-                              f"{pol.max_concurrency} slots without getting one (policy queueTimeoutMs)",
-                              inFlight=pol.gate.in_flight, queued=pol.gate.queued)
+                raise refuse("busy", "queueTimeoutMs",
+                             f"service {svc.name!r} is busy: the call waited {pol.queue_timeout_ms} ms for one of "
+                             f"{pol.max_concurrency} slots without getting one (policy queueTimeoutMs)",
+                             inFlight=pol.gate.in_flight, queued=pol.gate.queued) from None
             reached = True
             try:
                 return await self._forward(svc, pol, backend, method, params, ctx, tool, what, cache_key, out, refuse)
@@ -360,9 +215,9 @@ class PolicyEngine:
             if probing and breaker.probe_in_flight and breaker.state() == HALF_OPEN:
                 breaker.release_probe()  # ended without a verdict: let the next call probe
 
-    async def _forward(self, svc: ServiceRuntime, pol: ServicePolicy, backend: Any, method: str, params: JSON,
+    async def _forward(self, svc: PolicedService, pol: ServicePolicy, backend: Backend, method: str, params: JSON,
                        ctx: CallContext, tool: JSON | None, what: str, cache_key: str | None, out: _Outcome,
-                       refuse: Callable[..., JSON]) -> JSON:
+                       refuse: Callable[..., PolicyRefusal]) -> JSON:
         """Steps 8-9: the backend call with timeout and retries, then the verdicts."""
         breaker = pol.breaker
         assert breaker is not None
@@ -398,9 +253,9 @@ class PolicyEngine:
             if e.kind == "payload":
                 # The upstream answered, too much: refused by policy, not a fault of the service.
                 breaker.success()
-                return refuse("refused", "maxPayloadBytes",
-                              f"the response of {what} exceeded the limit of {pol.max_payload} bytes and was "
-                              f"dropped (policy maxPayloadBytes): {e}", limitBytes=pol.max_payload)
+                raise refuse("refused", "maxPayloadBytes",
+                             f"the response of {what} exceeded the limit of {pol.max_payload} bytes and was "
+                             f"dropped (policy maxPayloadBytes): {e}", limitBytes=pol.max_payload) from None
             self._fault(svc, pol, backend, f"{e.kind}: {e}")
             msg = f"service {svc.name!r} failed: {e}"
             out.set("upstream_fault", policy=None, error=msg)
@@ -428,8 +283,8 @@ class PolicyEngine:
         size_out = len(canonical_json(result).encode())
         out.field(bytesOut=size_out)
         if size_out > pol.max_payload:
-            return refuse("refused", "maxPayloadBytes",
-                          f"the response of {what} is {size_out} bytes, over the limit of {pol.max_payload} "
+            raise refuse("refused", "maxPayloadBytes",
+                         f"the response of {what} is {size_out} bytes, over the limit of {pol.max_payload} "
                           "(policy maxPayloadBytes)", limitBytes=pol.max_payload, sizeBytes=size_out)
         if method == "tools/list" and isinstance(result.get("tools"), list):
             result["tools"] = pol.visible_tools(result["tools"])
@@ -446,9 +301,9 @@ class PolicyEngine:
             return False
         if e.safe_to_retry or method in READ_METHODS:
             return True
-        return method == "tools/call" and _annotation(tool, "idempotentHint")
+        return method == "tools/call" and annotation(tool, "idempotentHint")
 
-    def _fault(self, svc: ServiceRuntime, pol: ServicePolicy, backend: Any, reason: str) -> None:
+    def _fault(self, svc: PolicedService, pol: ServicePolicy, backend: Backend, reason: str) -> None:
         breaker = pol.breaker
         assert breaker is not None
         if not breaker.fault(reason):
@@ -500,16 +355,14 @@ def _first_text(result: JSON) -> str | None:
     return None
 
 
-def _svc_log(svc: Any, level: str, message: str) -> None:
-    fn = getattr(svc, "log", None)
-    if callable(fn):
-        try:
-            fn(level, message)
-        except Exception:
-            pass
+def _svc_log(svc: PolicedService, level: str, message: str) -> None:
+    try:  # a service's log must never break a call
+        svc.log(level, message)
+    except Exception:
+        pass
 
 
-def _find_tool(svc: ServiceRuntime, name: str) -> JSON | None:
+def _find_tool(svc: PolicedService, name: str) -> JSON | None:
     if svc.interface is None:
         return None
     for t in svc.interface.tools:

@@ -18,6 +18,7 @@ try:  # optional speed-up; never a requirement
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
 
+from runtimed.protocol.meta import RUNTIMED as RUNTIMED_META
 from runtimed.protocol.types import JSON
 
 PARSE_ERROR = -32700
@@ -25,6 +26,9 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+# Implementation-defined server errors (-32000 to -32099).
+SERVER_ERROR = -32000  # generic: e.g. a server-to-client request left unanswered when its session ended
+UNAUTHORIZED = -32001  # the request lacks a valid bearer token (answered by the access check on /mcp)
 RESOURCE_NOT_FOUND = -32002
 HEADER_MISMATCH = -32020
 MISSING_CLIENT_CAPABILITY = -32021
@@ -59,6 +63,15 @@ def notification(method: str, params: JSON | None = None) -> JSON:
     if params is not None:
         msg["params"] = params
     return msg
+
+
+def tool_error(text: str, **meta: Any) -> JSON:
+    """An ``isError`` ``tools/call`` result the agent can read and adapt to; ``meta`` goes
+    under ``_meta.runtimed`` (which policy answered, the outcome, its facts)."""
+    result: JSON = {"content": [{"type": "text", "text": text}], "isError": True}
+    if meta:
+        result["_meta"] = {RUNTIMED_META: meta}
+    return result
 
 
 class Encoded(list):  # type: ignore[type-arg]

@@ -19,3 +19,5 @@ ENVELOPE_KEYS = (PROTOCOL_VERSION, CLIENT_INFO, CLIENT_CAPABILITIES, LOG_LEVEL)
 
 # The gateway's own: which service a tool or prompt listed on ``/mcp`` comes from.
 SERVICE = "io.runtimed/service"
+# The gateway's own, on an ``isError`` tool result it makes: which policy answered and why.
+RUNTIMED = "runtimed"

@@ -4,20 +4,22 @@ Owns the call audit (``calls.jsonl`` in the state dir, append-only, rotated by
 size through ``events.JsonlLog``, written in batches at most ``FLUSH_S`` after
 each call, at shutdown and before ``/api/audit`` answers), the in-memory recent-call rings and rolling
 per-service stats (calls, error rate, p50/p95 latency over a recent window),
-intent and capability-request records (``intents.jsonl``), and the routes
-``/api/audit``, ``/api/services/{ref}/calls`` and ``/api/analytics``.
-Must not: store arguments or results unless ``capture_arguments`` is on (and
-then only redacted and size-bounded, see ``redaction``), block a call (a
-sink never raises), or decide anything about a call (that is ``policy``).
+intent and capability-request records (``intents.jsonl``). Built by
+``runtimed.daemon`` with the settings and the event bus, and registered as a
+``PolicyEngine`` call sink there; its routes (``/api/audit``,
+``/api/services/{ref}/calls``, ``/api/analytics``) are ``runtimed.http.audit``'s.
+Must not: serve HTTP, store arguments or results unless ``capture_arguments``
+is on (and then only redacted and size-bounded, see ``redaction``), block a
+call (a sink never raises), or decide anything about a call (that is ``policy``).
 
-How the gateway uses it (``daemon.analytics`` is set by ``routes``):
+How the gateway uses it (handed to ``Gateway`` as its intent recorder):
 ``add_intent_property(schema)`` on each listed tool when
 ``settings.capture_intent``; ``intent, args = pop_intent(args)`` before the
-call; ``daemon.analytics.record_intent(service, tool, intent, client)`` right
-before ``policy.call`` (same task: the call record then carries the intent);
+call; ``record_intent(service, tool, intent, client)`` right before
+``policy.call`` (same task: the call record then carries the intent);
 ``capability_tool()`` in ``tools/list`` and, for its calls,
-``daemon.analytics.record_capability_request(description, context, client)``
-whose return value is the tool result.
+``record_capability_request(description, context, client)`` whose return
+value is the tool result.
 """
 
 from __future__ import annotations
@@ -29,20 +31,14 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-
+from runtimed.config.settings import Settings
+from runtimed.protocol.types import JSON
 from runtimed.records.intents import capability_result, clean_intent
 from runtimed.records.redaction import capture, redact_text
-from runtimed.state.events import JsonlLog
+from runtimed.state.events import EventBus, JsonlLog
 
-if TYPE_CHECKING:
-    from runtimed.daemon import Daemon
-
-JSON = dict[str, Any]
 log = logging.getLogger("runtimed.analytics")
 
 FLUSH_S = 0.1  # call records reach calls.jsonl in batches, at most this late (and at shutdown)
@@ -108,10 +104,10 @@ class ServiceStats:
 class Analytics:
     """The daemon's call recorder. ``record`` is a ``PolicyEngine`` call sink."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.settings = daemon.settings
-        state_dir = daemon.settings.state_dir
+    def __init__(self, settings: Settings, events: EventBus) -> None:
+        self.settings = settings
+        self.events = events
+        state_dir = settings.state_dir
         self.calls_log = JsonlLog(state_dir / "calls.jsonl")
         self.intents_log = JsonlLog(state_dir / "intents.jsonl")
         self._ids = itertools.count(1)
@@ -198,7 +194,7 @@ class Analytics:
         self._pending.append(out)  # never changed after this: flush() writes it without "id"
         self._schedule_flush()
         self._remember(out)
-        self.daemon.events.notify("call", out.get("service"), tool=out.get("tool"), outcome=out.get("outcome"),
+        self.events.notify("call", out.get("service"), tool=out.get("tool"), outcome=out.get("outcome"),
                                   durationMs=out.get("durationMs"), callId=out["id"])
 
     def _remember(self, rec: JSON) -> None:
@@ -236,7 +232,7 @@ class Analytics:
             self.intents_log.append(rec)
         except OSError as e:
             log.warning("could not append to %s: %s", self.intents_log.path, e)
-        self.daemon.events.notify("capability.requested", None, description=text)
+        self.events.notify("capability.requested", None, description=text)
         return capability_result(True, "Recorded: the gateway's operators will see this request. No tool performs "
                                        "it yet; tell the user it is not available.")
 
@@ -299,58 +295,3 @@ class Analytics:
             "intents": self.top_intents(),
             "capabilities": self.missing_capabilities(),
         }
-
-
-# -- routes ------------------------------------------------------------------
-
-def _analytics(request: Request) -> Analytics:
-    return request.app.state.daemon.analytics
-
-
-def _int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    from runtimed.http.api import _int_param
-
-    return _int_param(request, name, default, lo, hi)
-
-
-async def audit(request: Request) -> JSONResponse:
-    """``GET /api/audit?service=&tool=&outcome=&limit=&before=``: call records, newest first."""
-    a = _analytics(request)
-    a.flush()  # the file named in the answer holds every call recorded so far
-    q = request.query_params
-    service = q.get("service")
-    if service:
-        found = request.app.state.daemon.supervisor.find(service)
-        service = found.name if found is not None else service  # removed services keep their history
-    limit = _int(request, "limit", 100, 1, RING_ALL)
-    before = _int(request, "before", 0, 0, 10**12) or None
-    calls = a.recent(service=service or None, tool=q.get("tool") or None, outcome=q.get("outcome") or None,
-                     limit=limit, before=before)
-    return JSONResponse({"calls": calls, "file": str(a.calls_log.path), "captureArguments": a.settings.capture_arguments})
-
-
-async def service_calls(request: Request) -> JSONResponse:
-    """``GET /api/services/{ref}/calls``: the service's recent calls and stats."""
-    a = _analytics(request)
-    svc = request.app.state.daemon.supervisor.get(request.path_params["ref"])
-    limit = _int(request, "limit", 50, 1, RING_PER_SERVICE)
-    return JSONResponse({"service": svc.name, "stats": a.service_stats(svc.name),
-                         "calls": a.recent(service=svc.name, tool=request.query_params.get("tool") or None,
-                                           limit=limit),
-                         "intents": a.top_intents(svc.name)})
-
-
-async def summary(request: Request) -> JSONResponse:
-    """``GET /api/analytics``: per-service stats, top intents, missing capabilities."""
-    return JSONResponse(_analytics(request).summary())
-
-
-def routes(daemon: Daemon) -> list[Route]:
-    analytics = Analytics(daemon)
-    daemon.analytics = analytics  # type: ignore[attr-defined]
-    daemon.policy.call_sinks.append(analytics.record)
-    return [
-        Route("/api/audit", audit, methods=["GET"]),
-        Route("/api/analytics", summary, methods=["GET"]),
-        Route("/api/services/{ref}/calls", service_calls, methods=["GET"]),
-    ]

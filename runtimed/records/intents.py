@@ -34,7 +34,7 @@ def add_intent_property(schema: dict[str, Any] | None) -> dict[str, Any]:
     Never makes it required; leaves a schema that already has ``_intent`` or is
     not an object schema unchanged (copied).
     """
-    out = copy.deepcopy(schema) if isinstance(schema, dict) else {"type": "object"}
+    out: dict[str, Any] = copy.deepcopy(schema) if isinstance(schema, dict) else {"type": "object"}
     if out.get("type", "object") != "object":
         return out
     props = out.get("properties")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import io
 import itertools
 import json
 import os
@@ -49,7 +50,7 @@ class JsonlLog:
         self.keep = keep
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(path, "ab", buffering=0)
+        self._fh = io.FileIO(path, "ab")  # what open(path, "ab", buffering=0) returns; held open for appends
 
     def append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str) + "\n").encode()
@@ -76,7 +77,7 @@ class JsonlLog:
             if src.exists():
                 os.replace(src, self.path.with_name(f"{self.path.name}.{i + 1}"))
         os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-        self._fh = open(self.path, "ab", buffering=0)
+        self._fh = io.FileIO(self.path, "ab")
 
     def tail(self, limit: int = 100) -> list[dict[str, Any]]:
         """The last ``limit`` records, newest last (reads the current and rotated files)."""

@@ -21,8 +21,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from runtimed.config.manifest import ManifestError, ServiceManifest, parse_manifest
-from runtimed.errors import RegistryError, StateDirBusy
+from runtimed.config.manifest import ServiceManifest, parse_manifest
+from runtimed.errors import ManifestError, RegistryError, StateDirBusy
 from runtimed.state.files import atomic_write
 
 FORMAT_VERSION = 1

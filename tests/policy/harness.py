@@ -17,7 +17,10 @@ from typing import Any
 from runtimed.backends import Backend, BackendFault, CallContext, Health, Interface, ProbeResult, UpstreamError
 from runtimed.config.manifest import parse_manifest
 from runtimed.config.settings import PolicyDefaults, Settings
-from runtimed.policy.engine import PolicyEngine, ServicePolicy
+from runtimed.errors import PolicyRefusal
+from runtimed.gateway.errors import tool_refusal
+from runtimed.policy.engine import PolicyEngine
+from runtimed.policy.service import ServicePolicy
 
 TOOLS = [
     {"name": "echo", "annotations": {"readOnlyHint": True}, "inputSchema": {"type": "object"}},
@@ -158,7 +161,11 @@ class Harness:
         return Svc(make_manifest(name, **policy), self.settings)
 
     async def tool(self, svc: Svc, name: str, ctx: CallContext | None = None, **args: Any) -> dict[str, Any]:
-        return await self.engine.call(svc, "tools/call", {"name": name, "arguments": args}, ctx or CallContext())
+        """A ``tools/call`` as the client gets it: a policy's refusal is the gateway's ``isError`` result."""
+        try:
+            return await self.engine.call(svc, "tools/call", {"name": name, "arguments": args}, ctx or CallContext())
+        except PolicyRefusal as e:
+            return tool_refusal(e)
 
 
 def text_of(result: dict[str, Any]) -> str:

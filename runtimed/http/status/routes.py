@@ -5,7 +5,8 @@ Owns rendering (Jinja2, autoescaped) and which data each fragment shows. The
 page shells under ``/status`` are served without the token (security.py), so
 they carry data only when no token is configured (the request then already
 passed the loopback check); with a token, the page's script loads the
-fragments from ``/api/ui`` with the token. Must not change state (actions are
+fragments from ``/api/ui`` with the token. The handlers read what the
+``ApiContext`` they are built with holds. Must not change state (actions are
 the REST API's), show a secret value, or speak MCP.
 """
 
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
@@ -25,10 +27,8 @@ from starlette.staticfiles import StaticFiles
 
 from runtimed import __version__
 from runtimed.http.bootstrap_api import bootstrap_status, routes as bootstrap_routes
+from runtimed.http.context import ApiContext
 from runtimed.records.redaction import redact
-
-if TYPE_CHECKING:
-    from runtimed.daemon import Daemon
 
 HERE = Path(__file__).resolve().parent
 FRAGMENTS = ("overview", "services", "clients", "insights")
@@ -87,10 +87,6 @@ env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select
 env.filters.update(ago=_ago, clock=_clock, duration=_duration, ms=_ms, pct=_pct, pretty=_pretty, origin=_origin)
 
 
-def _daemon(request: Request) -> Daemon:
-    return request.app.state.daemon
-
-
 def _render(template: str, ctx: dict[str, Any], status: int = 200) -> HTMLResponse:
     html = env.get_template(template).render(**ctx)
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
@@ -102,7 +98,7 @@ def _fragment_html(name: str, ctx: dict[str, Any]) -> Markup:
 
 # -- data for each fragment ----------------------------------------------------
 
-def overview_ctx(d: Daemon) -> dict[str, Any]:
+def overview_ctx(d: ApiContext) -> dict[str, Any]:
     by_state, by_health = d.supervisor.counts()
     base = d.settings.base_url
     return {
@@ -114,18 +110,18 @@ def overview_ctx(d: Daemon) -> dict[str, Any]:
     }
 
 
-def services_ctx(d: Daemon) -> dict[str, Any]:
+def services_ctx(d: ApiContext) -> dict[str, Any]:
     return {"rows": [{**svc.summary(), "stats": d.analytics.service_stats(svc.name)} for svc in d.supervisor.all()]}
 
 
-def insights_ctx(d: Daemon) -> dict[str, Any]:
+def insights_ctx(d: ApiContext) -> dict[str, Any]:
     return {
         "capture_intent": d.settings.capture_intent, "capture_arguments": d.settings.capture_arguments,
         "intents": d.analytics.top_intents(), "capabilities": d.analytics.missing_capabilities(),
     }
 
 
-def service_ctx(d: Daemon, ref: str, part: str) -> dict[str, Any]:
+def service_ctx(d: ApiContext, ref: str, part: str) -> dict[str, Any]:
     svc = d.supervisor.get(ref)
     ctx: dict[str, Any] = {"svc": svc.summary()}
     if part == "summary":
@@ -146,7 +142,12 @@ def service_ctx(d: Daemon, ref: str, part: str) -> dict[str, Any]:
     return ctx
 
 
-_BUILDERS = {"overview": overview_ctx, "services": services_ctx, "clients": bootstrap_status, "insights": insights_ctx}
+def clients_ctx(d: ApiContext) -> dict[str, Any]:
+    return bootstrap_status(d.settings)
+
+
+_BUILDERS: dict[str, Callable[[ApiContext], dict[str, Any]]] = {
+    "overview": overview_ctx, "services": services_ctx, "clients": clients_ctx, "insights": insights_ctx}
 
 
 # -- handlers --------------------------------------------------------------------
@@ -155,67 +156,68 @@ async def root(request: Request) -> Response:
     return RedirectResponse("/status", status_code=307)
 
 
-def _with_data(request: Request) -> bool:
-    """Data goes into the shell only when no token is configured."""
-    return _daemon(request).settings.auth_token is None
-
-
-async def status_page(request: Request) -> HTMLResponse:
-    d = _daemon(request)
-    ctx: dict[str, Any] = {"page": "status", "auth_required": not _with_data(request), "inline": _with_data(request)}
-    ctx["frag"] = {}
-    if ctx["inline"]:
-        for name, build in _BUILDERS.items():
-            ctx["frag"][name] = _fragment_html(f"fragments/{name}.html", build(d))
-    return _render("status.html", ctx)
-
-
-async def service_page(request: Request) -> HTMLResponse:
-    d = _daemon(request)
-    ref = request.path_params["ref"]
-    ctx: dict[str, Any] = {"page": "service", "ref": ref, "auth_required": not _with_data(request),
-                           "inline": _with_data(request), "parts": SERVICE_PARTS}
-    if ctx["inline"]:
-        svc = d.supervisor.find(ref)
-        if svc is None:
-            return _render("missing.html", {**ctx, "ref": ref}, status=404)
-        ctx["ref"] = svc.name
-        ctx["frag"] = {p: _fragment_html(f"fragments/service_{p}.html", service_ctx(d, svc.name, p))
-                       for p in SERVICE_PARTS}
-    return _render("service.html", ctx)
-
-
 def _no_such_fragment(name: str) -> HTMLResponse:
     # ``name`` comes from the URL: escaped, or a crafted link would run script on the daemon's origin.
     return HTMLResponse(f"<p class=error>no such fragment: {escape(name)}</p>", status_code=404)
 
 
-async def fragment(request: Request) -> HTMLResponse:
-    name = request.path_params["name"]
-    build = _BUILDERS.get(name)
-    if build is None:
-        return _no_such_fragment(name)
-    return _render(f"fragments/{name}.html", build(_daemon(request)))
+class _Handlers:
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    def _with_data(self) -> bool:
+        """Data goes into the shell only when no token is configured."""
+        return self.ctx.settings.auth_token is None
+
+    async def status_page(self, request: Request) -> HTMLResponse:
+        d = self.ctx
+        ctx: dict[str, Any] = {"page": "status", "auth_required": not self._with_data(), "inline": self._with_data()}
+        ctx["frag"] = {}
+        if ctx["inline"]:
+            for name, build in _BUILDERS.items():
+                ctx["frag"][name] = _fragment_html(f"fragments/{name}.html", build(d))
+        return _render("status.html", ctx)
+
+    async def service_page(self, request: Request) -> HTMLResponse:
+        d = self.ctx
+        ref = request.path_params["ref"]
+        ctx: dict[str, Any] = {"page": "service", "ref": ref, "auth_required": not self._with_data(),
+                               "inline": self._with_data(), "parts": SERVICE_PARTS}
+        if ctx["inline"]:
+            svc = d.supervisor.find(ref)
+            if svc is None:
+                return _render("missing.html", {**ctx, "ref": ref}, status=404)
+            ctx["ref"] = svc.name
+            ctx["frag"] = {p: _fragment_html(f"fragments/service_{p}.html", service_ctx(d, svc.name, p))
+                           for p in SERVICE_PARTS}
+        return _render("service.html", ctx)
+
+    async def fragment(self, request: Request) -> HTMLResponse:
+        name = request.path_params["name"]
+        build = _BUILDERS.get(name)
+        if build is None:
+            return _no_such_fragment(name)
+        return _render(f"fragments/{name}.html", build(self.ctx))
+
+    async def service_fragment(self, request: Request) -> HTMLResponse:
+        part = request.path_params["part"]
+        if part not in SERVICE_PARTS:
+            return _no_such_fragment(part)
+        ref = request.path_params["ref"]
+        svc = self.ctx.supervisor.find(ref)
+        if svc is None:
+            return _render("fragments/gone.html", {"ref": ref}, status=404)
+        return _render(f"fragments/service_{part}.html", service_ctx(self.ctx, svc.name, part))
 
 
-async def service_fragment(request: Request) -> HTMLResponse:
-    part = request.path_params["part"]
-    if part not in SERVICE_PARTS:
-        return _no_such_fragment(part)
-    ref = request.path_params["ref"]
-    svc = _daemon(request).supervisor.find(ref)
-    if svc is None:
-        return _render("fragments/gone.html", {"ref": ref}, status=404)
-    return _render(f"fragments/service_{part}.html", service_ctx(_daemon(request), svc.name, part))
-
-
-def routes(daemon: Daemon) -> list[BaseRoute]:
+def routes(ctx: ApiContext) -> list[BaseRoute]:
+    h = _Handlers(ctx)
     return [
         Route("/", root, methods=["GET"]),
-        Route("/status", status_page, methods=["GET"]),
-        Route("/status/services/{ref}", service_page, methods=["GET"]),
-        Route("/api/ui/services/{ref}/{part}", service_fragment, methods=["GET"]),
-        Route("/api/ui/{name}", fragment, methods=["GET"]),
-        *bootstrap_routes(),
+        Route("/status", h.status_page, methods=["GET"]),
+        Route("/status/services/{ref}", h.service_page, methods=["GET"]),
+        Route("/api/ui/services/{ref}/{part}", h.service_fragment, methods=["GET"]),
+        Route("/api/ui/{name}", h.fragment, methods=["GET"]),
+        *bootstrap_routes(ctx.settings),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]

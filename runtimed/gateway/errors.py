@@ -1,0 +1,74 @@
+"""Errors into answers on ``/mcp``: the one place the gateway turns an exception
+into a JSON-RPC error or a ``tools/call`` ``isError`` result.
+
+Owns ``rpc_error`` (a refusal or a backend's error, raised on a call to a
+service, as the ``RpcError`` the transport answers with), ``tool_refusal`` (a
+policy's refusal of a ``tools/call`` as the ``isError`` result the agent
+reads), ``tool_failure`` (a refused control-tool action, likewise),
+``error_reply`` (an ``RpcError`` as a JSON-RPC error response) and
+``unexpected_reply`` (a bug, answered readably and logged). Must not: decide
+anything about a call, or speak HTTP (statuses are the transport's).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from runtimed.errors import (
+    BackendError,
+    BackendFault,
+    InputRequired,
+    PolicyRefusal,
+    RelayUnavailable,
+    RpcError,
+    SupervisorError,
+    UpstreamError,
+)
+from runtimed.protocol.jsonrpc import INTERNAL_ERROR, error_response, tool_error
+from runtimed.protocol.types import JSON
+
+log = logging.getLogger("runtimed.gateway")
+
+
+def rpc_error(e: PolicyRefusal | BackendError, service: str) -> RpcError:
+    """The JSON-RPC error for a call to ``service`` that raised ``e``.
+
+    An upstream's own JSON-RPC error is passed on as-is; everything else is an
+    internal error whose message names the service (or the policy) and why.
+    ``InputRequired`` reaches here only in the session era, where the client
+    cannot be asked through an input-required result.
+    """
+    if isinstance(e, UpstreamError):
+        return RpcError(e.code, e.message, e.data)
+    if isinstance(e, PolicyRefusal):
+        return RpcError(INTERNAL_ERROR, f"refused by policy {e.policy}: {e}", data={"policy": e.policy})
+    if isinstance(e, InputRequired):
+        return RpcError(INTERNAL_ERROR, f"service {service!r} needs client input the client cannot give")
+    if isinstance(e, RelayUnavailable):
+        return RpcError(INTERNAL_ERROR, f"service {service!r} asked the client something it cannot answer: {e}")
+    if isinstance(e, BackendFault):
+        return RpcError(INTERNAL_ERROR, f"service {service!r} failed ({e.kind}): {e}")
+    return RpcError(INTERNAL_ERROR, f"service {service!r} failed: {e}")
+
+
+def tool_refusal(e: PolicyRefusal) -> JSON:
+    """A policy's refusal of a ``tools/call``: an ``isError`` result whose text says which policy
+    refused and why, with ``_meta.runtimed`` = {policy, outcome, the policy's facts}."""
+    return tool_error(str(e), policy=e.policy, **e.meta)
+
+
+def tool_failure(e: SupervisorError) -> JSON:
+    """A control tool's action refused by the supervisor: an ``isError`` result with its message."""
+    return tool_error(str(e))
+
+
+def error_reply(msg_id: Any, e: RpcError) -> JSON:
+    """The JSON-RPC error response for ``e``."""
+    return error_response(msg_id, e.code, e.message, e.data)
+
+
+def unexpected_reply(msg_id: Any, method: str, e: Exception) -> JSON:
+    """A bug must still answer with something readable; it is logged with its traceback."""
+    log.exception("gateway error in %s", method, exc_info=e)
+    return error_response(msg_id, INTERNAL_ERROR, f"internal error ({type(e).__name__}); see the daemon log")

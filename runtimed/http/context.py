@@ -1,0 +1,28 @@
+"""What the HTTP routes are given: ``ApiContext``, built once by ``runtimed.daemon``.
+
+Owns the list of collaborators a route may use (settings, the supervisor, the
+event bus, the call analytics, the daemon's start time and pid, and the client
+counts of the gateway). Routes receive it when they are built, never through
+``request.app.state``. Must not: hold behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from runtimed.config.settings import Settings
+from runtimed.lifecycle.supervisor import Supervisor
+from runtimed.records.analytics import Analytics
+from runtimed.state.events import EventBus
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    settings: Settings
+    supervisor: Supervisor
+    events: EventBus
+    analytics: Analytics
+    started_at: float
+    pid: int
+    client_counts: Callable[[], dict[str, int]]
