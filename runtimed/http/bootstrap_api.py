@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from runtimed.bootstrap import core as bootstrap
+from runtimed import bootstrap
 from runtimed.http.api import ApiError, read_json
 
 if TYPE_CHECKING:

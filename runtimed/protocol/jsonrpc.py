@@ -29,6 +29,9 @@ RESOURCE_NOT_FOUND = -32002
 HEADER_MISMATCH = -32020
 MISSING_CLIENT_CAPABILITY = -32021
 UNSUPPORTED_PROTOCOL_VERSION = -32022
+# JSON-RPC's implementation-defined server-error range starts here; the generic one
+# (e.g. the stdio bridge answering for a daemon it cannot reach).
+SERVER_ERROR = -32000
 
 # HTTP status per error code (the stateless-era transport table; session-era
 # request errors are answered 200 with the error object unless noted).
@@ -41,6 +44,13 @@ STATELESS_HTTP_STATUS = {
     UNSUPPORTED_PROTOCOL_VERSION: 400,
     METHOD_NOT_FOUND: 404,
 }
+
+
+def request(msg_id: Any, method: str, params: JSON | None = None) -> JSON:
+    msg: JSON = {"jsonrpc": "2.0", "id": msg_id, "method": method}
+    if params is not None:
+        msg["params"] = params
+    return msg
 
 
 def response(msg_id: Any, result: JSON) -> JSON:
