@@ -142,16 +142,16 @@ def status(
         return
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    for e in entries:
-        if e.error:
-            state = f"error: {e.error}"
-        elif not e.entry_present:
+    for entry in entries:
+        if entry.error:
+            state = f"error: {entry.error}"
+        elif not entry.entry_present:
             state = "no entry"
         else:
-            state = f"{e.transport} {e.endpoint or ''}".strip()
-            state += "  (this daemon)" if e.points_here and not e.drift else f"  DRIFT: {'; '.join(e.drift)}"
-        print(f"{e.client:<7} {e.scope:<8} {e.path}: {state}")
-    if any(e.error or (e.entry_present and (e.drift or not e.points_here)) for e in entries):
+            state = f"{entry.transport} {entry.endpoint or ''}".strip()
+            state += "  (this daemon)" if entry.points_here and not entry.drift else f"  DRIFT: {'; '.join(entry.drift)}"
+        print(f"{entry.client:<7} {entry.scope:<8} {entry.path}: {state}")
+    if any(x.error or (x.entry_present and (x.drift or not x.points_here)) for x in entries):
         raise typer.Exit(EXIT_FAILURE)
 
 

@@ -149,12 +149,12 @@ def _plan_client_set(
     where = f"{client} {scope}"
     try:
         if client == "codex":
-            doc = bootstrap_codex.parse(path, snap.data)
-            current = bootstrap_codex.get_entry(doc, name, path)
+            toml_doc = bootstrap_codex.parse(path, snap.data)
+            current = bootstrap_codex.get_entry(toml_doc, name, path)
             if current is not None and managed(current, bootstrap_codex.MANAGED_KEYS) == desired:
                 new = snap.data or b""
             else:
-                new = bootstrap_codex.set_entry(doc, name, desired, path).encode("utf-8")
+                new = bootstrap_codex.set_entry(toml_doc, name, desired, path).encode("utf-8")
             label = f"[mcp_servers.{name}]"
             if scope == "project":
                 notes.append(
@@ -162,18 +162,18 @@ def _plan_client_set(
                     f'(trust_level = "trusted" for {path.parent.parent} in the user config.toml)'
                 )
         else:
-            doc = bootstrap_claude.parse(path, snap.data)
-            current = bootstrap_claude.get_entry(doc, name, path)
+            json_doc = bootstrap_claude.parse(path, snap.data)
+            current = bootstrap_claude.get_entry(json_doc, name, path)
             if current is not None and managed(current, bootstrap_claude.MANAGED_KEYS) == desired:
                 new = snap.data or b""
             else:
-                if snap.data is not None and bootstrap_claude.dumps(doc) != snap.data:
+                if snap.data is not None and bootstrap_claude.dumps(json_doc) != snap.data:
                     notes.append(
                         f"{path} is rewritten in standard JSON layout; every key and value is kept, "
                         "only whitespace outside the entry may change"
                     )
-                bootstrap_claude.set_entry(doc, name, desired, path)
-                new = bootstrap_claude.dumps(doc)
+                bootstrap_claude.set_entry(json_doc, name, desired, path)
+                new = bootstrap_claude.dumps(json_doc)
             label = f"mcpServers.{name}"
             if scope == "user" and "headers" in desired and inline_token is None:
                 notes.append(

@@ -63,28 +63,30 @@ def status(
 
 
 def _status_one(client: str, scope: str, path: Path, name: str, endpoint: str, token: bool) -> EntryStatus:
-    base = {"client": client, "scope": scope, "path": path}
+    def at(**fields: Any) -> EntryStatus:
+        return EntryStatus(client=client, scope=scope, path=path, **fields)
+
     try:
         snap = read_snapshot(write_target(path))
     except FileOpError as e:
-        return EntryStatus(**base, file_exists=path.exists(), entry_present=False, error=str(e))
+        return at(file_exists=path.exists(), entry_present=False, error=str(e))
     if snap.data is None:
-        return EntryStatus(**base, file_exists=False, entry_present=False)
+        return at(file_exists=False, entry_present=False)
     try:
         if client == "codex":
             entry = bootstrap_codex.get_entry(bootstrap_codex.parse(path, snap.data), name, path)
         else:
             entry = bootstrap_claude.get_entry(bootstrap_claude.parse(path, snap.data), name, path)
     except ConfigParseError as e:
-        return EntryStatus(**base, file_exists=True, entry_present=False, error=str(e))
+        return at(file_exists=True, entry_present=False, error=str(e))
     if entry is None:
-        return EntryStatus(**base, file_exists=True, entry_present=False)
+        return at(file_exists=True, entry_present=False)
     transport, found, drift = _describe(client, entry, token)
     here = found is not None and normalize_url(found) == normalize_url(endpoint)
     if found is not None and not here:
         drift.insert(0, f"points at {found}, this daemon is at {endpoint}")
-    return EntryStatus(
-        **base, file_exists=True, entry_present=True, transport=transport, endpoint=found,
+    return at(
+        file_exists=True, entry_present=True, transport=transport, endpoint=found,
         points_here=here, drift=tuple(drift),
     )
 
