@@ -1,16 +1,19 @@
-"""The stdio bridge: ``runtimectl gateway serve --stdio``.
+"""The stdio bridge behind ``runtimectl gateway serve --stdio``.
 
 For clients that only speak stdio: newline-delimited JSON-RPC on stdin is
 relayed to the daemon's ``/mcp`` over Streamable HTTP, and everything the
 daemon sends (responses, notifications, server-to-client requests) is written
 to stdout, one message per line. Many requests are in flight at once; the
 session id and protocol version from ``initialize`` are carried on every later
-request; stateless-era messages (``_meta.protocolVersion``) get their headers
+request; stateless-era messages (``_meta`` protocol version) get their headers
 from the message itself. When the daemon is unreachable, requests get
-JSON-RPC error responses, never a crash.
+JSON-RPC error responses, never a crash. Header names, ``_meta`` keys, error
+codes and the SSE decoder come from ``runtimed.protocol``.
 
-Owns only the relaying. Must not interpret MCP beyond the headers it needs,
-and must write nothing but protocol messages on stdout (logs go to stderr).
+Owns only the relaying (the command itself is ``runtimectl.commands.gateway``).
+Must not interpret MCP beyond the headers it needs, must write nothing but
+protocol messages on stdout (logs go to stderr), and must not import typer or
+``runtimectl.cli``.
 """
 
 from __future__ import annotations
@@ -21,12 +24,10 @@ import sys
 from typing import Any
 
 import httpx
-import typer
 
-from runtimectl.client import resolve_token, resolve_url
-
-JSON = dict[str, Any]
-ERR_UNREACHABLE = -32000
+from runtimed.protocol import headers as mcp_headers, jsonrpc, meta as mcp_meta
+from runtimed.protocol.sse import SSEDecoder
+from runtimed.protocol.types import JSON
 
 
 def _log(msg: str) -> None:
@@ -58,37 +59,40 @@ class Bridge:
     async def error(self, msg_id: Any, code: int, message: str) -> None:
         if msg_id is None:
             return
-        await self.write({"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}})
+        await self.write(jsonrpc.error_response(msg_id, code, message))
 
     # -- headers ---------------------------------------------------------
     def headers_for(self, message: JSON) -> dict[str, str]:
         h = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
-        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
-        stateless_version = meta.get("protocolVersion") or meta.get("io.modelcontextprotocol/protocolVersion")
+        raw_params = message.get("params")
+        params: JSON = raw_params if isinstance(raw_params, dict) else {}
+        raw_meta = params.get("_meta")
+        meta: JSON = raw_meta if isinstance(raw_meta, dict) else {}
+        # A bare ``protocolVersion`` in ``_meta`` is accepted too (early drafts of the envelope).
+        stateless_version = meta.get("protocolVersion") or meta.get(mcp_meta.PROTOCOL_VERSION)
         method = message.get("method")
         if stateless_version and method != "initialize":
-            h["MCP-Protocol-Version"] = str(stateless_version)
+            h[mcp_headers.PROTOCOL_VERSION] = str(stateless_version)
             if method:
-                h["Mcp-Method"] = method
+                h[mcp_headers.METHOD] = method
                 if method in ("tools/call", "prompts/get") and "name" in params:
-                    h["Mcp-Name"] = str(params["name"])
+                    h[mcp_headers.NAME] = str(params["name"])
                 elif method == "resources/read" and "uri" in params:
-                    h["Mcp-Name"] = str(params["uri"])
+                    h[mcp_headers.NAME] = str(params["uri"])
             return h
         if method == "server/discover":
             return h
         if self.session_id:
-            h["Mcp-Session-Id"] = self.session_id
+            h[mcp_headers.SESSION_ID] = self.session_id
         if self.protocol_version and method != "initialize":
-            h["MCP-Protocol-Version"] = self.protocol_version
+            h[mcp_headers.PROTOCOL_VERSION] = self.protocol_version
         return h
 
     def _session_headers(self) -> dict[str, str]:
         """Session id and negotiated version, for the GET stream and the closing DELETE."""
-        h = {"Mcp-Session-Id": self.session_id or ""}
+        h = {mcp_headers.SESSION_ID: self.session_id or ""}
         if self.protocol_version:
-            h["MCP-Protocol-Version"] = self.protocol_version
+            h[mcp_headers.PROTOCOL_VERSION] = self.protocol_version
         return h
 
     # -- relaying --------------------------------------------------------
@@ -99,11 +103,10 @@ class Bridge:
         try:
             message = json.loads(line)
         except ValueError as e:
-            await self.write({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": f"parse error: {e}"}})
+            await self.write(jsonrpc.error_response(None, jsonrpc.PARSE_ERROR, f"parse error: {e}"))
             return
         if not isinstance(message, dict):
-            await self.write({"jsonrpc": "2.0", "id": None,
-                              "error": {"code": -32600, "message": "a message must be a JSON object"}})
+            await self.write(jsonrpc.error_response(None, jsonrpc.INVALID_REQUEST, "a message must be a JSON object"))
             return
         if message.get("method") == "initialize":
             self._initialized.clear()  # lines read after it wait until its answer (the session id) is in
@@ -120,13 +123,13 @@ class Bridge:
         try:
             async with self.http.stream("POST", self.endpoint, json=message, headers=self.headers_for(message)) as r:
                 if message.get("method") == "initialize" and r.status_code == 200:
-                    self.session_id = r.headers.get("mcp-session-id") or self.session_id
+                    self.session_id = r.headers.get(mcp_headers.SESSION_ID_LC) or self.session_id
                 if r.status_code == 202:
                     return
                 ctype = r.headers.get("content-type", "")
                 if r.status_code >= 400 and "json" not in ctype:
-                    body = (await r.aread()).decode(errors="replace")[:500]
-                    await self.error(msg_id, ERR_UNREACHABLE, f"daemon answered HTTP {r.status_code}: {body}")
+                    text = (await r.aread()).decode(errors="replace")[:500]
+                    await self.error(msg_id, jsonrpc.SERVER_ERROR, f"daemon answered HTTP {r.status_code}: {text}")
                     return
                 if "text/event-stream" in ctype:
                     await self._relay_sse(r)
@@ -135,19 +138,19 @@ class Bridge:
                     try:
                         reply = json.loads(body)
                     except ValueError:
-                        await self.error(msg_id, ERR_UNREACHABLE, f"daemon answered HTTP {r.status_code} with non-JSON")
+                        await self.error(msg_id, jsonrpc.SERVER_ERROR, f"daemon answered HTTP {r.status_code} with non-JSON")
                         return
                     for m in reply if isinstance(reply, list) else [reply]:
                         await self._seen(m)
                         await self.write(m)
         except httpx.ConnectError:
             if is_request:
-                await self.error(msg_id, ERR_UNREACHABLE, f"runtimed is not reachable at {self.endpoint} (is it running?)")
+                await self.error(msg_id, jsonrpc.SERVER_ERROR, f"runtimed is not reachable at {self.endpoint} (is it running?)")
             else:
                 _log(f"dropped a message: runtimed is not reachable at {self.endpoint}")
         except httpx.HTTPError as e:
             if is_request:
-                await self.error(msg_id, ERR_UNREACHABLE, f"lost the connection to runtimed: {type(e).__name__}")
+                await self.error(msg_id, jsonrpc.SERVER_ERROR, f"lost the connection to runtimed: {type(e).__name__}")
         finally:
             if initialize:
                 self._initialized.set()
@@ -160,20 +163,18 @@ class Bridge:
                 self._get_stream = asyncio.create_task(self._listen())
 
     async def _relay_sse(self, r: httpx.Response) -> None:
-        data: list[str] = []
+        decoder = SSEDecoder()
         async for line in r.aiter_lines():
-            if line == "":
-                if data:
-                    try:
-                        msg = json.loads("\n".join(data))
-                    except ValueError:
-                        _log("skipped a malformed SSE event from the daemon")
-                    else:
-                        await self._seen(msg)
-                        await self.write(msg)
-                data = []
-            elif line.startswith("data:"):
-                data.append(line[5:].lstrip(" "))
+            event = decoder.feed_line(line)
+            if event is None or not event.data:
+                continue
+            try:
+                msg = json.loads(event.data)
+            except ValueError:
+                _log("skipped a malformed SSE event from the daemon")
+            else:
+                await self._seen(msg)
+                await self.write(msg)
 
     async def _listen(self) -> None:
         """The session-era GET stream: server-initiated messages (list_changed...)."""
@@ -212,29 +213,3 @@ async def run_bridge(endpoint: str, token: str | None) -> None:
             await bridge.handle_line(line.decode("utf-8", errors="replace"))
     finally:
         await bridge.close()
-
-
-gateway_app = typer.Typer(help="The gateway as seen by clients.", no_args_is_help=True)
-
-
-@gateway_app.command("serve")
-def serve(
-    stdio: bool = typer.Option(False, "--stdio", help="relay MCP over stdin/stdout to the daemon's /mcp"),
-    service: str | None = typer.Option(None, "--service", help="bridge /mcp/<service> instead of the aggregate"),
-) -> None:
-    """Serve the gateway to a client that only speaks stdio."""
-    if not stdio:
-        print("runtimectl: only --stdio is offered (HTTP clients use the daemon's /mcp directly)", file=sys.stderr)
-        raise typer.Exit(2)
-    from runtimectl.cli import Opts
-
-    base = resolve_url(Opts.url)
-    endpoint = f"{base}/mcp" + (f"/{service}" if service else "")
-    try:
-        asyncio.run(run_bridge(endpoint, resolve_token(Opts.token)))
-    except KeyboardInterrupt:
-        pass
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(gateway_app, name="gateway")

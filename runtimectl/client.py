@@ -51,12 +51,13 @@ class DaemonClient:
             raise DaemonUnavailable(f"runtimed at {self.url} did not answer in time") from None
         except httpx.HTTPError as e:
             raise DaemonUnavailable(f"cannot talk to runtimed at {self.url}: {e}") from None
+        body: Any
         try:
             body = r.json()
         except ValueError:
             body = None
         if r.status_code >= 400:
-            message = body.get("error") if isinstance(body, dict) and body.get("error") else r.text.strip()
+            message = body["error"] if isinstance(body, dict) and body.get("error") else r.text.strip()
             if r.status_code == 401:
                 message += " (set --token or RUNTIMED_AUTH_TOKEN)"
             raise DaemonError(r.status_code, message or f"HTTP {r.status_code}")

@@ -1,3 +1,10 @@
-"""``runtimectl``'s command groups, one module each: ``tools``/``call``
-(``tools``), ``bootstrap`` (``bootstrap``) and ``doctor`` (``doctor``).
+"""``runtimectl``'s commands, one module per group, each with a
+``register(app)`` that ``runtimectl.cli`` calls: ``services`` (add, add-all,
+apply, list, status, start/stop/restart/unquarantine, introspect, remove),
+``show`` (show, logs), ``tools`` (tools, call), ``bootstrap``, ``doctor`` and
+``gateway`` (``gateway serve --stdio``; the relaying is ``runtimectl.bridge``).
+``manifests`` builds manifests from flags and files for ``services``.
+
+Shared options, the daemon client and output helpers come from
+``runtimectl.context``. Must not: import ``runtimectl.cli`` (no import cycle).
 """

@@ -2,7 +2,9 @@
 
 A thin wrapper over ``runtimed.bootstrap`` (which owns the file formats and
 the safe writes): resolves the endpoint and whether a token is needed from the
-running daemon, then plans, shows and applies. Owns only the CLI surface.
+running daemon, then plans, shows and applies. Owns only the CLI surface
+(``bootstrap``, ``bootstrap remove``, ``bootstrap status``). Must not: know a
+client's file format, write files itself, or import ``runtimectl.cli``.
 """
 
 from __future__ import annotations
@@ -10,43 +12,37 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from runtimectl.client import ClientError, DaemonClient, resolve_token, resolve_url
-from runtimed.bootstrap import core as bs
+from runtimectl.context import EXIT_FAILURE, EXIT_USAGE, client, fail, options
+from runtimed import bootstrap as bs
+from runtimed.errors import ClientError
 
 bootstrap_app = typer.Typer(help="Write the Codex and Claude Code configs so agents use the one endpoint.",
                             invoke_without_command=True)
 
 
-def _daemon_endpoint() -> tuple[str, bool, str | None]:
+def _daemon_endpoint(ctx: typer.Context) -> tuple[str, bool, str | None]:
     """(mcp endpoint, token required, warning) from the running daemon, or from --url."""
-    from runtimectl.cli import Opts
-
     try:
-        status = DaemonClient(Opts.url, Opts.token, timeout=5).get("/api/status")
+        status = client(ctx, timeout=5).get("/api/status")
         return status["endpoints"]["mcp"], bool(status.get("authRequired")), None
     except ClientError as e:
-        base = resolve_url(Opts.url)
-        return f"{base}/mcp", resolve_token(Opts.token) is not None, f"{e}; using {base}/mcp"
+        opts = options(ctx)
+        base = opts.base_url
+        return f"{base}/mcp", opts.resolved_token is not None, f"{e}; using {base}/mcp"
 
 
 def _clients(value: str) -> list[str]:
     items = [c.strip() for c in value.split(",") if c.strip()]
     bad = [c for c in items if c not in bs.CLIENTS]
     if not items or bad:
-        raise _fail(f"--clients takes a comma-separated list of {', '.join(bs.CLIENTS)}, not {value!r}", 2)
+        raise fail(f"--clients takes a comma-separated list of {', '.join(bs.CLIENTS)}, not {value!r}", EXIT_USAGE)
     return items
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    print(f"runtimectl: {message}", file=sys.stderr)
-    return typer.Exit(code)
-
-
-def _show(plan: Any, result: Any | None, as_json: bool, dry_run: bool, warning: str | None) -> None:
+def _show(plan: bs.Plan, result: bs.Result | None, as_json: bool, dry_run: bool, warning: str | None) -> None:
     if as_json:
         data = plan.to_dict()
         data["dryRun"] = dry_run
@@ -86,10 +82,10 @@ def bootstrap(
     if ctx.invoked_subcommand is not None:
         return
     if transport not in bs.TRANSPORTS:
-        raise _fail(f"--transport must be http or stdio, not {transport!r}", 2)
+        raise fail(f"--transport must be http or stdio, not {transport!r}", EXIT_USAGE)
     if scope not in bs.SCOPES:
-        raise _fail(f"--scope must be user or project, not {scope!r}", 2)
-    found, token_needed, warning = _daemon_endpoint()
+        raise fail(f"--scope must be user or project, not {scope!r}", EXIT_USAGE)
+    found, token_needed, warning = _daemon_endpoint(ctx)
     try:
         plan = bs.plan_bootstrap(
             _clients(clients), endpoint=endpoint or found, transport=transport, name=name, scope=scope,
@@ -98,7 +94,7 @@ def bootstrap(
         )
         result = None if dry_run else bs.apply_plan(plan)
     except bs.BootstrapError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     _show(plan, result, as_json, dry_run, warning if endpoint is None else None)
 
 
@@ -118,12 +114,13 @@ def remove(
                               update_agents_md=update_agents_md)
         result = None if dry_run else bs.apply_plan(plan)
     except bs.BootstrapError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     _show(plan, result, as_json, dry_run, None)
 
 
 @bootstrap_app.command("status")
 def status(
+    ctx: typer.Context,
     clients: str = typer.Option("codex,claude", "--clients"),
     name: str = typer.Option("runtime", "--name"),
     project_dir: Path = typer.Option(Path("."), "--project-dir"),
@@ -131,32 +128,33 @@ def status(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """For each client: the file, whether the entry exists, its transport and endpoint, and drift."""
-    found, token_needed, warning = _daemon_endpoint()
+    found, token_needed, warning = _daemon_endpoint(ctx)
     try:
         entries = bs.status(_clients(clients), endpoint=endpoint or found, name=name, scopes=("user", "project"),
                             project_dir=project_dir, token_configured=token_needed)
     except bs.BootstrapError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     if as_json:
-        rows = [{"client": e.client, "scope": e.scope, "path": str(e.path), "fileExists": e.file_exists,
-                 "entryPresent": e.entry_present, "transport": e.transport, "endpoint": e.endpoint,
-                 "pointsHere": e.points_here, "drift": list(e.drift), "error": e.error} for e in entries]
+        rows = [{"client": x.client, "scope": x.scope, "path": str(x.path), "fileExists": x.file_exists,
+                 "entryPresent": x.entry_present, "transport": x.transport, "endpoint": x.endpoint,
+                 "pointsHere": x.points_here, "drift": list(x.drift), "error": x.error} for x in entries]
         sys.stdout.write(json.dumps({"endpoint": endpoint or found, "entries": rows}, indent=2) + "\n")
         return
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    for e in entries:
-        if e.error:
-            state = f"error: {e.error}"
-        elif not e.entry_present:
+    for entry in entries:
+        if entry.error:
+            state = f"error: {entry.error}"
+        elif not entry.entry_present:
             state = "no entry"
         else:
-            state = f"{e.transport} {e.endpoint or ''}".strip()
-            state += "  (this daemon)" if e.points_here and not e.drift else f"  DRIFT: {'; '.join(e.drift)}"
-        print(f"{e.client:<7} {e.scope:<8} {e.path}: {state}")
-    if any(e.error or (e.entry_present and (e.drift or not e.points_here)) for e in entries):
-        raise typer.Exit(1)
+            state = f"{entry.transport} {entry.endpoint or ''}".strip()
+            state += "  (this daemon)" if entry.points_here and not entry.drift else f"  DRIFT: {'; '.join(entry.drift)}"
+        print(f"{entry.client:<7} {entry.scope:<8} {entry.path}: {state}")
+    if any(x.error or (x.entry_present and (x.drift or not x.points_here)) for x in entries):
+        raise typer.Exit(EXIT_FAILURE)
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``bootstrap`` group to the root app."""
     app.add_typer(bootstrap_app, name="bootstrap")

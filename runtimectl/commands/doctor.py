@@ -5,7 +5,7 @@ held by something else; the state dir is writable; the registry file is valid;
 wasmtime imports; each service's lifecycle and health; the Codex and Claude
 Code bootstrap entries exist and point at this daemon. Exit 1 when any check
 fails (warnings do not fail). Owns only the checks and their rendering; must
-not change anything.
+not change anything or import ``runtimectl.cli``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from urllib.parse import urlsplit
 
 import typer
 
-from runtimectl.client import ClientError, DaemonClient
+from runtimectl.client import DaemonClient
+from runtimectl.context import EXIT_FAILURE, EXIT_USAGE, client as daemon_client, fail
+from runtimed.errors import ClientError, RegistryError
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 MARKS = {OK: "✓", WARN: "!", FAIL: "✗"}
@@ -65,7 +67,7 @@ def _state_dir_checks(state_dir: Path) -> list[Check]:
     if not reg.exists():
         out.append(Check("registry", OK, f"{reg} does not exist yet (no services registered)"))
         return out
-    from runtimed.state.registry import RegistryError, parse_document
+    from runtimed.state.registry import parse_document
 
     try:
         entries, _ = parse_document(reg.read_bytes())
@@ -121,7 +123,7 @@ def run_checks(client: DaemonClient, home: Path | None = None, codex_home: Path 
 
 
 def _bootstrap_checks(status: dict[str, Any], home: Path | None, codex_home: Path | None) -> list[Check]:
-    from runtimed.bootstrap import core as bootstrap
+    from runtimed import bootstrap
 
     endpoint = status["endpoints"]["mcp"]
     out = []
@@ -148,15 +150,12 @@ def _bootstrap_checks(status: dict[str, Any], home: Path | None, codex_home: Pat
     return out
 
 
-def doctor(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+def doctor(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """Check the daemon, the state dir, wasmtime, every service and the client configs."""
-    from runtimectl.cli import Opts
-
     try:
-        client = DaemonClient(Opts.url, Opts.token, timeout=5)
+        client = daemon_client(ctx, timeout=5)
     except ClientError as e:
-        print(f"runtimectl: {e}", file=sys.stderr)
-        raise typer.Exit(2)
+        raise fail(str(e), EXIT_USAGE) from None
     checks = run_checks(client)
     failed = any(c.status == FAIL for c in checks)
     if as_json:
@@ -168,8 +167,9 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="machine-readable 
                 line += f"  → {c.hint}"
             print(line)
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILURE)
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``doctor`` to the root app."""
     app.command("doctor")(doctor)

@@ -2,24 +2,30 @@
 
 Owns two commands that talk to the daemon's ``/mcp`` endpoint exactly as an
 agent does, in the stateless era (one POST per request, no session): listing
-tools (all pages) and calling one tool. Must not: reach services directly or
-use ``/api`` for anything an agent could not do.
+tools (all pages) and calling one tool. The protocol's words (version,
+``_meta`` keys, header names, message shapes, SSE) come from
+``runtimed.protocol``. Must not: reach services directly, use ``/api`` for
+anything an agent could not do, or import ``runtimectl.cli``.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
-from typing import Any
+from collections.abc import Iterable
 
 import httpx
 import typer
+from rich.table import Table
 
-from runtimectl.client import ClientError, DaemonClient, DaemonUnavailable
-
-JSON = dict[str, Any]
-VERSION = "2026-07-28"
-SERVICE_META = "io.runtimed/service"
+from runtimectl.client import DaemonClient
+from runtimectl.context import EXIT_FAILURE, JsonOpt, client, emit_json, err, out
+from runtimed.errors import ClientError, DaemonUnavailable
+from runtimed.protocol import headers as mcp_headers, jsonrpc, meta
+from runtimed.protocol.sse import SSEDecoder
+from runtimed.protocol.types import JSON
+from runtimed.protocol.versions import LATEST_STATELESS
 
 
 class McpClient:
@@ -33,15 +39,15 @@ class McpClient:
     def request(self, method: str, params: JSON, name: str | None = None, timeout: float | None = None) -> JSON:
         self._id += 1
         params = {**params, "_meta": {
-            "io.modelcontextprotocol/protocolVersion": VERSION,
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "runtimectl", "version": "1"},
+            meta.PROTOCOL_VERSION: LATEST_STATELESS,
+            meta.CLIENT_CAPABILITIES: {},
+            meta.CLIENT_INFO: {"name": "runtimectl", "version": "1"},
         }}
         headers = {**self.daemon.headers, "Accept": "application/json, text/event-stream",
-                   "MCP-Protocol-Version": VERSION, "Mcp-Method": method}
+                   mcp_headers.PROTOCOL_VERSION: LATEST_STATELESS, mcp_headers.METHOD: method}
         if name is not None:
-            headers["Mcp-Name"] = name if name.isascii() and name.isprintable() else _b64_sentinel(name)
-        body = {"jsonrpc": "2.0", "id": self._id, "method": method, "params": params}
+            headers[mcp_headers.NAME] = name if name.isascii() and name.isprintable() else _b64_sentinel(name)
+        body = jsonrpc.request(self._id, method, params)
         try:
             with httpx.stream("POST", self.url, json=body, headers=headers, timeout=timeout or self.daemon.timeout) as r:
                 if r.headers.get("content-type", "").startswith("text/event-stream"):
@@ -63,30 +69,29 @@ class McpClient:
         if not isinstance(msg, dict):
             raise ClientError(f"unexpected answer from {self.url}")
         if "error" in msg:
-            err = msg["error"] or {}
-            raise ClientError(f"{method} failed: {err.get('message')} (code {err.get('code')})")
-        return msg.get("result") or {}
+            error = msg["error"] or {}
+            raise ClientError(f"{method} failed: {error.get('message')} (code {error.get('code')})")
+        result: JSON = msg.get("result") or {}
+        return result
 
 
 def _b64_sentinel(value: str) -> str:
-    import base64
-
     return "=?base64?" + base64.b64encode(value.encode()).decode() + "?="
 
 
-def _last_sse_response(lines: Any, want_id: int) -> JSON | None:
-    data: list[str] = []
+def _last_sse_response(lines: Iterable[str], want_id: int) -> JSON | None:
+    """The response to ``want_id`` from an SSE answer; log notifications on the way go to stderr."""
+    decoder = SSEDecoder()
     for line in lines:
-        if line.startswith("data:"):
-            data.append(line[5:].lstrip())
-        elif line == "" and data:
-            msg = json.loads("\n".join(data))
-            data = []
-            if isinstance(msg, dict) and msg.get("id") == want_id and ("result" in msg or "error" in msg):
-                return msg
-            if isinstance(msg, dict) and msg.get("method") == "notifications/message":
-                p = msg.get("params") or {}
-                sys.stderr.write(f"[{p.get('level', 'info')}] {p.get('data')}\n")
+        event = decoder.feed_line(line)
+        if event is None or not event.data:
+            continue
+        msg = json.loads(event.data)
+        if isinstance(msg, dict) and msg.get("id") == want_id and ("result" in msg or "error" in msg):
+            return msg
+        if isinstance(msg, dict) and msg.get("method") == "notifications/message":
+            p = msg.get("params") or {}
+            sys.stderr.write(f"[{p.get('level', 'info')}] {p.get('data')}\n")
     return None
 
 
@@ -103,6 +108,7 @@ def _marks(tool: JSON) -> str:
 
 
 def list_tools(mcp: McpClient) -> list[JSON]:
+    """Every tool on the endpoint, following ``nextCursor`` (at most 1000 pages)."""
     tools: list[JSON] = []
     cursor = None
     for _ in range(1000):
@@ -115,11 +121,13 @@ def list_tools(mcp: McpClient) -> list[JSON]:
 
 
 def _service_of(tool: JSON) -> str:
-    meta = tool.get("_meta") or {}
-    return meta.get(SERVICE_META) or (tool["name"].split("__", 1)[0] if "__" in tool.get("name", "") else "")
+    tool_meta = tool.get("_meta") or {}
+    service: str = tool_meta.get(meta.SERVICE) or (tool["name"].split("__", 1)[0] if "__" in tool.get("name", "") else "")
+    return service
 
 
 def parse_args(pairs: list[str], raw: str | None) -> JSON:
+    """``call``'s arguments: ``--json`` first, then each ``--arg key=value`` (value parsed as JSON when it is JSON)."""
     args: JSON = {}
     if raw:
         try:
@@ -140,63 +148,63 @@ def parse_args(pairs: list[str], raw: str | None) -> JSON:
     return args
 
 
-def register(app: typer.Typer) -> None:
-    from runtimectl.cli import JsonOpt, client, emit_json, err, out
+def tools_cmd(ctx: typer.Context, service: str | None = typer.Argument(None, help="only this service's tools"),
+              as_json: bool = JsonOpt) -> None:
+    """List the tools agents see on /mcp (name, service, description, policy marks)."""
+    try:
+        tools = list_tools(McpClient(client(ctx)))
+    except ClientError as e:
+        err.print(f"runtimectl: {e}", markup=False)
+        raise typer.Exit(EXIT_FAILURE) from None
+    rows = [t for t in tools if service is None or _service_of(t) == service]
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        out.print("no tools" + (f" for service {service!r}" if service else ""), markup=False)
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("NAME", "SERVICE", "DESCRIPTION", "MARKS"):
+        table.add_column(col, overflow="fold")
+    for t in rows:
+        desc = (t.get("description") or "").strip().splitlines()
+        table.add_row(t["name"], _service_of(t), desc[0][:80] if desc else "", _marks(t))
+    out.print(table)
 
-    @app.command("tools")
-    def tools_cmd(service: str | None = typer.Argument(None, help="only this service's tools"),
-                  as_json: bool = JsonOpt) -> None:
-        """List the tools agents see on /mcp (name, service, description, policy marks)."""
-        try:
-            tools = list_tools(McpClient(client()))
-        except ClientError as e:
-            err.print(f"runtimectl: {e}", markup=False)
-            raise typer.Exit(1) from None
-        rows = [t for t in tools if service is None or _service_of(t) == service]
-        if as_json:
-            emit_json(rows)
-            return
-        if not rows:
-            out.print("no tools" + (f" for service {service!r}" if service else ""), markup=False)
-            return
-        from rich.table import Table
 
-        table = Table(box=None, pad_edge=False)
-        for col in ("NAME", "SERVICE", "DESCRIPTION", "MARKS"):
-            table.add_column(col, overflow="fold")
-        for t in rows:
-            desc = (t.get("description") or "").strip().splitlines()
-            table.add_row(t["name"], _service_of(t), desc[0][:80] if desc else "", _marks(t))
-        out.print(table)
-
-    @app.command("call")
-    def call_cmd(tool: str = typer.Argument(..., help="public tool name, e.g. svc__echo"),
-                 arg: list[str] = typer.Option([], "--arg", help="key=value (value parsed as JSON when it is JSON)"),
-                 raw: str | None = typer.Option(None, "--json", help="arguments as one JSON object"),
-                 timeout: float = typer.Option(300.0, "--timeout", help="seconds to wait")) -> None:
-        """Call a tool through /mcp and print its result; exit 1 on an error result."""
-        try:
-            args = parse_args(arg, raw)
-            result = McpClient(client(timeout=timeout)).request("tools/call", {"name": tool, "arguments": args}, name=tool)
-        except ClientError as e:
-            err.print(f"runtimectl: {e}", markup=False)
-            raise typer.Exit(1) from None
-        if result.get("resultType") == "input_required":
-            err.print("runtimectl: the tool asks the client for input (sampling, elicitation or roots), "
-                      "which the CLI cannot give", markup=False)
-            raise typer.Exit(1)
-        structured = result.get("structuredContent")
+def call_cmd(ctx: typer.Context, tool: str = typer.Argument(..., help="public tool name, e.g. svc__echo"),
+             arg: list[str] = typer.Option([], "--arg", help="key=value (value parsed as JSON when it is JSON)"),
+             raw: str | None = typer.Option(None, "--json", help="arguments as one JSON object"),
+             timeout: float = typer.Option(300.0, "--timeout", help="seconds to wait")) -> None:
+    """Call a tool through /mcp and print its result; exit 1 on an error result."""
+    try:
+        args = parse_args(arg, raw)
+        result = McpClient(client(ctx, timeout=timeout)).request("tools/call", {"name": tool, "arguments": args}, name=tool)
+    except ClientError as e:
+        err.print(f"runtimectl: {e}", markup=False)
+        raise typer.Exit(EXIT_FAILURE) from None
+    if result.get("resultType") == "input_required":
+        err.print("runtimectl: the tool asks the client for input (sampling, elicitation or roots), "
+                  "which the CLI cannot give", markup=False)
+        raise typer.Exit(EXIT_FAILURE)
+    structured = result.get("structuredContent")
+    if structured is not None:
+        sys.stdout.write(json.dumps(structured, indent=2) + "\n")
+    else:
+        for block in result.get("content") or []:
+            if block.get("type") == "text":
+                sys.stdout.write(block.get("text", "") + "\n")
+            else:
+                sys.stdout.write(json.dumps(block) + "\n")
+    if result.get("isError"):
         if structured is not None:
-            sys.stdout.write(json.dumps(structured, indent=2) + "\n")
-        else:
             for block in result.get("content") or []:
                 if block.get("type") == "text":
-                    sys.stdout.write(block.get("text", "") + "\n")
-                else:
-                    sys.stdout.write(json.dumps(block) + "\n")
-        if result.get("isError"):
-            if structured is not None:
-                for block in result.get("content") or []:
-                    if block.get("type") == "text":
-                        err.print(block.get("text", ""), markup=False)
-            raise typer.Exit(1)
+                    err.print(block.get("text", ""), markup=False)
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``tools`` and ``call`` to the root app."""
+    app.command("tools")(tools_cmd)
+    app.command("call")(call_cmd)

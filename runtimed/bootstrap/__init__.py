@@ -1,7 +1,43 @@
 """Client bootstrap: wiring Codex and Claude Code (and a project's
 ``AGENTS.md``) to the gateway, undoing it, and reporting how they are wired.
+The one implementation behind ``runtimectl bootstrap ...``, ``runtimectl
+doctor`` and the API's bootstrap status; this module re-exports what they use.
 
-``core`` plans, applies and reports; ``codex``, ``claude`` and ``agents`` edit
-one client's file each; ``files`` owns file safety (backups, atomic writes,
-rollback); ``model`` the data. Must not: talk to the daemon.
+``entries`` says what is written (the clients, transports and scopes, the
+entry per client and transport, input checks); ``locations`` where (the
+file per client and scope, ``AGENTS.md``, the ``runtimectl`` path); ``plan``
+plans adding or removing the entry (content, action, summary, notes);
+``apply`` applies a plan all-or-nothing; ``report`` reads the entries back
+and finds drift. ``codex``, ``claude`` and ``agents`` edit one file format
+each; ``files`` owns file safety (backups, atomic writes, rollback);
+``model`` the data. Must not: talk to the daemon (callers pass the endpoint
+and whether a token is configured), print, or ever put a token value into a
+plan summary, note or diff. See docs/spec/bootstrap.md for the exact formats.
 """
+
+from runtimed.bootstrap.apply import apply_plan
+from runtimed.bootstrap.entries import CLIENTS, SCOPES, TRANSPORTS, desired_entry
+from runtimed.bootstrap.locations import Locations, config_path, default_runtimectl_path
+from runtimed.bootstrap.model import BootstrapError, ConfigParseError, EntryStatus, FileChange, Plan, Result
+from runtimed.bootstrap.plan import plan_bootstrap, plan_remove
+from runtimed.bootstrap.report import status
+
+__all__ = [
+    "CLIENTS",
+    "SCOPES",
+    "TRANSPORTS",
+    "BootstrapError",
+    "ConfigParseError",
+    "EntryStatus",
+    "FileChange",
+    "Locations",
+    "Plan",
+    "Result",
+    "apply_plan",
+    "config_path",
+    "default_runtimectl_path",
+    "desired_entry",
+    "plan_bootstrap",
+    "plan_remove",
+    "status",
+]

@@ -42,8 +42,8 @@ def parse(path: Path, data: bytes | None) -> TOMLDocument:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise ConfigParseError(path, f"not valid UTF-8 (byte {e.start})", line, None) from None
+        bad_line = data[: e.start].count(b"\n") + 1
+        raise ConfigParseError(path, f"not valid UTF-8 (byte {e.start})", bad_line, None) from None
     try:
         tomllib.loads(text)  # strict, and says where: tomlkit misses some errors
     except tomllib.TOMLDecodeError as e:
@@ -75,7 +75,8 @@ def get_entry(doc: TOMLDocument, name: str, path: Path) -> dict[str, Any] | None
     entry = servers[name]
     if not isinstance(entry, dict):
         raise ConfigParseError(path, f"`mcp_servers.{name}` is not a table", None, None)
-    return _plain(entry)
+    plain: dict[str, Any] = _plain(entry)
+    return plain
 
 
 def _plain(value: Any) -> Any:

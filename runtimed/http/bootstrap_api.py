@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from runtimed.bootstrap import core as bootstrap
+from runtimed import bootstrap
 from runtimed.config.settings import Settings
 from runtimed.errors import ApiError, BootstrapError
 from runtimed.http.api import read_json

@@ -27,7 +27,7 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 # Implementation-defined server errors (-32000 to -32099).
-SERVER_ERROR = -32000  # generic: e.g. a server-to-client request left unanswered when its session ended
+SERVER_ERROR = -32000  # generic: a server-to-client request left unanswered, the bridge's unreachable daemon
 UNAUTHORIZED = -32001  # the request lacks a valid bearer token (answered by the access check on /mcp)
 RESOURCE_NOT_FOUND = -32002
 HEADER_MISMATCH = -32020
@@ -45,6 +45,13 @@ STATELESS_HTTP_STATUS = {
     UNSUPPORTED_PROTOCOL_VERSION: 400,
     METHOD_NOT_FOUND: 404,
 }
+
+
+def request(msg_id: Any, method: str, params: JSON | None = None) -> JSON:
+    msg: JSON = {"jsonrpc": "2.0", "id": msg_id, "method": method}
+    if params is not None:
+        msg["params"] = params
+    return msg
 
 
 def response(msg_id: Any, result: JSON) -> JSON:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runtimed.bootstrap.core import (
+from runtimed.bootstrap import (
     BootstrapError,
     ConfigParseError,
     apply_plan,

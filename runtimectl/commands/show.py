@@ -1,0 +1,108 @@
+"""``runtimectl show`` and ``runtimectl logs``: one service in detail.
+
+Owns the two read-only views of a single service: everything the daemon
+knows about it (origin, state, health, policies, breaker, interface, recent
+events) and its log, once or followed. Must not: change anything or import
+``runtimectl.cli``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import typer
+
+from runtimectl.context import JsonOpt, client, emit_json, out
+
+
+def _fmt_time(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def logs(
+    ctx: typer.Context,
+    service: str = typer.Argument(..., help="name or id"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new lines"),
+    lines: int = typer.Option(100, "--lines", "-n", min=1, max=1000),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Print a service's log."""
+    c = client(ctx)
+    res = c.get(f"/api/services/{service}/logs", params={"limit": lines})
+
+    def show(entries: list[dict[str, Any]]) -> None:
+        for e in entries:
+            if as_json:
+                sys.stdout.write(json.dumps(e) + "\n")
+            else:
+                out.print(f"{_fmt_time(e['time'])} {e['level'].upper():7} {e['message']}", markup=False)
+        sys.stdout.flush()
+
+    show(res["lines"])
+    last = res["last"]
+    while follow:
+        time.sleep(0.5)
+        res = c.get(f"/api/services/{service}/logs", params={"after": last, "limit": 1000})
+        show(res["lines"])
+        last = res["last"]
+
+
+def show(ctx: typer.Context, service: str = typer.Argument(..., help="name or id"), as_json: bool = JsonOpt) -> None:
+    """Everything about one service: origin, state, health, policies, breaker, interface, recent events."""
+    c = client(ctx)
+    svc = c.get(f"/api/services/{service}")
+    iface = c.get(f"/api/services/{service}/interface")
+    events = c.get("/api/events", params={"service": svc["name"], "limit": 10})["events"]
+    if as_json:
+        emit_json({"service": svc, "interface": iface, "events": events})
+        return
+    origin = svc["origin"]
+    p = out.print
+    p(f"{svc['name']} ({svc['id']})" + (f" — {svc['displayName']}" if svc.get("displayName") else ""), markup=False)
+    if svc.get("description"):
+        p(f"  {svc['description']}", markup=False)
+    p(f"origin:     {origin['type']} {origin.get('url') or origin.get('path')}"
+      + (f" [{origin.get('transport')}]" if origin.get("transport") else "")
+      + (f" auth {origin['authRef'].split(':')[0]}:…" if origin.get("authRef") else ""), markup=False)
+    p(f"state:      {svc['state']} since {_fmt_time(svc['stateSince'])} ({svc['stateReason']})", markup=False)
+    p(f"health:     {svc['health']}" + (f" ({svc['healthDetail']})" if svc.get("healthDetail") else "")
+      + (f", {svc['healthLatencyMs']:.1f} ms" if svc.get("healthLatencyMs") is not None else ""), markup=False)
+    if svc.get("lastError"):
+        p(f"last error: {svc['lastError']}", markup=False)
+    if svc.get("quarantineReason"):
+        p(f"quarantine: {svc['quarantineReason']}", markup=False)
+    p(f"restarts:   {svc['restarts']}", markup=False)
+    pol = svc.get("policy", {})
+    p("policies:", markup=False)
+    for k, v in pol.items():
+        if k == "breaker":
+            continue
+        if v not in (None, [], {}):
+            p(f"  {k}: {json.dumps(v) if not isinstance(v, str) else v}", markup=False)
+    breaker = pol.get("breaker")
+    if breaker is not None:
+        p(f"breaker:    {breaker.get('state', breaker) if isinstance(breaker, dict) else breaker}", markup=False)
+    p(f"interface:  {iface.get('revision') or 'never introspected'} — {len(iface['tools'])} tools, "
+      f"{len(iface['resources'])} resources, {len(iface['resourceTemplates'])} templates, {len(iface['prompts'])} prompts",
+      markup=False)
+    hidden = {h["name"]: h["policy"] for h in iface.get("hiddenTools", [])}
+    for t in iface["tools"]:
+        mark = f"  [hidden: {hidden[t['name']]}]" if t["name"] in hidden else ""
+        desc = (t.get("description") or "").splitlines()[0][:80] if t.get("description") else ""
+        p(f"  - {t['name']}{mark}  {desc}", markup=False)
+    if events:
+        p("recent events:", markup=False)
+        for e in events:
+            detail = e.get("reason") or e.get("detail") or e.get("health") or ""
+            if e["type"] == "transition":
+                detail = f"{e['from']} -> {e['to']}: {e['reason']}"
+            p(f"  {_fmt_time(e['time'])} {e['type']} {detail}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``logs`` and ``show`` to the root app."""
+    app.command()(logs)
+    app.command()(show)

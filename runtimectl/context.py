@@ -1,0 +1,86 @@
+"""What every ``runtimectl`` command shares: the global options, the daemon
+client built from them, and the output conventions.
+
+Owns the ``--url``/``--token`` options (``RUNTIMED_URL``/``RUNTIMED_AUTH_TOKEN``)
+and how they reach a command (typer's context object, ``ctx.obj``), building
+the ``DaemonClient`` from them, the two consoles (stdout for results, stderr
+for messages), ``--json`` output, and the exit codes (0 ok, 1 failure, 2
+usage). Must not: define commands, talk to the daemon itself, or import
+``runtimectl.cli`` or any command module (they import this one).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from runtimectl.client import DaemonClient, resolve_token, resolve_url
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+# Piped output is for grep and scripts: never cut a URL to fit 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 4096)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JsonOpt = typer.Option(False, "--json", help="machine-readable output")
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    """The root command's options, as given (None: not given; the client falls back to the environment)."""
+
+    url: str | None = None
+    token: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return resolve_url(self.url)
+
+    @property
+    def resolved_token(self) -> str | None:
+        return resolve_token(self.token)
+
+
+# The root callback (no docstring: the app's help text is the Typer's own).
+def global_options(
+    ctx: typer.Context,
+    url: str | None = typer.Option(None, "--url", envvar="RUNTIMED_URL", help="daemon URL (default http://127.0.0.1:4707)"),
+    token: str | None = typer.Option(None, "--token", envvar="RUNTIMED_AUTH_TOKEN", help="bearer token", show_default=False),
+) -> None:
+    ctx.obj = GlobalOptions(url, token)
+
+
+def options(ctx: typer.Context) -> GlobalOptions:
+    """The global options of this invocation (sub-command contexts inherit the root's ``obj``)."""
+    found = ctx.find_object(GlobalOptions)
+    return found if found is not None else GlobalOptions()
+
+
+def client(ctx: typer.Context, timeout: float = 60.0) -> DaemonClient:
+    """The daemon client for this invocation; raises ``ClientError`` for a URL that is not http(s)."""
+    opts = options(ctx)
+    return DaemonClient(opts.url, opts.token, timeout=timeout)
+
+
+def usage(message: str) -> typer.Exit:
+    """Print a usage error on the stderr console; the caller raises the returned exit (code 2)."""
+    err.print(f"runtimectl: {message}", markup=False)
+    return typer.Exit(EXIT_USAGE)
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
+    """Print ``runtimectl: message`` to stderr as plain text; the caller raises the returned exit."""
+    print(f"runtimectl: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def emit_json(data: Any) -> None:
+    """The ``--json`` rendering: indented, keys in the order given."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
