@@ -172,6 +172,11 @@ class CallContext:
     client_info: JSON = field(default_factory=dict)
     client_capabilities: JSON = field(default_factory=dict)
     protocol_version: str | None = None
+    # Who asks: the downstream session's id (session era), or None for a stateless-era client and
+    # for the gateway's own work (probes, introspection, shared subscriptions). A backend keeps
+    # per-client upstream state (an upstream session, its roots, its log level) under this key,
+    # released by ``Backend.release_client``; one client's state never serves another.
+    client_id: str | None = None
     # Opaque, backend-owned state carried across an input-required retry
     # (stateless era); the gateway signs and round-trips it.
     request_state: str | None = None
@@ -193,14 +198,20 @@ class BackendHost(Protocol):
     def on_list_changed(self, kind: str) -> None:
         """The upstream says its tools/resources/prompts changed: refresh."""
 
-    def on_notification(self, method: str, params: JSON) -> None:
-        """Any other upstream notification not tied to a call (resources/updated, message)."""
+    def on_notification(self, method: str, params: JSON, client_id: str | None = None) -> None:
+        """Any other upstream notification not tied to a call (resources/updated, message).
+
+        ``client_id``: the downstream client whose own upstream session sent it, or None for the
+        service's shared session."""
 
     def on_failure(self, reason: str) -> None:
         """The service died between calls (connection lost for good, etc.)."""
 
-    async def on_server_request(self, method: str, params: JSON) -> JSON:
-        """A server-to-client request not tied to any call; may raise RelayUnavailable."""
+    async def on_server_request(self, method: str, params: JSON, client_id: str | None = None) -> JSON:
+        """A server-to-client request not tied to any call; may raise RelayUnavailable.
+
+        ``client_id``: the downstream client whose own upstream session asked; None (the shared
+        session) has no client to ask and raises RelayUnavailable."""
 
 
 class Backend(abc.ABC):
@@ -241,8 +252,14 @@ class Backend(abc.ABC):
         ``BackendFault``.
         """
 
-    async def notify(self, method: str, params: JSON) -> None:
-        """Forward a client notification not tied to a call (roots/list_changed)."""
+    async def notify(self, method: str, params: JSON, client_id: str | None = None) -> None:
+        """Forward a client notification not tied to a call (roots/list_changed) to that client's
+        own upstream state only."""
+        return None
+
+    async def release_client(self, client_id: str) -> None:
+        """The downstream client ``client_id`` is gone (its session ended or expired): release
+        what the backend holds for it (an upstream session). Must not raise."""
         return None
 
     def describe(self) -> JSON:

@@ -124,6 +124,25 @@ def _strip_envelope(params: JSON, log_level: str | None) -> JSON:
     return out
 
 
+def _strip_stateless_residue(result: JSON) -> JSON:
+    """A session-era client gets its own era's shapes: a stateless-era upstream's ``resultType``
+    and ``_meta`` server info are not for it. Returns ``result`` itself when there is nothing to
+    strip (the common case), else a copy (a cached result is shared)."""
+    meta = result.get("_meta")
+    has_info = isinstance(meta, dict) and SERVER_INFO in meta
+    if "resultType" not in result and not has_info:
+        return result
+    out = {k: v for k, v in result.items() if k != "resultType"}
+    if has_info:
+        assert isinstance(meta, dict)
+        rest = {k: v for k, v in meta.items() if k != SERVER_INFO}
+        if rest:
+            out["_meta"] = rest
+        else:
+            del out["_meta"]
+    return out
+
+
 class Router:
     def __init__(self, host: RouterHost, policy: CallPath, control: ControlTools,
                  recorder: IntentRecorder | None = None) -> None:
@@ -238,7 +257,9 @@ class Router:
             async def forward(s: CatalogService, m: str, u: str) -> None:
                 caps = (s.interface.capabilities if s.interface else {}).get("resources") or {}
                 if caps.get("subscribe"):
-                    await self._forward(ctx, s, m, {**params, "uri": u}, params)
+                    # Held on the service's shared session: it outlives this client (one upstream
+                    # subscription per URI for every subscriber).
+                    await self._forward(ctx, s, m, {**params, "uri": u}, params, shared=True)
 
             await self.gw.subscribe_resource(svc, uri, ctx.session.id, forward)
             ctx.session.subscriptions.add(uri)
@@ -313,7 +334,9 @@ class Router:
 
     # -- the one call path ---------------------------------------------------
     async def _forward(self, ctx: RequestCtx, svc: CatalogService | None, method: str, params: JSON,
-                       original: JSON) -> JSON:
+                       original: JSON, *, shared: bool = False) -> JSON:
+        """Call ``svc`` through the policy path on behalf of ``ctx``'s client (its own upstream
+        session in the session era; ``shared``: on the service's shared session)."""
         if svc is None:
             raise RpcError(INTERNAL_ERROR, "internal routing error: no service")
         # Session-era servers may send log messages without logging/setLevel; a stateless-era
@@ -329,11 +352,13 @@ class Router:
             params = {k: v for k, v in params.items() if k != "requestState"}
             if request_state is not None:
                 params["requestState"] = request_state
+        client_id = ctx.session.id if ctx.session is not None and not shared else None
         cctx = CallContext(relay=ctx.relay, progress_token=ctx.progress_token, client_info=ctx.client_info,
                            client_capabilities=ctx.client_capabilities, protocol_version=ctx.version,
-                           request_state=request_state)
+                           request_state=request_state, client_id=client_id)
         try:
-            return await self.policy.call(svc, method, params, cctx)
+            result = await self.policy.call(svc, method, params, cctx)
+            return result if ctx.era == STATELESS else _strip_stateless_residue(result)
         except InputRequired as e:
             if ctx.era != STATELESS:
                 raise rpc_error(e, svc.name) from None

@@ -226,7 +226,13 @@ class Gateway:
                 self._spawn(self._upstream_subscription(svc, "resources/subscribe", uri))
 
     def _session_ended(self, session: Session) -> None:
+        """A downstream session ended or expired: its subscriptions, and every upstream session a
+        backend opened for it, go with it."""
         self.drop_subscriber(session.id)
+        for svc in list(self.supervisor.services.values()):
+            backend = svc.backend
+            if backend is not None:
+                self._spawn(backend.release_client(session.id))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -243,7 +249,15 @@ class Gateway:
         self.drop_subscriber(f"listen:{id(lst)}")
 
     # -- upstream traffic not tied to a call ----------------------------------------------
-    def _on_upstream_notification(self, svc: CatalogService, method: str, params: JSON) -> None:
+    def _on_upstream_notification(self, svc: CatalogService, method: str, params: JSON, client_id: str | None) -> None:
+        """An upstream notification outside a call. From a client's own upstream session it goes to
+        that client only; from the service's shared session, to the clients it concerns."""
+        if client_id is not None:
+            own = self.sessions.get(client_id)
+            if own is not None and own.get_connected and (method != "notifications/resources/updated"
+                                                          or params.get("uri") in own.subscriptions):
+                own.standalone.push(notification(method, params))
+            return
         if method == "notifications/resources/updated":
             uri = params.get("uri")
             for session in self.sessions.all():
@@ -257,8 +271,13 @@ class Gateway:
                 if session.scope in (None, svc.name) and session.get_connected:
                     session.standalone.push(notification(method, params))
 
-    async def _on_server_request(self, svc: CatalogService, method: str, params: JSON) -> JSON:
-        for session in self.sessions.all():
-            if session.scope in (None, svc.name) and session.get_connected and session.has_capability(method):
-                return await session.ask(session.standalone, method, params)
-        raise RelayUnavailable(f"no connected session-era client with an open stream can answer {method}")
+    async def _on_server_request(self, svc: CatalogService, method: str, params: JSON, client_id: str | None) -> JSON:
+        """A server-to-client request outside a call, from a client's own upstream session: asked
+        of that client only, on its GET stream. The service's shared session speaks for no one
+        client, so nobody is asked (one client's roots must never answer for another)."""
+        if client_id is None:
+            raise RelayUnavailable(f"{method} on the service's shared session: no one client can answer for it")
+        session = self.sessions.get(client_id)
+        if session is None or not session.get_connected or not session.has_capability(method):
+            raise RelayUnavailable(f"the client cannot answer {method} now (no open stream or no such capability)")
+        return await session.ask(session.standalone, method, params)

@@ -334,7 +334,7 @@ class McpEndpoint:
             for svc in self.gw.catalogs.get(session.scope).services:
                 if svc.backend is not None:
                     try:
-                        await svc.backend.notify(method, params)
+                        await svc.backend.notify(method, params, client_id=session.id)
                     except BackendError:
                         pass
 

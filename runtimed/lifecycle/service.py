@@ -35,8 +35,8 @@ class ServiceOwner(Protocol):
     """What a ``ServiceRuntime`` needs of the supervisor that holds it."""
 
     settings: Settings
-    notification_sinks: list[Callable[[ServiceRuntime, str, JSON], None]]
-    server_request_handler: Callable[[ServiceRuntime, str, JSON], Awaitable[JSON]] | None
+    notification_sinks: list[Callable[[ServiceRuntime, str, JSON, str | None], None]]
+    server_request_handler: Callable[[ServiceRuntime, str, JSON, str | None], Awaitable[JSON]] | None
 
     def serving_changed(self) -> None: ...
 
@@ -148,21 +148,21 @@ class ServiceRuntime:
         self.log("info", f"upstream reports {kind} list changed; refreshing the interface")
         self._sup.spawn(self._sup.refresh_interface(self, reason=f"{kind} list_changed"))
 
-    def on_notification(self, method: str, params: JSON) -> None:
+    def on_notification(self, method: str, params: JSON, client_id: str | None = None) -> None:
         for sink in self._sup.notification_sinks:
             try:
-                sink(self, method, params)
+                sink(self, method, params, client_id)
             except Exception:  # a sink must never break a backend
                 log.exception("notification sink failed")
 
     def on_failure(self, reason: str) -> None:
         self._sup.spawn(self._sup.handle_failure(self, reason))
 
-    async def on_server_request(self, method: str, params: JSON) -> JSON:
+    async def on_server_request(self, method: str, params: JSON, client_id: str | None = None) -> JSON:
         handler = self._sup.server_request_handler
         if handler is None:
             raise RelayUnavailable(f"no client connected to answer {method}")
-        return await handler(self, method, params)
+        return await handler(self, method, params, client_id)
 
     # -- views -----------------------------------------------------------
     @property

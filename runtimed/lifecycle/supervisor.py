@@ -48,8 +48,8 @@ class Supervisor:
         self.services: dict[str, ServiceRuntime] = {}
         # (len(services), serving()) until a service's state, interface or manifest is set or the set changes.
         self._serving_cache: tuple[int, list[ServiceRuntime]] | None = None
-        self.notification_sinks: list[Callable[[ServiceRuntime, str, JSON], None]] = []
-        self.server_request_handler: Callable[[ServiceRuntime, str, JSON], Awaitable[JSON]] | None = None
+        self.notification_sinks: list[Callable[[ServiceRuntime, str, JSON, str | None], None]] = []
+        self.server_request_handler: Callable[[ServiceRuntime, str, JSON, str | None], Awaitable[JSON]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._mutate = asyncio.Lock()  # serialises registry changes
         self._closing = False

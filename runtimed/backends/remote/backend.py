@@ -1,10 +1,17 @@
 """The remote MCP backend: a service that is an MCP server reached over HTTP.
 
-Owns: the ``RemoteBackend`` (one upstream session per service, shared by
-every call: a ``connection.RemoteConnection``, over a keep-alive connection
-pool of the lean HTTP/1.1 client in ``h1`` for requests and one
-``httpx.AsyncClient`` for the long-lived GET and listen streams), the choice
-of transport for a manifest, the registration-time origin check
+Owns: the ``RemoteBackend`` and which upstream session serves a call. The
+service's shared session (a ``connection.RemoteConnection``, in the newest
+era the upstream speaks) serves the gateway's own work (probes,
+introspection, shared resource subscriptions) and stateless-era clients (each
+request carries its client's ``_meta``). A session-era client gets an
+upstream session of its own (``sessions.ClientSessions``, opened on its first
+call, closed when its downstream session ends) in the session era whenever
+the upstream speaks it, so its capabilities, roots, log level and
+server-to-client traffic are never shared; a stateless-only upstream serves it
+on the shared session. Requests go over a keep-alive pool of the lean
+HTTP/1.1 client in ``h1``; the long-lived GET and listen streams over one
+``httpx.AsyncClient``. Also: the choice of transport for a manifest, the registration-time origin check
 ``prepare_remote_origin`` (host allowlist, authRef shape), health probes,
 introspection (all pages of every list the upstream offers) and the
 ``describe()`` facts. The wire work lives behind ``RemoteConnection``, in
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -27,11 +35,12 @@ import httpx
 from runtimed import __version__
 from runtimed.backends.base import Backend, BackendHost, CallContext, Health, Interface, ProbeResult
 from runtimed.backends.remote import http as _http
-from runtimed.backends.remote.connection import RemoteConnection
+from runtimed.backends.remote.connection import ConnectionConfig, RemoteConnection
 from runtimed.backends.remote.hosts import check_url_host
 from runtimed.backends.remote.secrets import check_auth_ref, resolve_auth_headers
 from runtimed.backends.remote.sse import LegacySseConnection
 from runtimed.backends.remote.streamable import StreamableHttpConnection
+from runtimed.backends.sessions import ClientHost, ClientSessions
 from runtimed.config.manifest import RemoteMcpOrigin, ServiceManifest
 from runtimed.errors import BackendError, BackendFault, BackendStartError, InvalidOrigin, SecretError, UpstreamError
 from runtimed.protocol.types import JSON
@@ -69,6 +78,10 @@ class RemoteBackend(Backend):
         self.force_era = force_era
         self._client: httpx.AsyncClient | None = None
         self._conn: RemoteConnection | None = None
+        self._clients: ClientSessions[RemoteConnection] | None = None
+        # False once the upstream refused a session-era handshake (a stateless-only server):
+        # session-era clients are then served on the shared session.
+        self._sessions_offered = True
         self._last_error: str | None = None
 
     # -- settings ----------------------------------------------------------
@@ -110,7 +123,9 @@ class RemoteBackend(Backend):
             raise BackendStartError(str(e)) from None
         await self._close_conn()
         self._client = _http.make_client(self._connect_timeout_s())
-        self._conn = conn = self._connection(origin, self._client)
+        self._conn = conn = self._connection(self._config(), self._client, self.host)
+        self._clients = ClientSessions(self._open_client_session, _close_quietly)
+        self._sessions_offered = True
         try:
             async with asyncio.timeout(self._connect_timeout_s() + self._default_timeout_s()):
                 await conn.open()
@@ -124,26 +139,30 @@ class RemoteBackend(Backend):
             raise BackendStartError(f"cannot start {self.manifest.name!r}: {_message(e)}") from e
         self.host.log("info", f"connected to {origin.url} ({conn.era} era, protocol {conn.protocol_version})")
 
-    def _connection(self, origin: RemoteMcpOrigin, client: httpx.AsyncClient) -> RemoteConnection:
-        """The transport the manifest asks for: HTTP+SSE, or Streamable HTTP (the default)."""
-        if origin.transport == "sse":
-            return LegacySseConnection(
-                origin.url, client, self.host, auth_headers=self._auth_headers, check_host=self._check_host,
-                client_info=CLIENT_INFO, default_timeout_s=self._default_timeout_s(),
-                connect_timeout_s=self._connect_timeout_s(),
-            )
-        return StreamableHttpConnection(
-            origin.url, client, self.host, auth_headers=self._auth_headers, check_host=self._check_host,
-            client_info=CLIENT_INFO, default_timeout_s=self._default_timeout_s(),
-            connect_timeout_s=self._connect_timeout_s(), force_era=self.force_era,
+    def _config(self) -> ConnectionConfig:
+        return ConnectionConfig(
+            url=self.origin.url, auth_headers=self._auth_headers, check_host=self._check_host, client_info=CLIENT_INFO,
+            default_timeout_s=self._default_timeout_s(), connect_timeout_s=self._connect_timeout_s(),
+            force_era=self.force_era,
         )
+
+    def _connection(self, config: ConnectionConfig, client: httpx.AsyncClient, host: BackendHost) -> RemoteConnection:
+        """The transport the manifest asks for: HTTP+SSE, or Streamable HTTP (the default)."""
+        if self.origin.transport == "sse":
+            return LegacySseConnection(config, client, host)
+        return StreamableHttpConnection(config, client, host)
 
     async def stop(self) -> None:
         await self._close_conn()
 
     async def _close_conn(self) -> None:
-        conn, client = self._conn, self._client
-        self._conn, self._client = None, None
+        conn, client, clients = self._conn, self._client, self._clients
+        self._conn, self._client, self._clients = None, None, None
+        try:
+            if clients is not None:
+                await asyncio.wait_for(clients.close_all(), timeout=3.0)
+        except BaseException:
+            pass
         try:
             if conn is not None:
                 await asyncio.wait_for(conn.close(), timeout=3.0)
@@ -225,10 +244,47 @@ class RemoteBackend(Backend):
     # -- calls -------------------------------------------------------------
     async def call(self, method: str, params: JSON, ctx: CallContext) -> JSON:
         conn = self._require_conn()
+        if ctx.client_id is not None and self._sessions_offered and self._clients is not None:
+            conn = await self._client_session(ctx.client_id, ctx)
         return await conn.request(method, params, ctx)
 
-    async def notify(self, method: str, params: JSON) -> None:
-        conn = self._conn
+    async def _client_session(self, client_id: str, ctx: CallContext) -> RemoteConnection:
+        """The client's own session-era upstream session (opened on first use), or the shared one
+        when the upstream turns out to speak only the stateless era."""
+        assert self._clients is not None
+        try:
+            return await self._clients.get(client_id, ctx)
+        except BackendFault as e:
+            shared = self._require_conn()
+            if e.kind == "protocol" and shared.era == "stateless":
+                self._sessions_offered = False
+                self.host.log("info", "the upstream speaks only the stateless era: session-era clients share "
+                                      f"the service's session ({e})")
+                return shared
+            raise
+
+    async def _open_client_session(self, client_id: str, ctx: CallContext) -> RemoteConnection:
+        assert self._client is not None
+        config = replace(self._config(), force_era="session", client_info=ctx.client_info or CLIENT_INFO,
+                         client_capabilities=dict(ctx.client_capabilities or {}))
+        conn = self._connection(config, self._client, ClientHost(self.host, client_id))
+        try:
+            await conn.open()
+        except BaseException:
+            await _close_quietly(conn)
+            raise
+        return conn
+
+    async def release_client(self, client_id: str) -> None:
+        if self._clients is not None:
+            await self._clients.release(client_id)
+
+    async def notify(self, method: str, params: JSON, client_id: str | None = None) -> None:
+        conn = self._clients.peek(client_id) if client_id is not None and self._clients is not None else None
+        if conn is None:
+            if client_id is not None and self._sessions_offered:
+                return  # the client has no upstream session yet: it will declare itself when it opens one
+            conn = self._conn
         if conn is None:
             return
         try:
@@ -249,7 +305,15 @@ class RemoteBackend(Backend):
             out.update(self._conn.describe())
         else:
             out.update({"era": None, "handshakes": 0, "sessionIdPresent": False})
+        out["clientSessions"] = self._clients.describe() if self._clients is not None else {"open": 0, "opened": 0}
         return out
+
+
+async def _close_quietly(conn: RemoteConnection) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), timeout=3.0)
+    except BaseException:
+        pass
 
 
 def _message(e: BaseException) -> str:

@@ -4,8 +4,10 @@ Owns ``RemoteConnection``, the abstract base of the transports (in the manner
 of httpx's ``AsyncBaseTransport``: one base, sibling implementations):
 ``streamable.StreamableHttpConnection`` (Streamable HTTP, both eras) and
 ``sse.LegacySseConnection`` (HTTP+SSE, 2024-11-05). It holds what every
-transport is built with (the URL, the service's httpx client, the host, how
-to get credentials and check a host, the timeouts), the facts the backend
+transport is built with (``ConnectionConfig``: the URL, how to get
+credentials and check a host, the timeouts, what the session declares of its
+client, the era to force; plus the service's httpx client and the host it
+reports to), the facts the backend
 reads once the handshake is done (era, protocol version, capabilities, server
 info, instructions, handshake count) and declares the calls the backend makes
 (``open``, ``close``, ``request``, ``notify``, ``ping``, ``describe``).
@@ -18,36 +20,46 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import httpx
 
 from runtimed.backends.base import BackendHost, CallContext
+from runtimed.backends.remote.messages import CLIENT_CAPABILITIES
 from runtimed.protocol.types import JSON
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    """What a connection is built with; one per service, copied (``dataclasses.replace``) for a
+    client's own session with that client's info and capabilities."""
+
+    url: str
+    auth_headers: Callable[[], dict[str, str]]  # resolved at every request: a rotated secret is picked up
+    check_host: Callable[[str], None]  # raises for a host not allowed; called before every connect
+    client_info: JSON
+    default_timeout_s: float
+    connect_timeout_s: float
+    # What the session declares of its client in ``initialize``: the gateway's (it relays to the
+    # calling client) for the shared session, the downstream client's own for a client's session.
+    client_capabilities: JSON = field(default_factory=lambda: dict(CLIENT_CAPABILITIES))
+    force_era: str | None = None  # "session" / "stateless": skip the era probe (per-client sessions, tests)
 
 
 class RemoteConnection(abc.ABC):
     """One service's upstream session over one transport."""
 
-    def __init__(
-        self,
-        url: str,
-        client: httpx.AsyncClient,
-        host: BackendHost,
-        *,
-        auth_headers: Callable[[], dict[str, str]],
-        check_host: Callable[[str], None],
-        client_info: JSON,
-        default_timeout_s: float,
-        connect_timeout_s: float,
-    ) -> None:
-        self.url = url
+    def __init__(self, config: ConnectionConfig, client: httpx.AsyncClient, host: BackendHost) -> None:
+        self.config = config
+        self.url = config.url
         self.client = client
         self.host = host
-        self.auth_headers = auth_headers  # resolved at every request: a rotated secret is picked up
-        self.check_host = check_host  # raises for a host not allowed; called before every connect
-        self.client_info = client_info
-        self.default_timeout_s = default_timeout_s
-        self.connect_timeout_s = connect_timeout_s
+        self.auth_headers = config.auth_headers
+        self.check_host = config.check_host
+        self.client_info = config.client_info
+        self.client_capabilities = config.client_capabilities
+        self.default_timeout_s = config.default_timeout_s
+        self.connect_timeout_s = config.connect_timeout_s
         # Known once the handshake is done; ``era`` is None until then (and after a lost session).
         self.era: str | None = None  # "session" | "stateless"
         self.protocol_version: str | None = None

@@ -16,7 +16,6 @@ import asyncio
 import itertools
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +23,9 @@ import httpx
 
 from runtimed.backends.base import BackendHost, CallContext
 from runtimed.backends.remote import http as _http
-from runtimed.backends.remote.connection import RemoteConnection
+from runtimed.backends.remote.connection import ConnectionConfig, RemoteConnection
 from runtimed.backends.remote.faults import fault_from_exception, status_fault
 from runtimed.backends.remote.messages import (
-    CLIENT_CAPABILITIES,
     answer_server_request,
     handle_unsolicited_notification,
     is_notification,
@@ -57,20 +55,8 @@ class _Pending:
 class LegacySseConnection(RemoteConnection):
     """One service's upstream session over HTTP+SSE."""
 
-    def __init__(
-        self,
-        url: str,
-        client: httpx.AsyncClient,
-        host: BackendHost,
-        *,
-        auth_headers: Callable[[], dict[str, str]],
-        check_host: Callable[[str], None],
-        client_info: JSON,
-        default_timeout_s: float,
-        connect_timeout_s: float,
-    ) -> None:
-        super().__init__(url, client, host, auth_headers=auth_headers, check_host=check_host, client_info=client_info,
-                         default_timeout_s=default_timeout_s, connect_timeout_s=connect_timeout_s)
+    def __init__(self, config: ConnectionConfig, client: httpx.AsyncClient, host: BackendHost) -> None:
+        super().__init__(config, client, host)
         self.reconnects = 0
         self.endpoint: str | None = None
         self._ids = itertools.count(1)
@@ -103,7 +89,7 @@ class LegacySseConnection(RemoteConnection):
             raise
         result = await self._exchange(
             "initialize",
-            {"protocolVersion": HANDSHAKE_VERSIONS[0], "capabilities": CLIENT_CAPABILITIES, "clientInfo": self.client_info},
+            {"protocolVersion": HANDSHAKE_VERSIONS[0], "capabilities": self.client_capabilities, "clientInfo": self.client_info},
             CallContext(),
         )
         version = result.get("protocolVersion")

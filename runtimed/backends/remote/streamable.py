@@ -32,7 +32,7 @@ import httpx
 
 from runtimed.backends.base import BackendHost, CallContext
 from runtimed.backends.remote import h1 as _h1, http as _http
-from runtimed.backends.remote.connection import RemoteConnection
+from runtimed.backends.remote.connection import ConnectionConfig, RemoteConnection
 from runtimed.backends.remote.faults import status_fault
 from runtimed.backends.remote.messages import (
     CLIENT_CAPABILITIES,
@@ -86,23 +86,10 @@ def encode_header_value(value: str) -> str:
 class StreamableHttpConnection(RemoteConnection):
     """One service's upstream session over streamable HTTP."""
 
-    def __init__(
-        self,
-        url: str,
-        client: httpx.AsyncClient,
-        host: BackendHost,
-        *,
-        auth_headers: Callable[[], dict[str, str]],
-        check_host: Callable[[str], None],
-        client_info: JSON,
-        default_timeout_s: float,
-        connect_timeout_s: float,
-        force_era: str | None = None,
-    ) -> None:
-        super().__init__(url, client, host, auth_headers=auth_headers, check_host=check_host, client_info=client_info,
-                         default_timeout_s=default_timeout_s, connect_timeout_s=connect_timeout_s)
+    def __init__(self, config: ConnectionConfig, client: httpx.AsyncClient, host: BackendHost) -> None:
+        super().__init__(config, client, host)
         self.pool = _http.make_pool()
-        self.force_era = force_era
+        self.force_era = config.force_era
         self.session_id: str | None = None
         self.reinitializations = 0
         self.background: str | None = None  # what unsolicited stream is open
@@ -173,7 +160,7 @@ class StreamableHttpConnection(RemoteConnection):
         self.session_id = None
         params = {
             "protocolVersion": HANDSHAKE_VERSIONS[0],
-            "capabilities": CLIENT_CAPABILITIES,
+            "capabilities": self.client_capabilities,
             "clientInfo": self.client_info,
         }
         result = await self._exchange(
@@ -352,7 +339,9 @@ class StreamableHttpConnection(RemoteConnection):
         own_token = swap_progress_token(meta, ctx, rid, enabled=era != "handshake")
         if era == "stateless":
             meta[META_PROTOCOL] = LATEST_STATELESS
-            meta[META_CLIENT_INFO] = self.client_info
+            # The downstream client's info and capabilities, not the gateway's: the stateless era has
+            # no session to hold them, so each request speaks for its own client (none: the gateway).
+            meta[META_CLIENT_INFO] = ctx.client_info or self.client_info
             # The downstream client's capabilities, not the gateway's: the upstream must only ask
             # for input (or refuse with MISSING_CLIENT_CAPABILITY) according to what the real client can do.
             meta[META_CLIENT_CAPS] = dict(ctx.client_capabilities or {})

@@ -329,37 +329,34 @@ def test_breaker_opens_on_upstream_faults_not_client_mistakes_and_feeds_quaranti
 
 
 # -- 4. one upstream session ------------------------------------------------------------
-def test_one_upstream_session_for_1000_calls_and_one_reinit_after_restart(make_daemon):
+def test_one_upstream_session_per_client_for_1000_calls_and_a_reinit_after_restart(make_daemon):
+    """A session-era client gets one upstream session of its own for all its calls (plus the
+    service's shared session, made at start); a restarted upstream forgets it, and the next call
+    re-initializes that same client session instead of failing."""
     d = make_daemon()
     with run_upstream("echo_server", "--name", "pooled", "--session-only") as up:
         register(d, "pooled", up.url)
 
-        async def many() -> None:
+        async def many_then_restart() -> None:
             async with Client(d.mcp_url, mode="legacy") as c:
                 for batch in range(50):
                     got = await asyncio.wait_for(asyncio.gather(
                         *(c.call_tool("pooled__add", {"a": batch, "b": i}) for i in range(20))), GUARD)
                     assert [text(r) for r in got] == [str(batch + i) for i in range(20)]
                 seen = json.loads(text(await c.call_tool("pooled__stats", {})))
-                assert seen["initialize"] == 1, seen
+                assert seen["initialize"] == 2, seen  # the service's shared session + this client's own
                 assert seen["methods"].get("tools/call", 0) == 1001
+                backend = d.service("pooled")["backend"]
+                assert backend["era"] == "session" and backend["handshakes"] == 1, backend
+                assert backend["clientSessions"]["open"] == 1 and backend["clientSessions"]["opened"] == 1, backend
 
-        asyncio.run(many())
-        backend = d.service("pooled")["backend"]
-        assert backend["era"] == "session" and backend["handshakes"] == 1 and backend["reinitializations"] == 0, backend
-
-        up.restart()  # the upstream forgets the session: the next request gets 404
-
-        async def after_restart() -> None:
-            async with Client(d.mcp_url, mode="legacy") as c:
+                up.restart()  # the upstream forgets every session: the next request gets 404
                 r = await asyncio.wait_for(c.call_tool("pooled__echo", {"text": "still here"}), GUARD)
                 assert not r.is_error and text(r) == "still here", text(r)
-                seen = json.loads(text(await c.call_tool("pooled__stats", {})))
-                assert seen["initialize"] == 1, seen
+                backend = d.service("pooled")["backend"]
+                assert backend["clientSessions"]["opened"] == 1, backend  # re-initialized, not replaced
 
-        asyncio.run(after_restart())
-        backend = d.service("pooled")["backend"]
-        assert backend["handshakes"] == 2 and backend["reinitializations"] == 1, backend
+        asyncio.run(many_then_restart())
         assert d.service("pooled")["state"] == "RUNNING"
 
 
@@ -546,15 +543,19 @@ def test_legacy_sse_upstream_through_mcp(make_daemon):
         backend = d.service("old")["backend"]
         assert backend["transport"] == "sse" and backend["handshakes"] == 1, backend
 
-        up.restart()  # the event stream drops: the next call connects and handshakes again
+        up.restart()  # the event streams drop: the next call on each session connects and handshakes again
 
         async def after_restart() -> None:
-            async with Client(d.mcp_url, mode="legacy") as c:
+            async with Client(d.mcp_url, mode="legacy") as c:  # a new client: a new session of its own
                 r = await asyncio.wait_for(c.call_tool("old__echo", {"text": "back"}), GUARD)
                 assert not r.is_error and text(r) == "back", text(r)
+            async with Client(d.mcp_url) as c:  # a stateless-era client: the service's shared session
+                r = await asyncio.wait_for(c.call_tool("old__echo", {"text": "shared"}), GUARD)
+                assert not r.is_error and text(r) == "shared", text(r)
 
         asyncio.run(after_restart())
         backend = d.service("old")["backend"]
+        assert backend["clientSessions"]["opened"] == 2, backend
         assert backend["handshakes"] == 2 and d.service("old")["state"] == "RUNNING", backend
 
 
