@@ -16,6 +16,8 @@ Flags: ``--port``, ``--name`` (serverInfo name), ``--tools-prefix`` (so two
 instances differ), ``--many-tools N`` (extra tools ``bulk_000``..), ``--long-names``,
 ``--page-size N`` (paginate list results with nextCursor), ``--session-only``
 (answer ``server/discover`` like a pre-2026 server: 400 without a session),
+``--stateless-only`` (answer ``initialize`` and session-era requests like a
+2026-07-28-only server: 400, -32022 with the supported versions),
 ``--require-header 'Name: value'`` (401 without it; repeatable).
 
 Test code only: never imported by the product.
@@ -214,6 +216,7 @@ class Observe:
             name, _, value = h.partition(":")
             self.required.append((name.strip().lower(), value.strip()))
         self.session_only = args.session_only
+        self.stateless_only = args.stateless_only
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -253,6 +256,10 @@ class Observe:
             return await _send_json(
                 send, 400, {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "Bad Request: Missing session ID"}}
             )
+        if self.stateless_only and (method == "initialize" or headers.get("mcp-protocol-version", "2026-07-28") != "2026-07-28"):
+            return await _send_json(send, 400, {"jsonrpc": "2.0", "id": data.get("id") if isinstance(data, dict) else None,
+                                                "error": {"code": -32022, "message": "Unsupported protocol version",
+                                                          "data": {"supported": ["2026-07-28"]}}})
         sent = False
 
         async def replay() -> Any:
@@ -281,6 +288,7 @@ def main() -> None:
     ap.add_argument("--long-names", action="store_true")
     ap.add_argument("--page-size", type=int, default=0)
     ap.add_argument("--session-only", action="store_true")
+    ap.add_argument("--stateless-only", action="store_true")
     ap.add_argument("--require-header", action="append")
     args = ap.parse_args()
     mcp = build(args)

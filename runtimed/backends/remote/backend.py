@@ -34,6 +34,7 @@ import httpx
 
 from runtimed import __version__
 from runtimed.backends.base import Backend, BackendHost, CallContext, Health, Interface, ProbeResult
+from runtimed.backends.parking import ParkedCalls
 from runtimed.backends.remote import http as _http
 from runtimed.backends.remote.connection import ConnectionConfig, RemoteConnection
 from runtimed.backends.remote.hosts import check_url_host
@@ -44,6 +45,7 @@ from runtimed.backends.sessions import ClientHost, ClientSessions
 from runtimed.config.manifest import RemoteMcpOrigin, ServiceManifest
 from runtimed.errors import BackendError, BackendFault, BackendStartError, InvalidOrigin, SecretError, UpstreamError
 from runtimed.protocol.types import JSON
+from runtimed.protocol.versions import is_stateless
 
 CLIENT_INFO = {"name": "mcp-runtimed", "version": __version__}
 LISTS = (
@@ -54,6 +56,8 @@ LISTS = (
     ("prompts", "prompts/list", "prompts", "prompts"),
 )
 MAX_PAGES = 1000
+# The requests a 2026-07-28 server may answer with an input-required result (basic/patterns/mrtr).
+INPUT_REQUIRED_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 
 
 def prepare_remote_origin(manifest: ServiceManifest, settings: Any) -> ServiceManifest:
@@ -79,6 +83,7 @@ class RemoteBackend(Backend):
         self._client: httpx.AsyncClient | None = None
         self._conn: RemoteConnection | None = None
         self._clients: ClientSessions[RemoteConnection] | None = None
+        self._parked = ParkedCalls()
         # False once the upstream refused a session-era handshake (a stateless-only server):
         # session-era clients are then served on the shared session.
         self._sessions_offered = True
@@ -153,6 +158,7 @@ class RemoteBackend(Backend):
         return StreamableHttpConnection(config, client, host)
 
     async def stop(self) -> None:
+        self._parked.close()
         await self._close_conn()
 
     async def _close_conn(self) -> None:
@@ -246,6 +252,13 @@ class RemoteBackend(Backend):
         conn = self._require_conn()
         if ctx.client_id is not None and self._sessions_offered and self._clients is not None:
             conn = await self._client_session(ctx.client_id, ctx)
+        elif (method in INPUT_REQUIRED_METHODS and is_stateless(ctx.protocol_version) and conn.era == "session"
+              and (ctx.request_state is None or self._parked.owns(ctx.request_state))):
+            # A stateless-era client over a session-era upstream: what the upstream asks mid-call
+            # comes back to the client as an input-required result (``parking``).
+            shared = conn
+            upstream = {k: v for k, v in params.items() if k not in ("inputResponses", "requestState")}
+            return await self._parked.call(ctx, params, lambda inner: shared.request(method, upstream, inner))
         return await conn.request(method, params, ctx)
 
     async def _client_session(self, client_id: str, ctx: CallContext) -> RemoteConnection:
@@ -254,12 +267,13 @@ class RemoteBackend(Backend):
         assert self._clients is not None
         try:
             return await self._clients.get(client_id, ctx)
-        except BackendFault as e:
+        except (BackendFault, UpstreamError) as e:
             shared = self._require_conn()
-            if e.kind == "protocol" and shared.era == "stateless":
+            refused = isinstance(e, UpstreamError) or e.kind in ("protocol", "http")
+            if refused and shared.era == "stateless":
                 self._sessions_offered = False
                 self.host.log("info", "the upstream speaks only the stateless era: session-era clients share "
-                                      f"the service's session ({e})")
+                                      f"the service's session ({_message(e)})")
                 return shared
             raise
 
