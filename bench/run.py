@@ -334,7 +334,9 @@ async def scenario_list(daemon: Daemon, quick: bool) -> list[dict[str, Any]]:
 
 async def scenario_handshakes(daemon: Daemon, calls: int) -> dict[str, Any]:
     """7: many calls to one remote service; the upstream handshakes the gateway made."""
-    before = daemon.api("GET", "/api/services/echo")["backend"].get("handshakes")
+    backend_before = daemon.api("GET", "/api/services/echo")["backend"]
+    before = backend_before.get("handshakes")
+    clients_before = (backend_before.get("clientSessions") or {}).get("opened", 0)
     per_era = calls // 2
     done = errors = 0
     for era, _ in ERAS:
@@ -345,8 +347,27 @@ async def scenario_handshakes(daemon: Daemon, calls: int) -> dict[str, Any]:
         done += len(st.latencies_ms)
         errors += st.errors
     backend = daemon.api("GET", "/api/services/echo")["backend"]
+    clients = backend.get("clientSessions") or {}
     return {"calls": done, "errors": errors, "handshakes_before": before, "handshakes": backend.get("handshakes"),
-            "upstream_era": backend.get("era"), "reinitializations": backend.get("reinitializations")}
+            "upstream_era": backend.get("era"), "reinitializations": backend.get("reinitializations"),
+            "client_sessions_opened": clients.get("opened", 0) - clients_before}
+
+
+async def scenario_client_session_cost(daemon: Daemon, clients: int) -> dict[str, Any]:
+    """7b: what a session-era client's own upstream session costs: its first tools/call (which opens
+    the upstream session: initialize, initialized, GET stream) against its second, for fresh clients."""
+    first: list[float] = []
+    second: list[float] = []
+    for _ in range(clients):
+        ep = Endpoint(daemon.url + "/mcp", SESSION)
+        await ep.prepare()
+        for out in (first, second):
+            t0 = time.perf_counter()
+            await ep.call("tools/call", {**ECHO_ARGS, "name": "echo__echo"})
+            out.append((time.perf_counter() - t0) * 1000)
+    p50_first, p50_second = statistics.median(first), statistics.median(second)
+    return {"clients": clients, "first_call_p50_ms": round(p50_first, 3), "second_call_p50_ms": round(p50_second, 3),
+            "open_cost_p50_ms": round(p50_first - p50_second, 3)}
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -450,6 +471,8 @@ async def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, A
                                         f"{len(daemon.states())} services registered"))
     log("scenario 7: 10,000 calls, upstream handshakes")
     sc["handshakes"] = await scenario_handshakes(daemon, 2000 if args.quick else 10000)
+    log("scenario 7b: the cost of a session-era client's own upstream session")
+    sc["client_session_cost"] = await scenario_client_session_cost(daemon, 10 if args.quick else 30)
     res["targets"] = targets(res)
     return res
 
@@ -494,6 +517,8 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     check("daemon RSS after scenario 4", f"{rss:.1f} MB", "<= 150 MB", rss <= 150)
     h = res["scenarios"]["handshakes"]
     check(f"upstream handshakes for {h['calls']} calls", h["handshakes"], "== 1", h["handshakes"] == 1 and h["errors"] == 0)
+    check("client upstream sessions for one session-era client's calls", h.get("client_sessions_opened"), "== 1",
+          h.get("client_sessions_opened") == 1 and h["errors"] == 0)
     return out
 
 
@@ -553,7 +578,15 @@ def markdown(res: dict[str, Any]) -> str:
     L += ["", "### 7. Upstream handshakes", "",
           f"{h['calls']} `tools/call` through `/mcp` to `echo` (half session-era clients, half stateless-era, c=32, "
           f"{h['errors']} errors): the gateway made **{h['handshakes']}** upstream handshake(s) "
-          f"(upstream era {h['upstream_era']}, re-initializations {h['reinitializations']})."]
+          f"(upstream era {h['upstream_era']}, re-initializations {h['reinitializations']}) on the service's shared "
+          f"session, and opened **{h.get('client_sessions_opened')}** upstream session for the one session-era "
+          "client (a session-era client gets one of its own; the stateless-era client uses the shared one)."]
+    cc = sc["client_session_cost"]
+    L += ["", "### 7b. A session-era client's own upstream session", "",
+          f"{cc['clients']} fresh session-era clients, each: first `tools/call` (opens its upstream session: "
+          f"`initialize`, `notifications/initialized`, GET stream) p50 **{cc['first_call_p50_ms']} ms**, second "
+          f"call p50 {cc['second_call_p50_ms']} ms: opening costs about **{cc['open_cost_p50_ms']} ms**, once per "
+          "client session."]
     co = sc["client_overhead"]
     L += ["", "### Load generator cost (direct to the upstream, c=1)", "",
           "| client | p50 ms | p99 ms | calls/s |", "|---|---|---|---|"]
