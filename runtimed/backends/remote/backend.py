@@ -5,7 +5,11 @@ every call: a ``connection.RemoteConnection``, over a keep-alive connection
 pool of the lean HTTP/1.1 client in ``h1`` for requests and one
 ``httpx.AsyncClient`` for the long-lived GET and listen streams), the choice
 of transport for a manifest, the registration-time origin check
-``prepare_remote_origin`` (host allowlist, authRef shape), health probes,
+``prepare_remote_origin`` (host allowlist, authRef shape; the addresses a
+name resolves to are checked at connect time by the resolver it gives its
+clients, ``http.make_resolver``), health probes (a
+ping answered with an error is DEGRADED, except method-not-found: a server
+without ping is alive; a lost session is re-initialized as for calls),
 introspection (all pages of every list the upstream offers) and the
 ``describe()`` facts. The wire work lives behind ``RemoteConnection``, in
 ``streamable`` (both eras) and ``sse`` (HTTP+SSE); credentials in
@@ -34,6 +38,7 @@ from runtimed.backends.remote.sse import LegacySseConnection
 from runtimed.backends.remote.streamable import StreamableHttpConnection
 from runtimed.config.manifest import RemoteMcpOrigin, ServiceManifest
 from runtimed.errors import BackendError, BackendFault, BackendStartError, InvalidOrigin, SecretError, UpstreamError
+from runtimed.protocol.jsonrpc import METHOD_NOT_FOUND
 from runtimed.protocol.types import JSON
 
 CLIENT_INFO = {"name": "mcp-runtimed", "version": __version__}
@@ -70,6 +75,9 @@ class RemoteBackend(Backend):
         self._client: httpx.AsyncClient | None = None
         self._conn: RemoteConnection | None = None
         self._last_error: str | None = None
+        # New connections resolve the host once and check its addresses (DNS rebinding), against the lists as they are then.
+        self._resolve = _http.make_resolver(
+            lambda: (self.host.settings.remote_allowed_hosts, self.origin.allowedHosts), manifest.name)
 
     # -- settings ----------------------------------------------------------
     @property
@@ -109,7 +117,7 @@ class RemoteBackend(Backend):
         except (InvalidOrigin, SecretError) as e:
             raise BackendStartError(str(e)) from None
         await self._close_conn()
-        self._client = _http.make_client(self._connect_timeout_s())
+        self._client = _http.make_client(self._connect_timeout_s(), self._resolve)
         self._conn = conn = self._connection(origin, self._client)
         try:
             async with asyncio.timeout(self._connect_timeout_s() + self._default_timeout_s()):
@@ -135,7 +143,7 @@ class RemoteBackend(Backend):
         return StreamableHttpConnection(
             origin.url, client, self.host, auth_headers=self._auth_headers, check_host=self._check_host,
             client_info=CLIENT_INFO, default_timeout_s=self._default_timeout_s(),
-            connect_timeout_s=self._connect_timeout_s(), force_era=self.force_era,
+            connect_timeout_s=self._connect_timeout_s(), force_era=self.force_era, resolve=self._resolve,
         )
 
     async def stop(self) -> None:
@@ -180,8 +188,11 @@ class RemoteBackend(Backend):
                 return ProbeResult(Health.TIMEOUT, str(e))
             return ProbeResult(Health.UNREACHABLE, str(e))
         except UpstreamError as e:
-            # It answered, so it is reachable; a refused ping is still a live server.
-            return ProbeResult(Health.HEALTHY, f"answered with an error: {e.message}", (time.monotonic() - started) * 1000)
+            latency = (time.monotonic() - started) * 1000
+            if e.code == METHOD_NOT_FOUND:  # a server without ping is alive
+                return ProbeResult(Health.HEALTHY, "alive (the upstream does not implement ping)", latency)
+            # It answered, so it is reachable, but an upstream refusing ping is likely refusing calls too.
+            return ProbeResult(Health.DEGRADED, f"ping answered with error {e.code}: {e.message}", latency)
         except Exception as e:  # must not raise
             return ProbeResult(Health.UNREACHABLE, f"probe failed: {type(e).__name__}")
         latency = (time.monotonic() - started) * 1000
