@@ -16,7 +16,7 @@ import socket
 
 import pytest
 
-from runtimed.backends.base import BackendFault, BackendStartError, CallContext, Health, UpstreamError
+from runtimed.backends.base import BackendFault, BackendStartError, Health, UpstreamError
 from runtimed.backends.remote.backend import RemoteBackend
 from tests.backends.remote.test_backend import GUARD, Host, Relay, call_tool, manifest, settings, started, text_of
 from tests.support.upstream import run_upstream
