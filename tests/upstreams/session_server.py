@@ -15,6 +15,10 @@ raw Starlette + uvicorn, no SDK.
   2025-11-25 polling pattern); a GET with ``Last-Event-ID`` replays what followed, after dropping
   ``drops - 1`` more times; ``noids``: the same events without ids, then a reset (not resumable).
 - GET without ``Last-Event-ID``: 405 (no standalone stream).
+- The old HTTP+SSE transport at ``/sse`` (``endpoint`` event, POSTs to ``/messages?sessionId=...``),
+  tools ``echo``, ``stats`` and ``forget`` (the server forgets this SSE session, its stream staying
+  open); a POST for an unknown session is answered like the TypeScript SDK's SSE servers: HTTP 400
+  "No transport found for sessionId".
 
 Run: ``python tests/upstreams/session_server.py --port P [--stale 400|404] [--forgetful] [--ping ...]``.
 Test code only.
@@ -160,7 +164,58 @@ async def mcp_endpoint(request: Request) -> Response:
     return JSONResponse({"jsonrpc": "2.0", "id": id_, "error": {"code": -32602, "message": f"Unknown tool: {name}"}})
 
 
-app = Starlette(routes=[Route("/mcp", mcp_endpoint, methods=["GET", "POST", "DELETE"])])
+LEGACY: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+
+
+async def legacy_stream(request: Request) -> Response:
+    sid = uuid.uuid4().hex
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    LEGACY[sid] = queue
+
+    async def events() -> AsyncIterator[bytes]:
+        yield f"event: endpoint\ndata: /messages?sessionId={sid}\n\n".encode()
+        while True:
+            yield _frame(await queue.get())
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def legacy_post(request: Request) -> Response:
+    sid = request.query_params.get("sessionId", "")
+    queue = LEGACY.get(sid)
+    if queue is None:
+        return PlainTextResponse("No transport found for sessionId", status_code=400)
+    msg = json.loads(await request.body())
+    method, id_ = msg.get("method"), msg.get("id")
+    if "id" not in msg or "method" not in msg:
+        return Response("Accepted", status_code=202)
+    if method == "initialize":
+        STATS["initialize"] += 1
+        out = _reply(id_, {"protocolVersion": "2024-11-05", "capabilities": {"tools": {}},
+                           "serverInfo": {"name": "session-server-sse", "version": "0.0.1"}})
+    elif method == "ping":
+        out = _reply(id_, {})
+    elif method == "tools/list":
+        out = _reply(id_, {"tools": [{"name": t, "inputSchema": {"type": "object"}} for t in ("echo", "stats", "forget")]})
+    elif method == "tools/call":
+        params = msg.get("params") or {}
+        name = params.get("name")
+        STATS["executed"][name] = STATS["executed"].get(name, 0) + 1
+        if name == "forget":
+            LEGACY.pop(sid, None)
+        text = json.dumps(STATS) if name == "stats" else str((params.get("arguments") or {}).get("text", "forgotten"))
+        out = _text(id_, text)
+    else:
+        out = {"jsonrpc": "2.0", "id": id_, "error": {"code": -32601, "message": f"Method not found: {method}"}}
+    await queue.put(out)
+    return Response("Accepted", status_code=202)
+
+
+app = Starlette(routes=[
+    Route("/mcp", mcp_endpoint, methods=["GET", "POST", "DELETE"]),
+    Route("/sse", legacy_stream, methods=["GET"]),
+    Route("/messages", legacy_post, methods=["POST"]),
+])
 
 
 def main() -> None:

@@ -230,3 +230,18 @@ async def test_the_stream_client_checks_resolved_addresses_too(tmp_path):
         backend = RemoteBackend(manifest(f"http://{name}:{legacy.port}/sse", transport="sse"), host)
         with pytest.raises(BackendStartError, match="loopback address"):
             await asyncio.wait_for(backend.start(), GUARD)
+
+
+async def test_legacy_sse_a_400_unknown_session_reconnects_once(tmp_path):
+    """The old HTTP+SSE transport: the TypeScript SDK answers a POST for a session it forgot with 400."""
+    with run_upstream("session_server") as up:
+        backend, _ = await started(up.sse_url, tmp_path, transport="sse")
+        try:
+            assert text_of(await call_tool(backend, "forget")) == "forgotten"  # the stream stays open
+            assert text_of(await call_tool(backend, "echo", {"text": "again"})) == "again"
+            d = backend.describe()
+            assert d["reconnects"] == 1 and d["handshakes"] == 2
+            s = await upstream_stats(backend)
+            assert s["initialize"] == 2 and s["executed"]["echo"] == 1
+        finally:
+            await backend.stop()
