@@ -6,10 +6,12 @@ Owns, for one service: the era decision (probe ``server/discover`` at
 the newest handshake version the upstream accepts), the one upstream session
 every call reuses (re-initialized once, and the refused request sent again,
 when the upstream no longer knows it: HTTP 404, or a 400 whose error says the
-session is invalid, unknown or missing, as real servers answer), POSTing requests and reading JSON or SSE answers under the
-call's byte limit (resuming a dropped SSE answer with ``Last-Event-ID`` in the
-session era when its events carry ids), cancellation (``notifications/cancelled`` in the session
-era, closing the response stream in the stateless era), the stateless era's
+session is invalid, unknown or missing, as real servers answer), POSTing
+requests and reading JSON or SSE answers under the call's byte limit
+(resuming a dropped SSE answer with ``Last-Event-ID`` in the session era when
+its events carry ids; never re-sending it), cancellation
+(``notifications/cancelled`` in the session era, closing the response stream
+in the stateless era), the stateless era's
 input-required rounds, and the background stream for unsolicited messages
 (the GET stream in the session era, ``subscriptions/listen`` in the stateless
 era). Versions, ``_meta`` keys, header names and codes are
