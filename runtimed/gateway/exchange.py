@@ -6,7 +6,7 @@ comes first (the common case), is answered with one ``application/json`` body
 task draining the request's ``Stream``) as soon as the call emits something
 before its result (progress, logs, a server-to-client request), or once it has
 run ``PING_S`` without a result (the stream then keeps the connection alive
-with comments). Cancels the call when asked (``notifications/cancelled``, the
+with comments); a resumable stream's answer starts with its priming event. Cancels the call when asked (``notifications/cancelled``, the
 session ending: ``Exchange.cancel``) or, when ``cancel_on_close`` (stateless
 era), when the client disconnects. Disconnects are watched from
 ``WATCH_AFTER_S`` into a call on (a client that left earlier is seen then: the
@@ -130,6 +130,9 @@ class Exchange:
         stream, seq = self.stream, 0
         try:
             await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            priming = stream.priming(seq)
+            if priming:
+                await self.send({"type": "http.response.body", "body": priming, "more_body": True})
             while True:
                 events = stream.after(seq)
                 if events:

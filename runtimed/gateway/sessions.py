@@ -1,7 +1,9 @@
 """Session-era sessions and the SSE streams of both eras.
 
 Owns ``Stream`` (an ordered, bounded buffer of SSE events with ids, which a
-writer drains and a client may resume with ``Last-Event-ID``), ``Session``
+writer drains and a client may resume with ``Last-Event-ID``; a session's
+streams are ``resumable`` and their writers start with a priming event: an id
+and a ``retry`` field, empty data, per the 2025-11-25 transport), ``Session``
 (negotiated version, client info and capabilities, the GET stream, open POST
 streams, requests in flight, server-to-client requests awaiting an answer,
 resource subscriptions), ``SessionStore`` (ids minted with
@@ -26,6 +28,7 @@ from runtimed.protocol.jsonrpc import INTERNAL_ERROR, SERVER_ERROR, dumps
 from runtimed.protocol.types import JSON
 
 STREAM_KEEP = 1000  # events kept per stream for resumption
+PRIMING_RETRY_MS = 1000  # the ``retry`` of a priming event: how long a client waits before resuming
 RECENT_STREAMS = 64  # finished POST streams kept per session for resumption
 SESSION_IDLE_S = 24 * 3600.0
 
@@ -33,10 +36,11 @@ SESSION_IDLE_S = 24 * 3600.0
 class Stream:
     """One SSE stream's events: ``id: <stream>.<seq>``; the last one may be final."""
 
-    __slots__ = ("_waiters", "closed", "events", "id", "on_event", "seq")
+    __slots__ = ("_waiters", "closed", "events", "id", "on_event", "resumable", "seq")
 
     def __init__(self, stream_id: str | None = None) -> None:
         self.id = stream_id or secrets.token_hex(6)
+        self.resumable = False  # a session's stream: GET with Last-Event-ID resumes it (the stateless era has none)
         self.seq = 0
         self.events: collections.deque[tuple[int, bytes, bool]] = collections.deque(maxlen=STREAM_KEEP)
         self.closed = False
@@ -90,6 +94,13 @@ class Stream:
     def frame(self, seq: int, data: bytes) -> bytes:
         return b"id: " + f"{self.id}.{seq}".encode() + b"\nevent: message\ndata: " + data + b"\n\n"
 
+    def priming(self, seq: int) -> bytes:
+        """The first event a writer sends from after ``seq``: an id to resume from and a ``retry``, with
+        empty data (clients do not dispatch it). Empty for a stream that cannot be resumed."""
+        if not self.resumable:
+            return b""
+        return b"id: " + f"{self.id}.{seq}".encode() + f"\nretry: {PRIMING_RETRY_MS}\ndata:\n\n".encode()
+
 
 class Session:
     def __init__(self, session_id: str, version: str, client_info: JSON, capabilities: JSON, scope: str | None) -> None:
@@ -101,6 +112,7 @@ class Session:
         self.created = self.last_seen = time.monotonic()
         self.initialized = False
         self.standalone = Stream("g" + secrets.token_hex(5))
+        self.standalone.resumable = True
         self.get_writer = 0  # increments per GET; an older writer stops
         self.get_connected = 0
         self.streams: collections.OrderedDict[str, Stream] = collections.OrderedDict()
@@ -111,6 +123,7 @@ class Session:
         self._ids = itertools.count(1)
 
     def add_stream(self, stream: Stream) -> None:
+        stream.resumable = True
         self.streams[stream.id] = stream
         while len(self.streams) > RECENT_STREAMS:
             oldest = next(iter(self.streams))

@@ -184,6 +184,11 @@ class McpEndpoint:
             if found is None or not n.isdigit():
                 raise HttpReply(404, error_response(None, INVALID_REQUEST, f"Last-Event-ID {last!r} names no stream of this session"))
             stream, seq = found, int(n)
+            if stream.closed and not stream.after(seq):
+                # Nothing will follow: say so, or a client that resumes from the priming event of an
+                # answer that ended without a response (a cancelled call) would reconnect forever.
+                raise HttpReply(404, error_response(None, INVALID_REQUEST,
+                                                    f"Last-Event-ID {last!r}: that stream has ended, nothing follows"))
         session.get_writer += 1
         me = session.get_writer
         session.get_connected += 1
@@ -206,6 +211,9 @@ class McpEndpoint:
         watcher = asyncio.ensure_future(watch())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            priming = stream.priming(seq)
+            if priming:
+                await send({"type": "http.response.body", "body": priming, "more_body": True})
             while not gone.is_set() and not superseded():
                 waiter = asyncio.ensure_future(stream.wait_after(seq, PING_S))
                 done, _ = await asyncio.wait({waiter, watcher}, return_when=asyncio.FIRST_COMPLETED)

@@ -2,8 +2,9 @@
 
 Owns the one SSE parser of the code base: bytes in, complete events out, with
 CR, LF and CRLF line ends (a CR at the end of a chunk waits for the next one),
-comments, ``event``/``data``/``id``/``retry`` fields and a bound on one
-event's size. Used by the remote backend (reading upstreams), the stdio bridge
+comments, ``event``/``data``/``id``/``retry`` fields (the stream's latest
+``retry`` is kept on the decoder: it applies even on an event that is not
+dispatched) and a bound on one event's size. Used by the remote backend (reading upstreams), the stdio bridge
 and ``runtimectl call`` (reading the gateway). Must not: do I/O, know about
 JSON-RPC, or decide what a caller does with a malformed stream (it raises
 ``SSEDecodeError`` and the caller turns that into its own error).
@@ -42,6 +43,7 @@ class SSEDecoder:
         self._buf = bytearray()
         self._event = SSEEvent()
         self._data: list[str] = []
+        self.retry: int | None = None  # the latest ``retry`` field (reconnection time, ms)
 
     def feed(self, chunk: bytes) -> Iterator[SSEEvent]:
         self._buf.extend(chunk)
@@ -83,7 +85,7 @@ class SSEDecoder:
         elif name == "id":
             self._event.id = value
         elif name == "retry" and value.isdigit():
-            self._event.retry = int(value)
+            self._event.retry = self.retry = int(value)
         return None
 
     def _find_eol(self) -> tuple[int, int] | None:

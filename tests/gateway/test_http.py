@@ -193,6 +193,66 @@ def test_cancelled_notification_cancels_the_call(env: DaemonProc) -> None:
     assert not any(m.get("id") == 9 for m in rest)
 
 
+def sse_blocks(lines: Iterator[str], stop_after: int | None = None) -> list[dict[str, str]]:
+    """Raw SSE events as {field: value} (data lines joined), comments skipped."""
+    out: list[dict[str, str]] = []
+    cur: dict[str, str] = {}
+    for line in lines:
+        if line == "":
+            if cur:
+                out.append(cur)
+                cur = {}
+                if stop_after is not None and len(out) >= stop_after:
+                    break
+            continue
+        if line.startswith(":"):
+            continue
+        key, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        cur[key] = cur[key] + "\n" + value if key == "data" and key in cur else value
+    if cur:
+        out.append(cur)
+    return out
+
+
+def test_session_sse_streams_start_with_a_priming_event(env: DaemonProc) -> None:
+    """2025-11-25: an SSE stream starts with an event carrying an id and a retry, with empty data."""
+    sid = initialize(env)
+    h = {"Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"}
+    body = {"jsonrpc": "2.0", "id": 11, "method": "tools/call",
+            "params": {"name": "a__slow", "arguments": {"seconds": 0.1, "steps": 2}, "_meta": {"progressToken": "p"}}}
+    with httpx.stream("POST", env.url + "/mcp", json=body, timeout=30, headers={"Accept": ACCEPT, **h}) as r:
+        blocks = sse_blocks(r.iter_lines())
+    prime, rest = blocks[0], blocks[1:]
+    assert prime["data"] == "" and prime["retry"].isdigit() and prime["id"].endswith(".0"), blocks
+    assert all(b["data"] for b in rest) and json.loads(rest[-1]["data"])["id"] == 11
+    # Resuming from the priming event's id replays the whole answer (after its own priming event).
+    get = {"Accept": "text/event-stream", **h}
+    with httpx.stream("GET", env.url + "/mcp", timeout=30, headers={**get, "Last-Event-ID": prime["id"]}) as r:
+        replay = sse_blocks(r.iter_lines())
+    assert replay[0] == prime and replay[1:] == rest
+    # A finished stream with nothing after the given event: 404, so clients stop reconnecting.
+    r = httpx.get(env.url + "/mcp", timeout=30, headers={**get, "Last-Event-ID": rest[-1]["id"]})
+    assert r.status_code == 404 and "has ended" in r.json()["error"]["message"]
+    # The session's GET stream starts with one too.
+    with httpx.stream("GET", env.url + "/mcp", timeout=30, headers=get) as r:
+        first = sse_blocks(r.iter_lines(), stop_after=1)[0]
+    assert first["data"] == "" and first["id"].startswith("g") and first["retry"].isdigit()
+
+
+def test_stateless_sse_answers_have_no_priming_event(env: DaemonProc) -> None:
+    """2026-07-28 has no resumption: no id to resume from, no retry."""
+    h = {"Accept": ACCEPT, "MCP-Protocol-Version": S, "Mcp-Method": "tools/call", "Mcp-Name": "a__slow"}
+    body = {"jsonrpc": "2.0", "id": 12, "method": "tools/call",
+            "params": {"name": "a__slow", "arguments": {"seconds": 0.1, "steps": 2},
+                       "_meta": {**meta(), "progressToken": "p"}}}
+    with httpx.stream("POST", env.url + "/mcp", json=body, timeout=30, headers=h) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        blocks = sse_blocks(r.iter_lines())
+    assert blocks and all(b.get("data") and "retry" not in b for b in blocks), blocks
+    assert json.loads(blocks[-1]["data"])["id"] == 12
+
+
 # -- stateless era ----------------------------------------------------------------------------
 
 def test_discover(env: DaemonProc) -> None:

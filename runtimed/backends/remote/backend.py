@@ -12,7 +12,11 @@ server-to-client traffic are never shared; a stateless-only upstream serves it
 on the shared session. Requests go over a keep-alive pool of the lean
 HTTP/1.1 client in ``h1``; the long-lived GET and listen streams over one
 ``httpx.AsyncClient``. Also: the choice of transport for a manifest, the registration-time origin check
-``prepare_remote_origin`` (host allowlist, authRef shape), health probes,
+``prepare_remote_origin`` (host allowlist, authRef shape; the addresses a
+name resolves to are checked at connect time by the resolver it gives its
+clients, ``http.make_resolver``), health probes (a
+ping answered with an error is DEGRADED, except method-not-found: a server
+without ping is alive; a lost session is re-initialized as for calls),
 introspection (all pages of every list the upstream offers) and the
 ``describe()`` facts. The wire work lives behind ``RemoteConnection``, in
 ``streamable`` (both eras) and ``sse`` (HTTP+SSE); credentials in
@@ -44,6 +48,7 @@ from runtimed.backends.remote.streamable import StreamableHttpConnection
 from runtimed.backends.sessions import ClientHost, ClientSessions
 from runtimed.config.manifest import RemoteMcpOrigin, ServiceManifest
 from runtimed.errors import BackendError, BackendFault, BackendStartError, InvalidOrigin, SecretError, UpstreamError
+from runtimed.protocol.jsonrpc import METHOD_NOT_FOUND
 from runtimed.protocol.types import JSON
 from runtimed.protocol.versions import is_stateless
 
@@ -88,6 +93,9 @@ class RemoteBackend(Backend):
         # session-era clients are then served on the shared session.
         self._sessions_offered = True
         self._last_error: str | None = None
+        # New connections resolve the host once and check its addresses (DNS rebinding), against the lists as they are then.
+        self._resolve = _http.make_resolver(
+            lambda: (self.host.settings.remote_allowed_hosts, self.origin.allowedHosts), manifest.name)
 
     # -- settings ----------------------------------------------------------
     @property
@@ -127,7 +135,7 @@ class RemoteBackend(Backend):
         except (InvalidOrigin, SecretError) as e:
             raise BackendStartError(str(e)) from None
         await self._close_conn()
-        self._client = _http.make_client(self._connect_timeout_s())
+        self._client = _http.make_client(self._connect_timeout_s(), self._resolve)
         self._conn = conn = self._connection(self._config(), self._client, self.host)
         self._clients = ClientSessions(self._open_client_session, _close_quietly)
         self._sessions_offered = True
@@ -148,7 +156,7 @@ class RemoteBackend(Backend):
         return ConnectionConfig(
             url=self.origin.url, auth_headers=self._auth_headers, check_host=self._check_host, client_info=CLIENT_INFO,
             default_timeout_s=self._default_timeout_s(), connect_timeout_s=self._connect_timeout_s(),
-            force_era=self.force_era,
+            force_era=self.force_era, resolve=self._resolve,
         )
 
     def _connection(self, config: ConnectionConfig, client: httpx.AsyncClient, host: BackendHost) -> RemoteConnection:
@@ -205,8 +213,11 @@ class RemoteBackend(Backend):
                 return ProbeResult(Health.TIMEOUT, str(e))
             return ProbeResult(Health.UNREACHABLE, str(e))
         except UpstreamError as e:
-            # It answered, so it is reachable; a refused ping is still a live server.
-            return ProbeResult(Health.HEALTHY, f"answered with an error: {e.message}", (time.monotonic() - started) * 1000)
+            latency = (time.monotonic() - started) * 1000
+            if e.code == METHOD_NOT_FOUND:  # a server without ping is alive
+                return ProbeResult(Health.HEALTHY, "alive (the upstream does not implement ping)", latency)
+            # It answered, so it is reachable, but an upstream refusing ping is likely refusing calls too.
+            return ProbeResult(Health.DEGRADED, f"ping answered with error {e.code}: {e.message}", latency)
         except Exception as e:  # must not raise
             return ProbeResult(Health.UNREACHABLE, f"probe failed: {type(e).__name__}")
         latency = (time.monotonic() - started) * 1000

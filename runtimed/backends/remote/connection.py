@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from runtimed.backends.base import BackendHost, CallContext
+from runtimed.backends.remote.h1 import Resolver
 from runtimed.backends.remote.messages import CLIENT_CAPABILITIES
 from runtimed.protocol.types import JSON
 
@@ -44,6 +45,7 @@ class ConnectionConfig:
     # calling client) for the shared session, the downstream client's own for a client's session.
     client_capabilities: JSON = field(default_factory=lambda: dict(CLIENT_CAPABILITIES))
     force_era: str | None = None  # "session" / "stateless": skip the era probe (per-client sessions, tests)
+    resolve: Resolver | None = None  # the service's connect-time address check (DNS rebinding), for the h1 pool
 
 
 class RemoteConnection(abc.ABC):

@@ -7,7 +7,9 @@ request's bytes directly (request line and header fields checked against the
 same HTTP/1.1 grammar ``h11`` applies: no CR, LF, NUL or other whitespace
 inside a value) and sending them over asyncio streams (TLS with the caller's
 context), reading the response head and its body incrementally with ``h11``
-(Content-Length or chunked), the connect timeout and per-read timeouts, closing the connection
+(Content-Length or chunked), connecting to the addresses the caller's ``Resolver`` returns
+for a new connection (by name when there is none or it returns None; TLS still verifies the
+name), the connect timeout and per-read timeouts, closing the connection
 when a response is abandoned mid-way (a cancelled task included), one retry on
 a fresh connection when a reused one turns out dead before any response byte
 (the keep-alive race), and the ``H1Error`` classes that say what failed.
@@ -25,6 +27,7 @@ import functools
 import re
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,6 +62,9 @@ class _Stale(Exception):
 
 # -- URLs --------------------------------------------------------------------------
 Origin = tuple[str, str, int]
+# (host, port) -> the addresses to connect to, in order, or None to connect by name. Called only
+# when a new connection is opened; whatever it raises propagates unchanged.
+Resolver = Callable[[str, int], Awaitable[list[str] | None]]
 
 
 @functools.lru_cache(maxsize=256)
@@ -287,8 +293,9 @@ class ConnectionPool:
     """
 
     def __init__(self, tls: ssl.SSLContext | None = None, *, max_active: int = 100, max_idle: int = 20,
-                 idle_expiry_s: float = 30.0) -> None:
+                 idle_expiry_s: float = 30.0, resolve: Resolver | None = None) -> None:
         self._tls = tls
+        self._resolve = resolve
         self._max_idle = max_idle
         self._idle_expiry_s = idle_expiry_s
         self._slots = asyncio.Semaphore(max_active)
@@ -397,9 +404,19 @@ class ConnectionPool:
         tls = self._tls if scheme == "https" else None
         try:
             async with asyncio.timeout(timeout_s):
-                reader, writer = await asyncio.open_connection(
-                    host, port, ssl=tls, server_hostname=host if tls is not None else None, limit=READ_SIZE
-                )
+                targets = (await self._resolve(host, port) if self._resolve is not None else None) or [host]
+                error: OSError | None = None
+                for target in targets:
+                    try:
+                        reader, writer = await asyncio.open_connection(
+                            target, port, ssl=tls, server_hostname=host if tls is not None else None, limit=READ_SIZE
+                        )
+                        break
+                    except OSError as e:
+                        error = e
+                else:
+                    assert error is not None
+                    raise error
         except TimeoutError:
             raise ConnectTimeout("timed out connecting") from None
         except OSError as e:  # refused, unreachable, DNS (gaierror), TLS (SSLError)

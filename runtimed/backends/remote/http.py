@@ -1,7 +1,11 @@
 """The HTTP clients of the remote transports and one exchange through them.
 
 Owns: building the per-service ``httpx.AsyncClient`` (long-lived streams) and
-``h1.ConnectionPool`` (request/response calls); sending one request through
+``h1.ConnectionPool`` (request/response calls), both connecting through the
+service's resolver (``make_resolver``: when a host allowlist is set, a new
+connection resolves the name once, checks every address with
+``hosts.check_address`` and connects to the checked addresses; no resolution
+per request, connections are pooled); sending one request through
 either with our redirect rule (only same-origin redirects are followed, at
 most 5, each target re-checked against the host allowlist; POST only on
 307/308); reading a body, a JSON message or an SSE stream (``SSEReader``,
@@ -13,19 +17,24 @@ error or an error status (4xx, 5xx) itself.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+import socket
 import ssl
+import typing
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
 from runtimed.backends.remote import h1 as _h1
 from runtimed.backends.remote.faults import WIRE_ERRORS, fault_from_exception
-from runtimed.errors import BackendFault, H1Error
+from runtimed.backends.remote.hosts import check_address
+from runtimed.errors import BackendFault, H1Error, InvalidOrigin
 from runtimed.protocol.sse import DEFAULT_MAX_EVENT, SSEDecodeError, SSEDecoder, SSEEvent
 
 AnyResponse = httpx.Response | _h1.H1Response
@@ -40,20 +49,89 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context(trust_env=False)
 
 
-def make_client(connect_timeout_s: float) -> httpx.AsyncClient:
-    """One client per service: keep-alive, no automatic redirects (see ``send``)."""
+def make_resolver(allowlists: Callable[[], tuple[list[str] | None, list[str] | None]], service: str = "") -> _h1.Resolver:
+    """The connect-time resolver of one service: ``allowlists()`` gives the daemon's and the service's
+    lists as they are now. With neither set it returns None (connect by name, as usual); else it
+    resolves the name once and returns its addresses, each checked (``hosts.check_address``), or
+    raises a ``connect`` fault naming the host and the refused address."""
+    async def resolve(host: str, port: int) -> list[str] | None:
+        daemon_hosts, service_hosts = allowlists()
+        if daemon_hosts is None and service_hosts is None:
+            return None
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as e:
+            raise BackendFault(f"cannot resolve host {host!r} ({e})", kind="connect", safe_to_retry=True) from None
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not addresses:
+            raise BackendFault(f"cannot resolve host {host!r} (no address)", kind="connect", safe_to_retry=True)
+        try:
+            for address in addresses:
+                check_address(host, address, daemon_hosts, service_hosts, service)
+        except InvalidOrigin as e:
+            raise BackendFault(str(e), kind="connect") from None
+        return addresses
+
+    return resolve
+
+
+class _ResolvingNetwork(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, connecting to the addresses the service's resolver checked."""
+
+    def __init__(self, resolve: _h1.Resolver) -> None:
+        self._resolve = resolve
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                          socket_options: typing.Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await self._resolve(host, port)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host!r} timed out") from None
+        error: Exception | None = None
+        for target in addresses or [host]:
+            try:
+                return await self._inner.connect_tcp(target, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as e:
+                error = e
+        assert error is not None
+        raise error
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: typing.Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_unix_socket(path, timeout, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def make_client(connect_timeout_s: float, resolve: _h1.Resolver | None = None) -> httpx.AsyncClient:
+    """One client per service: keep-alive, no automatic redirects (see ``send``), new connections
+    through ``resolve`` when given."""
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30)
+    transport: httpx.AsyncHTTPTransport | None = None
+    if resolve is not None:
+        transport = httpx.AsyncHTTPTransport(verify=_tls_context(), limits=limits, trust_env=False)
+        # httpx offers no network-backend option; its transport is a thin shell over this pool.
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=_tls_context(), max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_ResolvingNetwork(resolve),
+        )
     return httpx.AsyncClient(
         verify=_tls_context(),
         follow_redirects=False,
         timeout=httpx.Timeout(connect=connect_timeout_s, read=None, write=connect_timeout_s * 2, pool=connect_timeout_s),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30),
+        limits=limits,
         trust_env=False,
+        transport=transport,
     )
 
 
-def make_pool() -> _h1.ConnectionPool:
-    """One per service, beside its httpx client: keep-alive, same limits as ``make_client``."""
-    return _h1.ConnectionPool(_tls_context(), max_active=100, max_idle=20, idle_expiry_s=30)
+def make_pool(resolve: _h1.Resolver | None = None) -> _h1.ConnectionPool:
+    """One per service, beside its httpx client: keep-alive, same limits and resolver as ``make_client``."""
+    return _h1.ConnectionPool(_tls_context(), max_active=100, max_idle=20, idle_expiry_s=30, resolve=resolve)
 
 
 def encode_json(body: Any) -> bytes:
@@ -183,7 +261,11 @@ class SSEReader:
     """``runtimed.protocol.sse.SSEDecoder`` over a response, byte-limited, errors as faults.
 
     ``limit`` bounds the bytes read from this response (None: no bound);
-    ``max_event`` bounds one event's size regardless.
+    ``max_event`` bounds one event's size regardless. ``read`` may start at what
+    earlier responses of the same answer read (a resumed stream shares the limit).
+    While reading it keeps what resuming the stream needs: the last event id seen,
+    the latest ``retry`` (ms), and ``dropped`` (the connection failed mid-stream,
+    as opposed to a malformed stream or a limit).
     """
 
     response: AnyResponse
@@ -191,6 +273,9 @@ class SSEReader:
     what: str
     max_event: int = DEFAULT_MAX_EVENT
     read: int = 0
+    last_event_id: str | None = None
+    retry_ms: int | None = None
+    dropped: bool = False
 
     async def events(self) -> AsyncIterator[SSEEvent]:
         decoder = SSEDecoder(self.max_event)
@@ -206,10 +291,17 @@ class SSEReader:
                     )
                 try:
                     for ev in decoder.feed(chunk):
+                        if ev.id is not None:
+                            self.last_event_id = ev.id
+                        if decoder.retry is not None:
+                            self.retry_ms = decoder.retry
                         yield ev
                 except SSEDecodeError as e:
                     raise BackendFault(f"{self.what}: {e}", kind="payload" if e.too_large else "protocol") from None
+                if decoder.retry is not None:
+                    self.retry_ms = decoder.retry
         except WIRE_ERRORS as e:
+            self.dropped = True
             raise fault_from_exception(e, self.what) from None
 
 

@@ -5,7 +5,8 @@ or ``UpstreamError``, relaying a call's notifications (progress with the
 upstream token mapped back to the client's, log messages) through the call's
 ``Relay``, routing unsolicited notifications (``list_changed`` and others) to
 the ``BackendHost``, and answering server-to-client requests (sampling,
-elicitation, roots, ping; replies built with ``runtimed.protocol.jsonrpc``).
+elicitation, roots, ping; replies built with ``runtimed.protocol.jsonrpc``),
+and reading an upstream's error text for "this session is gone" (``says_session_lost``).
 Must not do HTTP.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable
 from typing import Any
 
@@ -163,3 +165,23 @@ def spawn_guarded(tasks: set[asyncio.Task[Any]], coro: Awaitable[Any], what: str
     task = asyncio.ensure_future(guarded())
     tasks.add(task)
     task.add_done_callback(tasks.discard)
+
+
+# An upstream that no longer knows the session it was sent: the spec says HTTP 404, real servers
+# also answer 400 with a message (the TypeScript SDK's servers: "Bad Request: No valid session ID
+# provided", "Mcp-Session-Id header is required", "Server not initialized"; legacy SSE servers:
+# "No transport found for sessionId", "Invalid session ID"). Matched loosely, case-insensitively:
+# the text names a session and says it is invalid, unknown, missing, not found or expired.
+_SESSION_WORD = re.compile(r"\bsession\b|session[ _-]?id", re.IGNORECASE)
+_LOST_WORD = re.compile(
+    r"\b(?:invalid|unknown|missing|not found|no valid|expired|terminated|required|does not exist|no such|"
+    r"no transport)\b",
+    re.IGNORECASE,
+)
+_NOT_INITIALIZED = re.compile(r"\bserver not initiali[sz]ed\b", re.IGNORECASE)
+
+
+def says_session_lost(text: str) -> bool:
+    """True when an upstream's error text says the session it was sent is unknown, invalid or missing
+    (used only for an HTTP 400 answering a request that carried a session)."""
+    return bool((_SESSION_WORD.search(text) and _LOST_WORD.search(text)) or _NOT_INITIALIZED.search(text))

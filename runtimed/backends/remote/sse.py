@@ -6,7 +6,8 @@ stay on the service's origin), POSTing JSON-RPC messages to that endpoint,
 matching answers arriving on the stream to waiting calls, relaying progress
 and log messages to the call they belong to, answering server-to-client
 requests, and re-connecting (with a new handshake) when the stream or the
-session is lost. What an error status means is ``faults``'. Must not:
+session is lost (a POST answered 404, or 400 saying the session is unknown:
+the refused request is sent once more on the new session). What an error status means is ``faults``'. Must not:
 enforce policies, retry faults, or log secrets.
 """
 
@@ -35,6 +36,7 @@ from runtimed.backends.remote.messages import (
     relay_call_notification,
     request_message,
     result_of,
+    says_session_lost,
     spawn_guarded,
     swap_progress_token,
 )
@@ -43,6 +45,10 @@ from runtimed.protocol.types import JSON
 from runtimed.protocol.versions import UPSTREAM_HANDSHAKE_VERSIONS as HANDSHAKE_VERSIONS
 
 log = logging.getLogger("runtimed.backends.remote")
+
+
+class _SessionGone(BackendFault):
+    """The endpoint no longer knows our SSE session (the POST was refused before it ran)."""
 
 
 @dataclass
@@ -236,14 +242,17 @@ class LegacySseConnection(RemoteConnection):
                     await self._connect()
         try:
             return await self._exchange(method, dict(params or {}), ctx)
-        except BackendFault as e:
-            if e.status != 404:
-                raise
+        except _SessionGone:
+            pass  # refused before it ran: safe to send again
         async with self._lock:  # the upstream forgot our session: connect again, once
             if self.era is None:
                 self.reconnects += 1
                 await self._connect()
-        return await self._exchange(method, dict(params or {}), ctx)
+        try:
+            return await self._exchange(method, dict(params or {}), ctx)
+        except _SessionGone as e:
+            raise BackendFault(f"{e}; again right after reconnecting, not retried further", kind="connect",
+                               status=e.status) from None
 
     async def notify(self, method: str, params: JSON | None) -> None:
         if self.era == "session":
@@ -283,6 +292,8 @@ class LegacySseConnection(RemoteConnection):
             self._pending.pop(rid, None)
 
     async def _post(self, message: JSON, what: str) -> None:
+        """POST one message to the endpoint. A 404, or a 400 saying the session is unknown (the
+        TypeScript SDK's "No transport found for sessionId"), is ``_SessionGone``: reconnect on the next call."""
         if not self.endpoint:
             raise BackendFault(f"{what}: not connected to the upstream's SSE stream", kind="connect", safe_to_retry=True)
         req = self.client.build_request(
@@ -293,10 +304,20 @@ class LegacySseConnection(RemoteConnection):
         response = await _http.send(self.client, req, self.check_host, what)
         try:
             status = response.status_code
-            if status == 404:
+            text = ""
+            if status == 400:
+                try:
+                    text = (await _http.read_limited(response, 4096, what)).decode("utf-8", "replace").strip()[:200]
+                except BackendFault:
+                    text = ""
+                try:  # a JSON-RPC error body: its message
+                    text = str(json.loads(text)["error"]["message"])[:200]
+                except (ValueError, KeyError, TypeError):
+                    pass
+            if status == 404 or (status == 400 and says_session_lost(text)):
                 self.era = None  # session gone: reconnect on the next call
-                raise BackendFault(f"{what}: the upstream no longer knows this SSE session (HTTP 404)", kind="connect",
-                                   status=status, safe_to_retry=True)
+                raise _SessionGone(f"{what}: the upstream no longer knows this SSE session (HTTP {status}"
+                                   f"{': ' + text if text else ''})", kind="connect", status=status, safe_to_retry=True)
             if status >= 400:
                 raise status_fault(status, what)
         finally:

@@ -4,10 +4,14 @@
 Owns, for one service: the era decision (probe ``server/discover`` at
 2026-07-28, fall back to ``initialize`` + ``notifications/initialized`` at
 the newest handshake version the upstream accepts), the one upstream session
-every call reuses (re-initialized once when the upstream says 404 "session
-not found"), POSTing requests and reading JSON or SSE answers under the
-call's byte limit, cancellation (``notifications/cancelled`` in the session
-era, closing the response stream in the stateless era), the stateless era's
+every call reuses (re-initialized once, and the refused request sent again,
+when the upstream no longer knows it: HTTP 404, or a 400 whose error says the
+session is invalid, unknown or missing, as real servers answer), POSTing
+requests and reading JSON or SSE answers under the call's byte limit
+(resuming a dropped SSE answer with ``Last-Event-ID`` in the session era when
+its events carry ids; never re-sending it), cancellation
+(``notifications/cancelled`` in the session era, closing the response stream
+in the stateless era), the stateless era's
 input-required rounds, and the background stream for unsolicited messages
 (the GET stream in the session era, ``subscriptions/listen`` in the stateless
 era). Versions, ``_meta`` keys, header names and codes are
@@ -45,11 +49,13 @@ from runtimed.backends.remote.messages import (
     relay_call_notification,
     request_message,
     result_of,
+    says_session_lost,
     spawn_guarded,
     swap_progress_token,
 )
 from runtimed.errors import BackendFault, InputRequired, RelayUnavailable, UpstreamError
 from runtimed.protocol.headers import (
+    LAST_EVENT_ID as LAST_EVENT_ID_HEADER,
     METHOD as METHOD_HEADER,
     NAME as NAME_HEADER,
     NAME_BEARING,
@@ -70,10 +76,21 @@ from runtimed.protocol.versions import LATEST_STATELESS, UPSTREAM_HANDSHAKE_VERS
 log = logging.getLogger("runtimed.backends.remote")
 
 INPUT_REQUIRED_MAX_ROUNDS = 10
+# Resuming a dropped SSE answer (session era): resumptions in a row without a new event before giving
+# up, the wait when the stream sent no ``retry`` field, and the most a ``retry`` field makes us wait.
+RESUME_ATTEMPTS = 3
+RESUME_DELAY_S = 0.1
+RESUME_DELAY_CAP_S = 5.0
 
 
 class SessionLost(Exception):
-    """The upstream answered 404 to a request carrying our session id."""
+    """The upstream no longer knows the session a request carried: HTTP 404, or a 400 whose error
+    says the session is invalid, unknown or missing (``messages.says_session_lost``). The request
+    was refused before it ran, so it is safe to send again on a new session."""
+
+
+class _StreamEnded(Exception):
+    """An SSE answer ended (cleanly) before the answer arrived."""
 
 
 def encode_header_value(value: str) -> str:
@@ -88,7 +105,7 @@ class StreamableHttpConnection(RemoteConnection):
 
     def __init__(self, config: ConnectionConfig, client: httpx.AsyncClient, host: BackendHost) -> None:
         super().__init__(config, client, host)
-        self.pool = _http.make_pool()
+        self.pool = _http.make_pool(config.resolve)  # the service's connect-time address check
         self.force_era = config.force_era
         self.session_id: str | None = None
         self.reinitializations = 0
@@ -182,11 +199,11 @@ class StreamableHttpConnection(RemoteConnection):
         await self._post_notification("notifications/initialized", None)
         self._start_background()
 
-    async def _reinitialize(self, lost_session: str | None) -> None:
+    async def _reinitialize(self, lost_session: str | None, why: str = "HTTP 404") -> None:
         async with self._lock:
             if self.session_id != lost_session:  # another call already did it
                 return
-            self.host.log("warning", "upstream session not found (HTTP 404); initializing a new session")
+            self.host.log("warning", f"upstream session not found ({why}); initializing a new session")
             self.reinitializations += 1
             self._stop_background()
             await self._initialize()
@@ -270,17 +287,21 @@ class StreamableHttpConnection(RemoteConnection):
             out["requestState"] = state
         return out
 
-    async def _request_with_session_retry(self, method: str, params: JSON, ctx: CallContext) -> JSON:
+    async def _request_with_session_retry(self, method: str, params: JSON, ctx: CallContext,
+                                          timeout_s: float | None = None) -> JSON:
+        """One request; when the upstream no longer knows our session (it refused the request before
+        running it), initialize a new session once and send the request again."""
         sid = self.session_id
         try:
-            return await self._exchange(method, params, ctx)
-        except SessionLost:
-            await self._reinitialize(sid)
+            return await self._exchange(method, params, ctx, timeout_s=timeout_s)
+        except SessionLost as e:
+            await self._reinitialize(sid, str(e))
         try:
-            return await self._exchange(method, params, ctx)
-        except SessionLost:
+            return await self._exchange(method, params, ctx, timeout_s=timeout_s)
+        except SessionLost as e:
             raise BackendFault(
-                "the upstream lost the session again right after a new one was initialized", kind="protocol"
+                f"{method} to {self.url}: the upstream lost the session again ({e}) right after a new one was "
+                "initialized; not retried further", kind="protocol"
             ) from None
 
     async def notify(self, method: str, params: JSON | None) -> None:
@@ -292,12 +313,7 @@ class StreamableHttpConnection(RemoteConnection):
         if self.era == "stateless":
             await self._exchange("server/discover", {}, CallContext(), era="stateless", timeout_s=timeout_s)
         else:
-            sid = self.session_id
-            try:
-                await self._exchange("ping", {}, CallContext(), timeout_s=timeout_s)
-            except SessionLost:
-                await self._reinitialize(sid)
-                await self._exchange("ping", {}, CallContext(), timeout_s=timeout_s)
+            await self._request_with_session_retry("ping", {}, CallContext(), timeout_s)
 
     # -- the wire ----------------------------------------------------------
     def _headers(self, method: str | None, params: JSON | None, era: str | None = None) -> dict[str, str]:
@@ -404,25 +420,113 @@ class StreamableHttpConnection(RemoteConnection):
         if status in (401, 403):
             raise status_fault(status, what)
         if status == 404 and sent_session:
-            raise SessionLost()
+            raise SessionLost("HTTP 404")
         # A JSON-RPC error in a 4xx body is the upstream's answer, not a fault.
         detail = ""
-        if response.headers.get("content-type", "").lower().startswith("application/json"):
+        ctype = response.headers.get("content-type", "").lower()
+        if ctype.startswith("application/json"):
             try:
                 raw = await _http.read_limited(response, 64 * 1024, what)
                 msg = _http.parse_json_message(raw, what)
             except BackendFault:
                 msg = None
             if isinstance(msg, dict) and isinstance(msg.get("error"), dict):
+                text = str(msg["error"].get("message", ""))[:200]
+                if status == 400 and sent_session and says_session_lost(text):
+                    raise SessionLost(f"HTTP 400: {text}")  # real servers' 404 (TypeScript SDK: -32000)
                 if 400 <= status < 500:
                     result_of(msg, what)  # raises UpstreamError
-                detail = f": {str(msg['error'].get('message', ''))[:200]}"
+                detail = f": {text}"
+        elif status == 400 and sent_session and ctype.startswith("text/plain"):
+            try:
+                text = (await _http.read_limited(response, 4096, what)).decode("utf-8", "replace").strip()[:200]
+            except BackendFault:
+                text = ""
+            if says_session_lost(text):
+                raise SessionLost(f"HTTP 400: {text}")
+            detail = f": {text}" if text else ""
         raise status_fault(status, what, detail, name_5xx=True)
 
     async def _read_sse_answer(
         self, response: _h1.H1Response, rid: int, ctx: CallContext, own_token: str | None, what: str
     ) -> JSON:
+        """The answer on an SSE stream. Session era (2025-11-25 resumability): when the stream drops
+        before the answer (the connection fails, or the response ends without it, as a polling server
+        does) and its events carried ids, resume it with a GET carrying ``Last-Event-ID``, waiting the
+        stream's ``retry`` (at most ``RESUME_DELAY_CAP_S``), giving up after ``RESUME_ATTEMPTS``
+        resumptions in a row that bring no new event. The request is never sent again (it may have
+        run); without ids a drop is a fault, as before."""
         reader = _http.SSEReader(response, ctx.max_response_bytes, what)
+        resumed: _h1.H1Response | None = None
+        fruitless = 0  # resumptions in a row that brought no new event
+        try:
+            while True:
+                before = reader.last_event_id
+                try:
+                    return await self._answer_on(reader, rid, ctx, own_token, what)
+                except _StreamEnded:
+                    drop = BackendFault(f"{what}: the upstream closed the response stream without answering",
+                                        kind="protocol")
+                except BackendFault as f:
+                    if not reader.dropped or f.kind != "protocol":
+                        raise
+                    drop = f
+                last = reader.last_event_id
+                if self.era != "session" or not last or not (last.isascii() and last.isprintable()) \
+                        or last != last.strip():
+                    raise drop
+                while True:
+                    fruitless = fruitless + 1 if last == before else 0
+                    before = last
+                    if fruitless >= RESUME_ATTEMPTS:
+                        raise BackendFault(
+                            f"{drop}; resuming it after event {last!r} failed {fruitless} times in a row; "
+                            "the request is not sent again (it may have run)", kind="protocol") from None
+                    delay_s = RESUME_DELAY_S if reader.retry_ms is None else reader.retry_ms / 1000.0
+                    await asyncio.sleep(min(delay_s, RESUME_DELAY_CAP_S))
+                    if resumed is not None:
+                        await resumed.aclose()
+                        resumed = None
+                    try:
+                        resumed = await self._resume_stream(last, ctx, what)
+                        break
+                    except BackendFault as f:
+                        if f.kind != "connect":
+                            raise
+                        drop = f  # not reachable right now: try the same position again
+                reader = _http.SSEReader(resumed, reader.limit, what, read=reader.read, last_event_id=last,
+                                         retry_ms=reader.retry_ms)
+        finally:
+            if resumed is not None:
+                await resumed.aclose()
+
+    async def _resume_stream(self, last_event_id: str, ctx: CallContext, what: str) -> _h1.H1Response:
+        """GET the dropped stream from after ``last_event_id``; a fault unless it is an SSE stream."""
+        headers = self._headers(None, None)
+        headers["Accept"] = "text/event-stream"
+        headers.pop("Content-Type", None)
+        headers[LAST_EVENT_ID_HEADER] = last_event_id
+        read_timeout_s = self._timeout(ctx, None)
+        response = await _http.send_h1(
+            self.pool, "GET", self.url, headers, b"", self.check_host, f"resuming {what}",
+            connect_timeout_s=self.connect_timeout_s, read_timeout_s=read_timeout_s, write_timeout_s=read_timeout_s,
+        )
+        ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if response.status_code == 200 and ctype == "text/event-stream":
+            return response
+        await response.aclose()
+        raise BackendFault(
+            f"{what}: the response stream dropped and the upstream did not resume it from event {last_event_id!r} "
+            f"(GET with Last-Event-ID answered HTTP {response.status_code}"
+            f"{'' if response.status_code != 200 else ', ' + (ctype or 'no content type')}); "
+            "the request is not sent again (it may have run)",
+            kind="protocol", status=response.status_code,
+        )
+
+    async def _answer_on(
+        self, reader: _http.SSEReader, rid: int, ctx: CallContext, own_token: str | None, what: str
+    ) -> JSON:
+        """Handle one stream's events until our answer (returned); ``_StreamEnded`` if it ends first."""
         async for ev in reader.events():
             if ev.event != "message" or not ev.data:
                 continue
@@ -441,7 +545,7 @@ class StreamableHttpConnection(RemoteConnection):
                     await relay_call_notification(m, ctx, own_token, self.host)
                 else:
                     raise BackendFault(f"{what}: an SSE message is not a valid JSON-RPC message", kind="protocol")
-        raise BackendFault(f"{what}: the upstream closed the response stream without answering", kind="protocol")
+        raise _StreamEnded()
 
     async def _post_reply(self, reply: JSON) -> None:
         await self._post_message(reply, "answering the upstream's request")

@@ -207,6 +207,34 @@ def test_slow_probes_are_degraded_not_crashed(make_daemon):
         assert "DEGRADED" in health_events(d, "slowpoke")
 
 
+def test_a_restarted_upstream_answering_400_recovers_and_a_failing_one_is_never_healthy(make_daemon):
+    """The TypeScript reference server answers a stale session with 400/-32000, not 404 (issue 12, point 6)."""
+    d = make_daemon()
+    probes = {"intervalSeconds": 0.2, "timeoutMs": 5000}
+    with run_upstream("session_server") as up, run_upstream("session_server", "--forgetful") as lost, \
+            run_upstream("session_server", "--ping", "error") as broken:
+        register(d, "tslike", up.url, healthCheck=probes)
+        register(d, "pingerr", broken.url, healthCheck=probes)
+        register(d, "lost", lost.url, healthCheck=probes, restartPolicy={"mode": "never"}, state=None)
+        up.restart()  # every session is gone; the next request carries a stale id
+
+        async def after_restart() -> None:
+            async with Client(d.mcp_url, mode="legacy") as c:
+                r = await asyncio.wait_for(c.call_tool("tslike__echo", {"text": "back"}), GUARD)
+                assert not r.is_error and text(r) == "back", text(r)
+
+        asyncio.run(after_restart())
+        assert d.service("tslike")["backend"]["reinitializations"] == 1
+        d.wait_for(lambda: (s := d.service("tslike"))["health"] == "HEALTHY" and s["healthDetail"] != "started",
+                   what="tslike probed HEALTHY")
+        s = d.wait_for(lambda: (s := d.service("pingerr"))["health"] == "DEGRADED" and s, what="pingerr DEGRADED")
+        assert "ping is broken here" in s["healthDetail"] and s["state"] == "RUNNING", s
+        # Its handshake works, then every request is refused: whatever it reaches, never HEALTHY after that.
+        s = d.wait_for(lambda: (s := d.service("lost"))["state"] not in ("STARTING", "RUNNING") and s, what="lost failing")
+        assert s["health"] != "HEALTHY", s
+        assert "lost the session again" in json.dumps([s, transitions(d, "lost")]), s
+
+
 def test_probe_reports_unauthorized_when_the_credential_is_revoked(make_daemon):
     token = "s3cret-value-123"
     d = make_daemon()
