@@ -216,7 +216,7 @@ class Observe:
             name, _, value = h.partition(":")
             self.required.append((name.strip().lower(), value.strip()))
         self.session_only = args.session_only
-        self.stateless_only = args.stateless_only
+        self.stateless_only = getattr(args, "stateless_only", False)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
