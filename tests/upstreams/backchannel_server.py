@@ -16,6 +16,7 @@ Tools:
   returns ``"<region>: <text>"``;
 - ``add_tool_quietly(name)``: adds a tool ``name`` (returns ``"<name>: <text>"``) WITHOUT any
   list_changed notification;
+- ``notify_unchanged()``: sends tools list_changed although the list did not change;
 - ``log_level()``: the log level this request was given: over the session era the level the
   connection's last ``logging/setLevel`` set (``null`` when none), over 2026-07-28 the
   ``io.modelcontextprotocol/logLevel`` of the request's ``_meta``; JSON
@@ -115,6 +116,18 @@ def build(args: argparse.Namespace) -> MCPServer:
 
         mcp.add_tool(extra, name=name, description=f"added quietly: {name}")
         return f"added {name}"
+
+    @mcp.tool(description="Send tools/list_changed although nothing changed.")
+    async def notify_unchanged(ctx: Context) -> str:
+        try:
+            await ctx.session.send_tool_list_changed()  # session era: the standalone GET stream
+        except Exception:
+            pass
+        try:
+            await ctx.notify_tools_changed()  # 2026-07-28: subscriptions/listen streams
+        except Exception:
+            pass
+        return "notified"
 
     @mcp.tool(description="The log level this request was given (setLevel per connection, or _meta).")
     def log_level(ctx: Context) -> str:
