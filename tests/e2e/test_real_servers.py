@@ -388,14 +388,21 @@ async def test_upstream_list_changed_is_forwarded_even_when_the_list_is_unchange
             changed.set()
 
     received: dict[str, bool] = {}
-    for where, url in (("direct", real.ups["sdkso"].url), ("gateway", real.url("sdkso"))):
-        changed.clear()
-        async with client(url, "legacy", message_handler=on_message) as c:
-            await asyncio.sleep(0.3)  # the SDK opens its GET stream in the background
-            assert await call_text(c, "notify_unchanged") == "notified"
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), 5)
-        received[where] = changed.is_set()
+    # An upstream of its own: the module's upstreams get tools added by other tests, and a re-fetch
+    # that finds them is a real change.
+    with run_upstream("backchannel_server", "--name", "sdklc", "--session-only") as up:
+        _register(real.daemon, "sdklc", up.url)
+        try:
+            for where, url in (("direct", up.url), ("gateway", real.url("sdklc"))):
+                changed.clear()
+                async with client(url, "legacy", message_handler=on_message) as c:
+                    await asyncio.sleep(0.3)  # the SDK opens its GET stream in the background
+                    assert await call_text(c, "notify_unchanged") == "notified"
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), 5)
+                received[where] = changed.is_set()
+        finally:
+            real.daemon.api("DELETE", "/api/services/sdklc")
     assert received == {"direct": True, "gateway": True}
 
 
