@@ -366,6 +366,16 @@ async def test_tool_added_without_notification_becomes_listed_and_callable(real:
     assert got == f"{name}: x"
 
 
+@xfail(5, "a call to a tool missing from the gateway's cache is refused with -32602 instead of reaching the upstream")
+@pytest.mark.parametrize("mode", MODES)
+async def test_tool_added_without_notification_is_callable_before_any_listing(real: Real, mode: str) -> None:
+    name = f"unlisted_{mode}"
+    async with client(real.url("sdk"), mode) as c:
+        assert await call_text(c, "add_tool_quietly", {"name": name}) == f"added {name}"
+        got = await call_text(c, name, {"text": "y"})
+    assert got == f"{name}: y"
+
+
 @pytest.mark.parametrize("service", [
     pytest.param("sdkso", marks=xfail(5, "/mcp/<svc> advertises tools.listChanged true, the upstream says false")),
     "ev",
