@@ -117,6 +117,7 @@ class StreamableHttpConnection(RemoteConnection):
         self._closed = False
         self._resource_subs: set[str] = set()  # stateless era: URIs asked for on subscriptions/listen
         self._listen_acked = asyncio.Event()  # set when the current listen stream is acknowledged
+        self._bg_settled = asyncio.Event()  # set once the background stream is open, refused or failing
 
     # -- lifecycle ---------------------------------------------------------
     async def open(self) -> None:
@@ -198,6 +199,13 @@ class StreamableHttpConnection(RemoteConnection):
         self.handshakes += 1
         await self._post_notification("notifications/initialized", None)
         self._start_background()
+        # Servers send requests not tied to a call (roots/list right after initialization, say) on
+        # the GET stream, and drop them while none is open: the session is ready once it is.
+        if self._bg_task is not None:
+            try:
+                await asyncio.wait_for(self._bg_settled.wait(), max(self.connect_timeout_s, 1.0))
+            except TimeoutError:
+                pass
 
     async def _reinitialize(self, lost_session: str | None, why: str = "HTTP 404") -> None:
         async with self._lock:
@@ -575,6 +583,7 @@ class StreamableHttpConnection(RemoteConnection):
         if self._closed:
             return
         self._stop_background()
+        self._bg_settled = asyncio.Event()
         if self.era == "session":
             self._bg_task = asyncio.ensure_future(self._get_stream_loop())
         elif self.era == "stateless":
@@ -654,6 +663,7 @@ class StreamableHttpConnection(RemoteConnection):
         while not self._closed and still_wanted():
             try:
                 response = await open_stream()
+                self._bg_settled.set()
                 if response is None:
                     return
                 try:
@@ -665,6 +675,7 @@ class StreamableHttpConnection(RemoteConnection):
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                self._bg_settled.set()
                 failures += 1
                 self.background = None
                 log.debug("%s failed: %s", what, e)
