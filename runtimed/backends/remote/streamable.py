@@ -64,6 +64,7 @@ from runtimed.protocol.meta import (
     PROTOCOL_VERSION as META_PROTOCOL,
     SERVER_INFO as META_SERVER_INFO,
 )
+from runtimed.protocol.params import param_headers
 from runtimed.protocol.types import JSON
 from runtimed.protocol.versions import LATEST_STATELESS, UPSTREAM_HANDSHAKE_VERSIONS as HANDSHAKE_VERSIONS
 
@@ -363,6 +364,10 @@ class StreamableHttpConnection(RemoteConnection):
         body = request_message(rid, method, params)
         sent_session = self.session_id if era == "session" else None
         headers = self._headers(method, params, era)
+        if method == "tools/call" and ctx.input_schema is not None:
+            # SEP-2243: mirror the arguments the tool's schema marks with x-mcp-header (sent in both
+            # eras: a session-era server ignores them, an intermediary in front of it may route on them).
+            headers.update(param_headers(ctx.input_schema, params.get("arguments")))
         read_timeout_s = self._timeout(ctx, timeout_s)
         response: _h1.H1Response | None = None
         try:
