@@ -4,7 +4,11 @@ Owns ``RequestCtx`` (who asks, in which era, on which endpoint) and
 ``Router.handle``: lists from the catalog, ``tools/call`` / ``prompts/get`` by
 public name, ``resources/*`` by URI, ``completion/complete`` by reference,
 ``logging/setLevel`` to every service in scope, ``ping``, ``server/discover``;
-and the stateless era's input-required results with signed ``requestState``.
+the stateless era's input-required results with signed ``requestState``; the
+``Mcp-Param-*`` check of a stateless client's ``tools/call`` and the cached
+schema handed to the backend (one retry after a re-list on an upstream -32020);
+forwarding tool names the cache lacks (docs/spec/gateway.md, Live interfaces);
+and refreshing stale interfaces before a list starts (through the host).
 Every upstream call goes through the ``CallPath`` it is given (the policy
 engine); what a call raises becomes an answer through ``gateway.errors``.
 Its collaborators are explicit: the gateway's shared state (``RouterHost``),

@@ -3,7 +3,8 @@
 Owns ``Gateway``, the part ``runtimed.daemon`` builds with its collaborators
 passed in (settings, the supervisor, the call path, the event bus, the intent
 recorder): it wires the catalog cache, the session store, the control tools,
-the router and the transport endpoints, feeds ``list_changed`` and upstream
+the router and the transport endpoints, bounds how long a list waits for stale
+interfaces (``fresh_catalog``), feeds ``list_changed`` and upstream
 notifications to connected clients, routes server-to-client requests not tied
 to a call, and counts clients. Each concept lives in its own module (see
 docs/spec/gateway.md). Must not: check tokens or Host/Origin
