@@ -10,8 +10,9 @@ call's byte limit, cancellation (``notifications/cancelled`` in the session
 era, closing the response stream in the stateless era), the stateless era's
 input-required rounds, and the background stream for unsolicited messages
 (the GET stream in the session era, ``subscriptions/listen`` in the stateless
-era). Versions, ``_meta`` keys, header names and codes are
-``runtimed.protocol``'s; what an error status means is ``faults``'. Must not:
+era), and the ``Mcp-Param-*`` headers of a ``tools/call`` (from
+``CallContext.input_schema``, both eras). Versions, ``_meta`` keys, header
+names, the header codec and codes are ``runtimed.protocol``'s; what an error status means is ``faults``'. Must not:
 enforce policies, retry faults, or log secret values.
 
 Requests with an answer (and the notifications/replies we POST) go through the
