@@ -450,9 +450,7 @@ class Supervisor:
                          notified: str | None = None) -> None:
         old = svc.interface
         self._checked[svc.id] = time.monotonic()
-        if old is not None and old.revision == interface.revision and (old.capabilities, old.server_info,
-                                                                        old.instructions) == (
-                interface.capabilities, interface.server_info, interface.instructions):
+        if old is not None and _same_content(old, interface):
             # The same content: keep the object (the gateway's catalogs stay as they are).
             old.ttl_ms = interface.ttl_ms
             svc.interface_at = time.time()
@@ -485,6 +483,12 @@ class Supervisor:
             svc.interface_at = path.stat().st_mtime
         except (OSError, ValueError, TypeError, AttributeError):
             svc.interface = None
+
+
+def _same_content(a: Interface, b: Interface) -> bool:
+    """Everything but ``ttl_ms`` equal (plain comparisons: cheaper than hashing two revisions)."""
+    return (a.tools, a.resources, a.resource_templates, a.prompts, a.capabilities, a.server_info, a.instructions) == (
+        b.tools, b.resources, b.resource_templates, b.prompts, b.capabilities, b.server_info, b.instructions)
 
 
 def _start_failure_health(e: BaseException) -> Health:

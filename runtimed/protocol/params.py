@@ -111,16 +111,30 @@ def invalid_annotation(schema: Any) -> str | None:
     return None
 
 
-def annotated(schema: Any) -> list[tuple[tuple[str, ...], str, str | None]]:
+Annotation = tuple[tuple[str, ...], str, Any]  # property path, header name, declared type
+# id(schema) -> (the schema, kept alive so its id is not reused; its annotations). Schemas come from
+# cached interfaces and are read on every call: walk each once.
+_MEMO: dict[int, tuple[Any, list[Annotation]]] = {}
+_MEMO_MAX = 8192
+
+
+def annotated(schema: Any) -> list[Annotation]:
     """(property path, header name, declared type) of each annotation; [] for a schema without any
-    or with a broken one."""
-    if not isinstance(schema, dict) or invalid_annotation(schema) is not None:
+    or with a broken one. Do not mutate a schema after passing it here (the answer is memoized)."""
+    if not isinstance(schema, dict):
         return []
-    out = []
-    for path, node in _positions(schema):
-        name = node.get(ANNOTATION)
-        if path and isinstance(name, str):
-            out.append((path, PARAM_PREFIX + name, node.get("type")))
+    hit = _MEMO.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    out: list[Annotation] = []
+    if invalid_annotation(schema) is None:
+        for path, node in _positions(schema):
+            name = node.get(ANNOTATION)
+            if path and isinstance(name, str):
+                out.append((path, PARAM_PREFIX + name, node.get("type")))
+    if len(_MEMO) >= _MEMO_MAX:
+        _MEMO.clear()
+    _MEMO[id(schema)] = (schema, out)
     return out
 
 

@@ -2,7 +2,7 @@
 behind the gateway's back, and whose tools carry ``x-mcp-header`` parameters (SEP-2243).
 
 Tools:
-- ``route(region, query, shard=None)``: ``region`` is ``x-mcp-header: Region``, ``shard`` is
+- ``route(region, query, shard=0)``: ``region`` is ``x-mcp-header: Region``, ``shard`` is
   ``x-mcp-header: Shard`` (an integer); answers ``region/shard:query``. The SDK server itself
   answers -32020 (HTTP 400) over 2026-07-28 when the ``Mcp-Param-*`` headers are missing or differ.
 - ``add_quiet(name, header=False)``: adds a tool ``name`` WITHOUT announcing ``list_changed``;
@@ -42,7 +42,7 @@ def build(args: argparse.Namespace) -> MCPServer:
 
     @mcp.tool(name="route", description="Run a query in a region (the region is mirrored into a header).")
     def route(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})], query: str,
-              shard: Annotated[int | None, Field(json_schema_extra={"x-mcp-header": "Shard"})] = None) -> str:
+              shard: Annotated[int, Field(json_schema_extra={"x-mcp-header": "Shard"})] = 0) -> str:
         return f"{region}/{shard}:{query}"
 
     @mcp.tool(name="add_quiet", description="Add a tool named `name` without announcing list_changed.")
