@@ -259,6 +259,7 @@ class Router:
         the name is ``<namespace>__<tool>`` for the namespace of exactly one serving service; else -32602."""
         svc: CatalogService | None = None
         upstream = name
+        hint = f" (service {ctx.scope!r} offers no such tool)" if ctx.scope else " (see tools/list)"
         if ctx.scope is not None:
             svc = cat.services[0] if cat.services else None
         else:
@@ -267,9 +268,11 @@ class Router:
             owners = [s for s in owners if len(s.namespace) == longest]
             if len(owners) == 1:
                 svc, upstream = owners[0], name[longest + 2:]
+            elif owners:
+                hint = (f" (services {', '.join(repr(s.name) for s in owners)} share the namespace "
+                        f"{owners[0].namespace!r}, so an unlisted name cannot be routed; see tools/list)")
         if svc is None:
-            raise RpcError(INVALID_PARAMS, f"Unknown tool: {name!r}" + (
-                f" (service {ctx.scope!r} offers no such tool)" if ctx.scope else " (see tools/list)"), http_status=400)
+            raise RpcError(INVALID_PARAMS, f"Unknown tool: {name!r}{hint}", http_status=400)
         return Entry(svc, upstream, {})
 
     async def _by_uri(self, ctx: RequestCtx, cat: Catalog, method: str, params: JSON) -> JSON:

@@ -10,6 +10,7 @@ daemon in front of real SDK upstreams (``tests/upstreams/live_server.py``) on lo
 Services (one daemon, ``interface_refresh_min_ms`` 0 so every list may refresh):
 - ``live``: live_server (deniedTools ``secret*``)
 - ``quiet``: live_server --no-listen (its 2026-07-28 capabilities say listChanged false)
+- ``quiet2``: the same upstream under another URL, with ``toolNamespace: quiet``
 - ``kept``: live_server --ttl-ms 600000 (lists stay fresh for 10 minutes)
 - ``same``: live_server (only for the list_changed-without-change test)
 """
@@ -53,9 +54,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         try:
             register_remote(d, "live", live.url, policy={"deniedTools": ["secret*"]})
             register_remote(d, "quiet", quiet.url)
+            register_remote(d, "quiet2", quiet.url + "?copy=2", toolNamespace="quiet")  # a shared namespace
             register_remote(d, "kept", kept.url)
             register_remote(d, "same", same.url)
-            for n in ("live", "quiet", "kept", "same"):
+            for n in ("live", "quiet", "quiet2", "kept", "same"):
                 d.wait_state(n, "RUNNING", timeout=60)
             yield Env(d)
         finally:
@@ -181,6 +183,13 @@ async def test_unlisted_tool_is_forwarded(env: Env, mode: str) -> None:
         with pytest.raises(MCPError) as e:
             await c.call_tool("nosuchservice__x", {})
         assert e.value.error.code == -32602
+
+
+def test_aggregate_refuses_an_unlisted_name_of_a_shared_namespace(env: Env) -> None:
+    """``quiet__x``: two services have the namespace ``quiet``; the gateway cannot tell which."""
+    r = stateless(env.url(), "tools/call", {"name": "quiet__nothing_here", "arguments": {}})
+    assert r.status_code == 400 and r.json()["error"]["code"] == -32602, r.text
+    assert "Unknown tool" in r.json()["error"]["message"] and "share the namespace" in r.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("mode", MODES)
