@@ -13,7 +13,8 @@ Tools:
 
 Flags: ``--port``, ``--no-listen`` (no ``subscriptions/listen``: the 2026-07-28 capabilities say
 ``listChanged: false``), ``--ttl-ms N`` (``ttlMs`` on list results; default none, i.e. 0),
-``--slow-list S`` (answer each ``tools/list`` S seconds late).
+``--slow-list S`` (answer each ``tools/list`` S seconds late), ``--bad-tool`` (also list a tool
+``bad`` whose ``x-mcp-header`` sits on a ``number`` property, which SEP-2243 forbids).
 
 Test code only: never imported by the product.
 """
@@ -71,6 +72,14 @@ def build(args: argparse.Namespace) -> MCPServer:
             pass
         return "notified"
 
+    if args.bad_tool:
+        @mcp.tool(name="bad", description="Its schema breaks SEP-2243 (x-mcp-header on a number).")
+        def bad(ratio: float = 0.5) -> str:
+            return f"ratio {ratio}"
+
+        # The SDK refuses such a tool at registration; a server written otherwise may still list one.
+        mcp._tool_manager._tools["bad"].parameters["properties"]["ratio"]["x-mcp-header"] = "Ratio"
+
     @mcp.tool(name="seen", description="The Mcp-Param headers of the last tools/call received, and the tools/list count.")
     def seen() -> str:
         return json.dumps(SEEN)
@@ -126,6 +135,7 @@ def main() -> None:
     ap.add_argument("--no-listen", action="store_true")
     ap.add_argument("--ttl-ms", type=int, default=None)
     ap.add_argument("--slow-list", type=float, default=0.0)
+    ap.add_argument("--bad-tool", action="store_true")
     args = ap.parse_args()
     app = Observe(build(args).streamable_http_app(host="127.0.0.1"), args.slow_list)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")

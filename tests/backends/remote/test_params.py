@@ -43,3 +43,17 @@ async def test_interface_carries_the_lists_ttl(args: tuple[str, ...], ttl: int, 
             assert (await backend.introspect()).ttl_ms == ttl
         finally:
             await backend.stop()
+
+
+async def test_tool_with_an_invalid_annotation_is_left_out(tmp_path: Path) -> None:
+    """SEP-2243: a streamable-HTTP client must not list a tool whose x-mcp-header breaks the rules,
+    and should say so; the others stay."""
+    with run_upstream("live_server", "--bad-tool") as up:
+        backend, host = await started(up.url, tmp_path, era="stateless")
+        try:
+            names = {t["name"] for t in (await backend.introspect()).tools}
+            assert "bad" not in names and "route" in names
+            assert any(level == "warning" and "'bad' left out: invalid x-mcp-header" in line
+                       for level, line in host.logs), host.logs
+        finally:
+            await backend.stop()
