@@ -73,8 +73,8 @@ class Settings(BaseModel):
                                 description="Items per page of tools/list (and the other lists) on /mcp; clients follow nextCursor.")
     interface_refresh_min_ms: int = Field(
         default=1000, ge=0, le=3_600_000,
-        description="Shortest time between two refreshes of a service's interface triggered by clients listing, "
-                    "whatever the upstream's ttlMs (0 or absent means stale at once).")
+        description="Shortest time between two refreshes of a service's interface triggered by clients listing "
+                    "/mcp (the aggregate), whatever the upstream's ttlMs (0 or absent means stale at once).")
     policy: PolicyDefaults = Field(default_factory=PolicyDefaults)
     wasm: WasmDefaults = Field(default_factory=WasmDefaults)
 

@@ -104,13 +104,15 @@ class Gateway:
     # -- live interfaces ---------------------------------------------------------------
     async def fresh_catalog(self, scope: str | None) -> Catalog:
         """The catalog for a client that starts listing: the services in scope whose interface is
-        stale (``Supervisor.refresh_stale``: ttlMs, at most one refresh per
-        ``interface_refresh_min_ms``, one at a time per service) are refreshed first, waiting at
-        most ``SCOPED_REFRESH_WAIT_S`` on ``/mcp/<service>`` and ``AGGREGATE_REFRESH_WAIT_S`` on
-        ``/mcp``; past that the cached view is served and the refresh finishes in the background."""
+        stale (``Supervisor.refresh_stale``: by its ttlMs; on ``/mcp`` also not within
+        ``interface_refresh_min_ms`` of the last fetch; one refresh at a time per service) are
+        refreshed first, waiting at most ``SCOPED_REFRESH_WAIT_S`` on ``/mcp/<service>`` and
+        ``AGGREGATE_REFRESH_WAIT_S`` on ``/mcp``; past that the cached view is served and the
+        refresh finishes in the background."""
         cat = self.catalogs.get(scope)
         refresh = self.supervisor.refresh_stale
-        tasks = [t for t in (refresh(s.id) for s in cat.services) if t is not None]
+        floor = 0 if scope is not None else self.settings.interface_refresh_min_ms
+        tasks = [t for t in (refresh(s.id, floor) for s in cat.services) if t is not None]
         if not tasks:
             return cat
         await asyncio.wait(tasks, timeout=SCOPED_REFRESH_WAIT_S if scope is not None else AGGREGATE_REFRESH_WAIT_S)

@@ -399,12 +399,13 @@ class Supervisor:
             self.spawn(self.handle_failure(runtime, reason))
 
     # -- interface cache -------------------------------------------------
-    def refresh_stale(self, service_id: str, max_age_ms: float | None = None) -> asyncio.Task[None] | None:
+    def refresh_stale(self, service_id: str, floor_ms: float = 0.0,
+                      max_age_ms: float | None = None) -> asyncio.Task[None] | None:
         """Start refreshing a running service's interface if it is stale, or join the refresh under
-        way; None when it is fresh (or not running). Stale: fetched at least ``max_age_ms`` ago,
-        by default ``max(its ttl_ms, settings.interface_refresh_min_ms)`` (an interface with no
-        ``ttl_ms`` never goes stale by age). A failed refresh counts as a fetch (no hammering); the
-        task never raises."""
+        way; None when it is fresh (or not running). Stale: fetched at least ``max(its ttl_ms,
+        floor_ms)`` ago (an interface with no ``ttl_ms`` never goes stale by age), or, when
+        ``max_age_ms`` is given, at least that long ago whatever its ttl. A failed refresh counts
+        as a fetch (no hammering); the task never raises."""
         task = self._refreshing.get(service_id)
         if task is not None:
             return task
@@ -414,7 +415,7 @@ class Supervisor:
         if max_age_ms is None:
             if svc.interface.ttl_ms is None:
                 return None
-            max_age_ms = max(svc.interface.ttl_ms, self.settings.interface_refresh_min_ms)
+            max_age_ms = max(svc.interface.ttl_ms, floor_ms)
         if (time.monotonic() - self._checked.get(service_id, 0.0)) * 1000 < max_age_ms:
             return None
 

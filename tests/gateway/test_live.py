@@ -301,3 +301,17 @@ def test_aggregate_list_is_not_held_by_a_slow_service(tmp_path: Path) -> None:
         r = stateless(d.mcp_url + "/slow", "tools/list", {})
         assert r.status_code == 200 and time.monotonic() - t0 < 2.9
         assert slow_lists() == before + 1  # twelve lists, one upstream tools/list
+
+
+def test_scoped_lists_follow_ttl_alone_the_aggregate_has_a_floor(tmp_path: Path) -> None:
+    """With ``interface_refresh_min_ms`` at 10 minutes: /mcp/<service> still refreshes on every list
+    (the upstream says ttlMs 0, as a direct client would ask it), /mcp does not fan out again."""
+    with run_upstream("live_server") as up, \
+            DaemonProc(tmp_path / "state", env={"RUNTIMED_INTERFACE_REFRESH_MIN_MS": "600000"}) as d:
+        register_remote(d, "one", up.url)
+        d.wait_state("one", "RUNNING", timeout=60)
+        stateless(d.mcp_url + "/one", "tools/call", {"name": "add_quiet", "arguments": {"name": "floor_test"}})
+        agg = stateless(d.mcp_url, "tools/list", {})
+        assert "one__floor_test" not in {t["name"] for t in agg.json()["result"]["tools"]}
+        scoped = stateless(d.mcp_url + "/one", "tools/list", {})
+        assert "floor_test" in {t["name"] for t in scoped.json()["result"]["tools"]}
