@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -66,6 +67,9 @@ class Gateway:
         # every session and listen stream that asked for it (owner keys: session ids, listener ids).
         self.resource_subs: dict[tuple[str, str], tuple[CatalogService, set[str]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # scope -> monotonic time until which no interface in it goes stale (fresh_catalog's fast path;
+        # dropped whenever a service starts, stops or changes).
+        self._fresh_until: dict[str | None, float] = {}
         self._events_task: asyncio.Task[None] | None = None
         # Raw ASGI apps of /mcp and /mcp/{service}: routed by Starlette, and ahead of it by ``http.asgi.McpDispatch``.
         self.endpoint = McpEndpoint(self, scoped=False)
@@ -110,10 +114,14 @@ class Gateway:
         ``AGGREGATE_REFRESH_WAIT_S`` on ``/mcp``; past that the cached view is served and the
         refresh finishes in the background."""
         cat = self.catalogs.get(scope)
-        refresh = self.supervisor.refresh_stale
+        now = time.monotonic()
+        if now < self._fresh_until.get(scope, 0.0):
+            return cat  # every interface in scope was fresh until then: no per-service look
+        sup = self.supervisor
         floor = 0 if scope is not None else self.settings.interface_refresh_min_ms
-        tasks = [t for t in (refresh(s.id, floor) for s in cat.services) if t is not None]
+        tasks = [t for t in (sup.refresh_stale(s.id, floor) for s in cat.services) if t is not None]
         if not tasks:
+            self._fresh_until[scope] = now + min((sup.fresh_for(s.id, floor) for s in cat.services), default=0.0)
             return cat
         await asyncio.wait(tasks, timeout=SCOPED_REFRESH_WAIT_S if scope is not None else AGGREGATE_REFRESH_WAIT_S)
         return self.catalogs.get(scope)
@@ -174,6 +182,7 @@ class Gateway:
     async def _follow_events(self) -> None:
         async for ev in self.events.subscribe(types=FOLLOWED_EVENTS):
             try:
+                self._fresh_until.clear()
                 kinds = self._changed_kinds(ev)
                 if kinds:
                     self.catalogs.invalidate()

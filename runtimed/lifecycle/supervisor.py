@@ -431,6 +431,14 @@ class Supervisor:
         task = self._refreshing[service_id] = self.spawn(refresh())
         return task
 
+    def fresh_for(self, service_id: str, floor_ms: float = 0.0) -> float:
+        """Seconds until ``refresh_stale(service_id, floor_ms)`` would refresh (inf: never by age)."""
+        svc = self.services.get(service_id)
+        if svc is None or svc.interface is None or svc.interface.ttl_ms is None:
+            return float("inf")
+        age_s = time.monotonic() - self._checked.get(service_id, 0.0)
+        return max(0.0, max(svc.interface.ttl_ms, floor_ms) / 1000 - age_s)
+
     async def refresh_interface(self, svc: ServiceRuntime, reason: str = "introspect",
                                 notified: str | None = None) -> Interface:
         """Fetch and store the interface. ``notified``: the list kind the upstream said changed
