@@ -58,6 +58,7 @@ class Interface:
 
     ``capabilities`` is the upstream's server capabilities object (used to know
     whether e.g. completions, logging or resource subscriptions are offered).
+    ``ttl_ms`` is how long the lists stay fresh (see the field).
     """
 
     tools: list[JSON] = field(default_factory=list)
@@ -67,6 +68,10 @@ class Interface:
     capabilities: JSON = field(default_factory=dict)
     server_info: JSON = field(default_factory=dict)
     instructions: str | None = None
+    # How long (ms) the lists may be taken as current without asking again: the smallest ``ttlMs``
+    # of the upstream's list results (absent counts as 0, stale at once, per the 2026-07-28 caching
+    # rules); None: they change only when the service restarts. Not part of the revision or snapshot.
+    ttl_ms: int | None = None
 
     @property
     def revision(self) -> str:
@@ -180,6 +185,9 @@ class CallContext:
     # Opaque, backend-owned state carried across an input-required retry
     # (stateless era); the gateway signs and round-trips it.
     request_state: str | None = None
+    # ``tools/call``: the upstream tool's cached ``inputSchema``, or None when the tool is not in the
+    # cached interface; a transport mirrors its ``x-mcp-header`` arguments into ``Mcp-Param-*`` headers.
+    input_schema: JSON | None = None
 
 
 class BackendHost(Protocol):

@@ -27,7 +27,7 @@ import asyncio
 import itertools
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
 
 from runtimed.backends.base import CallContext, NullRelay, Relay
@@ -108,10 +108,8 @@ class ParkedCalls:
         else:
             parked = _Parked(downstream=ctx.relay, capabilities=dict(ctx.client_capabilities or {}))
             loop = asyncio.get_running_loop()
-            inner = CallContext(relay=_ParkingRelay(parked), progress_token=ctx.progress_token,
-                                deadline=loop.time() + self.ttl_s, max_response_bytes=ctx.max_response_bytes,
-                                client_info=ctx.client_info, client_capabilities=ctx.client_capabilities,
-                                protocol_version=ctx.protocol_version)
+            # The call outlives this request (it waits for the client's input): its own deadline.
+            inner = replace(ctx, relay=_ParkingRelay(parked), deadline=loop.time() + self.ttl_s, request_state=None)
             parked.task = asyncio.ensure_future(start(inner))
         return await self._wait(parked)
 

@@ -71,6 +71,10 @@ class Settings(BaseModel):
     capture_intent: bool = False
     list_page_size: int = Field(default=1000, ge=1, le=100_000,
                                 description="Items per page of tools/list (and the other lists) on /mcp; clients follow nextCursor.")
+    interface_refresh_min_ms: int = Field(
+        default=10_000, ge=0, le=3_600_000,
+        description="Shortest time between two refreshes of a service's interface triggered by clients listing "
+                    "/mcp (the aggregate), whatever the upstream's ttlMs (0 or absent means stale at once).")
     policy: PolicyDefaults = Field(default_factory=PolicyDefaults)
     wasm: WasmDefaults = Field(default_factory=WasmDefaults)
 

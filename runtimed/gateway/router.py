@@ -4,7 +4,11 @@ Owns ``RequestCtx`` (who asks, in which era, on which endpoint) and
 ``Router.handle``: lists from the catalog, ``tools/call`` / ``prompts/get`` by
 public name, ``resources/*`` by URI, ``completion/complete`` by reference,
 ``logging/setLevel`` to every service in scope, ``ping``, ``server/discover``;
-and the stateless era's input-required results with signed ``requestState``.
+the stateless era's input-required results with signed ``requestState``; the
+``Mcp-Param-*`` check of a stateless client's ``tools/call`` and the cached
+schema handed to the backend (one retry after a re-list on an upstream -32020);
+forwarding tool names the cache lacks (docs/spec/gateway.md, Live interfaces);
+and refreshing stale interfaces before a list starts (through the host).
 Every upstream call goes through the ``CallPath`` it is given (the policy
 engine); what a call raises becomes an answer through ``gateway.errors``.
 Its collaborators are explicit: the gateway's shared state (``RouterHost``),
@@ -23,14 +27,15 @@ from typing import Any, Protocol
 
 from runtimed.backends.base import CallContext, NullRelay
 from runtimed.errors import BackendError, InputRequired, PolicyRefusal, RpcError
-from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService
+from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService, Entry
 from runtimed.gateway.control import ControlTools
 from runtimed.gateway.errors import rpc_error, tool_refusal
 from runtimed.gateway.sessions import Session
 from runtimed.gateway.stateless import StateSigner, input_required
 from runtimed.policy.service import PolicedService
-from runtimed.protocol.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND
+from runtimed.protocol.jsonrpc import HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND
 from runtimed.protocol.meta import ENVELOPE_KEYS, LOG_LEVEL, SERVER_INFO
+from runtimed.protocol.params import check_param_headers
 from runtimed.protocol.types import JSON
 from runtimed.protocol.versions import ALL_VERSIONS, STATELESS
 from runtimed.records.intents import CAPABILITY_TOOL, INTENT_PROPERTY, capability_result, pop_intent
@@ -74,6 +79,12 @@ class RouterHost(Protocol):
 
     async def unsubscribe_resource(self, svc: CatalogService, uri: str, owner: str) -> None: ...
 
+    async def fresh_catalog(self, scope: str | None) -> Catalog: ...
+
+    async def refetch_interface(self, svc: CatalogService) -> None: ...
+
+    def refetch_later(self, svc: CatalogService) -> None: ...
+
 
 LIST_METHODS = {"tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
                 "resources/templates/list": "resourceTemplates"}
@@ -92,9 +103,22 @@ class RequestCtx:
     session: Session | None = None
     relay: Any = field(default_factory=NullRelay)
     progress_token: Any = None
+    # Stateless era: the request's headers as (lower-case name, value) pairs, for the Mcp-Param-*
+    # check; None in the session era (2025-11-25 and earlier define no Mcp-Param headers).
+    param_headers: list[tuple[str, str]] | None = None
 
 
 _STRIP = tuple(k for k in ENVELOPE_KEYS if k != LOG_LEVEL)
+
+
+def _upstream_schema(svc: CatalogService, upstream: str) -> JSON | None:
+    """The ``inputSchema`` of the service's tool ``upstream`` in its cached interface, or None."""
+    iface = svc.interface
+    for tool in (iface.tools if iface is not None else ()):
+        if tool.get("name") == upstream:
+            schema = tool.get("inputSchema")
+            return schema if isinstance(schema, dict) else None
+    return None
 
 
 def _declares_intent(item: JSON, svc: CatalogService, upstream: str) -> bool:
@@ -156,7 +180,11 @@ class Router:
         if ctx.era == STATELESS and method in REMOVED_STATELESS:
             raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method} does not exist in protocol {ctx.version}",
                            http_status=404)
-        cat = self.gw.catalogs.get(ctx.scope)
+        if method in LIST_METHODS and params.get("cursor") is None:
+            # A client starts listing: stale interfaces are refreshed first (bounded; see fresh_catalog).
+            cat = await self.gw.fresh_catalog(ctx.scope)
+        else:
+            cat = self.gw.catalogs.get(ctx.scope)
         if method == "tools/call":
             result = await self._tools_call(ctx, cat, params)
         elif method in LIST_METHODS:
@@ -205,8 +233,12 @@ class Router:
             raise RpcError(INVALID_PARAMS, "Invalid params: 'arguments' must be an object", http_status=400)
         entry = cat.tool_map.get(name) or cat.hidden_map.get(name)
         if entry is None:
-            raise RpcError(INVALID_PARAMS, f"Unknown tool: {name!r}" + (
-                f" (service {ctx.scope!r} offers no such tool)" if ctx.scope else " (see tools/list)"), http_status=400)
+            entry = self._unlisted_tool(ctx, cat, name)
+        schema = entry.item.get("inputSchema")
+        if ctx.param_headers is not None:
+            why = check_param_headers(schema, args, ctx.param_headers)
+            if why is not None:
+                raise RpcError(HEADER_MISMATCH, f"Header mismatch: {why}", http_status=400)
         analytics = self.recorder
         client = (ctx.client_info or {}).get("name")
         if entry.svc is None:
@@ -224,7 +256,43 @@ class Router:
                 fwd["arguments"] = rest
             if analytics is not None and intent is not None:
                 analytics.record_intent(entry.svc.name, entry.upstream, intent, client)
-        return await self._forward(ctx, entry.svc, "tools/call", fwd, params)
+        svc = entry.svc
+        if not entry.item:  # not in the cached interface: the upstream answers; then look again
+            self.gw.refetch_later(svc)
+        try:
+            return await self._forward(ctx, svc, "tools/call", fwd, params, input_schema=schema)
+        except RpcError as e:
+            if e.code != HEADER_MISMATCH:
+                raise
+            # The upstream wants Mcp-Param headers our cached schema does not ask for: its tool
+            # changed. As the spec asks of a client: list again, then retry once with the new schema.
+            await self.gw.refetch_interface(svc)
+            fresh = _upstream_schema(svc, entry.upstream)
+            if fresh is None or fresh == schema:
+                raise
+            return await self._forward(ctx, svc, "tools/call", fwd, params, input_schema=fresh)
+
+    def _unlisted_tool(self, ctx: RequestCtx, cat: Catalog, name: str) -> Entry:
+        """A tool name the catalog does not have. ``/mcp/<service>`` forwards it to the service (the
+        upstream decides; its interface may have changed since it was cached); ``/mcp`` does when
+        the name is ``<namespace>__<tool>`` for the namespace of exactly one serving service; else -32602."""
+        svc: CatalogService | None = None
+        upstream = name
+        hint = f" (service {ctx.scope!r} offers no such tool)" if ctx.scope else " (see tools/list)"
+        if ctx.scope is not None:
+            svc = cat.services[0] if cat.services else None
+        else:
+            owners = [s for s in cat.services if name.startswith(s.namespace + "__") and len(name) > len(s.namespace) + 2]
+            longest = max((len(s.namespace) for s in owners), default=0)
+            owners = [s for s in owners if len(s.namespace) == longest]
+            if len(owners) == 1:
+                svc, upstream = owners[0], name[longest + 2:]
+            elif owners:
+                hint = (f" (services {', '.join(repr(s.name) for s in owners)} share the namespace "
+                        f"{owners[0].namespace!r}, so an unlisted name cannot be routed; see tools/list)")
+        if svc is None:
+            raise RpcError(INVALID_PARAMS, f"Unknown tool: {name!r}{hint}", http_status=400)
+        return Entry(svc, upstream, {})
 
     async def _by_uri(self, ctx: RequestCtx, cat: Catalog, method: str, params: JSON) -> JSON:
         uri = params.get("uri")
@@ -334,7 +402,8 @@ class Router:
 
     # -- the one call path ---------------------------------------------------
     async def _forward(self, ctx: RequestCtx, svc: CatalogService | None, method: str, params: JSON,
-                       original: JSON, *, shared: bool = False) -> JSON:
+                       original: JSON, input_schema: JSON | None = None, *,
+                       shared: bool = False) -> JSON:
         """Call ``svc`` through the policy path on behalf of ``ctx``'s client (its own upstream
         session in the session era; ``shared``: on the service's shared session)."""
         if svc is None:
@@ -355,7 +424,8 @@ class Router:
         client_id = ctx.session.id if ctx.session is not None and not shared else None
         cctx = CallContext(relay=ctx.relay, progress_token=ctx.progress_token, client_info=ctx.client_info,
                            client_capabilities=ctx.client_capabilities, protocol_version=ctx.version,
-                           request_state=request_state, client_id=client_id)
+                           request_state=request_state, client_id=client_id,
+                           input_schema=input_schema)
         try:
             result = await self.policy.call(svc, method, params, cctx)
             return result if ctx.era == STATELESS else _strip_stateless_residue(result)

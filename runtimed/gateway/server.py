@@ -3,7 +3,8 @@
 Owns ``Gateway``, the part ``runtimed.daemon`` builds with its collaborators
 passed in (settings, the supervisor, the call path, the event bus, the intent
 recorder): it wires the catalog cache, the session store, the control tools,
-the router and the transport endpoints, feeds ``list_changed`` and upstream
+the router and the transport endpoints, bounds how long a list waits for stale
+interfaces (``fresh_catalog``), feeds ``list_changed`` and upstream
 notifications to connected clients, routes server-to-client requests not tied
 to a call, and counts clients. Each concept lives in its own module (see
 docs/spec/gateway.md). Must not: check tokens or Host/Origin
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -39,6 +41,10 @@ log = logging.getLogger("runtimed.gateway")
 # The event types ``_follow_events`` acts on (it is not woken for the others, e.g. one "call" per tool call).
 FOLLOWED_EVENTS = ("transition", "interface", "service.removed", "service.updated")
 LIST_KINDS = (("tools", "toolsListChanged"), ("prompts", "promptsListChanged"), ("resources", "resourcesListChanged"))
+# How long a client's list waits for stale interfaces to be refreshed (supervisor.refresh_stale)
+# before it is served from the cached view (the refresh goes on; a change is announced with list_changed).
+AGGREGATE_REFRESH_WAIT_S = 0.25
+SCOPED_REFRESH_WAIT_S = 2.0
 
 
 class Gateway:
@@ -61,6 +67,9 @@ class Gateway:
         # every session and listen stream that asked for it (owner keys: session ids, listener ids).
         self.resource_subs: dict[tuple[str, str], tuple[CatalogService, set[str]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # scope -> monotonic time until which no interface in it goes stale (fresh_catalog's fast path;
+        # dropped whenever a service starts, stops or changes).
+        self._fresh_until: dict[str | None, float] = {}
         self._events_task: asyncio.Task[None] | None = None
         # Raw ASGI apps of /mcp and /mcp/{service}: routed by Starlette, and ahead of it by ``http.asgi.McpDispatch``.
         self.endpoint = McpEndpoint(self, scoped=False)
@@ -96,15 +105,51 @@ class Gateway:
     def client_counts(self) -> dict[str, int]:
         return {"session": len(self.sessions), "stateless": self.stateless_inflight[0] + len(self.listeners)}
 
+    # -- live interfaces ---------------------------------------------------------------
+    async def fresh_catalog(self, scope: str | None) -> Catalog:
+        """The catalog for a client that starts listing: the services in scope whose interface is
+        stale (``Supervisor.refresh_stale``: by its ttlMs; on ``/mcp`` also not within
+        ``interface_refresh_min_ms`` of the last fetch; one refresh at a time per service) are
+        refreshed first, waiting at most ``SCOPED_REFRESH_WAIT_S`` on ``/mcp/<service>`` and
+        ``AGGREGATE_REFRESH_WAIT_S`` on ``/mcp``; past that the cached view is served and the
+        refresh finishes in the background."""
+        cat = self.catalogs.get(scope)
+        now = time.monotonic()
+        if now < self._fresh_until.get(scope, 0.0):
+            return cat  # every interface in scope was fresh until then: no per-service look
+        sup = self.supervisor
+        floor = 0 if scope is not None else self.settings.interface_refresh_min_ms
+        tasks = [t for t in (sup.refresh_stale(s.id, floor) for s in cat.services) if t is not None]
+        if not tasks:
+            self._fresh_until[scope] = now + min((sup.fresh_for(s.id, floor) for s in cat.services), default=0.0)
+            return cat
+        await asyncio.wait(tasks, timeout=SCOPED_REFRESH_WAIT_S if scope is not None else AGGREGATE_REFRESH_WAIT_S)
+        return self.catalogs.get(scope)
+
+    async def refetch_interface(self, svc: CatalogService) -> None:
+        """Refresh ``svc``'s interface now (the upstream showed it changed), waiting a bounded time."""
+        task = self.supervisor.refresh_stale(svc.id, max_age_ms=0)
+        if task is not None:
+            await asyncio.wait([task], timeout=SCOPED_REFRESH_WAIT_S)
+
+    def refetch_later(self, svc: CatalogService) -> None:
+        """A call named a tool the cached interface lacks: refresh it in the background (at most
+        once per ``interface_refresh_min_ms``)."""
+        self.supervisor.refresh_stale(svc.id, max_age_ms=self.settings.interface_refresh_min_ms)
+
     # -- what the endpoints say about themselves -----------------------------------
     def capabilities(self, scope: str | None, cat: Catalog) -> JSON:
         caps: JSON = {"tools": {"listChanged": True}, "prompts": {"listChanged": True},
                       "resources": {"subscribe": True, "listChanged": True}, "completions": {}, "logging": {}}
         if scope is not None and cat.services and cat.services[0].interface is not None:
+            # Transparent: what the upstream offers, with its own listChanged and subscribe flags.
             up = cat.services[0].interface.capabilities
             caps = {k: v for k, v in caps.items() if k in up or k in ("tools",)}
+            for k in ("tools", "prompts", "resources"):
+                if k in caps:
+                    caps[k] = {"listChanged": bool((up.get(k) or {}).get("listChanged"))}
             if "resources" in caps:
-                caps["resources"] = {"subscribe": bool((up.get("resources") or {}).get("subscribe")), "listChanged": True}
+                caps["resources"]["subscribe"] = bool((up.get("resources") or {}).get("subscribe"))
         return caps
 
     def server_info(self, scope: str | None, cat: Catalog) -> JSON:
@@ -137,6 +182,7 @@ class Gateway:
     async def _follow_events(self) -> None:
         async for ev in self.events.subscribe(types=FOLLOWED_EVENTS):
             try:
+                self._fresh_until.clear()
                 kinds = self._changed_kinds(ev)
                 if kinds:
                     self.catalogs.invalidate()
@@ -151,9 +197,13 @@ class Gateway:
         # STARTING too: a service starting with a cached interface is listed (CatalogService.serving).
         if ev.type == "transition" and {"RUNNING", "STARTING"} & {ev.data.get("to"), ev.data.get("from")}:
             return ("tools", "prompts", "resources")
-        if ev.type == "interface" and ev.data.get("changed", True):
+        if ev.type == "interface":
+            # The upstream's own list_changed is forwarded even when the re-fetch found no change.
+            notified = ev.data.get("notified")
+            if not ev.data.get("changed", True):
+                return (notified,) if notified in ("tools", "prompts", "resources") else ()
             diff = ev.data.get("diff") or {}
-            kinds = tuple(k for k in ("tools", "prompts", "resources") if k in diff
+            kinds = tuple(k for k in ("tools", "prompts", "resources") if k in diff or k == notified
                           or (k == "resources" and "resourceTemplates" in diff))
             return kinds or ("tools", "prompts", "resources")
         if ev.type in ("service.removed", "service.updated"):

@@ -57,6 +57,7 @@ Scope = dict[str, Any]
 MAX_BODY = 8 * 1024 * 1024
 ROUTING_HEADERS = (h.PROTOCOL_VERSION_LC, h.METHOD_LC, h.NAME_LC)
 _ROUTING_HEADERS_RAW = tuple(name.encode() for name in ROUTING_HEADERS)
+_PARAM_PREFIX_RAW = h.PARAM_PREFIX.lower().encode()
 
 
 class EndpointHost(Protocol):
@@ -280,7 +281,7 @@ class McpEndpoint:
         stream = Stream()
         ctx = RequestCtx(STATELESS, envelope.protocol_version, svc_scope, envelope.client_info,
                          envelope.client_capabilities, None, ExchangeRelay(stream, None, _progress_token(params), can_sse),
-                         _progress_token(params))
+                         _progress_token(params), _param_headers(raw_headers))
         await self._exchange(send, receive, msg_id, ctx, method, params, stream, cancel_on_close=True, stateless_status=True)
 
     async def _post_session(self, scope: Scope, receive: Any, send: Any, msg: Any, headers: dict[str, str],
@@ -478,6 +479,12 @@ def _duplicated(raw_headers: list[tuple[bytes, bytes]]) -> str | None:
                 return k.decode()
             seen.add(k)
     return None
+
+
+def _param_headers(raw_headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """The request's ``Mcp-Param-*`` headers, every copy, as (lower-case name, value) pairs."""
+    return [(k.decode("latin-1").lower(), v.decode("latin-1").strip(" \t")) for k, v in raw_headers
+            if k[:10].lower() == _PARAM_PREFIX_RAW]
 
 
 def _progress_token(params: JSON) -> Any:

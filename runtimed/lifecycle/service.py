@@ -42,7 +42,7 @@ class ServiceOwner(Protocol):
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
 
-    async def refresh_interface(self, svc: ServiceRuntime, reason: str = ...) -> Interface: ...
+    async def refresh_interface(self, svc: ServiceRuntime, reason: str = ..., notified: str | None = ...) -> Interface: ...
 
     async def handle_failure(self, svc: ServiceRuntime, reason: str) -> None: ...
 
@@ -146,7 +146,7 @@ class ServiceRuntime:
 
     def on_list_changed(self, kind: str) -> None:
         self.log("info", f"upstream reports {kind} list changed; refreshing the interface")
-        self._sup.spawn(self._sup.refresh_interface(self, reason=f"{kind} list_changed"))
+        self._sup.spawn(self._sup.refresh_interface(self, reason=f"{kind} list_changed", notified=kind))
 
     def on_notification(self, method: str, params: JSON, client_id: str | None = None) -> None:
         for sink in self._sup.notification_sinks:

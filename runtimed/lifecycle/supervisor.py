@@ -4,8 +4,9 @@ Owns ``Supervisor``: boot and shutdown, registering, updating and removing
 services (through ``Registry``), the lifecycle transitions (each one an
 event), the restart policy (backoff, quarantine), the health-probe schedule,
 the interface snapshot (cached, persisted under ``interfaces/``, diffed on
-refresh), and the operations the API and the control tools call. One service's
-state is ``service.ServiceRuntime``. Must not: know which kind a service is
+refresh, refreshed when stale by its ``ttl_ms`` as clients list:
+``refresh_stale``), and the operations the API and the control tools call.
+One service's state is ``service.ServiceRuntime``. Must not: know which kind a service is
 (it holds a ``Backend``), enforce call policies (``runtimed.policy``), speak
 MCP to clients (``runtimed.gateway``), or touch ``registry.json`` except
 through ``Registry``.
@@ -54,6 +55,10 @@ class Supervisor:
         self._mutate = asyncio.Lock()  # serialises registry changes
         self._closing = False
         self.interfaces_dir = Path(settings.state_dir) / "interfaces"
+        # Interface refreshes asked for by clients listing: one task per service id at a time, and
+        # when each service's interface was last fetched or tried (monotonic seconds).
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._checked: dict[str, float] = {}
 
     # -- plumbing --------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -394,7 +399,51 @@ class Supervisor:
             self.spawn(self.handle_failure(runtime, reason))
 
     # -- interface cache -------------------------------------------------
-    async def refresh_interface(self, svc: ServiceRuntime, reason: str = "introspect") -> Interface:
+    def refresh_stale(self, service_id: str, floor_ms: float = 0.0,
+                      max_age_ms: float | None = None) -> asyncio.Task[None] | None:
+        """Start refreshing a running service's interface if it is stale, or join the refresh under
+        way; None when it is fresh (or not running). Stale: fetched at least ``max(its ttl_ms,
+        floor_ms)`` ago (an interface with no ``ttl_ms`` never goes stale by age), or, when
+        ``max_age_ms`` is given, at least that long ago whatever its ttl. A failed refresh counts
+        as a fetch (no hammering); the task never raises."""
+        task = self._refreshing.get(service_id)
+        if task is not None:
+            return task
+        svc = self.services.get(service_id)
+        if svc is None or svc.state != State.RUNNING or svc.backend is None or svc.interface is None:
+            return None
+        if max_age_ms is None:
+            if svc.interface.ttl_ms is None:
+                return None
+            max_age_ms = max(svc.interface.ttl_ms, floor_ms)
+        if (time.monotonic() - self._checked.get(service_id, 0.0)) * 1000 < max_age_ms:
+            return None
+
+        async def refresh() -> None:
+            try:
+                await self.refresh_interface(svc, reason="stale (ttlMs) on a client's list")
+            except Exception as e:  # logged by refresh_interface; the cached view stays
+                log.debug("stale refresh of %s failed: %s", svc.name, e)
+                self._checked[service_id] = time.monotonic()
+            finally:
+                self._refreshing.pop(service_id, None)
+
+        task = self._refreshing[service_id] = self.spawn(refresh())
+        return task
+
+    def fresh_for(self, service_id: str, floor_ms: float = 0.0) -> float:
+        """Seconds until ``refresh_stale(service_id, floor_ms)`` would refresh (inf: never by age)."""
+        svc = self.services.get(service_id)
+        if svc is None or svc.interface is None or svc.interface.ttl_ms is None:
+            return float("inf")
+        age_s = time.monotonic() - self._checked.get(service_id, 0.0)
+        return max(0.0, max(svc.interface.ttl_ms, floor_ms) / 1000 - age_s)
+
+    async def refresh_interface(self, svc: ServiceRuntime, reason: str = "introspect",
+                                notified: str | None = None) -> Interface:
+        """Fetch and store the interface. ``notified``: the list kind the upstream said changed
+        (``list_changed``); then an ``interface`` event is emitted even if nothing changed, so the
+        gateway forwards the notification."""
         backend = svc.backend
         if backend is None or svc.state != State.RUNNING:
             raise SupervisorError(f"service {svc.name!r} is not running (it is {svc.state.value})")
@@ -403,11 +452,21 @@ class Supervisor:
         except BackendError as e:
             svc.log("error", f"introspect failed: {e}")
             raise SupervisorError(f"introspect of {svc.name!r} failed: {e}", status=502) from None
-        self._store_interface(svc, interface, reason=reason)
+        self._store_interface(svc, interface, reason=reason, notified=notified)
         return interface
 
-    def _store_interface(self, svc: ServiceRuntime, interface: Interface, reason: str) -> None:
+    def _store_interface(self, svc: ServiceRuntime, interface: Interface, reason: str,
+                         notified: str | None = None) -> None:
         old = svc.interface
+        self._checked[svc.id] = time.monotonic()
+        if old is not None and _same_content(old, interface):
+            # The same content: keep the object (the gateway's catalogs stay as they are).
+            old.ttl_ms = interface.ttl_ms
+            svc.interface_at = time.time()
+            if notified:
+                self.events.emit("interface", svc.name, revision=old.revision, diff={}, reason=reason,
+                                 serviceId=svc.id, changed=False, notified=notified)
+            return
         diff = interface.diff(old)
         svc.interface = interface
         svc.interface_at = time.time()
@@ -415,13 +474,16 @@ class Supervisor:
             svc.last_diff = diff
             self.events.emit(
                 "interface", svc.name, revision=interface.revision, diff=diff, reason=reason, serviceId=svc.id,
-                changed=old is None or bool(diff),
+                changed=old is None or bool(diff), **({"notified": notified} if notified else {}),
             )
             try:
                 self.interfaces_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write(self.interfaces_dir / f"{svc.id}.json", json.dumps(interface.to_json()).encode())
             except OSError as e:
                 svc.log("warning", f"could not persist the interface snapshot: {e}")
+        elif notified:
+            self.events.emit("interface", svc.name, revision=interface.revision, diff={}, reason=reason,
+                             serviceId=svc.id, changed=False, notified=notified)
 
     def _load_snapshot(self, svc: ServiceRuntime) -> None:
         path = self.interfaces_dir / f"{svc.id}.json"
@@ -430,6 +492,12 @@ class Supervisor:
             svc.interface_at = path.stat().st_mtime
         except (OSError, ValueError, TypeError, AttributeError):
             svc.interface = None
+
+
+def _same_content(a: Interface, b: Interface) -> bool:
+    """Everything but ``ttl_ms`` equal (plain comparisons: cheaper than hashing two revisions)."""
+    return (a.tools, a.resources, a.resource_templates, a.prompts, a.capabilities, a.server_info, a.instructions) == (
+        b.tools, b.resources, b.resource_templates, b.prompts, b.capabilities, b.server_info, b.instructions)
 
 
 def _start_failure_health(e: BaseException) -> Health:

@@ -17,7 +17,8 @@ name resolves to are checked at connect time by the resolver it gives its
 clients, ``http.make_resolver``), health probes (a
 ping answered with an error is DEGRADED, except method-not-found: a server
 without ping is alive; a lost session is re-initialized as for calls),
-introspection (all pages of every list the upstream offers) and the
+introspection (all pages of every list the upstream offers, their ``ttlMs``,
+leaving out tools whose ``x-mcp-header`` annotations are invalid) and the
 ``describe()`` facts. The wire work lives behind ``RemoteConnection``, in
 ``streamable`` (both eras) and ``sse`` (HTTP+SSE); credentials in
 ``secrets``; the host rule in ``hosts``. Must not: use a connection beyond
@@ -49,6 +50,7 @@ from runtimed.backends.sessions import ClientHost, ClientSessions
 from runtimed.config.manifest import RemoteMcpOrigin, ServiceManifest
 from runtimed.errors import BackendError, BackendFault, BackendStartError, InvalidOrigin, SecretError, UpstreamError
 from runtimed.protocol.jsonrpc import METHOD_NOT_FOUND
+from runtimed.protocol.params import invalid_annotation
 from runtimed.protocol.types import JSON
 from runtimed.protocol.versions import is_stateless
 
@@ -230,13 +232,29 @@ class RemoteBackend(Backend):
             await conn.open()
         iface = Interface(capabilities=dict(conn.capabilities), server_info=dict(conn.server_info),
                           instructions=conn.instructions)
+        ttls: list[int] = []
         for cap, method, key, attr in LISTS:
             if cap not in conn.capabilities:
                 continue
-            setattr(iface, attr, await self._all_pages(conn, method, key))
+            setattr(iface, attr, await self._all_pages(conn, method, key, ttls))
+        # Fresh as long as the shortest-lived page; a result without ttlMs is stale at once (2026-07-28 caching).
+        iface.ttl_ms = min(ttls, default=0)
+        iface.tools = self._valid_tools(iface.tools)
         return iface
 
-    async def _all_pages(self, conn: RemoteConnection, method: str, key: str) -> list[JSON]:
+    def _valid_tools(self, tools: list[JSON]) -> list[JSON]:
+        """SEP-2243: a client over streamable HTTP must leave out a tool whose ``x-mcp-header``
+        annotations break the rules (and should say so); the other tools stay usable."""
+        kept = []
+        for tool in tools:
+            why = invalid_annotation(tool.get("inputSchema"))
+            if why is None:
+                kept.append(tool)
+            else:
+                self.host.log("warning", f"tool {tool.get('name')!r} left out: invalid x-mcp-header ({why})")
+        return kept
+
+    async def _all_pages(self, conn: RemoteConnection, method: str, key: str, ttls: list[int]) -> list[JSON]:
         items: list[JSON] = []
         cursor: str | None = None
         seen: set[str] = set()
@@ -250,6 +268,8 @@ class RemoteBackend(Backend):
             if not isinstance(page, list):
                 raise BackendFault(f"{method}: the upstream's result has no {key!r} list", kind="protocol")
             items.extend(i for i in page if isinstance(i, dict))
+            ttl = result.get("ttlMs")
+            ttls.append(ttl if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0 else 0)
             cursor = result.get("nextCursor")
             if not cursor:
                 return items

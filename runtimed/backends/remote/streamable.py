@@ -14,8 +14,9 @@ its events carry ids; never re-sending it), cancellation
 in the stateless era), the stateless era's
 input-required rounds, and the background stream for unsolicited messages
 (the GET stream in the session era, ``subscriptions/listen`` in the stateless
-era). Versions, ``_meta`` keys, header names and codes are
-``runtimed.protocol``'s; what an error status means is ``faults``'. Must not:
+era), and the ``Mcp-Param-*`` headers of a ``tools/call`` (from
+``CallContext.input_schema``, both eras). Versions, ``_meta`` keys, header
+names, the header codec and codes are ``runtimed.protocol``'s; what an error status means is ``faults``'. Must not:
 enforce policies, retry faults, or log secret values.
 
 Requests with an answer (and the notifications/replies we POST) go through the
@@ -70,6 +71,7 @@ from runtimed.protocol.meta import (
     PROTOCOL_VERSION as META_PROTOCOL,
     SERVER_INFO as META_SERVER_INFO,
 )
+from runtimed.protocol.params import param_headers
 from runtimed.protocol.types import JSON
 from runtimed.protocol.versions import LATEST_STATELESS, UPSTREAM_HANDSHAKE_VERSIONS as HANDSHAKE_VERSIONS
 
@@ -376,6 +378,10 @@ class StreamableHttpConnection(RemoteConnection):
         body = request_message(rid, method, params)
         sent_session = self.session_id if era == "session" else None
         headers = self._headers(method, params, era)
+        if method == "tools/call" and ctx.input_schema is not None:
+            # SEP-2243: mirror the arguments the tool's schema marks with x-mcp-header (sent in both
+            # eras: a session-era server ignores them, an intermediary in front of it may route on them).
+            headers.update(param_headers(ctx.input_schema, params.get("arguments")))
         read_timeout_s = self._timeout(ctx, timeout_s)
         response: _h1.H1Response | None = None
         try:
