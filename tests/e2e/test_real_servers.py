@@ -14,8 +14,8 @@ Upstreams (one daemon per module, each registered as a ``remote_mcp`` service):
 Tests whose upstream keeps per-session state (server-everything caches roots per session) or is
 restarted start their own upstream.
 
-A defect of issue 12 not fixed yet is a strict xfail naming its point: it must fail today, and
-its XPASS turns the suite red once the fix lands (then the marker goes).
+Each test names the point of issue 12 it covers; every one failed before that point was fixed
+(they were committed as strict xfails first and the markers went with the fixes).
 """
 
 from __future__ import annotations
@@ -47,9 +47,6 @@ GUARD = 30.0  # hang guard for one awaited call (a bound, not a timing assertion
 MODES = ("auto", "legacy")
 ALPHA, BETA = "file:///work/alpha", "file:///work/beta"
 
-
-def xfail(point: int, what: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"issue 12 point {point}: {what}")
 
 
 # -- the module's daemon and upstreams --------------------------------------------------
@@ -330,10 +327,7 @@ def test_the_sdk_upstream_enforces_mcp_param_headers(real: Real) -> None:
     assert r.status_code == 200 and answer["result"]["content"][0]["text"] == "eu-west: hi", answer
 
 
-@pytest.mark.parametrize("mode", [
-    pytest.param("auto", marks=xfail(4, "the gateway drops Mcp-Param-Region: the upstream answers -32020")),
-    "legacy",
-])
+@pytest.mark.parametrize("mode", MODES)
 async def test_mcp_param_tool_through_the_gateway(real: Real, mode: str) -> None:
     async with client(real.url("sdk"), mode) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}
@@ -344,7 +338,6 @@ async def test_mcp_param_tool_through_the_gateway(real: Real, mode: str) -> None
 
 # == point 5: live interfaces ================================================================
 
-@xfail(5, "a tool added upstream without list_changed is never listed (interface cache not refreshed)")
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("service", ["sdk", "sdkso"])
 async def test_tool_added_without_notification_becomes_listed_and_callable(real: Real, service: str, mode: str) -> None:
@@ -362,7 +355,6 @@ async def test_tool_added_without_notification_becomes_listed_and_callable(real:
     assert got == f"{name}: x"
 
 
-@xfail(5, "a call to a tool missing from the gateway's cache is refused with -32602 instead of reaching the upstream")
 @pytest.mark.parametrize("mode", MODES)
 async def test_tool_added_without_notification_is_callable_before_any_listing(real: Real, mode: str) -> None:
     name = f"unlisted_{mode}"
@@ -373,7 +365,7 @@ async def test_tool_added_without_notification_is_callable_before_any_listing(re
 
 
 @pytest.mark.parametrize("service", [
-    pytest.param("sdkso", marks=xfail(5, "/mcp/<svc> advertises tools.listChanged true, the upstream says false")),
+    "sdkso",
     "ev",
 ])
 async def test_single_service_endpoint_advertises_list_changed_as_the_upstream(real: Real, service: str) -> None:
@@ -385,7 +377,6 @@ async def test_single_service_endpoint_advertises_list_changed_as_the_upstream(r
     assert gateway == upstream == (service == "ev")
 
 
-@xfail(5, "a list_changed from the upstream whose re-fetch gives the same list is swallowed")
 async def test_upstream_list_changed_is_forwarded_even_when_the_list_is_unchanged(real: Real) -> None:
     changed = asyncio.Event()
 
