@@ -9,7 +9,9 @@ Exit status: 0 when every scored failure is in the baseline, 1 otherwise. The la
 printed is machine-readable: ``RESULT <run> passed=N failed=M expected=E unexpected=U``.
 
 Usage: ``python summarize.py --run NAME --target gateway|direct --results DIR
-(--scored FILE | --log FILE) [--baseline FILE]``. ``--scored`` takes the output of
+(--scored FILE | --log FILE) [--baseline FILE] [--also-scored SCENARIO...]``
+(``--also-scored``: scenarios the suite reports as informational that this project
+holds itself to, e.g. the SEP-2243 header validation). ``--scored`` takes the output of
 ``conformance list --server --requirements R`` (its "Server scenarios" block is the scored
 set); ``--log`` takes the suite's own stdout of a ``--suite`` run (every scenario it
 announced with "=== Running scenario: X ===" is scored, and fewer announcements than its
@@ -94,6 +96,8 @@ def main() -> int:
     group.add_argument("--scored", type=Path)
     group.add_argument("--log", type=Path)
     ap.add_argument("--baseline", type=Path)
+    ap.add_argument("--also-scored", nargs="*", default=[], metavar="SCENARIO",
+                    help="scenarios the suite lists as informational that this project scores too")
     args = ap.parse_args()
 
     results = load_results(args.results)
@@ -111,6 +115,7 @@ def main() -> int:
             )
             print(f"RESULT {args.run} passed=0 failed={announced or 1} expected=0 unexpected={announced or 1}")
             return 1
+    scored = scored + [s for s in args.also_scored if s not in scored]
     baseline = load_baseline(args.baseline, args.target, args.run)
 
     passed: list[str] = []

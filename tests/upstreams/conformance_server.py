@@ -38,7 +38,7 @@ from mcp_types import (
     TextContent,
     TextResourceContents,
 )
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 # A 1x1 PNG and a tiny WAV (both valid files), base64.
 PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
@@ -223,6 +223,11 @@ def build() -> MCPServer:
         },
     )
     subscriptions: set[str] = set()
+
+    # ---- SEP-2243 (http-custom-header-server-validation): an argument mirrored into a header ----
+    @mcp.tool(description="Echoes its region; `region` is mirrored into the Mcp-Param-Region header.")
+    def test_custom_header(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})]) -> str:
+        return f"region: {region}"
 
     # ---- content tools (both eras) ----
     @mcp.tool(description="Returns a simple text content.")
