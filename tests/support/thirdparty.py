@@ -25,15 +25,12 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.upstream import free_port, wait_for_port
+from tests.support.upstream import ServerProcess
 
 THIRDPARTY = Path(__file__).resolve().parent.parent / "thirdparty"
 EVERYTHING = "@modelcontextprotocol/server-everything"
@@ -69,66 +66,18 @@ def require_everything() -> None:
     pytest.skip(problem)
 
 
-class NodeServer:
-    """One running server-everything process (the same surface as ``tests.support.upstream.Upstream``)."""
+class NodeServer(ServerProcess):
+    """One running server-everything process (``tests.support.upstream.ServerProcess``)."""
+
+    stop_wait_s = 3.0
 
     def __init__(self, port: int | None = None, mode: str = "streamableHttp") -> None:
-        self.port = port or free_port()
+        super().__init__("everything", port)
         self.mode = mode
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = Path(tempfile.mkstemp(prefix="upstream-everything-", suffix=".log")[1])
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return self.base_url + "/mcp"
-
-    def start(self) -> NodeServer:
-        env = dict(os.environ)
-        env["PORT"] = str(self.port)
+    def command(self) -> tuple[list[str], dict[str, str], Path | None]:
         # express listens on every interface when given only a port; the tests reach it on loopback.
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(["node", str(EVERYTHING_JS), self.mode], env=env, cwd=THIRDPARTY,
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_port(self.port, self.proc)
-        except Exception as e:
-            self.stop()
-            raise RuntimeError(f"{e}; its output ends with:\n{self.log_tail()}") from None
-        return self
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-    def restart(self) -> None:
-        """Stop and start again on the same port (every session is lost)."""
-        self.stop()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.start()
-                return
-            except RuntimeError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        return ["node", str(EVERYTHING_JS), self.mode], {**os.environ, "PORT": str(self.port)}, THIRDPARTY
 
 
 @contextlib.contextmanager

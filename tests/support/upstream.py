@@ -47,19 +47,16 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeou
     raise RuntimeError(f"upstream did not listen on 127.0.0.1:{port} within {timeout} s")
 
 
-class Upstream:
-    """One running upstream subprocess."""
+class ServerProcess:
+    """A test server run as a subprocess on a loopback port: start and wait until it listens,
+    the tail of its output, stop, restart on the same port. Subclasses say what to run."""
 
-    def __init__(self, script: str, args: tuple[str, ...], port: int | None = None, env: dict[str, str] | None = None) -> None:
-        path = UPSTREAMS / (script if script.endswith(".py") else script + ".py")
-        if not path.exists():
-            raise FileNotFoundError(path)
-        self.script = path
-        self.args = args
+    stop_wait_s = 1.0  # how long a graceful stop may take before the process is killed
+
+    def __init__(self, name: str, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = Path(tempfile.mkstemp(prefix=f"upstream-{path.stem}-", suffix=".log")[1])
+        self.log_path = Path(tempfile.mkstemp(prefix=f"upstream-{name}-", suffix=".log")[1])
 
     @property
     def base_url(self) -> str:
@@ -73,21 +70,20 @@ class Upstream:
     def sse_url(self) -> str:
         return self.base_url + "/sse"
 
-    def start(self) -> Upstream:
-        env = dict(os.environ)
-        env.update(self.env or {})
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(self.script), "--port", str(self.port), *self.args],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.log_path, "ab"),  # noqa: SIM115 -- the child's stderr for its lifetime; the parent's copy is left to the GC, as before
-        )
+    def command(self) -> tuple[list[str], dict[str, str], Path | None]:
+        """The argv, the environment and the working directory (None: inherited)."""
+        raise NotImplementedError
+
+    def start(self) -> ServerProcess:
+        cmd, env, cwd = self.command()
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT)
         try:
             wait_for_port(self.port, self.proc)
         except Exception as e:
             self.stop()
-            raise RuntimeError(f"{e}; its stderr ends with:\n{self.log_tail()}") from None
+            raise RuntimeError(f"{e}; its output ends with:\n{self.log_tail()}") from None
         return self
 
     def log_tail(self, chars: int = 3000) -> str:
@@ -102,24 +98,42 @@ class Upstream:
             return
         proc.terminate()
         try:
-            # uvicorn's graceful shutdown waits for open streams (a daemon's GET stream never
-            # ends by itself), so do not wait long: the process is killed either way.
-            proc.wait(timeout=1)
+            proc.wait(timeout=self.stop_wait_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
 
     def restart(self) -> None:
-        """Stop and start again on the same port (upstream sessions are lost)."""
+        """Stop and start again on the same port (every session is lost)."""
         self.stop()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # the port may linger briefly
+        while True:
             try:
                 self.start()
                 return
             except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
                 time.sleep(0.2)
-        self.start()
+
+
+class Upstream(ServerProcess):
+    """One ``tests/upstreams/<script>.py`` process. uvicorn's graceful shutdown waits for open
+    streams (a daemon's GET stream never ends by itself), so a stop does not wait long."""
+
+    def __init__(self, script: str, args: tuple[str, ...], port: int | None = None, env: dict[str, str] | None = None) -> None:
+        path = UPSTREAMS / (script if script.endswith(".py") else script + ".py")
+        if not path.exists():
+            raise FileNotFoundError(path)
+        super().__init__(path.stem, port)
+        self.script = path
+        self.args = args
+        self.env = env
+
+    def command(self) -> tuple[list[str], dict[str, str], Path | None]:
+        env = {**os.environ, **(self.env or {})}
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return [sys.executable, str(self.script), "--port", str(self.port), *self.args], env, None
 
 
 @contextlib.contextmanager
