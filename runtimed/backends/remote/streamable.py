@@ -665,6 +665,13 @@ class StreamableHttpConnection(RemoteConnection):
         """Hold one long-lived upstream stream, reconnecting with backoff; give up after 5
         failures in a row (saying so in the service log). ``open_stream`` returns None when
         the upstream does not offer the stream at all."""
+        try:
+            await self._hold_stream(label, what, open_stream, still_wanted)
+        finally:
+            self._bg_settled.set()  # whatever happened (not wanted, refused, gave up): nobody waits for it
+
+    async def _hold_stream(self, label: str, what: str, open_stream: Callable[[], Awaitable[httpx.Response | None]],
+                           still_wanted: Callable[[], bool]) -> None:
         failures = 0
         while not self._closed and still_wanted():
             try:
