@@ -39,13 +39,6 @@ LIST_CHANGED = {
 SERVER_REQUESTS = ("sampling/createMessage", "elicitation/create", "roots/list", "ping")
 
 
-def request_message(rid: int | str, method: str, params: JSON | None) -> JSON:
-    msg: JSON = {"jsonrpc": "2.0", "id": rid, "method": method}
-    if params is not None:
-        msg["params"] = params
-    return msg
-
-
 def notification_message(method: str, params: JSON | None) -> JSON:
     msg: JSON = {"jsonrpc": "2.0", "method": method}
     if params:

@@ -34,13 +34,13 @@ from runtimed.backends.remote.messages import (
     is_response,
     notification_message,
     relay_call_notification,
-    request_message,
     result_of,
     says_session_lost,
     spawn_guarded,
     swap_progress_token,
 )
 from runtimed.errors import BackendFault
+from runtimed.protocol import jsonrpc
 from runtimed.protocol.types import JSON
 from runtimed.protocol.versions import UPSTREAM_HANDSHAKE_VERSIONS as HANDSHAKE_VERSIONS
 
@@ -274,7 +274,7 @@ class LegacySseConnection(RemoteConnection):
         pending = _Pending(ctx, own_token)
         self._pending[rid] = pending
         try:
-            await self._post(request_message(rid, method, params), what)
+            await self._post(jsonrpc.request(rid, method, params), what)
             loop = asyncio.get_running_loop()
             wait_s = (ctx.deadline - loop.time() + 1.0) if ctx.deadline is not None else self.default_timeout_s
             try:

@@ -48,13 +48,13 @@ from runtimed.backends.remote.messages import (
     is_response,
     notification_message,
     relay_call_notification,
-    request_message,
     result_of,
     says_session_lost,
     spawn_guarded,
     swap_progress_token,
 )
 from runtimed.errors import BackendFault, InputRequired, RelayUnavailable, UpstreamError
+from runtimed.protocol import jsonrpc
 from runtimed.protocol.headers import (
     LAST_EVENT_ID as LAST_EVENT_ID_HEADER,
     METHOD as METHOD_HEADER,
@@ -375,7 +375,7 @@ class StreamableHttpConnection(RemoteConnection):
             params["_meta"] = meta
         else:
             params.pop("_meta", None)
-        body = request_message(rid, method, params)
+        body = jsonrpc.request(rid, method, params)
         sent_session = self.session_id if era == "session" else None
         headers = self._headers(method, params, era)
         if method == "tools/call" and ctx.input_schema is not None:
@@ -647,7 +647,7 @@ class StreamableHttpConnection(RemoteConnection):
                 },
             }
             req = self.client.build_request(
-                "POST", self.url, json=request_message(rid, "subscriptions/listen", params),
+                "POST", self.url, json=jsonrpc.request(rid, "subscriptions/listen", params),
                 headers=self._headers("subscriptions/listen", params), timeout=self._stream_timeout(),
             )
             response = await _http.send(self.client, req, self.check_host, "subscriptions/listen")
