@@ -63,8 +63,10 @@ def prepare_origin(manifest: ServiceManifest, settings: Any) -> ServiceManifest:
 
 
 def origin_label(manifest: ServiceManifest) -> tuple[str, str]:
-    """(kind, location) for tables and pages: ("remote", url) or ("wasm", path)."""
+    """(kind, location) for tables and pages: ("remote", url), ("wasm", path) or ("stdio", command line)."""
     origin = manifest.spec.origin
     if origin.type == "remote_mcp":
         return "remote", origin.url
+    if origin.type == "stdio":
+        return "stdio", origin.command_line()
     return "wasm", origin.path

@@ -10,7 +10,9 @@ or reaching a URL belongs to the backends, storing manifests to the registry.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import shlex
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -110,7 +112,103 @@ class RemoteMcpOrigin(_Model):
         return f"remote_mcp:{self.url}"
 
 
-Origin = Annotated[LocalWasmOrigin | RemoteMcpOrigin, Field(discriminator="type")]
+# Environment variable names that carry credentials: a literal value under such a name is refused
+# (a manifest is shown by the API and the page); the value must be a reference.
+_SECRET_ENV_RE = re.compile(r"(?i)(^|_)(api_?key|apikey|key|token|secret|password|passwd|pwd|auth|credentials?|private_?key|pat)(_|$)")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_REF_PATTERN = r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:[^\s]+)$"
+_ENV_REF_RE = re.compile(ENV_REF_PATTERN)
+
+
+def is_env_reference(value: str) -> bool:
+    """``env:VAR`` (the daemon's variable) or ``file:relative/path`` (under the state dir's secrets/)."""
+    return bool(_ENV_REF_RE.match(value))
+
+
+def looks_like_secret_name(name: str) -> bool:
+    """An environment variable name that usually holds a credential (GITHUB_TOKEN, API_KEY...)."""
+    return bool(_SECRET_ENV_RE.search(name))
+
+
+class StdioLimits(_Model):
+    """Limits of a stdio service's child process (``setrlimit``) and its start."""
+
+    memoryBytes: int | None = Field(
+        default=None, gt=0, description="Address-space limit (RLIMIT_AS) of the child. Node and the JVM reserve "
+        "large address ranges: give them several GiB or leave unset.")
+    cpuSeconds: int | None = Field(default=None, gt=0, description="CPU time limit (RLIMIT_CPU) over the child's life.")
+    openFiles: int | None = Field(default=None, gt=0, description="Open file descriptors limit (RLIMIT_NOFILE).")
+    startTimeoutMs: int | None = Field(
+        default=None, gt=0, description="How long the child may take to answer initialize (default 60 s: npx and "
+        "uvx may download first).")
+    stderrBytes: int | None = Field(default=None, gt=0, description="Size of the stderr log kept per service "
+                                    "(default 1 MiB, one older file kept).")
+
+
+class StdioOrigin(_Model):
+    type: Literal["stdio"] = "stdio"
+    command: str = Field(min_length=1, description="The program to run (looked up on PATH); no shell is involved.")
+    args: list[str] = Field(default_factory=list, description="Its arguments, passed as they are.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment of the child besides PATH, HOME and the locale (the daemon's own environment is "
+        "not inherited). A value is literal, or a reference resolved at each start: env:VAR (the daemon's "
+        "variable) or file:relative/path (under the state dir's secrets/). Names that look like credentials "
+        "(…_TOKEN, …_KEY, …SECRET…, PASSWORD) must be references.")
+    cwd: str | None = Field(default=None, description="Absolute working directory (default: the state dir's run/<id>/).")
+    limits: StdioLimits = Field(default_factory=StdioLimits)
+    clientSessions: Literal["shared", "per-client"] = Field(
+        default="shared", description="shared: one child serves every client (per-client requests it cannot "
+        "attribute are refused); per-client: each session-era client gets a child of its own.")
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: str) -> str:
+        if "\0" in v or v != v.strip():
+            raise ValueError("command must not contain NUL or surrounding spaces (give arguments in args)")
+        return v
+
+    @field_validator("args")
+    @classmethod
+    def _args(cls, v: list[str]) -> list[str]:
+        for i, a in enumerate(v):
+            if "\0" in a:
+                raise ValueError(f"args[{i}] contains a NUL character")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not _ENV_NAME_RE.match(name):
+                raise ValueError(f"env name {name!r} must be letters, digits and '_' (not starting with a digit)")
+            if "\0" in value:
+                raise ValueError(f"env {name}: the value contains a NUL character")
+            if value.startswith(("env:", "file:")) and not is_env_reference(value):
+                raise ValueError(f"env {name}: {value!r} is not a valid reference (env:VAR or file:relative/path)")
+            if looks_like_secret_name(name) and not is_env_reference(value):
+                raise ValueError(
+                    f"env {name} looks like a credential; a manifest holds no secrets (it is shown by the API and "
+                    f"the status page): give a reference, env:VAR (exported where the daemon runs) or "
+                    f"file:relative/path (under the state dir's secrets/)")
+        return v
+
+    @field_validator("cwd")
+    @classmethod
+    def _cwd(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("/"):
+            raise ValueError("cwd must be an absolute path (runtimectl resolves a relative one before sending it)")
+        return v
+
+    def identity(self) -> str:
+        return "stdio:" + json.dumps([self.command, self.args, self.cwd], separators=(",", ":"))
+
+    def command_line(self) -> str:
+        """The command as a user would type it (arguments quoted where needed; env values never shown)."""
+        return shlex.join([self.command, *self.args])
+
+
+Origin = Annotated[LocalWasmOrigin | RemoteMcpOrigin | StdioOrigin, Field(discriminator="type")]
 
 
 class RateLimit(_Model):
@@ -205,8 +303,8 @@ class ServiceManifest(_Model):
 _IDS: dict[str, str] = {}  # origin identity -> service id (a pure function; memoised, bounded)
 
 
-def service_id(origin: LocalWasmOrigin | RemoteMcpOrigin) -> str:
-    """``svc_`` + 12 hex chars of sha256 over the origin's identity (path or URL)."""
+def service_id(origin: LocalWasmOrigin | RemoteMcpOrigin | StdioOrigin) -> str:
+    """``svc_`` + 12 hex chars of sha256 over the origin's identity (path, URL, or command, args and cwd)."""
     identity = origin.identity()
     sid = _IDS.get(identity)
     if sid is None:
@@ -232,9 +330,9 @@ def describe_validation_error(err: ValidationError) -> str:
         elif e.get("type") == "string_pattern_mismatch" and loc.endswith("name"):
             msg = "must match [a-z0-9][a-z0-9_-]{0,31} (lowercase letters, digits, '-' and '_', at most 32)"
         elif e.get("type") == "union_tag_invalid":
-            msg = "origin.type must be 'local_wasm' or 'remote_mcp'"
+            msg = "origin.type must be 'local_wasm', 'remote_mcp' or 'stdio'"
         elif e.get("type") == "union_tag_not_found":
-            msg = "origin needs a 'type': 'local_wasm' or 'remote_mcp'"
+            msg = "origin needs a 'type': 'local_wasm', 'remote_mcp' or 'stdio'"
         lines.append(f"{loc or '(manifest)'}: {msg}")
     return "; ".join(lines)
 

@@ -37,7 +37,7 @@ BAD_MANIFESTS = [
     ("negative timeout", _bad(lambda m: m["spec"].update(policy={"timeoutMs": -1})), "spec.policy.timeoutMs"),
     ("zero concurrency", _bad(lambda m: m["spec"].update(policy={"maxConcurrency": 0})), "spec.policy.maxConcurrency"),
     ("unknown origin type", _bad(lambda m: m["spec"]["origin"].update(type="docker")),
-     "origin.type must be 'local_wasm' or 'remote_mcp'"),
+     "origin.type must be 'local_wasm', 'remote_mcp' or 'stdio'"),
     ("origin without type", _bad(lambda m: m["spec"]["origin"].pop("type")), "origin needs a 'type'"),
     ("missing origin", _bad(lambda m: m["spec"].pop("origin")), "spec.origin: Field required"),
     ("bad transport", _bad(lambda m: m["spec"]["origin"].update(transport="websocket")), "spec.origin.remote_mcp.transport"),

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
 
+from runtimed.backends.secrets import read_secret_file, relative_secret_path
 from runtimed.errors import SecretError
-
-SECRETS_DIR = "secrets"
 
 
 def check_auth_ref(auth_ref: str) -> None:
@@ -29,48 +27,9 @@ def check_auth_ref(auth_ref: str) -> None:
         if not header or not var:
             raise SecretError("authRef header_env: needs a header and a variable (header_env:Header-Name:VAR)")
     elif kind == "file":
-        _relative_secret_path(rest)
+        relative_secret_path(rest)
     else:
         raise SecretError(f"authRef must start with env:, file: or header_env: (got {kind!r})")
-
-
-def _relative_secret_path(rel: str) -> PurePosixPath:
-    if not rel:
-        raise SecretError("authRef file: needs a path relative to the secrets directory")
-    p = PurePosixPath(rel)
-    if p.is_absolute() or rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":"):
-        raise SecretError(f"authRef file:{rel} must be relative to the state dir's secrets/ directory, not absolute")
-    if any(part == ".." for part in p.parts) or "\\" in rel:
-        raise SecretError(f"authRef file:{rel} must not contain '..' (it must stay inside secrets/)")
-    return p
-
-
-def read_secret_file(state_dir: str | os.PathLike[str], rel: str) -> str:
-    """The stripped content of ``<state_dir>/secrets/<rel>``, refusing escapes."""
-    p = _relative_secret_path(rel)
-    base = Path(state_dir) / SECRETS_DIR
-    target = base.joinpath(*p.parts)
-    try:
-        real_base = base.resolve(strict=True)
-    except (OSError, RuntimeError):  # missing, unreadable, or a symlink loop
-        raise SecretError(f"authRef file:{rel}: the secrets directory {base} does not exist") from None
-    try:
-        real = target.resolve(strict=True)
-    except RuntimeError:
-        raise SecretError(f"authRef file:{rel}: {target} is a symlink loop") from None
-    except OSError:
-        raise SecretError(f"authRef file:{rel}: no such file {target}") from None
-    if real != real_base and real_base not in real.parents:
-        raise SecretError(f"authRef file:{rel}: {target} is a symlink leading outside {base}; refused")
-    if not real.is_file():
-        raise SecretError(f"authRef file:{rel}: {target} is not a regular file")
-    try:
-        value = real.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as e:
-        raise SecretError(f"authRef file:{rel}: cannot read {target} ({type(e).__name__})") from None
-    if not value:
-        raise SecretError(f"authRef file:{rel}: {target} is empty")
-    return value
 
 
 def _header_safe(value: str, where: str) -> str:
