@@ -40,6 +40,10 @@ def create_backend(manifest: ServiceManifest, host: BackendHost) -> Backend:
         from runtimed.backends.wasm.backend import WasmBackend
 
         return WasmBackend(manifest, host)
+    if origin.type == "stdio":
+        from runtimed.backends.stdio.backend import StdioBackend
+
+        return StdioBackend(manifest, host)
     raise InvalidOrigin(f"unknown origin type {origin.type!r}")
 
 
@@ -47,7 +51,8 @@ def prepare_origin(manifest: ServiceManifest, settings: Any) -> ServiceManifest:
     """Check a manifest's origin at registration time and fill in derived fields.
 
     Remote: the URL's host must be allowed. Local WASM: the file must exist and
-    be a conforming module; its sha256 is recorded. Raises ``InvalidOrigin``
+    be a conforming module; its sha256 is recorded. Stdio: the program is found
+    and the working directory exists. Raises ``InvalidOrigin``
     with a message that says exactly what is wrong.
     """
     origin = manifest.spec.origin
@@ -59,6 +64,10 @@ def prepare_origin(manifest: ServiceManifest, settings: Any) -> ServiceManifest:
         from runtimed.backends.wasm.backend import prepare_wasm_origin
 
         return prepare_wasm_origin(manifest, settings)
+    if origin.type == "stdio":
+        from runtimed.backends.stdio.backend import prepare_stdio_origin
+
+        return prepare_stdio_origin(manifest, settings)
     raise InvalidOrigin(f"unknown origin type {origin.type!r}")
 
 
@@ -70,3 +79,11 @@ def origin_label(manifest: ServiceManifest) -> tuple[str, str]:
     if origin.type == "stdio":
         return "stdio", origin.command_line()
     return "wasm", origin.path
+
+
+def release_leftovers(state_dir: str) -> list[str]:
+    """At boot, before any service starts: end what a previous daemon that was killed left
+    running (stdio children, found by their pid files). Returns a line per thing ended."""
+    from runtimed.backends.stdio.process import reap_stale
+
+    return reap_stale(state_dir)

@@ -7,7 +7,7 @@ client's first request that needs the upstream (concurrent first requests
 share one opening), closed when the backend releases the client (its
 downstream session ended) or when it has been idle for ``idle_s``, and at
 most ``max_sessions`` at once (the least recently used one is closed to make
-room). Also ``ClientHost``: the ``BackendHost`` a per-client session reports
+room); one that died (``is_alive``) is replaced on the client's next request. Also ``ClientHost``: the ``BackendHost`` a per-client session reports
 to, which tags server-to-client traffic with its client id so the gateway
 answers it from that client only. Must not: know a transport, decide which
 clients get a session of their own (the backend does), or share one client's
@@ -43,9 +43,11 @@ class ClientSessions(Generic[S]):
         *,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         idle_s: float = DEFAULT_IDLE_S,
+        is_alive: Callable[[S], bool] | None = None,
     ) -> None:
         self._open = open_session
         self._close = close_session
+        self._is_alive = is_alive  # a session that died (its process exited) is replaced on next use
         self.max_sessions = max_sessions
         self.idle_s = idle_s
         self._sessions: OrderedDict[str, tuple[S, float]] = OrderedDict()  # least recently used first
@@ -59,6 +61,9 @@ class ClientSessions(Generic[S]):
         """The client's session, opened on first use."""
         entry = self._sessions.get(client_id)
         now = time.monotonic()
+        if entry is not None and self._is_alive is not None and not self._is_alive(entry[0]):
+            await self.release(client_id)
+            entry = None
         if entry is not None:
             self._sessions[client_id] = (entry[0], now)
             self._sessions.move_to_end(client_id)

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from runtimed.backends import create_backend, prepare_origin
+from runtimed.backends import create_backend, prepare_origin, release_leftovers
 from runtimed.backends.base import Backend, Health, Interface, ProbeResult
 from runtimed.config.manifest import ServiceManifest
 from runtimed.config.settings import Settings
@@ -130,6 +130,10 @@ class Supervisor:
 
     # -- boot and shutdown ----------------------------------------------
     async def boot(self) -> None:
+        # Children a previous daemon left when it was killed would hold ports, files and memory.
+        for line in await asyncio.to_thread(release_leftovers, str(self.settings.state_dir)):
+            log.warning("%s", line)
+            self.events.emit("daemon.leftovers", None, message=line)
         for entry in self.registry:
             svc = ServiceRuntime(self, entry.manifest)
             self._load_snapshot(svc)

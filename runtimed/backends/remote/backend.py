@@ -17,8 +17,7 @@ name resolves to are checked at connect time by the resolver it gives its
 clients, ``http.make_resolver``), health probes (a
 ping answered with an error is DEGRADED, except method-not-found: a server
 without ping is alive; a lost session is re-initialized as for calls),
-introspection (all pages of every list the upstream offers, their ``ttlMs``,
-leaving out tools whose ``x-mcp-header`` annotations are invalid) and the
+introspection (``introspection.read_interface``) and the
 ``describe()`` facts. The wire work lives behind ``RemoteConnection``, in
 ``streamable`` (both eras) and ``sse`` (HTTP+SSE); credentials in
 ``secrets``; the host rule in ``hosts``. Must not: use a connection beyond
@@ -39,6 +38,7 @@ import httpx
 
 from runtimed import __version__
 from runtimed.backends.base import Backend, BackendHost, CallContext, Health, Interface, ProbeResult
+from runtimed.backends.introspection import read_interface
 from runtimed.backends.parking import ParkedCalls
 from runtimed.backends.remote import http as _http
 from runtimed.backends.remote.connection import ConnectionConfig, RemoteConnection
@@ -50,19 +50,10 @@ from runtimed.backends.sessions import ClientHost, ClientSessions
 from runtimed.config.manifest import RemoteMcpOrigin, ServiceManifest
 from runtimed.errors import BackendError, BackendFault, BackendStartError, InvalidOrigin, SecretError, UpstreamError
 from runtimed.protocol.jsonrpc import METHOD_NOT_FOUND
-from runtimed.protocol.params import invalid_annotation
 from runtimed.protocol.types import JSON
 from runtimed.protocol.versions import is_stateless
 
 CLIENT_INFO = {"name": "mcp-runtimed", "version": __version__}
-LISTS = (
-    # (capability, method, result key, Interface attribute)
-    ("tools", "tools/list", "tools", "tools"),
-    ("resources", "resources/list", "resources", "resources"),
-    ("resources", "resources/templates/list", "resourceTemplates", "resource_templates"),
-    ("prompts", "prompts/list", "prompts", "prompts"),
-)
-MAX_PAGES = 1000
 # The requests a 2026-07-28 server may answer with an input-required result (basic/patterns/mrtr).
 INPUT_REQUIRED_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 
@@ -230,53 +221,10 @@ class RemoteBackend(Backend):
         conn = self._require_conn()
         if conn.era is None:
             await conn.open()
-        iface = Interface(capabilities=dict(conn.capabilities), server_info=dict(conn.server_info),
-                          instructions=conn.instructions)
-        ttls: list[int] = []
-        for cap, method, key, attr in LISTS:
-            if cap not in conn.capabilities:
-                continue
-            setattr(iface, attr, await self._all_pages(conn, method, key, ttls))
-        # Fresh as long as the shortest-lived page; a result without ttlMs is stale at once (2026-07-28 caching).
-        iface.ttl_ms = min(ttls, default=0)
-        iface.tools = self._valid_tools(iface.tools)
-        return iface
-
-    def _valid_tools(self, tools: list[JSON]) -> list[JSON]:
-        """SEP-2243: a client over streamable HTTP must leave out a tool whose ``x-mcp-header``
-        annotations break the rules (and should say so); the other tools stay usable."""
-        kept = []
-        for tool in tools:
-            why = invalid_annotation(tool.get("inputSchema"))
-            if why is None:
-                kept.append(tool)
-            else:
-                self.host.log("warning", f"tool {tool.get('name')!r} left out: invalid x-mcp-header ({why})")
-        return kept
-
-    async def _all_pages(self, conn: RemoteConnection, method: str, key: str, ttls: list[int]) -> list[JSON]:
-        items: list[JSON] = []
-        cursor: str | None = None
-        seen: set[str] = set()
-        for _ in range(MAX_PAGES):
-            params: JSON = {"cursor": cursor} if cursor is not None else {}
-            ctx = CallContext(deadline=asyncio.get_running_loop().time() + self._default_timeout_s(),
-                              max_response_bytes=self.manifest.spec.policy.maxPayloadBytes
-                              or self.host.settings.policy.maxPayloadBytes)
-            result = await conn.request(method, params, ctx)
-            page = result.get(key)
-            if not isinstance(page, list):
-                raise BackendFault(f"{method}: the upstream's result has no {key!r} list", kind="protocol")
-            items.extend(i for i in page if isinstance(i, dict))
-            ttl = result.get("ttlMs")
-            ttls.append(ttl if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0 else 0)
-            cursor = result.get("nextCursor")
-            if not cursor:
-                return items
-            if cursor in seen:
-                raise BackendFault(f"{method}: the upstream repeated the page cursor {cursor!r}", kind="protocol")
-            seen.add(cursor)
-        raise BackendFault(f"{method}: more than {MAX_PAGES} pages", kind="protocol")
+        return await read_interface(
+            conn.request, conn.capabilities, conn.server_info, conn.instructions, timeout_s=self._default_timeout_s(),
+            max_response_bytes=self.manifest.spec.policy.maxPayloadBytes or self.host.settings.policy.maxPayloadBytes,
+            log=self.host.log)
 
     # -- calls -------------------------------------------------------------
     async def call(self, method: str, params: JSON, ctx: CallContext) -> JSON:

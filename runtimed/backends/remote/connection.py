@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import httpx
 
 from runtimed.backends.base import BackendHost, CallContext
+from runtimed.backends.messages import CLIENT_CAPABILITIES
 from runtimed.backends.remote.h1 import Resolver
-from runtimed.backends.remote.messages import CLIENT_CAPABILITIES
 from runtimed.protocol.types import JSON
 
 

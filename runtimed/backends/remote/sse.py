@@ -23,10 +23,7 @@ from typing import Any
 import httpx
 
 from runtimed.backends.base import BackendHost, CallContext
-from runtimed.backends.remote import http as _http
-from runtimed.backends.remote.connection import ConnectionConfig, RemoteConnection
-from runtimed.backends.remote.faults import fault_from_exception, status_fault
-from runtimed.backends.remote.messages import (
+from runtimed.backends.messages import (
     answer_server_request,
     handle_unsolicited_notification,
     is_notification,
@@ -39,6 +36,9 @@ from runtimed.backends.remote.messages import (
     spawn_guarded,
     swap_progress_token,
 )
+from runtimed.backends.remote import http as _http
+from runtimed.backends.remote.connection import ConnectionConfig, RemoteConnection
+from runtimed.backends.remote.faults import fault_from_exception, status_fault
 from runtimed.errors import BackendFault
 from runtimed.protocol import jsonrpc
 from runtimed.protocol.types import JSON

@@ -36,10 +36,7 @@ from typing import Any
 import httpx
 
 from runtimed.backends.base import BackendHost, CallContext
-from runtimed.backends.remote import h1 as _h1, http as _http
-from runtimed.backends.remote.connection import ConnectionConfig, RemoteConnection
-from runtimed.backends.remote.faults import status_fault
-from runtimed.backends.remote.messages import (
+from runtimed.backends.messages import (
     CLIENT_CAPABILITIES,
     answer_server_request,
     handle_unsolicited_notification,
@@ -53,6 +50,9 @@ from runtimed.backends.remote.messages import (
     spawn_guarded,
     swap_progress_token,
 )
+from runtimed.backends.remote import h1 as _h1, http as _http
+from runtimed.backends.remote.connection import ConnectionConfig, RemoteConnection
+from runtimed.backends.remote.faults import status_fault
 from runtimed.errors import BackendFault, InputRequired, RelayUnavailable, UpstreamError
 from runtimed.protocol import jsonrpc
 from runtimed.protocol.headers import (

@@ -1,4 +1,6 @@
-"""What a remote transport does with messages the upstream sends besides its answer.
+"""What a session with an upstream (over HTTP or a child's stdio) does with the
+messages the upstream sends besides its answer: shared by the remote and stdio
+backends.
 
 Owns: the JSON-RPC envelope helpers, turning an upstream reply into a result
 or ``UpstreamError``, relaying a call's notifications (progress with the
@@ -7,7 +9,7 @@ upstream token mapped back to the client's, log messages) through the call's
 the ``BackendHost``, and answering server-to-client requests (sampling,
 elicitation, roots, ping; replies built with ``runtimed.protocol.jsonrpc``),
 and reading an upstream's error text for "this session is gone" (``says_session_lost``).
-Must not do HTTP.
+Must not do I/O: the transports send and read.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from runtimed.errors import BackendFault, RelayUnavailable, UpstreamError
 from runtimed.protocol.jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND, error_response, response
 from runtimed.protocol.types import JSON
 
-log = logging.getLogger("runtimed.backends.remote")
+log = logging.getLogger("runtimed.backends")
 
 CLIENT_CAPABILITIES: JSON = {
     "sampling": {},
