@@ -1,8 +1,8 @@
 """``runtimectl show`` and ``runtimectl logs``: one service in detail.
 
 Owns the two read-only views of a single service: everything the daemon
-knows about it (origin, state, health, policies, breaker, interface, recent
-events) and its log, once or followed. Must not: change anything or import
+knows about it (origin, state, health, policies, breaker, its process when
+it has one, interface, recent events) and its log, once or followed. Must not: change anything or import
 ``runtimectl.cli``.
 """
 
@@ -20,6 +20,11 @@ from runtimectl.context import JsonOpt, client, emit_json, out
 
 def _fmt_time(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def _fmt_duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def logs(
@@ -64,7 +69,7 @@ def show(ctx: typer.Context, service: str = typer.Argument(..., help="name or id
     p(f"{svc['name']} ({svc['id']})" + (f" — {svc['displayName']}" if svc.get("displayName") else ""), markup=False)
     if svc.get("description"):
         p(f"  {svc['description']}", markup=False)
-    p(f"origin:     {origin['type']} {origin.get('url') or origin.get('path')}"
+    p(f"origin:     {origin['type']} {svc.get('originLabel') or origin.get('url') or origin.get('path')}"
       + (f" [{origin.get('transport')}]" if origin.get("transport") else "")
       + (f" auth {origin['authRef'].split(':')[0]}:…" if origin.get("authRef") else ""), markup=False)
     p(f"state:      {svc['state']} since {_fmt_time(svc['stateSince'])} ({svc['stateReason']})", markup=False)
@@ -75,6 +80,14 @@ def show(ctx: typer.Context, service: str = typer.Argument(..., help="name or id
     if svc.get("quarantineReason"):
         p(f"quarantine: {svc['quarantineReason']}", markup=False)
     p(f"restarts:   {svc['restarts']}", markup=False)
+    proc = (svc.get("backend") or {}).get("process")
+    if proc:
+        up = f", up {_fmt_duration(proc['uptimeSeconds'])}" if proc.get("uptimeSeconds") is not None else ""
+        p(f"process:    pid {proc.get('pid') or '-'}{up}: {proc.get('command')}", markup=False)
+        if proc.get("stderrTail"):
+            p("  stderr (last lines):", markup=False)
+            for line in proc["stderrTail"]:
+                p(f"    {line}", markup=False)
     pol = svc.get("policy", {})
     p("policies:", markup=False)
     for k, v in pol.items():

@@ -14,7 +14,8 @@ declared with sampling and elicitation only, never roots (a shared process
 would keep one client's roots for all), a client's ``roots/list_changed`` is
 not forwarded, and what the child asks outside a call, or while several
 clients' calls are in flight, is refused (no one client can answer for
-another). With ``per-client`` each session-era client gets a child of its own
+another); a client's ``logging/setLevel`` is not forwarded (it would set the
+level for everyone). With ``per-client`` each session-era client gets a child of its own
 (``sessions.ClientSessions``), declared with that client's info and
 capabilities, so roots, log level and server-to-client requests are the
 client's own. Stateless-era clients and the gateway's own work always use the
@@ -172,6 +173,8 @@ class StdioBackend(Backend):
     # -- calls ---------------------------------------------------------------------------------
     async def call(self, method: str, params: JSON, ctx: CallContext) -> JSON:
         shared = self._require_shared()
+        if method == "logging/setLevel" and self._clients is None:
+            return {}  # one client would set the shared child's level for all: not forwarded (docs/spec)
         if ctx.client_id is not None and self._clients is not None:
             return await (await self._clients.get(ctx.client_id, ctx)).request(method, params, ctx)
         if (method in INPUT_REQUIRED_METHODS and is_stateless(ctx.protocol_version)
@@ -205,24 +208,25 @@ class StdioBackend(Backend):
             self.host.log("warning", f"forwarding {method} failed: {_message(e)}")
 
     def describe(self) -> JSON:
+        """``process`` holds the shared child's facts (the page and ``show`` render it for any kind)."""
         origin = self.origin
+        shared = self._shared
+        proc: JSON = {"command": origin.command_line(), "cwd": self._config.cwd if self._config else origin.cwd,
+                      "pid": None, "uptimeSeconds": None, "stderrTail": []}
+        if shared is not None:
+            proc.update(shared.describe())
+            proc["stderrTail"] = list(shared.stderr.tail)[-STDERR_SHOWN:]
         out: JSON = {
-            "command": origin.command_line(),
-            "cwd": self._config.cwd if self._config is not None else origin.cwd,
+            "transport": "stdio",
+            "protocolVersion": shared.protocol_version if shared is not None else None,
             "env": dict(origin.env),  # literals (never credentials: the manifest refuses those) and references
             "clientSessions": origin.clientSessions,
             "childrenStarted": self._children_started,
+            "process": proc,
+            "parkedCalls": len(self._parked),
         }
-        shared = self._shared
-        if shared is not None:
-            out.update(shared.describe())
-            out["stderrTail"] = list(shared.stderr.tail)[-STDERR_SHOWN:]
-            out["stderrLog"] = str(shared.stderr.path)
-        else:
-            out.update({"pid": None, "uptimeSeconds": None, "stderrTail": []})
         if self._clients is not None:
             out["clientChildren"] = self._clients.describe()
-        out["parkedCalls"] = len(self._parked)
         return out
 
 

@@ -40,10 +40,12 @@ from runtimed.backends.messages import (
     spawn_guarded,
     swap_progress_token,
 )
+from runtimed.backends.parking import CAPABILITY_OF
 from runtimed.backends.stdio import process
 from runtimed.config.manifest import StdioOrigin
 from runtimed.errors import BackendFault
 from runtimed.protocol import jsonrpc
+from runtimed.protocol.jsonrpc import METHOD_NOT_FOUND
 from runtimed.protocol.types import JSON
 from runtimed.protocol.versions import LATEST_SESSION, UPSTREAM_HANDSHAKE_VERSIONS
 
@@ -259,7 +261,14 @@ class StdioSession:
         return None
 
     async def _answer(self, msg: JSON) -> None:
-        reply = await answer_server_request(msg, self._asker(), self.host)
+        method = msg.get("method")
+        need = CAPABILITY_OF.get(method) if isinstance(method, str) else None
+        if need is not None and need not in self.config.client_capabilities:
+            # Never asked of anyone: this session did not declare it (the shared child has no roots).
+            reply = jsonrpc.error_response(msg.get("id"), METHOD_NOT_FOUND,
+                                           f"{method}: this client did not declare the {need!r} capability")
+        else:
+            reply = await answer_server_request(msg, self._asker(), self.host)
         await self._write(reply)
 
     async def _notified(self, msg: JSON) -> None:
@@ -336,11 +345,12 @@ class StdioSession:
         await self.request("ping", {}, ctx)
 
     def describe(self) -> JSON:
+        """The child's facts (no secrets: its stderr lines are masked)."""
         return {
             "pid": self.pid if self.alive else None,
             "startedAt": self.started_at,
             "uptimeSeconds": round(time.time() - self.started_at, 1) if self.started_at and self.alive else None,
-            "protocolVersion": self.protocol_version,
             "exitStatus": self.exit_status,
             "skippedStdoutLines": self.skipped_lines,
+            "stderrLog": str(self.stderr.path),
         }
