@@ -299,6 +299,7 @@ class RemoteBackend(Backend):
         else:
             out.update({"era": None, "handshakes": 0, "sessionIdPresent": False})
         out["clientSessions"] = self._clients.describe() if self._clients is not None else {"open": 0, "opened": 0}
+        out["parkedCalls"] = len(self._parked)  # stateless-era calls waiting for their client's input
         return out
 
 
