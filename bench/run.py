@@ -3,7 +3,11 @@
 Owns the scenarios of issue 8 and their order: starting the echo upstream,
 the daemon, FastMCP's proxy and ``mcp-proxy`` as real processes on loopback;
 registering services over the REST API; measuring through ``bench/load.py``;
-checking the targets (reported as PASS/MISS, never asserted); and writing
+scenario 8, stdio services (``bench/stdio_echo.py``, an SDK server, registered
+as a stdio service and called through ``/mcp``, against ``bench/stdio_direct.py``,
+a raw client on its own child of the same server; and a fresh stdio service's
+cold start against spawning the server directly); checking the targets
+(reported as PASS/MISS, never asserted); and writing
 ``bench/results/<timestamp>.json`` and ``.md``. With ``--update-doc`` it also
 replaces the generated part of ``docs/benchmarks.md``. Must not: change
 runtimed's settings from their defaults, or leave a process running.
@@ -51,6 +55,8 @@ MCP_PROXY_PIN = ["mcp-proxy==0.12.0", "mcp<2"]
 N_SERVICES, N_TOOLS = 100, 50
 ECHO_ARGS = {"name": "echo", "arguments": {"text": "hello"}}
 WASM_MODULE = REPO / "examples" / "wasm" / "math.wat"
+STDIO_SERVER = BENCH / "stdio_echo.py"
+STDIO_SERVICE = "stdioecho"
 ERAS = ((SESSION, "session era 2025-11-25"), (STATELESS, "stateless era 2026-07-28"))
 
 # -- processes -----------------------------------------------------------------------
@@ -370,6 +376,89 @@ async def scenario_client_session_cost(daemon: Daemon, clients: int) -> dict[str
             "open_cost_p50_ms": round(p50_first - p50_second, 3)}
 
 
+def stdio_origin(*extra: str) -> dict[str, Any]:
+    return {"type": "stdio", "command": sys.executable, "args": [str(STDIO_SERVER), *extra]}
+
+
+def merge_stats(into: Stats, s: Stats) -> None:
+    into.latencies_ms += s.latencies_ms
+    into.errors += s.errors
+    into.wall_s += s.wall_s
+    into.first_error = into.first_error or s.first_error
+
+
+async def scenario_stdio(daemon: Daemon, quick: bool) -> dict[str, Any]:
+    """8: a stdio service (``bench/stdio_echo.py``, an SDK server) through /mcp, both eras, against a raw
+    client speaking to its own child of the same server (``bench/stdio_direct.py``), in interleaved
+    rounds; then the cold start of a fresh stdio service against spawning the server directly."""
+    from stdio_direct import StdioClient, cold_starts, run_stdio_load
+
+    daemon.register(STDIO_SERVICE, stdio_origin())  # the POST returns once the service is started
+    daemon.wait_running({STDIO_SERVICE})
+    echo = {"name": "echo", "arguments": {"text": "hello"}}
+    gw_args = {**echo, "name": f"{STDIO_SERVICE}__echo"}
+    direct_label = "direct (own stdio child, raw client)"
+    rows: list[dict[str, Any]] = []
+    rounds = 2 if quick else 3
+    client = StdioClient([sys.executable, str(STDIO_SERVER)])
+    await client.start()
+    try:
+        for conc, secs, cap in ((1, 1.0, 3000), (8, 1.5, 8000)):
+            if quick:
+                secs /= 2
+            gws = {era: Endpoint(daemon.url + "/mcp", era) for era, _ in ERAS}
+            for ep in gws.values():
+                await ep.prepare()
+            log(f"  stdio tools/call, concurrency {conc}: direct vs /mcp in both eras")
+            merged = {"direct": Stats(direct_label, conc), **{era: Stats("runtimed /mcp", conc) for era in gws}}
+            for _ in range(rounds):  # interleaved: the machine's noise hits every target alike
+                merge_stats(merged["direct"], await run_stdio_load(client, "tools/call", echo, conc, secs,
+                                                                   cap // rounds, direct_label))
+                for era, ep in gws.items():
+                    merge_stats(merged[era], await run_load(ep, "tools/call", gw_args, conc, secs, cap // rounds,
+                                                            "runtimed /mcp"))
+            base = merged["direct"].summary()
+            rows.append({"era": "-", "target": direct_label, **with_ratios(base, base)})
+            for era in gws:
+                rows.append({"era": era, "target": "runtimed /mcp", **with_ratios(merged[era].summary(), base)})
+    finally:
+        await client.close()
+
+    n = 3
+    log(f"  stdio cold start: {n} fresh services registered vs {n} direct spawns")
+    direct = await cold_starts([sys.executable, str(STDIO_SERVER)], n)
+    runs: list[dict[str, float]] = []
+    names = [f"stdiocold{i}" for i in range(n)]
+    try:
+        # One client made beforehand: a new httpx client costs ~20 ms (its TLS context), which would be timed.
+        with httpx.Client(base_url=daemon.url, timeout=120) as hc:
+            for name in names:
+                manifest = {"metadata": {"name": name}, "spec": {"origin": stdio_origin("--instance", name)}}
+                t0 = time.perf_counter()
+                r = hc.post("/api/services", json=manifest)
+                t_post = time.perf_counter()
+                if r.status_code >= 400:
+                    raise RuntimeError(f"POST /api/services ({name}): HTTP {r.status_code}: {r.text[:500]}")
+                while hc.get(f"/api/services/{name}").json()["state"] != "RUNNING":
+                    if time.perf_counter() - t0 > 120:
+                        raise RuntimeError(f"stdio service {name} not RUNNING after 120 s")
+                    time.sleep(0.005)
+                runs.append({"post_returned_ms": round((t_post - t0) * 1000, 1),
+                             "running_ms": round((time.perf_counter() - t0) * 1000, 1)})
+    finally:
+        for name in names:
+            with contextlib.suppress(RuntimeError, httpx.HTTPError):
+                daemon.api("DELETE", f"/api/services/{name}")
+    backend = daemon.api("GET", f"/api/services/{STDIO_SERVICE}")["backend"]
+    running = statistics.median(r["running_ms"] for r in runs)
+    return {"calls": rows,
+            "cold_start": {"runs": runs, "running_ms_median": round(running, 1), "direct": direct,
+                           "added_ms_median": round(running - direct["initialize_ms_median"], 1)},
+            "service": {"protocolVersion": backend.get("protocolVersion"),
+                        "childrenStarted": backend.get("childrenStarted"),
+                        "clientSessions": backend.get("clientSessions")}}
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -473,6 +562,8 @@ async def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, A
     sc["handshakes"] = await scenario_handshakes(daemon, 2000 if args.quick else 10000)
     log("scenario 7b: the cost of a session-era client's own upstream session")
     sc["client_session_cost"] = await scenario_client_session_cost(daemon, 10 if args.quick else 30)
+    log("scenario 8: stdio services")
+    sc["stdio"] = await scenario_stdio(daemon, args.quick)
     res["targets"] = targets(res)
     return res
 
@@ -519,6 +610,11 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     check(f"upstream handshakes for {h['calls']} calls", h["handshakes"], "== 1", h["handshakes"] == 1 and h["errors"] == 0)
     check("client upstream sessions for one session-era client's calls", h.get("client_sessions_opened"), "== 1",
           h.get("client_sessions_opened") == 1 and h["errors"] == 0)
+    for r in res["scenarios"].get("stdio", {}).get("calls", []):
+        if r["era"] != "-" and r["concurrency"] == 1:
+            a50 = r.get("p50_added_ms")
+            check(f"stdio tools/call p50 added over a direct stdio client, c=1, {r['era']}", f"{fmt(a50)} ms", "<= 1 ms",
+                  None if a50 is None else a50 <= 1.0 and r["errors"] == 0)
     return out
 
 
@@ -587,6 +683,34 @@ def markdown(res: dict[str, Any]) -> str:
           f"`initialize`, `notifications/initialized`, GET stream) p50 **{cc['first_call_p50_ms']} ms**, second "
           f"call p50 {cc['second_call_p50_ms']} ms: opening costs about **{cc['open_cost_p50_ms']} ms**, once per "
           "client session."]
+    if "stdio" in sc:
+        st = sc["stdio"]
+        L += ["", "### 8. Stdio services (`bench/stdio_echo.py`, an `mcp` SDK `MCPServer` run as a child)", "",
+              f"`tools/call` of `{STDIO_SERVICE}__echo` through `/mcp` (the daemon's shared child of the service, "
+              f"protocol {st['service']['protocolVersion']}) against `bench/stdio_direct.py`: a raw client that "
+              "spawns its own child of the same server and writes the JSON-RPC lines itself (at c=8, requests "
+              "multiplexed by id on the one child). Interleaved rounds; \"added\" and \"× direct\" are against "
+              "that direct client.", "",
+              "| era | c | target | calls | err | p50 ms | p95 ms | p99 ms | calls/s | p50 added ms | p99 added ms "
+              "| p50 × direct | calls/s × direct |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in st["calls"]:
+            L.append(f"| {r['era']} | {r['concurrency']} | {r['target']} | {r['calls']} | {r['errors']} "
+                     f"| {fmt(r['p50_ms'])} | {fmt(r['p95_ms'])} | {fmt(r['p99_ms'])} | {fmt(r['calls_per_s'])} "
+                     f"| {fmt(r.get('p50_added_ms'))} | {fmt(r.get('p99_added_ms'))} | {fmt(r.get('p50_x_direct'))} "
+                     f"| {fmt(r.get('calls_per_s_x_direct'))} |")
+        c, d = st["cold_start"], st["cold_start"]["direct"]
+        L += ["", "Cold start: `POST /api/services` of a fresh stdio service (start on registration) until "
+              "`GET /api/services/NAME` says RUNNING (polled every 5 ms; the daemon spawns the child, "
+              "initializes it and reads its interface first), against the direct client's spawn → `initialize` "
+              "answered, and spawn → `initialize` + the same interface lists answered.", "",
+              "| run | POST → RUNNING | POST returned | direct spawn → initialize | direct spawn → lists answered |",
+              "|---|---|---|---|---|"]
+        for i, r in enumerate(c["runs"]):
+            L.append(f"| {i + 1} | {r['running_ms']} ms | {r['post_returned_ms']} ms | {d['initialize_ms'][i]} ms "
+                     f"| {d['introspected_ms'][i]} ms |")
+        L.append(f"| median | {c['running_ms_median']} ms | — | {d['initialize_ms_median']} ms "
+                 f"| {d['introspected_ms_median']} ms |")
     co = sc["client_overhead"]
     L += ["", "### Load generator cost (direct to the upstream, c=1)", "",
           "| client | p50 ms | p99 ms | calls/s |", "|---|---|---|---|"]
