@@ -4,8 +4,9 @@ turned into the manifest documents the daemon's ``/api/services`` takes.
 Owns deriving a service name from a URL, a file or a stdio command line,
 parsing ``--rate-limit``, ``--env`` and sizes, building a manifest from flags
 (remote, WASM or stdio origin), the hint that points a command given as TARGET
-to ``--``, and reading a manifest file (JSON or TOML, a list, or
-``{"services": [...]}``). Bad input is a usage error (exit 2). Must not: talk to the daemon or validate what
+to ``--``, reading a manifest file (JSON or TOML, a list, or ``{"services":
+[...]}``) and resolving its relative paths against the file's folder. Bad
+input is a usage error (exit 2). Must not: talk to the daemon or validate what
 the daemon validates (the schema); the one exception, a credential-looking
 ``--env`` with a literal value, is refused here with the daemon's own rule
 (``looks_like_secret_name``) so the value never leaves the shell.
@@ -521,8 +522,24 @@ def build_manifest(target: str | None, name: str | None, namespace: str | None, 
     return {"apiVersion": "runtimed/v1", "kind": "MCPService", "metadata": meta, "spec": spec}
 
 
+def resolve_relative_paths(manifest: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``manifest`` (changed in place) with its origin's relative paths taken from ``folder``, ``~`` expanded: a
+    local_wasm ``path`` and a stdio ``cwd``. Absolute paths and anything the daemon will refuse stay as they are."""
+    spec = manifest.get("spec")
+    origin = spec.get("origin") if isinstance(spec, dict) else None
+    if not isinstance(origin, dict):
+        return manifest
+    key = {"local_wasm": "path", "stdio": "cwd"}.get(str(origin.get("type")))
+    value = origin.get(key) if key else None
+    if key and isinstance(value, str) and value and not os.path.isabs(value):
+        expanded = os.path.expanduser(value)
+        origin[key] = expanded if os.path.isabs(expanded) else os.path.normpath(folder / expanded)
+    return manifest
+
+
 def load_manifest_file(path: str) -> list[dict[str, Any]]:
-    """The manifests in a file (``-``: stdin, JSON first, then TOML)."""
+    """The manifests in a file (``-``: stdin, JSON first, then TOML), their relative paths (a WASM ``path``, a
+    stdio ``cwd``) made absolute from the file's folder (for stdin, the working dir), as ``add`` does from its."""
     try:
         raw = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as e:
@@ -550,4 +567,5 @@ def load_manifest_file(path: str) -> list[dict[str, Any]]:
     items = data if isinstance(data, list) else [data]
     if not items or not all(isinstance(i, dict) for i in items):
         raise usage(f"{path}: expected a manifest object, a list of them, or {{\"services\": [...]}}")
-    return items
+    folder = Path.cwd() if path == "-" else Path(os.path.abspath(path)).parent
+    return [resolve_relative_paths(i, folder) for i in items]

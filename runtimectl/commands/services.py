@@ -223,7 +223,8 @@ def add_all(
 
 def apply(
     ctx: typer.Context,
-    file: str = typer.Option(..., "-f", "--file", help="manifest file (.json or .toml; - for stdin)"),
+    file: str = typer.Option(..., "-f", "--file", help="manifest file (.json or .toml; - for stdin); a relative "
+                             "WASM path or stdio cwd in it is taken from its folder (for -, from here)"),
     no_start: bool = typer.Option(False, "--no-start"),
     as_json: bool = JsonOpt,
 ) -> None:

@@ -7,6 +7,7 @@ reaches stderr.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -323,6 +324,41 @@ def test_add_wat_and_add_all(daemon, tmp_path: Path) -> None:
     assert added["service"]["state"] == "RUNNING" and added["service"]["origin"]["type"] == "local_wasm"
     assert added["service"]["origin"]["sha256"]
     assert "upper" in {t["name"] for t in cli_json(d, "introspect", "solo")["tools"]}
+
+
+# -- apply -f: relative paths are the manifest file's --------------------------------------------------------------
+
+def test_apply_takes_relative_paths_from_the_manifest_files_folder(daemon, tmp_path: Path) -> None:
+    d = daemon
+    proj = tmp_path / "proj"
+    (proj / "tools").mkdir(parents=True)
+    shutil.copy(REPO / "examples" / "wasm" / "upper.wat", proj / "tools" / "upper.wat")
+    shutil.copy(REPO / "examples" / "wasm" / "math.wat", proj / "math.wat")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (proj / "up.json").write_text(json.dumps(
+        {"metadata": {"name": "up"}, "spec": {"autostart": False, "origin": {"type": "local_wasm", "path": "tools/upper.wat"}}}))
+    (proj / "math.toml").write_text('[metadata]\nname = "m"\n[spec]\nautostart = false\n'
+                                    '[spec.origin]\ntype = "local_wasm"\npath = "./math.wat"\n')
+
+    def run_from(cwd: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run([sys.executable, "-m", "runtimectl", *args], capture_output=True, text=True,
+                             env={**d.env_for_cli(), "PYTHONPATH": str(REPO)}, cwd=cwd, timeout=60, input=input)
+        assert res.returncode == 0 and "Traceback" not in res.stderr, (res.stdout, res.stderr)
+        return res
+
+    run_from(elsewhere, "apply", "-f", str(proj / "up.json"))
+    run_from(elsewhere, "apply", "-f", os.path.relpath(proj / "math.toml", elsewhere))
+    assert d.service("up")["origin"]["path"] == str(proj / "tools" / "upper.wat")
+    assert d.service("m")["origin"]["path"] == str(proj / "math.wat")
+    # It runs (the daemon found the file).
+    run_from(elsewhere, "start", "up")
+    assert d.service("up")["state"] == "RUNNING"
+    # stdin: relative to where runtimectl runs (the same file: the same origin, so an update of "up").
+    stdin_manifest = {"metadata": {"name": "up"}, "spec": {"autostart": False,
+                                                           "origin": {"type": "local_wasm", "path": "tools/upper.wat"}}}
+    assert "updated up" in run_from(proj, "apply", "-f", "-", input=json.dumps(stdin_manifest)).stdout
+    assert {s["name"] for s in cli_json(d, "list")} == {"up", "m"}
 
 
 # -- stdio --------------------------------------------------------------------------------------------------------

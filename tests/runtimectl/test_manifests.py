@@ -1,11 +1,15 @@
 """``runtimectl.commands.manifests`` as functions: the stdio name table, the
 manifests ``add`` builds (stdio origin included), its usage errors, sizes and
-``--env``. The CLI around them (parsing ``--``, exit codes, a real daemon) is in
+``--env``, and a manifest file's relative paths resolved against its folder.
+The CLI around them (parsing ``--``, exit codes, a real daemon) is in
 ``test_cli.py``.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import shlex
 import stat
 import sys
@@ -21,9 +25,11 @@ from runtimectl.commands.manifests import (
     command_words,
     derive_name,
     derive_stdio_name,
+    load_manifest_file,
     parse_env,
     parse_size,
     relative_paths_in,
+    resolve_relative_paths,
 )
 from runtimed.config.manifest import parse_manifest
 
@@ -228,3 +234,53 @@ def test_relative_arguments_that_exist_here_are_noted(tmp_path: Path) -> None:
     (tmp_path / "server.py").write_text("")
     args = ["build/index.js", "server.py", "--port", "/abs/x.py", "missing/x.js", "pkg", "https://x/y"]
     assert relative_paths_in(args, tmp_path) == ["build/index.js", "server.py"]
+
+
+# -- apply -f: relative paths are the file's ------------------------------------------------------------------------
+
+def _wasm(path: str) -> dict[str, Any]:
+    return {"metadata": {"name": "w"}, "spec": {"origin": {"type": "local_wasm", "path": path}}}
+
+
+def _stdio(cwd: str) -> dict[str, Any]:
+    return {"metadata": {"name": "s"}, "spec": {"origin": {"type": "stdio", "command": "x", "cwd": cwd}}}
+
+
+def test_load_manifest_file_resolves_relative_paths_against_its_folder(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    f = folder / "services.json"
+    f.write_text(json.dumps({"services": [
+        _wasm("tools/upper.wat"), _wasm("../shared/./math.wat"), _wasm("/abs/tool.wasm"), _wasm("~/tools/x.wat"),
+        _stdio("srv"), _stdio("."), _stdio("/var/lib/srv"), _stdio("~/srv"),
+        {"metadata": {"name": "r"}, "spec": {"origin": {"type": "remote_mcp", "url": "http://h/mcp"}}},
+    ]}))
+    for given in (str(f), os.path.relpath(f)):  # an absolute or a relative -f
+        got = [m["spec"]["origin"] for m in load_manifest_file(given)]
+        assert [o.get("path") or o.get("cwd") or o.get("url") for o in got] == [
+            str(folder / "tools/upper.wat"), str(tmp_path / "shared/math.wat"), "/abs/tool.wasm",
+            str(tmp_path / "home/tools/x.wat"),
+            str(folder / "srv"), str(folder), "/var/lib/srv", str(tmp_path / "home/srv"),
+            "http://h/mcp",
+        ]
+    toml = folder / "one.toml"
+    toml.write_text('[metadata]\nname = "t"\n[spec.origin]\ntype = "local_wasm"\npath = "upper.wat"\n')
+    assert load_manifest_file(str(toml))[0]["spec"]["origin"]["path"] == str(folder / "upper.wat")
+    # stdin: from the working dir.
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(_stdio("srv"))))
+    assert load_manifest_file("-")[0]["spec"]["origin"]["cwd"] == str(elsewhere / "srv")
+
+
+def test_resolve_relative_paths_leaves_what_it_does_not_know() -> None:
+    base = Path("/base")
+    for m in ({}, {"spec": None}, {"spec": {"origin": "x"}}, {"spec": {"origin": {"type": "local_wasm", "path": 5}}},
+              {"spec": {"origin": {"type": "local_wasm", "path": ""}}},
+              {"spec": {"origin": {"type": "remote_mcp", "url": "http://h", "path": "rel"}}},
+              {"spec": {"origin": {"type": "stdio", "command": "./x"}}}):
+        before = json.dumps(m)
+        assert json.dumps(resolve_relative_paths(m, base)) == before
