@@ -3,21 +3,34 @@
 
 Owns these commands' options, their human and ``--json`` renderings and exit
 codes (1 when a service ends up CRASHED or QUARANTINED, or a file of a batch
-failed). Manifests from flags and files come from ``manifests``; ``show`` and
-``logs`` live in ``show``. Must not: hold daemon logic or import
-``runtimectl.cli``.
+failed), and how ``add`` reads its command line (``add [OPTIONS] TARGET`` or
+``add [OPTIONS] -- COMMAND [ARGS...]``). Manifests from flags and files come
+from ``manifests``; ``show`` and ``logs`` live in ``show``. Must not: hold
+daemon logic or import ``runtimectl.cli``.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
+from typer.core import TyperCommand
 
-from runtimectl.commands.manifests import build_manifest, load_manifest_file, parse_rate, split_list
+from runtimectl.commands.manifests import (
+    StdioFlags,
+    build_manifest,
+    is_target_like,
+    load_manifest_file,
+    parse_rate,
+    parse_size,
+    relative_paths_in,
+    split_list,
+    stdio_hint,
+)
 from runtimectl.context import EXIT_FAILURE, JsonOpt, client, emit_json, err, out, usage
 from runtimed.errors import ClientError, DaemonUnavailable
 
@@ -37,10 +50,60 @@ def _say_applied(res: dict[str, Any]) -> None:
     out.print(f"{verb} {svc['name']} ({svc['id']}): {svc['state']}{extra}", markup=False)
 
 
+_STDIO_ARGV = "runtimectl.add.stdio_argv"  # ctx.meta key: the words after --, when there is a --
+
+
+class AddCommand(TyperCommand):
+    """``add``'s parsing: the words after the first ``--`` are a stdio server's command line, kept whole for
+    ``add`` (click would read them as more TARGETs); a command given without ``--`` gets a hint instead of
+    click's "unexpected extra argument" or "no such option: -y"."""
+
+    # ``ctx`` is typer's vendored click Context (Any: the vendored module is private).
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta[_STDIO_ARGV] = list(args[cut + 1:])
+            args = list(args[:cut])
+        else:
+            options, words = self._split_options(args)
+            if len(words) > 1 and not words[0].startswith("-") and not is_target_like(words[0]):
+                raise usage(f"TARGET is one .wasm/.wat file or http(s) URL, and {shlex.join(words)!r} looks like a "
+                            f"command: {stdio_hint(words, options)}")
+        return super().parse_args(ctx, args)
+
+    def _split_options(self, args: list[str]) -> tuple[list[str], list[str]]:
+        """``args`` split into ``add``'s own options (with their values) and the other words, in order."""
+        takes_value: dict[str, bool] = {}
+        for param in self.params:
+            if param.param_type_name == "option":
+                for opt in (*param.opts, *param.secondary_opts):
+                    takes_value[opt] = not (getattr(param, "is_flag", False) or getattr(param, "count", False))
+        options: list[str] = []
+        words: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            key, eq, _ = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+            if key in takes_value:
+                n = 2 if takes_value[key] and not eq else 1
+                options += args[i:i + n]
+                i += n
+            else:
+                words.append(arg)
+                i += 1
+        return options, words
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[-- COMMAND [ARGS]...]"]
+
+
 def add(
     ctx: typer.Context,
-    target: str = typer.Argument(..., help="path to a .wasm/.wat file, or the http(s) URL of a remote MCP server"),
-    name: str | None = typer.Option(None, "--name", help="service name (default: derived from TARGET)"),
+    target: str | None = typer.Argument(
+        None, show_default=False, metavar="TARGET",
+        help="a .wasm/.wat file, or the http(s) URL of a remote MCP server; for a stdio server give no TARGET "
+             "but its command after --: runtimectl add [OPTIONS] -- npx -y PACKAGE"),
+    name: str | None = typer.Option(None, "--name", help="service name (default: derived from TARGET or the command)"),
     namespace: str | None = typer.Option(None, "--namespace", help="tool namespace (default: the name)"),
     transport: str | None = typer.Option(None, "--transport", help="streamable_http (default) or sse"),
     auth_ref: str | None = typer.Option(None, "--auth-ref", help="env:VAR, file:relative/path or header_env:Header:VAR"),
@@ -61,9 +124,27 @@ def add(
     max_restarts: int | None = typer.Option(None, "--max-restarts"),
     no_start: bool = typer.Option(False, "--no-start", help="register without starting"),
     no_autostart: bool = typer.Option(False, "--no-autostart", help="do not start when the daemon boots"),
+    env: list[str] = typer.Option([], "--env", help="stdio: KEY=VALUE for the server's environment (repeatable); "
+                                  "VALUE may be env:VAR (the daemon's variable) or file:relative/path (under the "
+                                  "state dir's secrets/), and must be one for a credential (…_TOKEN, …_KEY...)"),
+    cwd: str | None = typer.Option(None, "--cwd", help="stdio: the server's working folder (relative to here; "
+                                   "default: a folder of its own under the daemon's state dir)"),
+    per_client: bool = typer.Option(False, "--per-client", help="stdio: one server process per client session "
+                                    "(default: one shared by every client)"),
+    memory_bytes: str | None = typer.Option(None, "--memory-bytes", help="stdio: address-space limit, e.g. 4G "
+                                            "(Node and the JVM reserve a lot: several GiB, or leave unset)"),
+    cpu_seconds: int | None = typer.Option(None, "--cpu-seconds", help="stdio: CPU time limit over the process's life"),
+    open_files: int | None = typer.Option(None, "--open-files", help="stdio: open file descriptors limit"),
+    start_timeout_ms: int | None = typer.Option(None, "--start-timeout-ms",
+                                                help="stdio: how long the server may take to answer initialize"),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Register a service (and start it unless --no-start)."""
+    """Register a service (and start it unless --no-start).
+
+    TARGET is a .wasm/.wat file or an http(s) URL. A stdio server is given by its command after --, run
+    without a shell: runtimectl add --name files -- npx -y @modelcontextprotocol/server-filesystem /srv.
+    Options go before the --; everything after it belongs to the command.
+    """
     if transport and transport not in ("streamable_http", "sse"):
         raise usage(f"--transport must be streamable_http or sse, not {transport!r}")
     if restart and restart not in ("never", "on-failure", "always"):
@@ -84,8 +165,17 @@ def add(
         "rateLimit": parse_rate(rate_limit) if rate_limit else None,
         "cache": {"ttlSeconds": cache_ttl, "tools": split_list(cache_tools) or []} if cache_ttl else None,
     }
+    command: list[str] | None = ctx.meta.get(_STDIO_ARGV)
+    stdio = StdioFlags(env=tuple(env), cwd=cwd, per_client=per_client, limits={
+        "memoryBytes": parse_size(memory_bytes, "--memory-bytes") if memory_bytes is not None else None,
+        "cpuSeconds": cpu_seconds, "openFiles": open_files, "startTimeoutMs": start_timeout_ms})
+    here = Path.cwd()
     manifest = build_manifest(target, name, namespace, transport, auth_ref, policy, description, label, restart,
-                              max_restarts, autostart=not no_autostart)
+                              max_restarts, autostart=not no_autostart, command=command, stdio=stdio, here=here)
+    if command is not None and cwd is None:
+        for arg in relative_paths_in(command[1:], here):
+            err.print(f"runtimectl: note: {arg} is relative, and the server does not run here (it runs in a folder "
+                      f"of its own under the daemon's state dir): add --cwd . to run it from {here}", markup=False)
     res = _apply(ctx, manifest, start=False if no_start else None)
     if as_json:
         emit_json(res)
@@ -133,7 +223,8 @@ def add_all(
 
 def apply(
     ctx: typer.Context,
-    file: str = typer.Option(..., "-f", "--file", help="manifest file (.json or .toml; - for stdin)"),
+    file: str = typer.Option(..., "-f", "--file", help="manifest file (.json or .toml; - for stdin); a relative "
+                             "WASM path or stdio cwd in it is taken from its folder (for -, from here)"),
     no_start: bool = typer.Option(False, "--no-start"),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -255,7 +346,7 @@ def remove(
 
 def register(app: typer.Typer) -> None:
     """Add the service commands to the root app, in the order ``--help`` lists them."""
-    app.command()(add)
+    app.command(cls=AddCommand)(add)
     app.command("add-all")(add_all)
     app.command()(apply)
     app.command("list")(list_)

@@ -9,6 +9,7 @@ it has one, interface, recent events) and its log, once or followed. Must not: c
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from typing import Any
@@ -55,6 +56,30 @@ def logs(
         last = res["last"]
 
 
+def _location(origin: dict[str, Any]) -> str:
+    """Where a service comes from: its URL, its file, or its command line (quoted as a shell would need)."""
+    if origin.get("command"):
+        return shlex.join([origin["command"], *origin.get("args", [])])
+    return str(origin.get("url") or origin.get("path"))
+
+
+def _stdio_details(origin: dict[str, Any]) -> list[str]:
+    """A stdio origin's other parts; an environment value shows only when it is a reference's kind (env:…)."""
+    lines = []
+    if origin.get("cwd"):
+        lines.append(f"cwd:        {origin['cwd']}")
+    env = origin.get("env") or {}
+    if env:
+        shown = [f"{k}={v.split(':')[0]}:…" if v.startswith(("env:", "file:")) else k for k, v in env.items()]
+        lines.append(f"env:        {', '.join(shown)}")
+    limits = {k: v for k, v in (origin.get("limits") or {}).items() if v is not None}
+    if limits:
+        lines.append(f"limits:     {', '.join(f'{k} {v}' for k, v in limits.items())}")
+    if origin.get("clientSessions"):
+        lines.append(f"sessions:   {origin['clientSessions']}")
+    return lines
+
+
 def show(ctx: typer.Context, service: str = typer.Argument(..., help="name or id"), as_json: bool = JsonOpt) -> None:
     """Everything about one service: origin, state, health, policies, breaker, interface, recent events."""
     c = client(ctx)
@@ -69,9 +94,11 @@ def show(ctx: typer.Context, service: str = typer.Argument(..., help="name or id
     p(f"{svc['name']} ({svc['id']})" + (f" — {svc['displayName']}" if svc.get("displayName") else ""), markup=False)
     if svc.get("description"):
         p(f"  {svc['description']}", markup=False)
-    p(f"origin:     {origin['type']} {svc.get('originLabel') or origin.get('url') or origin.get('path')}"
+    p(f"origin:     {origin['type']} {_location(origin)}"
       + (f" [{origin.get('transport')}]" if origin.get("transport") else "")
       + (f" auth {origin['authRef'].split(':')[0]}:…" if origin.get("authRef") else ""), markup=False)
+    for line in _stdio_details(origin):
+        p(line, markup=False)
     p(f"state:      {svc['state']} since {_fmt_time(svc['stateSince'])} ({svc['stateReason']})", markup=False)
     p(f"health:     {svc['health']}" + (f" ({svc['healthDetail']})" if svc.get("healthDetail") else "")
       + (f", {svc['healthLatencyMs']:.1f} ms" if svc.get("healthLatencyMs") is not None else ""), markup=False)
