@@ -16,7 +16,7 @@ import sys
 
 import typer
 
-from runtimectl.commands import bootstrap, doctor, gateway, services, show, tools
+from runtimectl.commands import bootstrap, doctor, gateway, imports, services, show, tools
 from runtimectl.context import EXIT_FAILURE, err, global_options
 from runtimed.errors import ClientError
 
@@ -34,6 +34,7 @@ services.register(app)  # add, add-all, apply, list, status, start, stop, restar
 show.register(app)  # logs, show
 tools.register(app)  # tools, call
 bootstrap.register(app)  # bootstrap (group)
+imports.register(app)  # import --from CLIENT|FILE
 doctor.register(app)  # doctor
 gateway.register(app)  # gateway serve --stdio (group)
 

@@ -1,8 +1,10 @@
 """``runtimectl``'s commands, one module per group, each with a
 ``register(app)`` that ``runtimectl.cli`` calls: ``services`` (add, add-all,
 apply, list, status, start/stop/restart/unquarantine, introspect, remove),
-``show`` (show, logs), ``tools`` (tools, call), ``bootstrap``, ``doctor`` and
-``gateway`` (``gateway serve --stdio``; the relaying is ``runtimectl.bridge``).
+``show`` (show, logs), ``tools`` (tools, call), ``bootstrap``, ``imports``
+(``import --from CLIENT|FILE``; the clients' files are read by
+``runtimectl.importers``), ``doctor`` and ``gateway`` (``gateway serve
+--stdio``; the relaying is ``runtimectl.bridge``).
 ``manifests`` builds manifests from flags and files for ``services``.
 
 Shared options, the daemon client and output helpers come from

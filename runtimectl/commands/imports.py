@@ -1,0 +1,169 @@
+"""``runtimectl import``: register the MCP servers a client already has
+(Claude Code, Claude Desktop, Codex, Cursor, VS Code, or a config file) as
+services of the daemon.
+
+Owns the command's options, registering each planned manifest through the
+same call ``add`` makes (``services._apply``: ``POST /api/services``), and the
+human and ``--json`` renderings: ``added``/``skipped``/``failed`` per entry,
+the variables to export where the daemon runs, the hint to run ``runtimectl
+bootstrap``; exit 1 when an entry failed (a skipped one is no failure), 2 for
+bad usage. Reading the clients' files and building the manifests is
+``runtimectl.importers``. Must not: read a client's file format itself, print
+a secret value, write any client file, or import ``runtimectl.cli``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from runtimectl import importers
+from runtimectl.commands.services import _apply
+from runtimectl.context import EXIT_FAILURE, JsonOpt, client, emit_json, options, out, usage
+from runtimed.bootstrap.locations import Locations
+from runtimed.errors import ClientError, DaemonUnavailable
+
+_FAILED_STATES = ("CRASHED", "QUARANTINED")
+BOOTSTRAP_HINT = "run `runtimectl bootstrap` to replace these entries in the client with the single gateway entry"
+
+
+def import_(
+    ctx: typer.Context,
+    source: str = typer.Option(..., "--from", metavar="CLIENT|FILE",
+                               help=f"{', '.join(importers.CLIENTS)}, or the path of a client's config file"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="show the manifests that would be registered; contact no daemon"),
+    project: Path | None = typer.Option(None, "--project", help="the project whose servers to read (default: here)"),
+    no_start: bool = typer.Option(False, "--no-start", help="register without starting"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Register the MCP servers a client already has (secrets become env:VAR references)."""
+    if project is not None and not project.expanduser().is_dir():
+        raise usage(f"--project {project}: not a folder")
+    if source not in importers.CLIENTS and not Path(source).expanduser().is_file():
+        raise usage(f"--from takes {', '.join(importers.CLIENTS)} or the path of a config file; "
+                    f"{source}: no such file")
+    loc = Locations.resolve(project_dir=project)
+    found = importers.read(source, loc)
+    base = options(ctx).base_url
+    plans = importers.plan(found.entries, loc, [base])
+    if not dry_run and any(p.manifest is not None for p in plans):
+        daemon_base = _daemon_base(ctx)  # and a clear error now when it is not running, rather than per entry
+        if daemon_base and daemon_base != base:  # the address it advertises: entries pointing there are it too
+            plans = importers.plan(found.entries, loc, [base, daemon_base])
+
+    results: list[dict[str, Any]] = []
+    shown_source: importers.Source | None = None
+    if not as_json:
+        _say_sources(source, found)
+    for p in plans:
+        if not as_json and p.source is not shown_source and len(found.sources) > 1:
+            out.print(f"{p.source.describe()}:", markup=False)
+            shown_source = p.source
+        r = _register(ctx, p, dry_run, no_start)
+        results.append(r)
+        if not as_json:
+            _say(p, r)
+
+    exports = _exports(plans, results)
+    counts = {k: sum(1 for r in results if r["status"] == k) for k in ("added", "updated", "would-add", "skipped", "failed")}
+    if as_json:
+        emit_json({"from": source, "dryRun": dry_run, "project": str(loc.project_dir),
+                   "sources": [{"path": str(s.path), "section": s.section, "client": s.client,
+                                "entries": found.count(s)} for s in found.sources],
+                   "lookedAt": [str(f) for f in dict.fromkeys(found.looked_at)],
+                   "results": results, "exports": [e.to_dict() for e in exports], "counts": counts})
+    elif plans:
+        if exports:
+            out.print("set these where runtimed runs (their values were not copied):", markup=False)
+            for e in exports:
+                out.print(f"  {e.hint()}", markup=False)
+        if dry_run:
+            out.print(f"dry run: {counts['would-add']} to register, {counts['skipped']} skipped; nothing sent to the daemon",
+                      markup=False)
+        if counts["added"] or counts["updated"] or counts["would-add"]:
+            out.print(BOOTSTRAP_HINT, markup=False)
+    if any(r["status"] == "failed" or r.get("state") in _FAILED_STATES for r in results):
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _daemon_base(ctx: typer.Context) -> str | None:
+    """The base URL the daemon gives for its own ``/mcp``; raises ``DaemonUnavailable`` when it is not running."""
+    try:
+        status = client(ctx, timeout=10).get("/api/status")
+    except DaemonUnavailable:
+        raise
+    except ClientError:
+        return None  # a refusal (401...): registering will say what is wrong, entry by entry
+    mcp = str((status.get("endpoints") or {}).get("mcp", "")) if isinstance(status, dict) else ""
+    return mcp[: -len("/mcp")] if mcp.endswith("/mcp") else None
+
+
+def _say_sources(source: str, found: importers.Found) -> None:
+    if not found.sources:
+        what = importers.CLIENT_LABELS.get(source, source)
+        looked = ", ".join(str(p) for p in dict.fromkeys(found.looked_at))
+        out.print(f"nothing to import: no {what} MCP servers found (looked at {looked})", markup=False)
+    elif not found.entries:
+        out.print(f"nothing to import: {', '.join(s.describe() for s in found.sources)} lists no servers", markup=False)
+    elif len(found.sources) == 1:
+        out.print(f"{found.sources[0].describe()}:", markup=False)
+
+
+def _register(ctx: typer.Context, p: importers.Plan, dry_run: bool, no_start: bool) -> dict[str, Any]:
+    r = p.to_dict()
+    if p.manifest is None:
+        r["status"] = "skipped"
+        return r
+    if dry_run:
+        r["status"] = "would-add"
+        return r
+    try:
+        res = _apply(ctx, p.manifest, start=False if no_start else None)
+    except ClientError as e:  # the daemon refused it, or stopped answering: this entry failed, the rest still go
+        r["status"], r["error"] = "failed", str(e)
+        return r
+    svc = res["service"]
+    r["status"] = "added" if res.get("created") else "updated"
+    r.update(id=svc.get("id"), state=svc.get("state"))
+    if svc.get("lastError"):
+        r["lastError"] = svc["lastError"]
+    return r
+
+
+def _say(p: importers.Plan, r: dict[str, Any]) -> None:
+    status = r["status"]
+    if status == "skipped":
+        out.print(f"skipped {p.key}: {p.skipped}", markup=False)
+        return
+    if status == "failed":
+        named = "" if p.name == p.key else f" (as {p.name})"
+        out.print(f"failed {p.key}{named}: {r['error']}", markup=False)
+        return
+    verb = "would add" if status == "would-add" else status
+    renamed = "" if p.name == p.key else f" [from {p.key}]"
+    line = f"{verb} {p.name} ({p.summary}){renamed}"
+    if r.get("state") in _FAILED_STATES:
+        line += f", but it is {r['state']}" + (f": {r['lastError']}" if r.get("lastError") else "")
+    out.print(line, markup=False)
+    for note in p.notes:
+        out.print(f"  note: {note}", markup=False)
+    if status == "would-add":
+        out.print(f"  manifest: {json.dumps(p.manifest)}", markup=False)
+
+
+def _exports(plans: list[importers.Plan], results: list[dict[str, Any]]) -> list[importers.Export]:
+    """The variables to export for the services registered (or to be), each once."""
+    seen: dict[str, importers.Export] = {}
+    for p, r in zip(plans, results, strict=True):
+        if r["status"] in ("added", "updated", "would-add"):
+            for e in p.exports:
+                seen.setdefault(e.var, e)
+    return list(seen.values())
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``import`` to the root app."""
+    app.command("import")(import_)
