@@ -308,7 +308,7 @@ async def test_kill_9_of_the_child_crashes_restarts_and_serves_again(make_daemon
                what="the service to be restarted")
     states = [(e["from"], e["to"]) for e in events(d, "svc", ("transition",))]
     assert ("RUNNING", "CRASHED") in states and ("CRASHED", "STARTING") in states, states
-    crashed = [e for e in events(d, "svc", ("transition",)) if e["to"] == "CRASHED"][0]
+    crashed = next(e for e in events(d, "svc", ("transition",)) if e["to"] == "CRASHED")
     assert "killed by signal 9" in crashed["reason"], crashed
     new = process_of(d, "svc")["pid"]
     assert new != old and alive(new)

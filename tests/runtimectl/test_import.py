@@ -16,10 +16,6 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from runtimed.backends import InvalidOrigin, prepare_origin
-from runtimed.config.manifest import parse_manifest
 from tests.support.daemon import DaemonProc, run_cli
 from tests.support.foundation import closed_port, read_registry, register_remote, temp_homes
 from tests.support.upstream import run_upstream
@@ -234,21 +230,6 @@ mcp.run(transport="stdio")
 '''
 
 
-def _stdio_backend_missing() -> bool:
-    """True while registering a stdio service answers "unknown origin type" (the backend is not on this branch)."""
-    manifest = parse_manifest({"metadata": {"name": "probe"}, "spec": {"origin": {"type": "stdio", "command": "true"}}})
-    try:
-        prepare_origin(manifest, None)
-    except InvalidOrigin as e:
-        return "unknown origin type" in str(e)
-    except Exception:
-        return False
-    return False
-
-
-@pytest.mark.xfail(_stdio_backend_missing(), strict=True,
-                   reason="waits for the stdio backend: until it lands the daemon answers \"unknown origin type "
-                          "'stdio'\" (run with --runxfail to see it fail); it runs for real as soon as it does")
 def test_import_stdio_end_to_end(make_daemon, tmp_path: Path) -> None:
     """A Claude Code project's stdio server imported, started by the daemon with its secret env given as
     env:API_TOKEN (the value from the daemon's environment), in the project directory, and called."""
