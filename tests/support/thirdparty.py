@@ -32,12 +32,12 @@ to stderr. If the client declared the roots capability it sends ``roots/list`` r
 ``notifications/initialized`` and, when the answer names at least one existing directory,
 REPLACES its allowed directories with those roots (and again on each
 ``notifications/roots/list_changed``). Answers ``server/discover`` with -32601; exits 0 when its
-stdin closes.
+stdin closes, dies on SIGTERM.
 
 server-everything over stdio (``dist/index.js stdio``; ``stdio`` is also its default) writes
 ``Starting default (STDIO) server...`` to stderr. Right after ``notifications/initialized`` it
 sends one ``notifications/tools/list_changed`` per tool it registers for the client's
-capabilities (4 when sampling, elicitation and roots are declared), then, 350 ms later when
+capabilities (4 when sampling, elicitation and roots are declared, 1 when none is), then, 350 ms later when
 roots were declared, a ``roots/list`` request followed by a ``notifications/message`` (info,
 ``"Roots updated: N root(s) received from client"``), all unprompted. Answers
 ``server/discover`` with -32601; exits 0 when its stdin closes, dies on SIGTERM.
