@@ -1,5 +1,6 @@
 """Third-party MCP servers for tests, installed from npm by ``.ci/run`` (``npm ci --prefix
-tests/thirdparty``, pinned by ``tests/thirdparty/package-lock.json``).
+tests/thirdparty``, pinned by ``tests/thirdparty/package-lock.json``): server-everything and
+server-filesystem.
 
 Owns starting the TypeScript reference server ``@modelcontextprotocol/server-everything``
 in streamable HTTP mode (``node dist/index.js streamableHttp`` with ``PORT``) on a free
@@ -17,6 +18,29 @@ JSON-RPC -32000 "Bad Request: No valid session ID provided"; tools ``echo``
 and, registered only when the client declared the capability at initialize,
 ``trigger-sampling-request``, ``trigger-elicitation-request``, ``get-roots-list`` (roots cached
 per session). Advertises ``tools.listChanged: true`` and ``logging``.
+
+Stdio children (argv only: the caller spawns them; ``node`` by its absolute path, no npx):
+
+    filesystem_argv(dir1, dir2)   # [node, .../server-filesystem/dist/index.js, dir1, dir2]
+    everything_stdio_argv()       # [node, .../server-everything/dist/index.js, "stdio"]
+
+``@modelcontextprotocol/server-filesystem`` (2026.8.31; serverInfo ``secure-filesystem-server``
+0.2.0) is stdio-only and serves the directories named on its command line (tools
+``read_text_file``, ``list_directory``, ``write_file``, ``list_allowed_directories``, ...; paths
+outside them are refused). At start it writes ``Secure MCP Filesystem Server running on stdio``
+to stderr. If the client declared the roots capability it sends ``roots/list`` right after
+``notifications/initialized`` and, when the answer names at least one existing directory,
+REPLACES its allowed directories with those roots (and again on each
+``notifications/roots/list_changed``). Answers ``server/discover`` with -32601; exits 0 when its
+stdin closes, dies on SIGTERM.
+
+server-everything over stdio (``dist/index.js stdio``; ``stdio`` is also its default) writes
+``Starting default (STDIO) server...`` to stderr. Right after ``notifications/initialized`` it
+sends one ``notifications/tools/list_changed`` per tool it registers for the client's
+capabilities (4 when sampling, elicitation and roots are declared, 1 when none is), then, 350 ms later when
+roots were declared, a ``roots/list`` request followed by a ``notifications/message`` (info,
+``"Roots updated: N root(s) received from client"``), all unprompted. Answers
+``server/discover`` with -32601; exits 0 when its stdin closes, dies on SIGTERM.
 """
 
 from __future__ import annotations
@@ -36,6 +60,9 @@ THIRDPARTY = Path(__file__).resolve().parent.parent / "thirdparty"
 EVERYTHING = "@modelcontextprotocol/server-everything"
 EVERYTHING_DIR = THIRDPARTY / "node_modules" / EVERYTHING
 EVERYTHING_JS = EVERYTHING_DIR / "dist" / "index.js"
+FILESYSTEM = "@modelcontextprotocol/server-filesystem"
+FILESYSTEM_DIR = THIRDPARTY / "node_modules" / FILESYSTEM
+FILESYSTEM_JS = FILESYSTEM_DIR / "dist" / "index.js"
 INSTALL_HINT = "npm ci --prefix tests/thirdparty"
 
 
@@ -44,26 +71,57 @@ def pinned_version(package: str) -> str:
     return lock["packages"][f"node_modules/{package}"]["version"]
 
 
-def everything_problem() -> str | None:
-    """Why server-everything cannot run here, or None when it can."""
+def package_problem(package: str) -> str | None:
+    """Why the npm ``package`` (its ``dist/index.js``) cannot run here, or None when it can."""
     if shutil.which("node") is None:
         return "node is not installed"
-    if not EVERYTHING_JS.exists():
-        return f"{EVERYTHING} is not installed ({INSTALL_HINT})"
-    installed = json.loads((EVERYTHING_DIR / "package.json").read_text())["version"]
-    if installed != pinned_version(EVERYTHING):
-        return f"{EVERYTHING} {installed} is installed, the lockfile pins {pinned_version(EVERYTHING)} ({INSTALL_HINT})"
+    directory = THIRDPARTY / "node_modules" / package
+    if not (directory / "dist" / "index.js").exists():
+        return f"{package} is not installed ({INSTALL_HINT})"
+    installed = json.loads((directory / "package.json").read_text())["version"]
+    if installed != pinned_version(package):
+        return f"{package} {installed} is installed, the lockfile pins {pinned_version(package)} ({INSTALL_HINT})"
     return None
 
 
-def require_everything() -> None:
-    """Skip (fail under CI=true) when server-everything is not installed as pinned."""
-    problem = everything_problem()
+def everything_problem() -> str | None:
+    """Why server-everything cannot run here, or None when it can."""
+    return package_problem(EVERYTHING)
+
+
+def require_package(package: str) -> None:
+    """Skip (fail under CI=true) when ``package`` is not installed as pinned."""
+    problem = package_problem(package)
     if problem is None:
         return
     if os.environ.get("CI"):
         pytest.fail(f"third-party server missing in CI: {problem}")
     pytest.skip(problem)
+
+
+def require_everything() -> None:
+    """Skip (fail under CI=true) when server-everything is not installed as pinned."""
+    require_package(EVERYTHING)
+
+
+def node_binary() -> str:
+    """The absolute path of ``node`` (a stdio child may be given an environment without PATH)."""
+    node = shutil.which("node")
+    if node is None:  # require_package skipped already; this is for callers that did not ask
+        pytest.skip("node is not installed")
+    return str(Path(node).resolve())
+
+
+def filesystem_argv(*dirs: str | os.PathLike[str]) -> list[str]:
+    """The argv of server-filesystem as a stdio child serving ``dirs`` (skips when not installed)."""
+    require_package(FILESYSTEM)
+    return [node_binary(), str(FILESYSTEM_JS), *(str(d) for d in dirs)]
+
+
+def everything_stdio_argv() -> list[str]:
+    """The argv of server-everything as a stdio child (skips when not installed)."""
+    require_package(EVERYTHING)
+    return [node_binary(), str(EVERYTHING_JS), "stdio"]
 
 
 class NodeServer(ServerProcess):

@@ -10,6 +10,10 @@ killing it at exit. Must not mock anything: the servers are real.
         up.restart()    # same port, fresh process (sessions are lost)
 
 For the old HTTP+SSE server the endpoint is ``up.base_url + "/sse"`` (``up.sse_url``).
+
+Stdio upstreams are not started here: ``stdio_argv("stdio_server", "--noise")`` is the argv of
+``tests/upstreams/<script>.py`` as a stdio child (this interpreter by its absolute path, so it
+runs without PATH or an activated venv), for whoever spawns it.
 """
 
 from __future__ import annotations
@@ -134,6 +138,14 @@ class Upstream(ServerProcess):
         env = {**os.environ, **(self.env or {})}
         env.setdefault("PYTHONUNBUFFERED", "1")
         return [sys.executable, str(self.script), "--port", str(self.port), *self.args], env, None
+
+
+def stdio_argv(script: str, *args: str) -> list[str]:
+    """The argv of ``tests/upstreams/<script>.py`` run as a stdio child (``args`` are its flags)."""
+    path = UPSTREAMS / (script if script.endswith(".py") else script + ".py")
+    if not path.exists():
+        raise FileNotFoundError(path)
+    return [str(Path(sys.executable).absolute()), str(path), *args]
 
 
 @contextlib.contextmanager
