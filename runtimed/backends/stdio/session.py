@@ -155,10 +155,9 @@ class StdioSession:
         """The stdio shutdown sequence (``process.terminate``); must not raise."""
         self._closing = True
         proc = self.proc
-        if proc is not None:
+        if proc is not None and proc.returncode is None:
             how = await process.terminate(proc)
-            if self._ended is None:
-                self.host.log("info", f"process {proc.pid} stopped ({how})")
+            self.host.log("info", f"process {proc.pid} stopped ({how})")
         self._end("the service was stopped", notify=False)
         for t in (self._reader, self._stderr_task, *self._tasks):
             if t is not None and not t.done():
