@@ -378,17 +378,17 @@ def test_apply_a_stdio_credential_literal_is_refused_by_field_without_the_value(
 
 
 def test_add_stdio_end_to_end(daemon) -> None:
-    """Needs the stdio backend: on a branch without it the daemon answers "unknown origin type 'stdio'"."""
+    """A FastMCP server run over stdio, added with everything after --, started, listed and shown."""
     d = daemon
     res = cli(d, "add", "--name", "fm", "--cwd", ".", "--env", "LOG_LEVEL=warning", "--timeout-ms", "20000",
-              "--", sys.executable, "tests/upstreams/fastmcp_server.py", "--stdio", "--name", "fm-upstream")
+              "--", sys.executable, "tests/upstreams/fastmcp_stdio_server.py", "--name", "fm-upstream")
     assert res.stdout.startswith("added fm (svc_") and "RUNNING" in res.stdout, res.stdout + res.stderr
     listed = {s["name"]: s for s in cli_json(d, "list")}
     assert listed["fm"]["state"] == "RUNNING" and listed["fm"]["toolCount"] > 0
     svc = d.service("fm")
     assert svc["origin"]["type"] == "stdio" and svc["origin"]["cwd"] == str(REPO)
-    assert svc["origin"]["args"] == ["tests/upstreams/fastmcp_server.py", "--stdio", "--name", "fm-upstream"]
+    assert svc["origin"]["args"] == ["tests/upstreams/fastmcp_stdio_server.py", "--name", "fm-upstream"]
     assert "echo" in {t["name"] for t in cli_json(d, "introspect", "fm")["tools"]}
     shown = cli(d, "show", "fm").stdout
-    assert f"origin:     stdio {sys.executable} tests/upstreams/fastmcp_server.py --stdio" in shown
+    assert f"origin:     stdio {sys.executable} tests/upstreams/fastmcp_stdio_server.py --name fm-upstream" in shown
     assert f"cwd:        {REPO}" in shown and "env:        LOG_LEVEL" in shown

@@ -1,13 +1,12 @@
 """A real MCP upstream built with FastMCP (PyPI ``fastmcp`` 4.2.x), as its users write them.
 
-Served over streamable HTTP at ``/mcp`` (default), with ``--sse`` over the legacy
-HTTP+SSE transport (``GET /sse`` then POSTs to ``/messages/``), or with ``--stdio`` over
-stdin/stdout (no port). FastMCP's ``Context`` has no
+Served over streamable HTTP at ``/mcp`` (default) or, with ``--sse``, over the legacy
+HTTP+SSE transport (``GET /sse`` then POSTs to ``/messages/``). FastMCP's ``Context`` has no
 ``sample()``: the back-channel tools use the session API (``ctx.session``).
 
 Tools: ``echo(text)``; ``sample(prompt)`` -> ``"model said: <text>"``; ``ask(question)`` ->
 ``"user answered: <answer>"`` (or ``"user <action>"``); ``roots()`` -> JSON list of root URIs.
-Flags: ``--port``, ``--name``, ``--sse``, ``--stdio``. Test code only.
+Flags: ``--port``, ``--name``, ``--sse``. Test code only.
 """
 
 import argparse
@@ -51,16 +50,10 @@ def build(name: str) -> FastMCP:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--port", type=int)
+    ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--name", default="fastmcp-upstream")
     ap.add_argument("--sse", action="store_true")
-    ap.add_argument("--stdio", action="store_true")
     args = ap.parse_args()
-    if args.stdio:
-        build(args.name).run(transport="stdio", show_banner=False, log_level="warning")
-        return
-    if args.port is None:
-        ap.error("--port is required (or --stdio)")
     build(args.name).run(transport="sse" if args.sse else "http", host="127.0.0.1", port=args.port,
                          show_banner=False, log_level="warning")
 
