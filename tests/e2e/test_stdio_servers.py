@@ -416,3 +416,36 @@ def test_a_program_that_does_not_exist_is_refused_at_registration(make_daemon) -
     r = d.api("POST", "/api/services", json=stdio_manifest("nope", ["no-such-mcp-server-xyz", "--flag"]))
     assert r.status_code == 422 and "'no-such-mcp-server-xyz' was not found on the daemon's PATH" in r.text, r.text
     assert d.api("GET", "/api/services/nope").status_code == 404
+
+
+def test_a_child_that_stops_answering_is_restarted_by_its_probes(make_daemon) -> None:
+    d = make_daemon()
+    register_stdio(d, "frozen", SDK_SERVER, spec={**fast_restarts(),
+                                                   "healthCheck": {"intervalSeconds": 0.2, "timeoutMs": 300}})
+    old = process_of(d, "frozen")["pid"]
+    os.kill(old, signal.SIGSTOP)  # alive, but answers nothing
+    try:
+        d.wait_for(lambda: d.service("frozen")["restarts"] >= 1 and d.service("frozen")["state"] == "RUNNING",
+                   timeout=30, what="the frozen child to be replaced")
+    finally:
+        if alive(old):
+            os.kill(old, signal.SIGCONT)
+    crashed = next(e for e in events(d, "frozen", ("transition",)) if e["to"] == "CRASHED")
+    assert "3 failed probes" in crashed["reason"], crashed
+    wait_gone(old)  # SIGKILL reaches a stopped process's group too
+    assert process_of(d, "frozen")["pid"] != old
+
+
+def test_show_and_the_registry_name_references_never_values(make_daemon, tmp_path: Path) -> None:
+    from tests.support.daemon import run_cli
+
+    d = make_daemon(env={"CHILD_SECRET_SOURCE": CHILD_SECRET})
+    register_stdio(d, "svc", FASTMCP_SERVER, env={"API_TOKEN": "env:CHILD_SECRET_SOURCE"})
+    d.wait_for(lambda: process_of(d, "svc").get("stderrTail"), what="FastMCP's start-up line on stderr")
+    shown = run_cli(d, "show", "svc")
+    assert shown.returncode == 0, shown.stderr
+    pid = process_of(d, "svc")["pid"]
+    assert f"process:    pid {pid}, up " in shown.stdout and "stderr (last lines):" in shown.stdout, shown.stdout
+    assert "API_TOKEN=env:…" in shown.stdout
+    for text in (shown.stdout, (d.state_dir / "registry.json").read_text()):
+        assert CHILD_SECRET not in text

@@ -244,3 +244,32 @@ def test_page_reconnects_after_a_daemon_restart(page: Page, tmp_path: Path) -> N
             pg.wait_for_selector(f'{_row("echo")} [data-state="RUNNING"]')
     finally:
         d.stop()
+
+
+def test_a_stdio_services_page_shows_its_process(page: Page, make_daemon, tmp_path: Path) -> None:
+    import signal
+    import sys
+
+    d = make_daemon(env=_home_env(tmp_path))
+    server = Path(__file__).resolve().parents[1] / "upstreams" / "stdio_server.py"
+    manifest = {"apiVersion": "runtimed/v1", "kind": "MCPService", "metadata": {"name": "kid"},
+                "spec": {"origin": {"type": "stdio", "command": sys.executable, "args": [str(server), "--stderr-chatter"]},
+                         "restartPolicy": {"backoff": {"initialMs": 100}}}}
+    assert d.api("POST", "/api/services", json=manifest).status_code == 201
+    pid = d.wait_state("kid", "RUNNING")["backend"]["process"]["pid"]
+    pg = page.page
+    pg.goto(d.url + "/status/services/kid")
+    pg.wait_for_selector(".live.on")
+    assert pg.locator("[data-process] [data-pid]").inner_text() == str(pid)
+    assert "chatter" in pg.locator("[data-process] [data-stderr]").inner_text()
+    assert str(server) in pg.locator("[data-process]").inner_text()
+    page.shot("stdio_service_page")
+    os.kill(pid, signal.SIGKILL)
+    d.wait_for(lambda: d.service("kid")["restarts"] == 1 and d.service("kid")["state"] == "RUNNING",
+               what="the killed child to be restarted")
+    new = d.service("kid")["backend"]["process"]["pid"]
+    pg.reload()
+    pg.wait_for_selector(".live.on")
+    assert pg.locator("[data-process] [data-pid]").inner_text() == str(new) != str(pid)
+    assert "1 restarts" in pg.locator(".svc-head").inner_text()
+    assert page.errors == []
