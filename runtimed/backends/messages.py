@@ -180,3 +180,10 @@ def says_session_lost(text: str) -> bool:
     """True when an upstream's error text says the session it was sent is unknown, invalid or missing
     (used only for an HTTP 400 answering a request that carried a session)."""
     return bool((_SESSION_WORD.search(text) and _LOST_WORD.search(text)) or _NOT_INITIALIZED.search(text))
+
+
+def error_text(e: BaseException) -> str:
+    """A backend error as a user reads it: an upstream's JSON-RPC error with its code, else the message."""
+    if isinstance(e, UpstreamError):
+        return f"the upstream answered error {e.code}: {e.message}"
+    return str(e)

@@ -118,6 +118,15 @@ class ClientSessions(Generic[S]):
         return {"open": len(self._sessions), "opened": self.opened, "max": self.max_sessions}
 
 
+async def close_quietly(session: Any, timeout_s: float = 3.0) -> None:
+    """``await session.close()`` within ``timeout_s``; whatever happens is swallowed (a close
+    callback of ``ClientSessions`` must not raise)."""
+    try:
+        await asyncio.wait_for(session.close(), timeout=timeout_s)
+    except BaseException:
+        pass
+
+
 class ClientHost:
     """The ``BackendHost`` a client's own upstream session reports to: list changes and logs go
     to the service's host as usual; server-to-client requests and notifications carry the

@@ -181,17 +181,24 @@ async def test_resources_and_prompts(stdio: Stdio, mode: str) -> None:
 
 # == progress, sampling, elicitation, logging ======================================================
 
+PROGRESS = [
+    pytest.param("sdk", "slow", {"seconds": 0.2, "steps": 4}, "slept 0.2", id="sdk"),
+    pytest.param("fm", "slow", {"seconds": 0.2, "steps": 4}, "slept 0.2", id="fastmcp"),
+    pytest.param("ev", "trigger-long-running-operation", {"duration": 0.4, "steps": 4}, "completed", id="everything"),
+]
+
+
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("service", ["sdk", "fm"])
-async def test_progress(stdio: Stdio, mode: str, service: str) -> None:
+@pytest.mark.parametrize(("service", "tool", "args", "expected"), PROGRESS)
+async def test_progress(stdio: Stdio, mode: str, service: str, tool: str, args: dict[str, Any], expected: str) -> None:
     seen: list[float] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append(progress)
 
     async with client(stdio.url(service), mode) as c:
-        r = await call(c, "slow", {"seconds": 0.2, "steps": 4}, progress_callback=on_progress)
-        assert text_of(r) == "slept 0.2"
+        r = await call(c, tool, args, progress_callback=on_progress)
+        assert expected in text_of(r), text_of(r)
     assert seen == [1, 2, 3, 4], seen
 
 

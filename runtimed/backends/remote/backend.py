@@ -39,6 +39,7 @@ import httpx
 from runtimed import __version__
 from runtimed.backends.base import Backend, BackendHost, CallContext, Health, Interface, ProbeResult
 from runtimed.backends.introspection import read_interface
+from runtimed.backends.messages import error_text
 from runtimed.backends.parking import ParkedCalls
 from runtimed.backends.remote import http as _http
 from runtimed.backends.remote.connection import ConnectionConfig, RemoteConnection
@@ -46,7 +47,7 @@ from runtimed.backends.remote.hosts import check_url_host
 from runtimed.backends.remote.secrets import check_auth_ref, resolve_auth_headers
 from runtimed.backends.remote.sse import LegacySseConnection
 from runtimed.backends.remote.streamable import StreamableHttpConnection
-from runtimed.backends.sessions import ClientHost, ClientSessions
+from runtimed.backends.sessions import ClientHost, ClientSessions, close_quietly
 from runtimed.config.manifest import RemoteMcpOrigin, ServiceManifest
 from runtimed.errors import BackendError, BackendFault, BackendStartError, InvalidOrigin, SecretError, UpstreamError
 from runtimed.protocol.jsonrpc import METHOD_NOT_FOUND
@@ -130,7 +131,7 @@ class RemoteBackend(Backend):
         await self._close_conn()
         self._client = _http.make_client(self._connect_timeout_s(), self._resolve)
         self._conn = conn = self._connection(self._config(), self._client, self.host)
-        self._clients = ClientSessions(self._open_client_session, _close_quietly)
+        self._clients = ClientSessions(self._open_client_session, close_quietly)
         self._sessions_offered = True
         try:
             async with asyncio.timeout(self._connect_timeout_s() + self._default_timeout_s()):
@@ -142,7 +143,7 @@ class RemoteBackend(Backend):
             await self._close_conn()
             self._last_error = str(e)
             # Chained so the supervisor can tell a refused credential (UNAUTHORIZED) from the rest.
-            raise BackendStartError(f"cannot start {self.manifest.name!r}: {_message(e)}") from e
+            raise BackendStartError(f"cannot start {self.manifest.name!r}: {error_text(e)}") from e
         self.host.log("info", f"connected to {origin.url} ({conn.era} era, protocol {conn.protocol_version})")
 
     def _config(self) -> ConnectionConfig:
@@ -252,7 +253,7 @@ class RemoteBackend(Backend):
             if refused and shared.era == "stateless":
                 self._sessions_offered = False
                 self.host.log("info", "the upstream speaks only the stateless era: session-era clients share "
-                                      f"the service's session ({_message(e)})")
+                                      f"the service's session ({error_text(e)})")
                 return shared
             raise
 
@@ -264,7 +265,7 @@ class RemoteBackend(Backend):
         try:
             await conn.open()
         except BaseException:
-            await _close_quietly(conn)
+            await close_quietly(conn)
             raise
         return conn
 
@@ -283,7 +284,7 @@ class RemoteBackend(Backend):
         try:
             await conn.notify(method, params)
         except BackendError as e:
-            self.host.log("warning", f"forwarding {method} failed: {_message(e)}")
+            self.host.log("warning", f"forwarding {method} failed: {error_text(e)}")
 
     def describe(self) -> JSON:
         origin = self.origin
@@ -301,16 +302,3 @@ class RemoteBackend(Backend):
         out["clientSessions"] = self._clients.describe() if self._clients is not None else {"open": 0, "opened": 0}
         out["parkedCalls"] = len(self._parked)  # stateless-era calls waiting for their client's input
         return out
-
-
-async def _close_quietly(conn: RemoteConnection) -> None:
-    try:
-        await asyncio.wait_for(conn.close(), timeout=3.0)
-    except BaseException:
-        pass
-
-
-def _message(e: BaseException) -> str:
-    if isinstance(e, UpstreamError):
-        return f"the upstream answered error {e.code}: {e.message}"
-    return str(e)

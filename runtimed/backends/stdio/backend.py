@@ -26,7 +26,6 @@ secret value in a log line, an event, an exception or ``describe()``.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import time
@@ -37,8 +36,9 @@ from typing import Any
 from runtimed import __version__
 from runtimed.backends.base import Backend, BackendHost, CallContext, Health, Interface, ProbeResult
 from runtimed.backends.introspection import read_interface
+from runtimed.backends.messages import error_text
 from runtimed.backends.parking import ParkedCalls
-from runtimed.backends.sessions import ClientHost, ClientSessions
+from runtimed.backends.sessions import ClientHost, ClientSessions, close_quietly
 from runtimed.backends.stdio import process
 from runtimed.backends.stdio.session import SessionConfig, StdioSession
 from runtimed.config.manifest import ServiceManifest, StdioOrigin
@@ -124,11 +124,11 @@ class StdioBackend(Backend):
         try:
             await session.open()
         except BackendError as e:
-            raise BackendStartError(f"cannot start {self.manifest.name!r}: {_message(e)}") from None
+            raise BackendStartError(f"cannot start {self.manifest.name!r}: {error_text(e)}") from None
         self._children_started += 1
         self._shared = session
         if origin.clientSessions == "per-client":
-            self._clients = ClientSessions(self._open_client_session, _close_quietly, max_sessions=PER_CLIENT_MAX,
+            self._clients = ClientSessions(self._open_client_session, _close_children, max_sessions=PER_CLIENT_MAX,
                                            idle_s=PER_CLIENT_IDLE_S, is_alive=lambda s: s.alive)
         self.host.log("info", f"started {origin.command_line()} (pid {session.pid}, protocol {session.protocol_version})")
 
@@ -205,7 +205,7 @@ class StdioBackend(Backend):
         try:
             await session.notify(method, params)
         except BackendError as e:
-            self.host.log("warning", f"forwarding {method} failed: {_message(e)}")
+            self.host.log("warning", f"forwarding {method} failed: {error_text(e)}")
 
     def describe(self) -> JSON:
         """``process`` holds the shared child's facts (the page and ``show`` render it for any kind)."""
@@ -230,14 +230,5 @@ class StdioBackend(Backend):
         return out
 
 
-async def _close_quietly(session: StdioSession) -> None:
-    try:
-        await asyncio.wait_for(session.close(), timeout=10.0)
-    except BaseException:
-        pass
-
-
-def _message(e: BaseException) -> str:
-    if isinstance(e, UpstreamError):
-        return f"the server answered error {e.code}: {e.message}"
-    return str(e)
+async def _close_children(session: StdioSession) -> None:
+    await close_quietly(session, 10.0)  # the shutdown sequence takes up to ~4 s, then SIGKILL

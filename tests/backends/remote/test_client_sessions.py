@@ -14,31 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import httpx
-import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from tests.support.foundation import register_remote
+from tests.support.mcpclient import GUARD, elicitation as elicit, sampling, text_of
 from tests.support.upstream import run_upstream
-
-GUARD = 30.0
-
-
-def text_of(result: Any) -> str:
-    return "".join(getattr(b, "text", "") for b in result.content)
-
-
-async def sampling(ctx: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
-    return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="forty-two"),
-                                     model="test-model")
-
-
-async def elicit(ctx: Any, params: Any) -> types.ElicitResult:
-    return types.ElicitResult(action="accept", content={"answer": "blue"})
 
 
 def test_each_session_era_client_gets_its_own_upstream_session(make_daemon) -> None:
