@@ -33,7 +33,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from runtimed.bootstrap.entries import DEFAULT_BASE_URL, URL_ENV
-from runtimed.bootstrap.locations import Locations
+from runtimed.bootstrap.locations import Locations, same_file
 from runtimed.config.manifest import API_VERSION, KIND, looks_like_secret_name
 from runtimed.errors import ClientError
 
@@ -64,9 +64,15 @@ class Source:
     flavour: Flavour
     client: str  # as shown: Claude Code, Codex, ..., or "file"
     project: bool  # project-scoped: the client ran these servers in the project directory
+    project_key: str | None = None  # ~/.claude.json's projects["<dir>"].mcpServers: that <dir>
 
     def describe(self) -> str:
         return f"{self.path} ({self.section})"
+
+    @property
+    def via(self) -> str:
+        """What ``--from`` named: a client (``claude``, ``codex``...) or ``file``."""
+        return next((k for k, v in CLIENT_LABELS.items() if v == self.client), "file")
 
 
 @dataclass(frozen=True)
@@ -155,7 +161,7 @@ def read(origin: str, loc: Locations) -> Found:
     if origin in readers:
         readers[origin](loc, found)
     else:
-        _file(Path(origin).expanduser(), loc, found)
+        _file(Path(origin).expanduser().absolute(), loc, found)
     return found
 
 
@@ -170,7 +176,8 @@ def _claude(loc: Locations, found: Found) -> None:
         if local is not None:
             key, proj = local
             _section(found, proj, "mcpServers",
-                     Source(user, f"projects[{json.dumps(key)}].mcpServers", "mcpServers", label, project=True))
+                     Source(user, f"projects[{json.dumps(key)}].mcpServers", "mcpServers", label, project=True,
+                            project_key=key))
             names = proj.get("disabledMcpjsonServers")
             if isinstance(names, list):
                 disabled = {n for n in names if isinstance(n, str)}
@@ -255,7 +262,8 @@ def _file(path: Path, loc: Locations, found: Found) -> None:
         if local is not None:  # a ~/.claude.json: the project's own servers too
             key, proj = local
             _section(found, proj, "mcpServers",
-                     Source(path, f"projects[{json.dumps(key)}].mcpServers", "mcpServers", "file", project=True))
+                     Source(path, f"projects[{json.dumps(key)}].mcpServers", "mcpServers", "file", project=True,
+                            project_key=key))
     elif isinstance(doc.get("servers"), dict):
         _section(found, doc, "servers", Source(path, "servers", "vscode", "file", project=project))
     else:
@@ -728,7 +736,8 @@ def plan(entries: Sequence[Entry], loc: Locations, gateway_urls: Sequence[str] =
         chosen.commit()
         seen[identity] = p
         p.name, p.summary, p.exports, p.notes = name, summary, exports, [*server.notes, *notes]
-        p.manifest = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name}, "spec": {"origin": origin}}
+        p.manifest = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "labels": labels(entry)},
+                      "spec": {"origin": origin}}
     return plans
 
 
@@ -943,3 +952,103 @@ def _auth_ref(server: _Server, name: str, entry: Entry, chosen: _Vars) -> tuple[
     if ref.startswith("header_env:") and not _HEADER_NAME.match(header):
         raise _Skip(f"header {header!r} cannot be an authRef (letters, digits and '-' only)")
     return ref, [export], notes
+
+
+# -- where a service came from, and which bootstrap can take its entry out ------------------------------
+
+# The labels `import` puts on each service it registers (metadata.labels), so that `runtimectl bootstrap
+# --replace-imported` can find the entry again. Paths are absolute; none of them holds a secret.
+LABEL_FROM = "runtimed/imported-from"  # what --from named: claude, claude-desktop, codex, cursor, vscode or file
+LABEL_FILE = "runtimed/imported-file"  # the file the entry was in
+LABEL_KEY = "runtimed/imported-key"  # the entry's key in that file (mcpServers.<key>, [mcp_servers.<key>]...)
+LABEL_PROJECT = "runtimed/imported-project"  # ~/.claude.json only: <dir> when it was under projects["<dir>"]
+
+
+def labels(entry: Entry) -> dict[str, str]:
+    """The labels saying where ``entry`` came from."""
+    out = {LABEL_FROM: entry.source.via, LABEL_FILE: str(entry.source.path), LABEL_KEY: entry.key}
+    if entry.source.project_key is not None:
+        out[LABEL_PROJECT] = entry.source.project_key
+    return out
+
+
+@dataclass(frozen=True)
+class ImportedRef:
+    """Where a registered service's entry was, read back from its labels."""
+
+    via: str
+    path: Path
+    key: str
+    project_key: str | None = None
+
+    @classmethod
+    def from_labels(cls, found: Any) -> ImportedRef | None:
+        """None for a service ``import`` did not register (or whose labels were edited away)."""
+        if not isinstance(found, dict):
+            return None
+        path, key = found.get(LABEL_FILE), found.get(LABEL_KEY)
+        if not isinstance(path, str) or not isinstance(key, str) or not Path(path).is_absolute() or not key:
+            return None
+        project = found.get(LABEL_PROJECT)
+        return cls(str(found.get(LABEL_FROM) or "file"), Path(path), key, project if isinstance(project, str) else None)
+
+    def where(self) -> str:
+        """``github`` or ``github (projects["/dir"])``: the entry, as output names it."""
+        return self.key if self.project_key is None else f"{self.key} (projects[{json.dumps(self.project_key)}])"
+
+
+@dataclass(frozen=True)
+class BootstrapTarget:
+    """The ``runtimectl bootstrap`` that writes a given file, so the one that can replace its entries."""
+
+    client: Literal["codex", "claude"]
+    scope: Literal["user", "project"]
+    project_dir: Path | None = None
+
+    def command(self) -> str:
+        cmd = f"runtimectl bootstrap --replace-imported --clients {self.client}"
+        if self.scope == "project":
+            cmd += f" --scope project --project-dir {shlex.quote(str(self.project_dir))}"
+        return cmd
+
+
+def bootstrap_target(path: Path, loc: Locations) -> BootstrapTarget | None:
+    """Which bootstrap writes ``path`` (Codex's and Claude Code's files, user or project scope); None for
+    the clients bootstrap does not write (Claude Desktop, Cursor, VS Code) and for other files."""
+    if same_file(path, loc.codex_home / "config.toml"):
+        return BootstrapTarget("codex", "user")
+    if same_file(path, loc.home / ".claude.json"):
+        return BootstrapTarget("claude", "user")
+    if path.name == ".mcp.json":
+        return BootstrapTarget("claude", "project", path.parent)
+    if path.name == "config.toml" and path.parent.name == ".codex":
+        return BootstrapTarget("codex", "project", path.parent.parent)
+    return None
+
+
+def still_imported(ref: ImportedRef, service: str, registered: dict[str, Any], data: Any, loc: Locations
+                   ) -> str | None:
+    """None when ``data`` (the entry as it is in its file now) still runs what ``service`` runs: the same
+    command and args (stdio), or the same url. Otherwise why not, naming what differs, never a value."""
+    target = bootstrap_target(ref.path, loc)
+    project_dir = Path(ref.project_key) if ref.project_key else target.project_dir if target else None
+    if project_dir is not None:
+        loc = Locations(loc.home, loc.codex_home, project_dir)  # where the client ran it: relative paths
+    flavour: Flavour = "codex" if ref.path.suffix == ".toml" else "mcpServers"
+    source = Source(ref.path, "", flavour, CLIENT_LABELS.get(ref.via, "file"), project=project_dir is not None,
+                    project_key=ref.project_key)
+    now = plan([Entry(ref.key, source, data)], loc)[0]
+    if now.manifest is None:
+        return f"it changed since it was imported as service {service}: it would not be imported now ({now.skipped})"
+    origin = now.manifest["spec"]["origin"]
+    if origin.get("type") != registered.get("type"):
+        kinds = {"stdio": "a stdio", "remote_mcp": "an http"}
+        return (f"it no longer matches service {service}: the entry is "
+                f"{kinds.get(origin.get('type', ''), 'another kind of')} server, the service "
+                f"{kinds.get(registered.get('type', ''), 'another kind of')} one")
+    keys = ("command", "args") if origin["type"] == "stdio" else ("url",)
+    differ = [k for k in keys if origin.get(k) != registered.get(k, [] if k == "args" else None)]
+    if differ:
+        verb = "differs" if differ in (["url"], ["command"]) else "differ"
+        return f"it no longer matches what service {service} runs: its {' and '.join(differ)} {verb}"
+    return None

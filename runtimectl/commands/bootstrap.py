@@ -2,9 +2,13 @@
 
 A thin wrapper over ``runtimed.bootstrap`` (which owns the file formats and
 the safe writes): resolves the endpoint and whether a token is needed from the
-running daemon, then plans, shows and applies. Owns only the CLI surface
-(``bootstrap``, ``bootstrap remove``, ``bootstrap status``). Must not: know a
-client's file format, write files itself, or import ``runtimectl.cli``.
+running daemon, then plans, shows and applies. With ``--replace-imported`` it
+also asks the daemon which services ``runtimectl import`` registered (their
+``runtimed/imported-*`` labels) and hands them to the plan, with a check
+(``runtimectl.importers.still_imported``) that each entry still runs what its
+service runs. Owns only the CLI surface (``bootstrap``, ``bootstrap remove``,
+``bootstrap status``). Must not: know a client's file format, write files
+itself, or import ``runtimectl.cli``.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from runtimectl import importers
 from runtimectl.context import EXIT_FAILURE, EXIT_USAGE, client, fail, options
 from runtimed import bootstrap as bs
+from runtimed.bootstrap.locations import same_file
 from runtimed.errors import ClientError
 
 bootstrap_app = typer.Typer(help="Write the Codex and Claude Code configs so agents use the one endpoint.",
@@ -42,10 +49,60 @@ def _clients(value: str) -> list[str]:
     return items
 
 
-def _show(plan: bs.Plan, result: bs.Result | None, as_json: bool, dry_run: bool, warning: str | None) -> None:
+def _imported(ctx: typer.Context, loc: bs.Locations) -> list[tuple[bs.Imported, importers.ImportedRef]]:
+    """The services ``runtimectl import`` registered, from the daemon, each with where its entry was and
+    the check that the entry still runs what the service runs."""
+    daemon = client(ctx, timeout=10)
+    try:
+        listed = daemon.get("/api/services").get("services", [])
+        details = [daemon.get(f"/api/services/{s['id']}") for s in listed]
+    except ClientError as e:
+        raise fail(f"--replace-imported asks the daemon which services were imported: {e}") from None
+    found: list[tuple[bs.Imported, importers.ImportedRef]] = []
+    for svc in details:
+        manifest = svc.get("manifest") or {}
+        ref = importers.ImportedRef.from_labels((manifest.get("metadata") or {}).get("labels"))
+        if ref is None:
+            continue
+        name, origin = str(svc.get("name")), dict((manifest.get("spec") or {}).get("origin") or {})
+
+        def check(entry: dict[str, Any], ref: importers.ImportedRef = ref, name: str = name,
+                  origin: dict[str, Any] = origin) -> str | None:
+            return importers.still_imported(ref, name, origin, entry, loc)
+
+        found.append((bs.Imported(ref.path, ref.key, name, check, ref.project_key), ref))
+    return found
+
+
+def _home_relative(path: Path) -> str:
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
+def _elsewhere(plan: bs.Plan, imported: list[tuple[bs.Imported, importers.ImportedRef]], loc: bs.Locations
+               ) -> list[str]:
+    """Notes for the imported Codex and Claude Code entries in files this run does not write."""
+    written = [c.path for c in plan.changes]
+    by_command: dict[str, list[str]] = {}
+    for imp, ref in imported:
+        if any(same_file(imp.path, p) for p in written):
+            continue
+        target = importers.bootstrap_target(imp.path, loc)
+        if target is not None:
+            by_command.setdefault(target.command(), []).append(f"{ref.where()} in {_home_relative(imp.path)}")
+    return [f"also imported: {', '.join(entries)}; `{command}` replaces them"
+            for command, entries in by_command.items()]
+
+
+def _show(plan: bs.Plan, result: bs.Result | None, as_json: bool, dry_run: bool, warning: str | None,
+          extra_notes: list[str] | None = None) -> None:
     if as_json:
         data = plan.to_dict()
         data["dryRun"] = dry_run
+        if extra_notes:
+            data["notes"] = [*data["notes"], *extra_notes]
         if result is not None:
             data["result"] = result.to_dict()
         if warning:
@@ -55,6 +112,11 @@ def _show(plan: bs.Plan, result: bs.Result | None, as_json: bool, dry_run: bool,
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     print(plan.describe())
+    for note in extra_notes or ():
+        print(f"note: {note}")
+    if plan.removed and (dry_run or result is not None):
+        for r in plan.removed:
+            print(r.describe(done=not dry_run, path=_home_relative(r.path)))
     if dry_run:
         diff = plan.diff()
         if diff:
@@ -75,27 +137,34 @@ def bootstrap(
     scope: str = typer.Option("user", "--scope", help="user or project"),
     project_dir: Path = typer.Option(Path("."), "--project-dir", help="the project, for --scope project"),
     update_agents_md: bool = typer.Option(False, "--update-agents-md", help="add a managed block to ./AGENTS.md"),
+    replace_imported: bool = typer.Option(
+        False, "--replace-imported",
+        help="also remove from these files the entries `runtimectl import` registered (when unchanged since)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="show what would change, write nothing"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Add (or update) the gateway entry in each client's config."""
+    """Add (or update) the gateway entry in each client's config (and, with --replace-imported, remove the
+    entries the gateway now serves)."""
     if ctx.invoked_subcommand is not None:
         return
     if transport not in bs.TRANSPORTS:
         raise fail(f"--transport must be http or stdio, not {transport!r}", EXIT_USAGE)
     if scope not in bs.SCOPES:
         raise fail(f"--scope must be user or project, not {scope!r}", EXIT_USAGE)
+    chosen = _clients(clients)
     found, token_needed, warning = _daemon_endpoint(ctx)
+    loc = bs.Locations.resolve(project_dir=project_dir)
+    imported = _imported(ctx, loc) if replace_imported else []
     try:
         plan = bs.plan_bootstrap(
-            _clients(clients), endpoint=endpoint or found, transport=transport, name=name, scope=scope,
+            chosen, endpoint=endpoint or found, transport=transport, name=name, scope=scope,
             project_dir=project_dir, token_configured=token_needed, runtimectl_path=bs.default_runtimectl_path(),
-            update_agents_md=update_agents_md,
+            update_agents_md=update_agents_md, replace=[imp for imp, _ in imported],
         )
         result = None if dry_run else bs.apply_plan(plan)
     except bs.BootstrapError as e:
         raise fail(str(e)) from None
-    _show(plan, result, as_json, dry_run, warning if endpoint is None else None)
+    _show(plan, result, as_json, dry_run, warning if endpoint is None else None, _elsewhere(plan, imported, loc))
 
 
 @bootstrap_app.command("remove")

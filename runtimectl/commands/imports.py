@@ -3,11 +3,14 @@
 services of the daemon.
 
 Owns the command's options, registering each planned manifest through the
-same call ``add`` makes (``services._apply``: ``POST /api/services``), and the
-human and ``--json`` renderings: ``added``/``skipped``/``failed`` per entry,
-the variables to export where the daemon runs, the hint to run ``runtimectl
-bootstrap``; exit 1 when an entry failed (a skipped one is no failure), 2 for
-bad usage. Reading the clients' files and building the manifests is
+same call ``add`` makes (``services._apply``: ``POST /api/services``; the
+manifests carry ``runtimed/imported-*`` labels saying where each entry was),
+and the human and ``--json`` renderings: ``added``/``skipped``/``failed`` per
+entry, the variables to export where the daemon runs, and per file what to
+do with the entries now served twice: run ``runtimectl bootstrap
+--replace-imported`` (Codex, Claude Code) or remove them by hand (the clients
+bootstrap does not write); exit 1 when an entry failed (a skipped one is no
+failure), 2 for bad usage. Reading the clients' files and building the manifests is
 ``runtimectl.importers``. Must not: read a client's file format itself, print
 a secret value, write any client file, or import ``runtimectl.cli``.
 """
@@ -27,7 +30,7 @@ from runtimed.bootstrap.locations import Locations
 from runtimed.errors import ClientError, DaemonUnavailable
 
 _FAILED_STATES = ("CRASHED", "QUARANTINED")
-BOOTSTRAP_HINT = "run `runtimectl bootstrap` to replace these entries in the client with the single gateway entry"
+_REGISTERED = ("added", "updated", "would-add")
 
 
 def import_(
@@ -49,6 +52,7 @@ def import_(
     found = importers.read(source, loc)
     base = options(ctx).base_url
     plans = importers.plan(found.entries, loc, [base])
+    daemon_base: str | None = None
     if not dry_run and any(p.manifest is not None for p in plans):
         daemon_base = _daemon_base(ctx)  # and a clear error now when it is not running, rather than per entry
         if daemon_base and daemon_base != base:  # the address it advertises: entries pointing there are it too
@@ -68,13 +72,15 @@ def import_(
             _say(p, r)
 
     exports = _exports(plans, results)
+    replace = _replace(plans, results, loc)
     counts = {k: sum(1 for r in results if r["status"] == k) for k in ("added", "updated", "would-add", "skipped", "failed")}
     if as_json:
         emit_json({"from": source, "dryRun": dry_run, "project": str(loc.project_dir),
                    "sources": [{"path": str(s.path), "section": s.section, "client": s.client,
                                 "entries": found.count(s)} for s in found.sources],
                    "lookedAt": [str(f) for f in dict.fromkeys(found.looked_at)],
-                   "results": results, "exports": [e.to_dict() for e in exports], "counts": counts})
+                   "results": results, "exports": [e.to_dict() for e in exports], "replace": replace,
+                   "counts": counts})
     elif plans:
         if exports:
             out.print("set these where runtimed runs (their values were not copied):", markup=False)
@@ -83,8 +89,8 @@ def import_(
         if dry_run:
             out.print(f"dry run: {counts['would-add']} to register, {counts['skipped']} skipped; nothing sent to the daemon",
                       markup=False)
-        if counts["added"] or counts["updated"] or counts["would-add"]:
-            out.print(BOOTSTRAP_HINT, markup=False)
+        for line in _replace_hints(replace, daemon_base or base):
+            out.print(line, markup=False)
     if any(r["status"] == "failed" or r.get("state") in _FAILED_STATES for r in results):
         raise typer.Exit(EXIT_FAILURE)
 
@@ -152,6 +158,36 @@ def _say(p: importers.Plan, r: dict[str, Any]) -> None:
         out.print(f"  note: {note}", markup=False)
     if status == "would-add":
         out.print(f"  manifest: {json.dumps(p.manifest)}", markup=False)
+
+
+def _replace(plans: list[importers.Plan], results: list[dict[str, Any]], loc: Locations) -> list[dict[str, Any]]:
+    """Per file, the entries registered (or to be) and the bootstrap that takes them out of it (None: by hand)."""
+    by_source: dict[importers.Source, list[str]] = {}
+    for p, r in zip(plans, results, strict=True):
+        if r["status"] in _REGISTERED:
+            by_source.setdefault(p.source, []).append(p.key)
+    out = []
+    for source, keys in by_source.items():
+        target = importers.bootstrap_target(source.path, loc)
+        out.append({"path": str(source.path), "section": source.section, "client": source.client, "keys": keys,
+                    "command": target.command() if target is not None else None})
+    return out
+
+
+def _replace_hints(replace: list[dict[str, Any]], base: str) -> list[str]:
+    """One line per bootstrap command, one per file bootstrap does not write."""
+    lines: list[str] = []
+    for item in replace:
+        if item["command"] is not None:
+            line = f"run `{item['command']}` to replace these entries in the client with the single gateway entry"
+        else:
+            what = "this file" if item["client"] == "file" else f"{item['client']}'s config"
+            line = (f"remove {', '.join(item['keys'])} from {item['path']} ({item['section']}) by hand: the gateway "
+                    f"serves them now; `runtimectl bootstrap` does not write {what}: add the gateway to it yourself "
+                    f"({base}/mcp, or the stdio bridge `runtimectl gateway serve --stdio`)")
+        if line not in lines:
+            lines.append(line)
+    return lines
 
 
 def _exports(plans: list[importers.Plan], results: list[dict[str, Any]]) -> list[importers.Export]:

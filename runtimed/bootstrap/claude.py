@@ -1,10 +1,12 @@
 """Claude Code config editing: ``mcpServers.<name>`` in ``~/.claude.json``
-(user scope) or a project's ``.mcp.json``.
+(user scope) or a project's ``.mcp.json``, and the project-local servers of
+``~/.claude.json`` (``projects["<dir>"].mcpServers``) for removing an
+imported entry.
 
 Owns parsing (with line/column on errors), reading one entry back, and
 setting or removing one entry while every other key keeps its value and
 order, and the file keeps its indentation and trailing newline. Must not
-decide what the entry should contain or touch the disk.
+decide what the entry should contain (or whether one may go) or touch the disk.
 """
 
 from __future__ import annotations
@@ -66,13 +68,27 @@ def dumps(doc: JsonDoc) -> bytes:
     return text.encode("utf-8")
 
 
-def get_entry(doc: JsonDoc, name: str, path: Path) -> dict[str, Any] | None:
-    servers = doc.data.get("mcpServers")
+def _servers(doc: JsonDoc, project: str | None) -> Any:
+    """The top-level ``mcpServers``, or ``projects[project].mcpServers``; None when missing."""
+    if project is None:
+        return doc.data.get("mcpServers")
+    projects = doc.data.get("projects")
+    proj = projects.get(project) if isinstance(projects, dict) else None
+    return proj.get("mcpServers") if isinstance(proj, dict) else None
+
+
+def label(name: str, project: str | None = None) -> str:
+    """How output names an entry: ``mcpServers.x`` or ``projects["/dir"].mcpServers.x``."""
+    return f"mcpServers.{name}" if project is None else f"projects[{json.dumps(project)}].mcpServers.{name}"
+
+
+def get_entry(doc: JsonDoc, name: str, path: Path, project: str | None = None) -> dict[str, Any] | None:
+    servers = _servers(doc, project)
     if not isinstance(servers, dict) or name not in servers:
         return None
     entry = servers[name]
     if not isinstance(entry, dict):
-        raise ConfigParseError(path, f"`mcpServers.{name}` is not an object", None, None)
+        raise ConfigParseError(path, f"`{label(name, project)}` is not an object", None, None)
     return entry
 
 
@@ -94,10 +110,11 @@ def set_entry(doc: JsonDoc, name: str, desired: dict[str, Any], path: Path) -> N
         entry[key] = value
 
 
-def remove_entry(doc: JsonDoc, name: str) -> bool:
-    """Delete ``mcpServers.<name>``; False when there was none. An emptied
-    ``mcpServers`` object is kept (Claude Code writes one itself)."""
-    servers = doc.data.get("mcpServers")
+def remove_entry(doc: JsonDoc, name: str, project: str | None = None) -> bool:
+    """Delete ``mcpServers.<name>`` (``projects[project].mcpServers.<name>``
+    with ``project``); False when there was none. An emptied ``mcpServers``
+    object is kept (Claude Code writes one itself)."""
+    servers = _servers(doc, project)
     if not isinstance(servers, dict) or name not in servers:
         return False
     del servers[name]

@@ -2,8 +2,10 @@
 
 Owns parsing (with line/column on errors), reading one entry back as plain
 data, and setting or removing one entry with ``tomlkit`` so every other
-table, key, comment and blank line survives as it was. Must not decide what
-the entry should contain (``bootstrap`` does) or touch the disk.
+table, key, comment and blank line survives as it was; removing an imported
+entry by its lines (``without_entry``) so the comments of its neighbours stay
+with them. Must not decide what the entry should contain (or whether one may
+go) or touch the disk.
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ def parse(path: Path, data: bytes | None) -> TOMLDocument:
 def _reason(msg: str) -> str:
     msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
     return re.sub(r"\s*at line \d+ col \d+$", "", msg).rstrip(".")
+
+
+def dumps(doc: TOMLDocument) -> str:
+    """The document's text (as parsed: byte for byte)."""
+    return tomlkit.dumps(doc)
 
 
 def get_entry(doc: TOMLDocument, name: str, path: Path) -> dict[str, Any] | None:
@@ -167,3 +174,108 @@ def remove_entry(doc: TOMLDocument, name: str) -> str | None:
     if text.endswith("\n\n"):
         text = stripped + "\n" if stripped else ""
     return text
+
+
+def without_entry(text: str, name: str) -> tuple[str, bool] | None:
+    """``text`` without ``[mcp_servers.<name>]`` (and its sub-tables), or None
+    when there is no such entry; the flag is False when the entry was not laid
+    out as its own tables and ``remove_entry`` (tomlkit) took it out instead,
+    which may take a neighbour's comment with it.
+
+    By lines: the entry's headers up to the next other header go, with the
+    comment lines right above its first header (not a comment block opening
+    the file); a trailing comment block after a blank line, or right above
+    the next header, stays (it introduces what follows). Every other line is
+    kept byte for byte; the result is checked with ``tomllib`` to hold exactly
+    the old data minus the entry, else tomlkit does it."""
+    try:
+        before = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return None
+    servers = before.get("mcp_servers")
+    if not isinstance(servers, dict) or name not in servers:
+        return None
+    expected = dict(before)
+    expected["mcp_servers"] = {k: v for k, v in servers.items() if k != name}
+    by_lines = _without_tables(text, name)
+    if by_lines is not None:
+        try:
+            if _no_empty_servers(tomllib.loads(by_lines)) == _no_empty_servers(expected):
+                return by_lines, True
+        except tomllib.TOMLDecodeError:
+            pass
+    out = remove_entry(tomlkit.parse(text), name)
+    return (out if out is not None else text), False
+
+
+def _no_empty_servers(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if not (k == "mcp_servers" and v == {})}
+
+
+def _header_path(line: str) -> list[str] | None:
+    """The key path of a table header line (``[a."b.c"]`` -> ``["a", "b.c"]``), else None."""
+    if not line.lstrip().startswith("["):
+        return None
+    try:
+        node: Any = tomllib.loads(line)
+    except tomllib.TOMLDecodeError:
+        return None
+    path: list[str] = []
+    while True:
+        if isinstance(node, list) and len(node) == 1:
+            node = node[0]
+        if not isinstance(node, dict) or len(node) != 1:
+            break
+        key, node = next(iter(node.items()))
+        path.append(key)
+    return path if path and node == {} else None
+
+
+def _is_comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
+
+
+def _is_blank(line: str) -> bool:
+    return not line.strip()
+
+
+def _without_tables(text: str, name: str) -> str | None:
+    lines = text.splitlines(keepends=True)
+    headers = [(i, p) for i, line in enumerate(lines) if (p := _header_path(line)) is not None]
+    mine = [p[:2] == ["mcp_servers", name] for _, p in headers]
+    if not any(mine):
+        return None
+    drop: set[int] = set()
+    n = 0
+    while n < len(headers):
+        if not mine[n]:
+            n += 1
+            continue
+        first = headers[n][0]
+        while n < len(headers) and mine[n]:
+            n += 1
+        next_header = headers[n][0] if n < len(headers) else None
+        end = next_header if next_header is not None else len(lines)
+        tail = end  # the comments and blank lines closing the entry
+        while tail > first + 1 and (_is_comment(lines[tail - 1]) or _is_blank(lines[tail - 1])):
+            tail -= 1
+        blank = next((j for j in range(tail, end) if _is_blank(lines[j])), None)
+        if blank is not None:
+            cut = blank  # what follows the blank line introduces the next table (or ends the file)
+        elif next_header is not None:
+            cut = tail  # comments right above the next header are its own
+        else:
+            cut = end
+        start = first
+        while start > 0 and _is_comment(lines[start - 1]):
+            start -= 1
+        if start == 0 and first > 0:
+            start = first  # a comment block opening the file is the file's, not the entry's
+        if (start == 0 or _is_blank(lines[start - 1])) and cut < len(lines) and _is_blank(lines[cut]):
+            cut += 1  # one blank line between what stays, not two
+        drop.update(range(start, cut))
+    out = "".join(line for i, line in enumerate(lines) if i not in drop)
+    if out.endswith("\n\n") or (out and not out.strip()):
+        stripped = out.rstrip("\n")
+        out = stripped + "\n" if stripped.strip() else ""
+    return out

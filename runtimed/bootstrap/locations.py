@@ -2,7 +2,7 @@
 and the project, the file each client reads per scope, ``AGENTS.md``, and the
 ``runtimectl`` executable the stdio entries run.
 
-Owns resolving those paths. Must not: read or write the files, or know their
+Owns resolving those paths (and whether two of them are one file). Must not: read or write the files, or know their
 formats.
 """
 
@@ -58,6 +58,14 @@ def default_runtimectl_path() -> str | None:
         return str(beside.absolute())
     found = shutil.which("runtimectl")
     return str(Path(found).absolute()) if found else None
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """The same file, symlinks followed (a dotfiles link and its target are one file)."""
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return a.absolute() == b.absolute()
 
 
 def agents_path(loc: Locations) -> Path:

@@ -1,5 +1,6 @@
 """The data of client bootstrap: errors, planned file changes, plans, apply
-results and status reports, with their JSON-ready forms for the API.
+results and status reports, the imported entries a plan may take out of a
+client's file, with their JSON-ready forms for the API.
 
 Owns these shapes and how a change is shown (summary, unified diff, secrets
 redacted). Must not read or write files or know any client's file format.
@@ -8,6 +9,8 @@ redacted). Must not read or write files or know any client's file format.
 from __future__ import annotations
 
 import difflib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +24,41 @@ Action = Literal["create", "update", "unchanged"]
 
 
 REDACTED = "<redacted>"
+
+
+@dataclass(frozen=True)
+class Imported:
+    """An entry of a client's file that ``runtimectl import`` registered as a
+    service. ``plan_bootstrap(..., replace=[...])`` removes it from the file
+    it writes when ``check(entry)`` (the entry as the file holds it now)
+    returns None; otherwise it is kept and the returned reason is a note."""
+
+    path: Path  # the file it was imported from
+    key: str  # its key in the file's servers (mcpServers, [mcp_servers])
+    service: str  # the service that serves it now
+    check: Callable[[dict[str, Any]], str | None] = field(compare=False, repr=False)
+    project: str | None = None  # ~/.claude.json: under projects["<project>"].mcpServers, not the top level
+
+
+@dataclass(frozen=True)
+class RemovedEntry:
+    """An imported entry a plan takes out of a client's file."""
+
+    path: Path
+    key: str
+    service: str
+    label: str  # the entry as the file spells it: [mcp_servers.x], mcpServers.x, projects["/d"].mcpServers.x
+    project: str | None = None
+
+    def describe(self, done: bool = True, path: str | None = None) -> str:
+        """``removed github from ~/.claude.json: now served by the gateway as service github``."""
+        where = self.key if self.project is None else f"{self.key} (projects[{json.dumps(self.project)}])"
+        verb = "removed" if done else "would remove"
+        return f"{verb} {where} from {path or self.path}: now served by the gateway as service {self.service}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "key": self.key, "project": self.project, "service": self.service,
+                "entry": self.label}
 
 
 @dataclass(frozen=True)
@@ -38,6 +76,7 @@ class FileChange:
     summary: str
     notes: tuple[str, ...] = ()
     secrets: tuple[str, ...] = field(default=(), repr=False)  # redacted from every display
+    removed: tuple[RemovedEntry, ...] = ()  # imported entries taken out (bootstrap with replace)
 
     @property
     def changed(self) -> bool:
@@ -79,6 +118,7 @@ class FileChange:
             "mode": f"{self.mode:o}",
             "summary": self.summary,
             "notes": list(self.notes),
+            "removed": [r.to_dict() for r in self.removed],
             "diff": self.diff(),
         }
 
@@ -94,6 +134,11 @@ class Plan:
     @property
     def changed(self) -> bool:
         return any(c.changed for c in self.changes)
+
+    @property
+    def removed(self) -> list[RemovedEntry]:
+        """Every imported entry this plan takes out, in file order."""
+        return [r for c in self.changes for r in c.removed]
 
     def diff(self) -> str:
         return "".join(c.diff() for c in self.changes)

@@ -1,17 +1,22 @@
 """Planning: what bootstrap would write to each client's file (and the
-project's ``AGENTS.md``) to add, update or remove the gateway entry.
+project's ``AGENTS.md``) to add, update or remove the gateway entry, and, with
+``replace``, to take the imported entries the gateway now serves out of the
+same files in the same write.
 
 Owns reading each file as it is now, computing its new content through the
 client's format module (``codex``, ``claude``, ``agents``), the action
 (create, update, unchanged), the summary and the notes. Reads files, writes
 nothing (``apply`` does). Must not: put a token value into a summary, note or
-diff (an inline token is listed in ``FileChange.secrets`` to be redacted).
+diff (an inline token is listed in ``FileChange.secrets`` to be redacted);
+decide itself whether an imported entry still matches its service (the
+caller's ``Imported.check`` does), or remove one from a file it does not
+write anyway.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +34,8 @@ from runtimed.bootstrap.entries import (
     managed,
 )
 from runtimed.bootstrap.files import Snapshot, read_snapshot, write_target
-from runtimed.bootstrap.locations import Locations, agents_path, config_path
-from runtimed.bootstrap.model import Action, ConfigParseError, FileChange, Plan
+from runtimed.bootstrap.locations import Locations, agents_path, config_path, same_file
+from runtimed.bootstrap.model import Action, ConfigParseError, FileChange, Imported, Plan, RemovedEntry
 from runtimed.errors import BootstrapError, FileOpError
 
 
@@ -51,6 +56,7 @@ def _change(
     summary: str,
     notes: list[str],
     secrets: tuple[str, ...] = (),
+    removed: tuple[RemovedEntry, ...] = (),
 ) -> FileChange:
     action: Action
     if snap.data is None:
@@ -71,6 +77,7 @@ def _change(
         summary=summary if action != "unchanged" else f"{summary.split(':')[0]}: already up to date",
         notes=tuple(notes),
         secrets=secrets,
+        removed=removed,
     )
 
 
@@ -92,10 +99,15 @@ def plan_bootstrap(
     home: Path | None = None,
     codex_home: Path | None = None,
     inline_token: str | None = None,
+    replace: Sequence[Imported] = (),
 ) -> Plan:
     """Plan adding (or updating) the ``name`` entry for each client. Reads
     files, writes nothing. Raises ``BootstrapError`` (``ConfigParseError``
-    for an unreadable file) naming the file."""
+    for an unreadable file) naming the file.
+
+    ``replace``: imported entries to take out of the files this plan writes
+    (an entry in another file is ignored, one whose ``check`` fails is kept
+    with a note); they are listed in ``FileChange.removed``."""
     chosen = check_clients(clients)
     check_choice("transport", transport, TRANSPORTS)
     check_choice("scope", scope, SCOPES)
@@ -117,7 +129,8 @@ def plan_bootstrap(
             runtimectl_path=runtimectl_path,
             inline_token=token_here,
         )
-        changes.append(_plan_client_set(client, scope, path, name, desired, transport, endpoint, token_here))
+        mine = [imp for imp in replace if same_file(imp.path, path)]
+        changes.append(_plan_client_set(client, scope, path, name, desired, transport, endpoint, token_here, mine))
     if transport == "stdio" and runtimectl_path and not os.access(runtimectl_path, os.X_OK):
         plan_notes.append(f"{runtimectl_path} is not an executable file (yet); the clients will fail to start it")
     if (token_configured or inline_token) and transport == "http" and inline_token is None:
@@ -143,16 +156,45 @@ def _plan_client_set(
     transport: str,
     endpoint: str,
     inline_token: str | None,
+    imported: Sequence[Imported] = (),
 ) -> FileChange:
     snap = _snapshot(path)
     notes: list[str] = []
+    removed: list[RemovedEntry] = []
     where = f"{client} {scope}"
+
+    def goes(imp: Imported, entry: dict[str, Any] | None, entry_label: str) -> bool:
+        """Whether ``imp`` goes: it is there and still what its service runs (else a note says why not)."""
+        if entry is None or (imp.key == name and imp.project is None):  # gone already, or it is the gateway's
+            return False
+        why = imp.check(entry)
+        if why is not None:
+            notes.append(f"kept {entry_label} in {path}: {why}; edit or remove it by hand")
+            return False
+        return True
+
     try:
         if client == "codex":
             toml_doc = bootstrap_codex.parse(path, snap.data)
+            text: str | None = None  # the file's text once imported entries are out
+            for imp in imported:
+                entry_label = f"[mcp_servers.{imp.key}]"
+                if imp.project is not None or not goes(imp, bootstrap_codex.get_entry(toml_doc, imp.key, path),
+                                                       entry_label):
+                    continue
+                out = bootstrap_codex.without_entry(bootstrap_codex.dumps(toml_doc), imp.key)
+                if out is None:
+                    continue
+                text, exact = out
+                if not exact:
+                    notes.append(f"{entry_label} in {path} is not laid out as its own tables: "
+                                 "a comment next to it may have gone with it")
+                toml_doc = bootstrap_codex.parse(path, text.encode("utf-8"))
+                removed.append(RemovedEntry(path, imp.key, imp.service, entry_label))
             current = bootstrap_codex.get_entry(toml_doc, name, path)
-            if current is not None and managed(current, bootstrap_codex.MANAGED_KEYS) == desired:
-                new = snap.data or b""
+            entry_ok = current is not None and managed(current, bootstrap_codex.MANAGED_KEYS) == desired
+            if entry_ok:
+                new = text.encode("utf-8") if text is not None else (snap.data or b"")
             else:
                 new = bootstrap_codex.set_entry(toml_doc, name, desired, path).encode("utf-8")
             label = f"[mcp_servers.{name}]"
@@ -163,16 +205,24 @@ def _plan_client_set(
                 )
         else:
             json_doc = bootstrap_claude.parse(path, snap.data)
+            relaid = snap.data is not None and bootstrap_claude.dumps(json_doc) != snap.data
+            for imp in imported:
+                entry_label = bootstrap_claude.label(imp.key, imp.project)
+                if goes(imp, bootstrap_claude.get_entry(json_doc, imp.key, path, imp.project), entry_label):
+                    bootstrap_claude.remove_entry(json_doc, imp.key, imp.project)
+                    removed.append(RemovedEntry(path, imp.key, imp.service, entry_label, imp.project))
             current = bootstrap_claude.get_entry(json_doc, name, path)
-            if current is not None and managed(current, bootstrap_claude.MANAGED_KEYS) == desired:
+            entry_ok = current is not None and managed(current, bootstrap_claude.MANAGED_KEYS) == desired
+            if entry_ok and not removed:
                 new = snap.data or b""
             else:
-                if snap.data is not None and bootstrap_claude.dumps(json_doc) != snap.data:
+                if relaid:
                     notes.append(
                         f"{path} is rewritten in standard JSON layout; every key and value is kept, "
-                        "only whitespace outside the entry may change"
+                        "only whitespace outside the changed entries may change"
                     )
-                bootstrap_claude.set_entry(json_doc, name, desired, path)
+                if not entry_ok:
+                    bootstrap_claude.set_entry(json_doc, name, desired, path)
                 new = bootstrap_claude.dumps(json_doc)
             label = f"mcpServers.{name}"
             if scope == "user" and "headers" in desired and inline_token is None:
@@ -195,9 +245,10 @@ def _plan_client_set(
         notes.append(f"{path} contains the token written out; the file is kept at mode {mode:o}")
     verb = "add" if current is None else "update"
     target = endpoint if transport == "http" else f"{desired['command']} {' '.join(STDIO_ARGS)}"
-    summary = f"{where}: {verb} {label} ({transport} -> {target})"
-    return _change(path, client, scope, snap, new, mode, summary, notes, secrets)
-
+    summary = f"{where}: " + (f"{label} already up to date" if entry_ok else f"{verb} {label} ({transport} -> {target})")
+    if removed:
+        summary += "; remove " + ", ".join(r.label for r in removed)
+    return _change(path, client, scope, snap, new, mode, summary, notes, secrets, tuple(removed))
 
 
 def _plan_agents_set(loc: Locations, endpoint: str, name: str) -> FileChange:

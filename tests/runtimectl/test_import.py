@@ -20,7 +20,8 @@ from tests.support.daemon import DaemonProc, run_cli
 from tests.support.foundation import closed_port, read_registry, register_remote, temp_homes
 from tests.support.upstream import run_upstream
 
-HINT = "run `runtimectl bootstrap` to replace these entries in the client with the single gateway entry"
+HINT = ("run `runtimectl bootstrap --replace-imported --clients claude` to replace these entries in the client "
+        "with the single gateway entry")
 
 
 def cli(d: DaemonProc | None, *args: str, code: int = 0, env: dict[str, str] | None = None
@@ -181,13 +182,17 @@ def test_dry_run_contacts_no_daemon(tmp_path: Path) -> None:
     assert [m["spec"]["origin"].get("authRef") for m in manifests] == ["env:API_TOKEN", None]
     assert manifests[1]["spec"]["origin"]["env"] == {"FS_API_KEY": "env:FS_API_KEY"}
     assert manifests[1]["spec"]["origin"]["cwd"] == str(project)
-    assert "dry run: 2 to register, 1 skipped; nothing sent to the daemon" in lines and lines[-1] == HINT
+    assert "dry run: 2 to register, 1 skipped; nothing sent to the daemon" in lines
+    assert lines[-1].startswith(f"remove api, fs from {project / '.vscode' / 'mcp.json'} (servers) by hand: the "
+                                "gateway serves them now; `runtimectl bootstrap` does not write VS Code's config")
     assert secret not in res.stdout + res.stderr
 
     data = json.loads(cli(None, "import", "--from", "vscode", "--project", str(project), "--dry-run", "--json",
                           env=env).stdout)
     assert data["dryRun"] is True and data["counts"]["would-add"] == 2
     assert [e["var"] for e in data["exports"]] == ["API_TOKEN", "FS_API_KEY"]
+    assert data["replace"] == [{"path": str(project / ".vscode" / "mcp.json"), "section": "servers",
+                                "client": "VS Code", "keys": ["api", "fs"], "command": None}]
     assert secret not in json.dumps(data)
 
 

@@ -452,3 +452,71 @@ def test_a_file_is_read_once_when_the_project_is_the_home_folder(tmp_path: Path)
     write(home / ".codex" / "config.toml", '[mcp_servers.b]\ncommand = "b"\n')
     assert [e.key for e in importers.read("cursor", loc).entries] == ["a"]
     assert [e.key for e in importers.read("codex", loc).entries] == ["b"]
+
+
+# -- where an entry came from, and whether it still is what was imported ----------------------------------
+
+def test_labels_say_where_each_entry_was(loc: Locations, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    claude = write(loc.home / ".claude.json", {
+        "mcpServers": {"Git Hub": {"type": "http", "url": "https://gh.example.com/mcp"}},
+        "projects": {str(loc.project_dir): {"mcpServers": {"db": {"type": "stdio", "command": "pg-mcp"}}}},
+    })
+    plans = run("claude", loc)
+    assert plans["Git Hub"].manifest["metadata"] == {"name": "git-hub", "labels": {  # type: ignore[index]
+        "runtimed/imported-from": "claude", "runtimed/imported-file": str(claude), "runtimed/imported-key": "Git Hub"}}
+    assert plans["db"].manifest["metadata"]["labels"] == {  # type: ignore[index]
+        "runtimed/imported-from": "claude", "runtimed/imported-file": str(claude), "runtimed/imported-key": "db",
+        "runtimed/imported-project": str(loc.project_dir)}
+    ref = importers.ImportedRef.from_labels(plans["db"].manifest["metadata"]["labels"])  # type: ignore[index]
+    assert ref == importers.ImportedRef("claude", claude, "db", str(loc.project_dir))
+    assert importers.ImportedRef.from_labels({"team": "x"}) is None
+    assert importers.ImportedRef.from_labels(None) is None
+
+    relative = write(tmp_path / "servers.json", {"mcpServers": {"x": {"url": "https://x.example.com/mcp"}}})
+    monkeypatch.chdir(tmp_path)
+    plans = run("servers.json", loc)  # a relative --from FILE: the label holds the absolute path
+    assert plans["x"].manifest["metadata"]["labels"]["runtimed/imported-file"] == str(relative)  # type: ignore[index]
+    assert plans["x"].manifest["metadata"]["labels"]["runtimed/imported-from"] == "file"  # type: ignore[index]
+
+
+def test_bootstrap_target(loc: Locations) -> None:
+    target = importers.bootstrap_target
+    assert target(loc.codex_home / "config.toml", loc) == importers.BootstrapTarget("codex", "user")
+    assert target(loc.home / ".claude.json", loc) == importers.BootstrapTarget("claude", "user")
+    assert target(loc.project_dir / ".mcp.json", loc) == importers.BootstrapTarget("claude", "project", loc.project_dir)
+    assert target(loc.project_dir / ".codex" / "config.toml", loc) == importers.BootstrapTarget(
+        "codex", "project", loc.project_dir)
+    assert target(loc.home / ".cursor" / "mcp.json", loc) is None
+    assert target(loc.home / ".config" / "Claude" / "claude_desktop_config.json", loc) is None
+    assert importers.BootstrapTarget("claude", "project", Path("/a b")).command() == (
+        "runtimectl bootstrap --replace-imported --clients claude --scope project --project-dir '/a b'")
+
+
+def test_still_imported_compares_command_args_or_url(loc: Locations) -> None:
+    claude = loc.home / ".claude.json"
+    ref = importers.ImportedRef("claude", claude, "tools")
+    registered = {"type": "stdio", "command": "/usr/bin/tools-mcp", "args": ["--ro"], "env": {}}
+    entry = {"type": "stdio", "command": "/usr/bin/tools-mcp", "args": ["--ro"]}
+    assert importers.still_imported(ref, "tools", registered, entry, loc) is None
+    assert importers.still_imported(ref, "tools", registered, {**entry, "env": {"DEBUG": "1"}}, loc) is None
+    assert importers.still_imported(ref, "tools", registered, {**entry, "args": ["--rw"]}, loc) == (
+        "it no longer matches what service tools runs: its args differ")
+    assert importers.still_imported(ref, "tools", registered, {**entry, "command": "x", "args": []}, loc) == (
+        "it no longer matches what service tools runs: its command and args differ")
+    assert importers.still_imported(ref, "tools", registered, {"type": "http", "url": "https://a.example/mcp"},
+                                    loc) == ("it no longer matches service tools: the entry is an http server, "
+                                             "the service a stdio one")
+    assert importers.still_imported(ref, "tools", registered, {**entry, "disabled": True}, loc) == (
+        'it changed since it was imported as service tools: it would not be imported now (disabled in the client '
+        '("disabled": true))')
+
+    codex = importers.ImportedRef("codex", loc.codex_home / "config.toml", "docs")
+    remote = {"type": "remote_mcp", "url": "https://docs.example.com/mcp", "transport": "streamable_http"}
+    assert importers.still_imported(codex, "docs", remote, {"url": "https://docs.example.com/mcp"}, loc) is None
+    assert importers.still_imported(codex, "docs", remote, {"url": "https://docs.example.com/v2"}, loc) == (
+        "it no longer matches what service docs runs: its url differs")
+
+    # a project's relative command is taken from the project it was imported from, wherever bootstrap runs
+    mcp = importers.ImportedRef("claude", Path("/srv/app/.mcp.json"), "local")
+    registered = {"type": "stdio", "command": "/srv/app/bin/local", "args": []}
+    assert importers.still_imported(mcp, "local", registered, {"command": "./bin/local"}, loc) is None
