@@ -21,3 +21,53 @@ def test_unknown_fragment_name_is_escaped_in_404(daemon: DaemonProc, path: str) 
     assert r.status_code == 404, r.text
     assert "&lt;img" in r.text, r.text
     assert "<img" not in r.text, r.text
+
+
+# -- issue 14 item 17: the daemon's own fields are shown as they are -----------------------------------------------
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        n = int(ch) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total % 10 == 0
+
+
+def _card_like_run(hexdigest: str) -> str | None:
+    """A run of 13-19 decimal digits in ``hexdigest`` that a card-number pattern would take (Luhn, 2-6 first)."""
+    import re
+
+    for m in re.finditer(r"\d{13,19}", hexdigest):
+        run = m.group()
+        if run[0] in "23456" and _luhn_ok(run):
+            return run
+    return None
+
+
+def test_a_sha256_and_the_manifest_are_shown_intact(daemon: DaemonProc, tmp_path) -> None:
+    import hashlib
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[2] / "examples" / "wasm" / "upper.wat").read_text()
+    # A module whose sha256 holds a digit run that passes the card-number check (found by varying a comment).
+    for nonce in range(200_000):
+        text = f"{source}\n;; nonce {nonce}\n"
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if _card_like_run(digest):
+            break
+    else:
+        raise AssertionError("no nonce gave a card-like sha256")
+    wat = tmp_path / "upper.wat"
+    wat.write_text(text)
+    build = "4111111111111111"  # a label of the user's own manifest: the daemon's field, not captured call data
+    manifest = {"apiVersion": "runtimed/v1", "kind": "MCPService",
+                "metadata": {"name": "up", "labels": {"build": build}},
+                "spec": {"origin": {"type": "local_wasm", "path": str(wat)}}}
+    assert daemon.api("POST", "/api/services", json=manifest).status_code == 201
+    daemon.wait_state("up", "RUNNING")
+    html = daemon.api("GET", "/api/ui/services/up/summary").text
+    assert "card-number" not in html, html
+    assert digest in html
+    assert build in html
+    svc_id = daemon.service("up")["id"]
+    assert svc_id in html

@@ -107,3 +107,34 @@ def test_capability_tool_shape() -> None:
     tool = capability_tool()
     assert tool["name"] == CAPABILITY_TOOL == "runtime__request_capability"
     assert tool["inputSchema"]["required"] == ["description"]
+
+
+# -- issue 14 item 17: card numbers only where a card number can be ------------------------------------------------
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        n = int(ch) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total % 10 == 0
+
+
+def test_a_card_number_needs_the_luhn_check() -> None:
+    assert _luhn_ok("4111111111111111") and not _luhn_ok("4111111111111112")
+    assert "4111" not in redact_text("card 4111 1111 1111 1111 exp 12/29")
+    # 16 digits that fail the check: an order number, not a card.
+    assert redact_text("order 4111 1111 1111 1112 shipped") == "order 4111 1111 1111 1112 shipped"
+    assert redact_text("id 1234567890123456") == "id 1234567890123456"
+    assert redact({"n": 4111111111111112})["n"] == 4111111111111112
+
+
+def test_digits_inside_a_hash_or_id_are_not_a_card_number() -> None:
+    run = "4111111111111111"  # passes the check, but sits inside a hex string
+    sha = "231cffda" + run + "d9cd" + "0" * 36
+    assert redact_text(f"sha256 {sha}") == f"sha256 {sha}"
+    assert redact_text(f"svc_{run}") == f"svc_{run}"
+    assert redact_text(f"rev-{run}x") == f"rev-{run}x"
+    # A millisecond timestamp (13 digits from 1...) is not a card, even when it passes the check.
+    ts = next(str(n) for n in range(1795257416000, 1795257417000) if _luhn_ok(str(n)))
+    assert redact_text(f"at {ts}") == f"at {ts}"
+    assert redact({"t": int(ts)})["t"] == int(ts)

@@ -6,7 +6,9 @@ page shells under ``/status`` are served without the token (security.py), so
 they carry data only when no token is configured (the request then already
 passed the loopback check); with a token, the page's script loads the
 fragments from ``/api/ui`` with the token. The handlers read what the
-``ApiContext`` they are built with holds. Must not change state (actions are
+``ApiContext`` they are built with holds. The daemon's own fields (ids,
+hashes, the manifest) are shown as they are; only text captured from others
+goes through ``records.redaction``. Must not change state (actions are
 the REST API's), show a secret value, or speak MCP.
 """
 
@@ -28,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from runtimed import __version__
 from runtimed.http.bootstrap_api import bootstrap_status, routes as bootstrap_routes
 from runtimed.http.context import ApiContext
-from runtimed.records.redaction import redact
+from runtimed.records.redaction import redact_text
 
 HERE = Path(__file__).resolve().parent
 FRAGMENTS = ("overview", "services", "clients", "insights")
@@ -126,8 +128,15 @@ def service_ctx(d: ApiContext, ref: str, part: str) -> dict[str, Any]:
     ctx: dict[str, Any] = {"svc": svc.summary()}
     if part == "summary":
         detail = svc.detail()
-        ctx.update(manifest=redact(detail["manifest"], max_string=4000), policy=detail["policy"],
-                   backend=redact(detail["backend"]), stats=d.analytics.service_stats(svc.name))
+        # The manifest and the backend's facts are the daemon's own fields (secret references only): shown as
+        # they are. Only what was captured from the child (its stderr lines) goes through redaction.
+        backend = detail["backend"]
+        process = backend.get("process") if isinstance(backend, dict) else None
+        if isinstance(process, dict) and process.get("stderrTail"):
+            backend = {**backend, "process": {**process, "stderrTail": [redact_text(str(line))
+                                                                        for line in process["stderrTail"]]}}
+        ctx.update(manifest=detail["manifest"], policy=detail["policy"], backend=backend,
+                   stats=d.analytics.service_stats(svc.name))
     elif part == "interface":
         iface = svc.interface.to_json() if svc.interface is not None else None
         ctx.update(iface=iface, updated_at=svc.interface_at, last_diff=svc.last_diff, hidden=svc.hidden_tools())
