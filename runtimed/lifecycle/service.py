@@ -74,6 +74,7 @@ class ServiceRuntime:
         self.interface_at: float | None = None
         self.last_diff: JSON = {}
         self.last_error: str | None = None
+        self.last_error_at: float | None = None
         self.failures: collections.deque[float] = collections.deque()
         self.restart_count = 0
         self.next_restart_at: float | None = None
@@ -190,6 +191,7 @@ class ServiceRuntime:
             "healthDetail": self.health_detail,
             "healthLatencyMs": self.health_latency_ms,
             "lastError": self.last_error,
+            "lastErrorAt": self.last_error_at,
             "restarts": self.restart_count,
             "nextRestartAt": self.next_restart_at,
             "quarantineReason": self.quarantine_reason,

@@ -316,8 +316,8 @@ class Supervisor:
     # -- failure and restart policy --------------------------------------
     async def _failed(self, svc: ServiceRuntime, reason: str, health: Health | None = None) -> None:
         """Called with svc.lock held, or from handle_failure which takes it."""
-        svc.last_error = reason
         now = time.time()
+        svc.last_error, svc.last_error_at = reason, now
         rp = svc.manifest.spec.restartPolicy
         svc.failures.append(now)
         while svc.failures and svc.failures[0] < now - rp.windowSeconds:

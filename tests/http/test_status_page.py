@@ -273,3 +273,43 @@ def test_a_stdio_services_page_shows_its_process(page: Page, make_daemon, tmp_pa
     assert pg.locator("[data-process] [data-pid]").inner_text() == str(new) != str(pid)
     assert "1 restarts" in pg.locator(".svc-head").inner_text()
     assert page.errors == []
+
+
+# -- issue 14 item 19: an error shows its cause first, once, with when ----------------------------------------------
+
+def test_a_quarantined_services_error_shows_the_cause_first_and_once(page: Page, make_daemon, tmp_path: Path) -> None:
+    d = make_daemon(env=_home_env(tmp_path))
+    port = free_port()  # nothing listens there: every start is refused
+    manifest = {"apiVersion": "runtimed/v1", "kind": "MCPService", "metadata": {"name": "gone"},
+                "spec": {"origin": {"type": "remote_mcp", "url": f"http://127.0.0.1:{port}/mcp"},
+                         "restartPolicy": {"maxRestarts": 1, "backoff": {"initialMs": 50}}}}
+    assert d.api("POST", "/api/services", json=manifest).status_code == 201
+    svc = d.wait_state("gone", "QUARANTINED", timeout=60)
+    full = svc["lastError"]
+    assert full and "refused" in full.lower()
+    pg = page.page
+    pg.goto(d.url + "/status")
+    pg.wait_for_selector(".live.on")
+    # The services list: the cause leads (not "start failed: cannot start..."), the full text is on hover, and when.
+    cell = pg.locator(f'{_row("gone")} [data-last-error]')
+    cause = cell.locator("[data-cause]").inner_text().strip()
+    assert cause and full.endswith(cause) and len(cause) < len(full), (cause, full)
+    assert cause.lower().startswith("cannot connect")
+    assert cell.get_attribute("title") == full
+    assert "ago" in cell.locator("[data-when]").inner_text()
+    # The service page: the error once (not in the state line, the quarantine line and "Last error" each).
+    pg.goto(d.url + "/status/services/gone")
+    pg.wait_for_selector(".live.on")
+    summary = pg.locator("#summary")
+    text = summary.inner_text()
+    assert text.count("Connection refused") == 1, text
+    assert "2 failures within" in text
+    block = summary.locator("[data-last-error]")
+    assert block.locator("[data-cause]").inner_text().strip() == cause
+    assert block.get_attribute("title") == full
+    assert "ago" in block.locator("[data-when]").inner_text()
+    # Expanded, the full text.
+    block.locator("details summary").click()
+    assert full in block.locator("details").inner_text()
+    page.shot("quarantined_service")
+    assert page.errors == []

@@ -71,3 +71,24 @@ def test_a_sha256_and_the_manifest_are_shown_intact(daemon: DaemonProc, tmp_path
     assert build in html
     svc_id = daemon.service("up")["id"]
     assert svc_id in html
+
+
+# -- issue 14 item 19: the cause of an error, first ----------------------------------------------------------------
+
+def test_split_error_puts_the_cause_first() -> None:
+    from runtimed.http.status.routes import problem, split_error
+
+    assert split_error("start failed: cannot start 'x': initialize to http://h:1/mcp: cannot connect "
+                       "([Errno 111] Connection refused)") == (
+        "cannot connect ([Errno 111] Connection refused)", "start failed: cannot start 'x': initialize to http://h:1/mcp")
+    assert split_error("timed out") == ("timed out", "")
+    # A colon inside brackets is not a cut; a short last part keeps the part before it.
+    assert split_error("call failed: upstream said {\"error\": \"x\"}") == ("upstream said {\"error\": \"x\"}", "call failed")
+    assert split_error("start failed: GET http://h/mcp: HTTP 404: Not Found") == ("HTTP 404: Not Found",
+                                                                                 "start failed: GET http://h/mcp")
+    # Quarantined: the reason without the error it ends with, the error once, the state's note dropped.
+    err = "start failed: x: cannot connect (refused)"
+    q = f"2 failures within 300s (maxRestarts 1); last: {err}"
+    pb = problem({"stateReason": q, "quarantineReason": q, "lastError": err, "lastErrorAt": 5.0})
+    assert pb["note"] == "" and pb["quarantine"] == "2 failures within 300s (maxRestarts 1)"
+    assert pb["error"]["cause"] == "cannot connect (refused)" and pb["error"]["at"] == 5.0

@@ -84,9 +84,60 @@ def _origin(summary: dict[str, Any]) -> str:
     return str(summary.get("originLabel") or "?")
 
 
+_SHORT_CAUSE = 16  # a last part shorter than this ("Not Found") keeps the part before it ("HTTP 404: Not Found")
+
+
+def split_error(text: str) -> tuple[str, str]:
+    """(cause, context) of an error text built as ``context: context: cause``: the part after the last
+    ``": "`` outside brackets, and what led to it. ``"start failed: initialize to URL: cannot connect (...)"``
+    -> ``("cannot connect (...)", "start failed: initialize to URL")``."""
+    cuts, depth = [], 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        elif ch == ":" and depth == 0 and text[i + 1:i + 2] == " ":
+            cuts.append(i)
+    if not cuts:
+        return text.strip(), ""
+    cut = cuts[-1]
+    if len(text) - cut - 2 < _SHORT_CAUSE and len(cuts) > 1:
+        cut = cuts[-2]
+    cause, context = text[cut + 2:].strip(), text[:cut].strip()
+    return (cause, context) if cause else (text.strip(), "")
+
+
+def problem(s: dict[str, Any], stats: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What is wrong with a service, each fact once: ``note`` (the state's reason, unless it only repeats the
+    error), ``quarantine`` (why, without the error it ends with), ``error`` (the service's last error, else the
+    last failed call's: ``text``, ``cause``, ``context``, ``at``, ``label``)."""
+    err, at, label = s.get("lastError"), s.get("lastErrorAt"), "Last error"
+    if not err and stats and isinstance(stats.get("lastError"), dict):
+        call = stats["lastError"]
+        err, at = call.get("message") or call.get("outcome"), call.get("time")
+        label = f"Last failed call ({call.get('tool')})" if call.get("tool") else "Last failed call"
+    note = s.get("stateReason") or ""
+    quarantine = s.get("quarantineReason") or ""
+    if err:
+        tail = f"; last: {err}"
+        if quarantine.endswith(tail):
+            quarantine = quarantine[: -len(tail)]
+        if err in note:
+            note = ""
+    if quarantine and note and quarantine in note:
+        note = ""
+    error = None
+    if err:
+        cause, context = split_error(str(err))
+        error = {"text": str(err), "cause": cause, "context": context, "at": at, "label": label}
+    return {"note": note, "quarantine": quarantine, "error": error}
+
+
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                   trim_blocks=True, lstrip_blocks=True)
 env.filters.update(ago=_ago, clock=_clock, duration=_duration, ms=_ms, pct=_pct, pretty=_pretty, origin=_origin)
+env.globals.update(problem=problem)
 
 
 def _render(template: str, ctx: dict[str, Any], status: int = 200) -> HTMLResponse:
