@@ -313,3 +313,52 @@ def test_a_quarantined_services_error_shows_the_cause_first_and_once(page: Page,
     assert full in block.locator("details").inner_text()
     page.shot("quarantined_service")
     assert page.errors == []
+
+
+# -- issue 14 item 18: a phone's width ---------------------------------------------------------------------------
+
+def _no_sideways_scroll(pg: Any) -> None:
+    sizes = pg.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth, "
+                        "document.body.scrollWidth]")
+    assert sizes[0] <= sizes[1] and sizes[2] <= sizes[1], f"the page scrolls sideways: {sizes}"
+
+
+def _inside(pg: Any, selector: str, width: int) -> None:
+    for box in pg.evaluate("(sel) => Array.from(document.querySelectorAll(sel)).map(e => {"
+                           "const r = e.getBoundingClientRect(); return [r.left, r.right]; })", selector):
+        assert 0 <= box[0] and box[1] <= width, f"{selector} is off-screen at {width} px: {box}"
+
+
+def test_the_page_fits_a_phone_and_a_desktop(browser: Any, make_daemon, tmp_path: Path) -> None:
+    d = make_daemon(env=_home_env(tmp_path))
+    with run_upstream("echo_server") as up:
+        _register(d, "echo-with-a-rather-long-name", up.url + "?tenant=some-long-tenant-identifier-value")
+        assert _call_in_thread(d.mcp_url, "echo-with-a-rather-long-name__echo", {"text": "hi"}).is_error is False
+        for width in (390, 1400):
+            p = Page(browser)
+            try:
+                p.ctx.close()
+                p.ctx = browser.new_context(viewport={"width": width, "height": 900})
+                p.page = p.ctx.new_page()
+                p.page.set_default_timeout(WAIT_MS)
+                pg = p.page
+                pg.goto(d.url + "/status")
+                pg.wait_for_selector(".live.on")
+                row = _row("echo-with-a-rather-long-name")
+                pg.wait_for_selector(row)
+                _no_sideways_scroll(pg)
+                # State, health and the actions are on screen (no table scrolled inside its box either).
+                for part in ("[data-state]", ".badge[class*=' h-']", "button[data-action]"):
+                    _inside(pg, f"{row} {part}", width)
+                display = pg.evaluate("(s) => getComputedStyle(document.querySelector(s)).display", row)
+                assert display == ("table-row" if width > 700 else "block"), display  # a card per service on a phone
+                p.shot(f"status_{width}px")
+                pg.click(f"{row} a")
+                pg.wait_for_url("**/status/services/**")
+                pg.wait_for_selector(".live.on")
+                pg.wait_for_selector('#calls tr[data-call="echo"]')
+                _no_sideways_scroll(pg)
+                _inside(pg, ".svc-head button[data-action]", width)
+                p.shot(f"service_{width}px")
+            finally:
+                p.close()
