@@ -326,7 +326,7 @@ def _no_sideways_scroll(pg: Any) -> None:
 def _inside(pg: Any, selector: str, width: int) -> None:
     for box in pg.evaluate("(sel) => Array.from(document.querySelectorAll(sel)).map(e => {"
                            "const r = e.getBoundingClientRect(); return [r.left, r.right]; })", selector):
-        assert 0 <= box[0] and box[1] <= width, f"{selector} is off-screen at {width} px: {box}"
+        assert box[0] >= 0 and box[1] <= width, f"{selector} is off-screen at {width} px: {box}"
 
 
 def test_the_page_fits_a_phone_and_a_desktop(browser: Any, make_daemon, tmp_path: Path) -> None:
