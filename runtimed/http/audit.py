@@ -1,7 +1,9 @@
 """The call audit and analytics over HTTP: ``GET /api/audit``,
-``GET /api/services/{ref}/calls`` and ``GET /api/analytics``.
+``GET /api/services/{ref}/calls``, ``GET /api/analytics`` and the per-minute
+series of the status page's charts, ``GET /api/services/{ref}/series`` and
+``GET /api/analytics/series`` (the whole gateway).
 
-Owns the query parameters and the answer shapes of these three routes; the
+Owns the query parameters and the answer shapes of these routes; the
 records and stats are ``records.analytics.Analytics``'s, reached through the
 ``ApiContext`` the routes are built with. Must not record or change anything
 (besides flushing pending records to the file the answer names).
@@ -47,6 +49,15 @@ class _Handlers:
                                                limit=limit),
                              "intents": a.top_intents(svc.name)})
 
+    async def service_series(self, request: Request) -> JSONResponse:
+        """``GET /api/services/{ref}/series``: the service's calls, errors and p50/p95 per minute, last hour."""
+        svc = self.ctx.supervisor.get(request.path_params["ref"])
+        return JSONResponse(self.ctx.analytics.series(svc.name))
+
+    async def gateway_series(self, request: Request) -> JSONResponse:
+        """``GET /api/analytics/series``: every service's calls together, per minute, last hour."""
+        return JSONResponse(self.ctx.analytics.series(None))
+
     async def summary(self, request: Request) -> JSONResponse:
         """``GET /api/analytics``: per-service stats, top intents, missing capabilities."""
         return JSONResponse(self.ctx.analytics.summary())
@@ -57,5 +68,7 @@ def routes(ctx: ApiContext) -> list[Route]:
     return [
         Route("/api/audit", h.audit, methods=["GET"]),
         Route("/api/analytics", h.summary, methods=["GET"]),
+        Route("/api/analytics/series", h.gateway_series, methods=["GET"]),
         Route("/api/services/{ref}/calls", h.service_calls, methods=["GET"]),
+        Route("/api/services/{ref}/series", h.service_series, methods=["GET"]),
     ]

@@ -4,7 +4,9 @@ Owns the call audit (``calls.jsonl`` in the state dir, append-only, rotated by
 size through ``events.JsonlLog``, written in batches at most ``FLUSH_S`` after
 each call, at shutdown and before ``/api/audit`` answers), the in-memory recent-call rings and rolling
 per-service stats (calls, error rate, p50/p95 latency over a recent window),
-intent and capability-request records (``intents.jsonl``). Built by
+intent and capability-request records (``intents.jsonl``), and per-minute series over the last hour for the status page's charts
+(calls, errors, p50/p95 from a fixed-size latency histogram: per service and for
+the whole gateway, at most ``SERIES_MINUTES + 1`` buckets each). Built by
 ``runtimed.daemon`` with the settings and the event bus, and registered as a
 ``PolicyEngine`` call sink there; its routes (``/api/audit``,
 ``/api/services/{ref}/calls``, ``/api/analytics``) are ``runtimed.http.audit``'s.
@@ -29,6 +31,7 @@ import collections
 import contextvars
 import itertools
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +52,12 @@ RING_ALL = 5000
 WINDOW_SAMPLES = 2000
 NOT_ERRORS = frozenset({"ok", "cancelled"})  # a cancelled call is the client's choice, not a failure
 TOP_INTENTS = 5
+SERIES_MINUTES = 60  # the charts' window: one point per minute over the last hour
+# Latency histogram of a minute: bins of a fixed ratio (HIST_STEPS per doubling from HIST_BASE_MS), so a
+# percentile read from it is within 2^(1/(2*HIST_STEPS)) - 1 (4.4 %) of the exact one, in bounded memory.
+HIST_BASE_MS = 0.01
+HIST_STEPS = 8
+HIST_BINS = HIST_STEPS * 27  # the last bin holds everything beyond 0.01 ms * 2^27 (22 minutes)
 
 _pending_intent: contextvars.ContextVar[tuple[str, str, str] | None] = contextvars.ContextVar(
     "runtimed_pending_intent", default=None)
@@ -62,6 +71,80 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     return sorted_values[rank - 1]
 
 
+def _bin(duration_ms: float) -> int:
+    if duration_ms <= HIST_BASE_MS:
+        return 0
+    return min(HIST_BINS - 1, math.ceil(math.log2(duration_ms / HIST_BASE_MS) * HIST_STEPS))
+
+
+def _bin_value(index: int) -> float:
+    """The geometric middle of a bin (the value a percentile falling in it is reported as)."""
+    return round(HIST_BASE_MS * 2 ** ((index - 0.5) / HIST_STEPS), 3)
+
+
+class _Minute:
+    __slots__ = ("calls", "errors", "hist")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.errors = 0
+        self.hist: dict[int, int] = {}
+
+    def percentile(self, q: float) -> float | None:
+        if not self.calls:
+            return None
+        rank = max(1, math.ceil(q * self.calls))
+        seen = 0
+        for index in sorted(self.hist):
+            seen += self.hist[index]
+            if seen >= rank:
+                return _bin_value(index)
+        return None  # not reached: the histogram holds every call
+
+
+class MinuteSeries:
+    """Calls, errors and a latency histogram per minute, for the last ``SERIES_MINUTES`` minutes only."""
+
+    def __init__(self) -> None:
+        self._minutes: dict[int, _Minute] = {}
+
+    def __len__(self) -> int:
+        return len(self._minutes)
+
+    def add(self, t: float, duration_ms: float, ok: bool, now: float | None = None) -> None:
+        current = int((time.time() if now is None else now) // 60)
+        minute = int(t // 60)
+        if minute <= current - SERIES_MINUTES or minute > current + 1:
+            return  # older than the window (a record read back at start), or from a clock far ahead
+        bucket = self._minutes.get(minute)
+        if bucket is None:
+            for old in [m for m in self._minutes if m <= current - SERIES_MINUTES]:
+                del self._minutes[old]
+            bucket = self._minutes[minute] = _Minute()
+        bucket.calls += 1
+        if not ok:
+            bucket.errors += 1
+        b = _bin(max(0.0, duration_ms))
+        bucket.hist[b] = bucket.hist.get(b, 0) + 1
+
+    def to_json(self, now: float | None = None) -> JSON:
+        """Columns, oldest minute first, the current (partial) minute last: ``t`` (the minute's start, epoch
+        seconds), ``calls``, ``errors``, ``errorRate``, ``p50Ms``, ``p95Ms`` (None for a minute without calls)."""
+        current = int((time.time() if now is None else now) // 60)
+        minutes = range(current - SERIES_MINUTES + 1, current + 1)
+        empty = _Minute()
+        buckets = [self._minutes.get(m, empty) for m in minutes]
+        return {
+            "stepSeconds": 60,
+            "t": [m * 60 for m in minutes],
+            "calls": [b.calls for b in buckets],
+            "errors": [b.errors for b in buckets],
+            "errorRate": [round(b.errors / b.calls, 4) if b.calls else None for b in buckets],
+            "p50Ms": [b.percentile(0.50) for b in buckets],
+            "p95Ms": [b.percentile(0.95) for b in buckets],
+        }
+
+
 @dataclass
 class ServiceStats:
     calls: int = 0
@@ -70,6 +153,7 @@ class ServiceStats:
         default_factory=lambda: collections.deque(maxlen=WINDOW_SAMPLES))
     last_error: JSON | None = None
     last_call_at: float | None = None
+    series: MinuteSeries = field(default_factory=MinuteSeries)
 
     def add(self, rec: JSON) -> None:
         ok = rec.get("outcome") in NOT_ERRORS
@@ -81,6 +165,7 @@ class ServiceStats:
         t = float(rec.get("time") or time.time())
         self.last_call_at = t
         self.samples.append((t, float(rec.get("durationMs") or 0.0), ok))
+        self.series.add(t, float(rec.get("durationMs") or 0.0), ok)
 
     def to_json(self, now: float | None = None) -> JSON:
         now = time.time() if now is None else now
@@ -114,6 +199,7 @@ class Analytics:
         self.all: collections.deque[JSON] = collections.deque(maxlen=RING_ALL)
         self.by_service: dict[str, collections.deque[JSON]] = {}
         self.stats: dict[str, ServiceStats] = {}
+        self.gateway_series = MinuteSeries()  # every service's calls together
         self.intents: dict[tuple[str, str], collections.Counter[str]] = {}
         self.capabilities: dict[str, JSON] = {}
         self._pending: list[JSON] = []  # call records not yet written (see flush)
@@ -202,6 +288,8 @@ class Analytics:
         self.all.append(rec)
         self.by_service.setdefault(name, collections.deque(maxlen=RING_PER_SERVICE)).append(rec)
         self.stats.setdefault(name, ServiceStats()).add(rec)
+        self.gateway_series.add(float(rec.get("time") or time.time()), float(rec.get("durationMs") or 0.0),
+                                rec.get("outcome") in NOT_ERRORS)
 
     def record_intent(self, service: str, tool: str, intent: str | None, client: str | None = None) -> None:
         """An agent's stated intent for a call about to be made (from ``_intent``).
@@ -256,6 +344,16 @@ class Analytics:
     def service_stats(self, name: str) -> JSON:
         st = self.stats.get(name)
         return (st or ServiceStats()).to_json()
+
+    def series(self, service: str | None) -> JSON:
+        """Per-minute calls, errors, error rate and p50/p95 over the last hour: one service's, or (None) the
+        whole gateway's. See ``MinuteSeries.to_json``."""
+        if service is None:
+            source = self.gateway_series
+        else:
+            st = self.stats.get(service)
+            source = st.series if st is not None else MinuteSeries()
+        return {"service": service, "minutes": SERIES_MINUTES, **source.to_json()}
 
     def recent(self, service: str | None = None, tool: str | None = None, outcome: str | None = None,
                limit: int = 100, before: int | None = None) -> list[JSON]:

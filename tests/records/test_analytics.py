@@ -132,3 +132,65 @@ async def test_intents_and_capability_requests(tmp_path: Path) -> None:
     assert again.analytics.missing_capabilities()[0]["count"] == 2
     again.analytics.close()
     again.events.close()
+
+
+# -- issue 14 item 20: per-minute series for the charts -------------------------------------------------------------
+
+def test_minute_series_cover_the_last_hour_bounded(tmp_path: Path) -> None:
+    import time
+
+    from runtimed.records.analytics import SERIES_MINUTES
+    from runtimed.state.events import EventBus
+
+    settings = Settings(state_dir=tmp_path / "s")
+    events = EventBus()
+    a = Analytics(settings, events)
+    now = time.time()
+    start_minute = int(now // 60) - 3 * 60  # three hours of calls, ten a minute, two of them failing
+    for minute in range(start_minute, int(now // 60) + 1):
+        for i in range(10):
+            a.record({"time": minute * 60 + i, "service": "svc", "tool": "t", "durationMs": float(i + 1),
+                      "outcome": "ok" if i < 8 else "upstream_fault"})
+            a.record({"time": minute * 60 + i, "service": "other", "tool": "t", "durationMs": 1.0, "outcome": "ok"})
+    s = a.series("svc")
+    assert s["service"] == "svc" and s["stepSeconds"] == 60 and len(s["t"]) == SERIES_MINUTES == 60
+    for key in ("calls", "errors", "errorRate", "p50Ms", "p95Ms"):
+        assert len(s[key]) == 60, key
+    assert s["t"][-1] == int(now // 60) * 60 and s["t"][0] == s["t"][-1] - 59 * 60
+    assert s["calls"] == [10] * 60 and s["errors"] == [2] * 60  # nothing older than the hour
+    assert s["errorRate"][-1] == 0.2
+    # Percentiles from a bounded histogram: within 5 % of the exact ones (5 ms and 10 ms).
+    assert abs(s["p50Ms"][-1] - 5.0) <= 0.25 and abs(s["p95Ms"][-1] - 10.0) <= 0.5
+    g = a.series(None)
+    assert g["service"] is None and g["calls"] == [20] * 60 and g["errors"] == [2] * 60
+    # Bounded: one bucket per minute of the window, whatever came before.
+    assert len(a.stats["svc"].series) <= SERIES_MINUTES + 1
+    # A minute without calls is a zero for counts, a gap (None) for rates and latencies.
+    assert a.series("nobody")["calls"] == [0] * 60 and a.series("nobody")["p50Ms"] == [None] * 60
+    a.close()
+    # After a restart the series are rebuilt from calls.jsonl.
+    again = Analytics(settings, events)
+    assert again.series("svc")["calls"][-1] == 10
+    again.close()
+    events.close()
+
+
+def test_series_over_http(make_daemon) -> None:
+    d = make_daemon()
+    with run_upstream("echo_server") as up:
+        assert d.api("POST", "/api/services", json=_echo_manifest(up.url)).status_code == 201
+        d.wait_state("echo", "RUNNING")
+
+        async def calls() -> None:
+            async with Client(d.mcp_url) as c:
+                await c.call_tool("echo__echo", {"text": "hello"})
+                await c.call_tool("echo__fail", {})
+
+        asyncio.run(calls())
+        s = d.wait_for(lambda: (r := d.api("GET", "/api/services/echo/series").json())["calls"][-1] >= 2 and r,
+                       what="the calls in the series")
+    assert s["service"] == "echo" and s["errors"][-1] == 1 and s["p95Ms"][-1] > 0
+    g = d.api("GET", "/api/analytics/series").json()
+    assert g["service"] is None and sum(g["calls"]) == 2 and sum(g["errors"]) == 1
+    r = d.api("GET", "/api/services/nope/series")
+    assert r.status_code == 404 and "nope" in r.json()["error"]
