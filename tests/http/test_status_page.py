@@ -58,8 +58,8 @@ def browser() -> Iterator[Any]:
 class Page:
     """A browser page that records console errors and uncaught exceptions."""
 
-    def __init__(self, browser: Any) -> None:
-        self.ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    def __init__(self, browser: Any, width: int = 1400, height: int = 1000) -> None:
+        self.ctx = browser.new_context(viewport={"width": width, "height": height})
         self.page = self.ctx.new_page()
         self.errors: list[str] = []
         self.page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
@@ -335,12 +335,8 @@ def test_the_page_fits_a_phone_and_a_desktop(browser: Any, make_daemon, tmp_path
         _register(d, "echo-with-a-rather-long-name", up.url + "?tenant=some-long-tenant-identifier-value")
         assert _call_in_thread(d.mcp_url, "echo-with-a-rather-long-name__echo", {"text": "hi"}).is_error is False
         for width in (390, 1400):
-            p = Page(browser)
+            p = Page(browser, width=width, height=900)
             try:
-                p.ctx.close()
-                p.ctx = browser.new_context(viewport={"width": width, "height": 900})
-                p.page = p.ctx.new_page()
-                p.page.set_default_timeout(WAIT_MS)
                 pg = p.page
                 pg.goto(d.url + "/status")
                 pg.wait_for_selector(".live.on")
@@ -362,3 +358,75 @@ def test_the_page_fits_a_phone_and_a_desktop(browser: Any, make_daemon, tmp_path
                 p.shot(f"service_{width}px")
             finally:
                 p.close()
+            assert p.errors == []
+
+
+# -- issue 14 item 20: charts drawn with data ---------------------------------------------------------------------
+
+def _chart(pg: Any, name: str) -> dict[str, Any]:
+    """What the chart ``name`` draws: its canvas's size and, per series after time, the sum and the count of
+    points with a value above zero (read from the uPlot instance the page keeps on the chart's element)."""
+    return pg.evaluate("""(name) => {
+        const fig = document.querySelector('[data-chart="' + name + '"]');
+        const canvas = fig && fig.querySelector('canvas');
+        const u = fig && fig._uplot;
+        if (!canvas || !u) return null;
+        const r = canvas.getBoundingClientRect();
+        return {width: r.width, right: r.right, height: r.height, labels: u.series.slice(1).map(s => s.label),
+                series: u.data.slice(1).map(col => ({sum: col.reduce((a, v) => a + (v || 0), 0),
+                                                     positive: col.filter(v => v > 0).length}))};
+    }""", name)
+
+
+def _wait_chart(pg: Any, name: str, series: int, at_least: float) -> dict[str, Any]:
+    pg.wait_for_function("""([name, i, n]) => {
+        const fig = document.querySelector('[data-chart="' + name + '"]');
+        return !!(fig && fig._uplot && fig.querySelector('canvas') &&
+                  fig._uplot.data[i + 1].reduce((a, v) => a + (v || 0), 0) >= n);
+    }""", arg=[name, series, at_least])
+    got = _chart(pg, name)
+    assert got is not None
+    return got
+
+
+def test_charts_are_drawn_with_data_after_calls(browser: Any, make_daemon, tmp_path: Path) -> None:
+    d = make_daemon(env=_home_env(tmp_path))
+    with run_upstream("echo_server") as up:
+        _register(d, "echo", up.url)
+        for args in ({"text": "a"}, {"text": "b"}):
+            assert _call_in_thread(d.mcp_url, "echo__echo", args).is_error is False
+        assert _call_in_thread(d.mcp_url, "echo__fail", {}).is_error is True
+        calls = 3
+        for width in (1400, 390):
+            p = Page(browser, width=width, height=900)
+            try:
+                pg = p.page
+                # The overview: the whole gateway's calls and errors per minute.
+                pg.goto(d.url + "/status")
+                pg.wait_for_selector(".live.on")
+                g = _wait_chart(pg, "gateway", 0, calls)
+                assert g["labels"][:2] == ["calls", "errors"]
+                assert g["series"][0]["positive"] >= 1 and g["series"][1]["sum"] >= 1
+                assert g["width"] > 0 and g["right"] <= width and g["height"] > 0
+                _no_sideways_scroll(pg)
+                # The service page: calls per minute, error rate, p50/p95.
+                pg.goto(d.url + "/status/services/echo")
+                pg.wait_for_selector(".live.on")
+                c = _wait_chart(pg, "calls", 0, calls)
+                assert c["series"][1]["sum"] >= 1  # errors
+                e = _wait_chart(pg, "errors", 0, 1)  # the error rate, in percent, above zero in some minute
+                assert e["series"][0]["positive"] >= 1
+                lat = _wait_chart(pg, "latency", 0, 0.001)
+                assert lat["labels"] == ["p50", "p95"] and lat["series"][1]["positive"] >= 1
+                for name in ("calls", "errors", "latency"):
+                    got = _chart(pg, name)
+                    assert got is not None and got["width"] > 0 and got["right"] <= width
+                _no_sideways_scroll(pg)
+                p.shot(f"charts_{width}px")
+                # Live: a call made now is drawn without a reload.
+                assert _call_in_thread(d.mcp_url, "echo__echo", {"text": "live"}).is_error is False
+                calls += 1
+                _wait_chart(pg, "calls", 0, calls)
+            finally:
+                p.close()
+            assert p.errors == []

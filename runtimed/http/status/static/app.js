@@ -1,7 +1,11 @@
 // The status page's script: token entry, HTML fragments from /api/ui, actions,
-// and live updates from /api/events read as a fetch() stream (so the bearer
-// token travels in a header, never in a URL). No polling: fragments are
-// refetched only when an event says something changed.
+// charts of the last hour (uPlot, vendored under /static/vendor/uplot), and
+// live updates from /api/events read as a fetch() stream (so the bearer token
+// travels in a header, never in a URL). No polling: fragments and chart data
+// are refetched only when an event says something changed; as minutes pass
+// without calls, the charts slide by themselves (a minute without an event
+// has no calls). Mutating requests send a JSON body (Content-Type:
+// application/json), which no cross-site form can.
 "use strict";
 
 (function () {
@@ -80,6 +84,7 @@
 
   function refreshAll() {
     document.querySelectorAll("[data-fragment]").forEach(function (el) { refresh(el.dataset.fragment); });
+    refreshCharts();
   }
 
   async function flush() {
@@ -124,7 +129,7 @@
     btn.disabled = true;
     try {
       const path = "/api/services/" + encodeURIComponent(name) + (verb === "remove" ? "" : "/" + verb);
-      const r = await request(verb === "remove" ? "DELETE" : "POST", path);
+      const r = await request(verb === "remove" ? "DELETE" : "POST", path, { json: {} });
       const data = await r.json().catch(function () { return {}; });
       if (!r.ok) {
         toast(verbs[verb] + " " + name + ": " + (data.error || r.statusText), "error");
@@ -187,6 +192,137 @@
     else if (el.dataset.copy) copy(el);
   });
 
+  // -------------------------------------------------------------- charts
+  // Each [data-series] holds figures [data-chart=KIND]; its URL answers columns per minute
+  // (t, calls, errors, errorRate, p50Ms, p95Ms). The uPlot instance is kept on the figure (fig._uplot).
+  const CHART_HEIGHT = 150;
+  let chartTimer = null;
+
+  function cssVar(name, fallback) {
+    const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    return v || fallback;
+  }
+
+  // A legend value: the hovered minute's, else the latest minute with a value.
+  function legendValue(format) {
+    return function (u, v, si, idx) {
+      if (idx == null) {
+        const col = u.data[si];
+        for (let i = col.length - 1; i >= 0; i--) { if (col[i] != null) { v = col[i]; break; } }
+      }
+      return v == null ? "—" : format(v);
+    };
+  }
+
+  function chartSpec(kind, s) {
+    const accent = cssVar("--accent", "#2f6fde"), bad = cssVar("--bad", "#c02d2d"), warn = cssVar("--warn", "#a86400");
+    const fromZero = function (u, min, max) { return [0, Math.max(1, (max || 0) * 1.15)]; };
+    // Sparse series (a rate or a latency exists only in minutes with calls): their points are drawn too.
+    const dots = { show: true, size: 5 };
+    if (kind === "errors") {
+      return { data: [s.t, s.errorRate.map(function (v) { return v == null ? null : Math.round(v * 1000) / 10; })],
+               series: [{ label: "error rate", stroke: bad, width: 1.5, points: dots,
+                          value: legendValue(function (v) { return v + "%"; }) }],
+               y: { range: function (u, min, max) { return [0, Math.max(5, Math.min(100, (max || 0) * 1.15))]; },
+                    unit: "%" } };
+    }
+    if (kind === "latency") {
+      const ms = legendValue(function (v) { return (v >= 10 ? v.toFixed(0) : v.toFixed(1)) + " ms"; });
+      return { data: [s.t, s.p50Ms, s.p95Ms],
+               series: [{ label: "p50", stroke: accent, width: 1.5, points: dots, value: ms },
+                        { label: "p95", stroke: warn, width: 1.5, points: dots, value: ms }],
+               y: { range: fromZero, unit: "ms" } };
+    }
+    // calls (a service) and gateway (every service): calls and errors per minute (zero in a quiet minute)
+    const count = legendValue(String);
+    return { data: [s.t, s.calls, s.errors],
+             series: [{ label: "calls", stroke: accent, fill: accent + "22", width: 1.5, value: count },
+                      { label: "errors", stroke: bad, width: 1.5, value: count }],
+             y: { range: fromZero, unit: "/min", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] } };
+  }
+
+  function hhmm(t) {
+    return new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function chartOptions(kind, spec, width) {
+    const muted = cssVar("--muted", "#6b7280"), line = cssVar("--line", "#e3e6eb");
+    const axis = { stroke: muted, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
+    return {
+      width: width, height: CHART_HEIGHT,
+      cursor: { drag: { x: false, y: false } },
+      legend: { live: true },
+      scales: { x: { time: true }, y: { range: spec.y.range } },
+      series: [{ label: "minute", value: function (u, v) { return v == null ? "latest" : hhmm(v); } }]
+        .concat(spec.series.map(function (x) { return Object.assign({ spanGaps: false }, x); })),
+      axes: [Object.assign({ values: function (u, ticks) { return ticks.map(hhmm); } }, axis),
+             Object.assign({ size: 44, incrs: spec.y.incrs, values: function (u, ticks) {
+               return ticks.map(function (v) { return v + (spec.y.unit === "%" ? "%" : ""); });
+             } }, axis)],
+    };
+  }
+
+  function drawChart(fig, series) {
+    if (typeof uPlot === "undefined") return;
+    const kind = fig.dataset.chart;
+    const spec = chartSpec(kind, series);
+    const plot = fig.querySelector(".plot");
+    const width = Math.max(120, Math.floor(plot.clientWidth));
+    if (fig._uplot) {
+      fig._uplot.setData(spec.data);
+      if (Math.abs(fig._uplot.width - width) > 1) fig._uplot.setSize({ width: width, height: CHART_HEIGHT });
+    } else {
+      plot.textContent = "";
+      fig._uplot = new uPlot(chartOptions(kind, spec, width), spec.data, plot);
+    }
+    fig.dataset.drawn = "true";
+  }
+
+  async function loadSeries(box) {
+    let r;
+    try {
+      r = await request("GET", box.dataset.series);
+    } catch (e) {
+      return; // unauthorized (handled) or the daemon is away (the stream reconnects and refreshes)
+    }
+    if (!r.ok) return;
+    box._series = await r.json();
+    box.querySelectorAll("[data-chart]").forEach(function (fig) { drawChart(fig, box._series); });
+  }
+
+  function refreshCharts() {
+    if (chartTimer !== null) return;
+    chartTimer = setTimeout(function () { // coalesce a burst of calls into one fetch per chart group
+      chartTimer = null;
+      document.querySelectorAll("[data-series]").forEach(loadSeries);
+    }, 500);
+  }
+
+  // A new minute without a call event: the charts slide left by one empty minute each.
+  function slideCharts() {
+    const minute = Math.floor(Date.now() / 60000) * 60;
+    document.querySelectorAll("[data-series]").forEach(function (box) {
+      const s = box._series;
+      if (!s || !s.t.length || s.t[s.t.length - 1] >= minute) return;
+      while (s.t[s.t.length - 1] < minute) {
+        s.t.push(s.t[s.t.length - 1] + 60);
+        s.calls.push(0); s.errors.push(0); s.errorRate.push(null); s.p50Ms.push(null); s.p95Ms.push(null);
+        ["t", "calls", "errors", "errorRate", "p50Ms", "p95Ms"].forEach(function (k) { s[k].shift(); });
+      }
+      box.querySelectorAll("[data-chart]").forEach(function (fig) { drawChart(fig, s); });
+    });
+  }
+
+  let resizeTimer = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(function () {
+      document.querySelectorAll("[data-series]").forEach(function (box) {
+        if (box._series) box.querySelectorAll("[data-chart]").forEach(function (fig) { drawChart(fig, box._series); });
+      });
+    }, 150);
+  });
+
   // -------------------------------------------------------------- uptime
   function tickUptime() {
     document.querySelectorAll("[data-uptime-since]").forEach(function (el) {
@@ -197,7 +333,7 @@
       el.textContent = (d ? d + "d " : "") + (d || h ? h + "h " : "") + m + "m " + s + "s";
     });
   }
-  setInterval(tickUptime, 1000); // a local clock only; nothing is fetched
+  setInterval(function () { tickUptime(); slideCharts(); }, 1000); // a local clock only; nothing is fetched
 
   // --------------------------------------------------------- live stream
   let lastId = 0;
@@ -216,6 +352,7 @@
     if (type === "capability.requested") { refresh("/api/ui/insights"); return; }
     if (type === "call") {
       refresh("/api/ui/services");
+      if (!serviceName || svc === serviceName) refreshCharts();
       if (serviceName && svc === serviceName) {
         refresh(servicePart("calls"));
         refresh(servicePart("summary"));
@@ -317,6 +454,7 @@
       return !el.innerHTML.trim();
     });
     if (needLoad) refreshAll();
+    else refreshCharts();
     tickUptime();
     run();
   }
