@@ -92,3 +92,58 @@ def test_split_error_puts_the_cause_first() -> None:
     pb = problem({"stateReason": q, "quarantineReason": q, "lastError": err, "lastErrorAt": 5.0})
     assert pb["note"] == "" and pb["quarantine"] == "2 failures within 300s (maxRestarts 1)"
     assert pb["error"]["cause"] == "cannot connect (refused)" and pb["error"]["at"] == 5.0
+
+
+# -- issue 14 item 20: the policy panel, readable, configured apart from live -------------------------------------
+
+def _fields(html: str, which: str) -> dict[str, str]:
+    """``{field: text}`` of the ``<dl data-policy=which>`` in a fragment (tags stripped, spaces collapsed)."""
+    import html as html_lib
+    import re
+
+    m = re.search(rf'<dl[^>]*data-policy="{which}"[^>]*>(.*?)</dl>', html, re.S)
+    assert m, f"no {which} policy fields in: {html[:2000]}"
+    out = {}
+    for key, dd in re.findall(r'data-field="([^"]+)"[^>]*>\s*<dt>[^<]*</dt>\s*<dd[^>]*>(.*?)</dd>', m.group(1), re.S):
+        out[key] = " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", dd)).split())
+    return out
+
+
+def test_the_policy_panel_shows_configured_and_live_apart(daemon: DaemonProc) -> None:
+    import asyncio
+
+    from mcp import Client
+
+    from tests.support.upstream import run_upstream
+
+    with run_upstream("echo_server") as up:
+        manifest = {"apiVersion": "runtimed/v1", "kind": "MCPService", "metadata": {"name": "echo"},
+                    "spec": {"origin": {"type": "remote_mcp", "url": up.url},
+                             "policy": {"timeoutMs": 5000, "deniedTools": ["fail", "slow"], "maxPayloadBytes": 1048576,
+                                        "rateLimit": {"calls": 2, "per": "minute"},
+                                        "cache": {"ttlSeconds": 60, "tools": ["add"]}}}}
+        assert daemon.api("POST", "/api/services", json=manifest).status_code == 201
+        daemon.wait_state("echo", "RUNNING")
+
+        async def call() -> None:
+            async with Client(daemon.mcp_url) as c:
+                await c.call_tool("echo__echo", {"text": "hi"})
+
+        asyncio.run(call())
+        daemon.wait_for(lambda: daemon.api("GET", "/api/services/echo/calls").json()["stats"]["calls"] == 1,
+                        what="the call recorded")
+        html = daemon.api("GET", "/api/ui/services/echo/summary").text
+    assert "Effective policy" not in html and "&#34;inFlight&#34;" not in html  # no raw JSON dump
+    conf = _fields(html, "configured")
+    assert conf["timeout"] == "5 s"
+    assert conf["denied"] == "fail, slow" and conf["allowed"] == "all"
+    assert conf["payload"] == "1 MiB"
+    assert conf["rate"] == "2 per minute"
+    assert conf["cache"].startswith("60 s") and "add" in conf["cache"]
+    assert "5 faults in a row" in conf["breaker"]
+    live = _fields(html, "live")
+    assert live["inflight"].startswith("0 of ")
+    assert live["rate"].startswith("1 of 2 used")
+    assert live["breaker"].startswith("closed")
+    assert live["outcomes"] == "ok 1"
+    assert "timeout" not in live and "inflight" not in conf  # each fact on its side

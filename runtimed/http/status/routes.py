@@ -134,10 +134,84 @@ def problem(s: dict[str, Any], stats: dict[str, Any] | None = None) -> dict[str,
     return {"note": note, "quarantine": quarantine, "error": error}
 
 
+def _span(ms: Any) -> str:
+    """A duration in milliseconds, readable: ``250 ms``, ``5 s``, ``1.5 s``, ``2 min``."""
+    if not isinstance(ms, (int, float)):
+        return "—"
+    if ms < 1000:
+        return f"{ms:g} ms"
+    if ms < 120_000 or ms % 60_000:
+        return f"{ms / 1000:g} s"
+    return f"{ms / 60_000:g} min"
+
+
+def _bytes(n: Any) -> str:
+    if not isinstance(n, int):
+        return "—"
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} B"
+
+
+def _names(items: Any, none: str) -> str:
+    return ", ".join(str(i) for i in items) if items else none
+
+
+def policy_view(pol: dict[str, Any]) -> dict[str, list[tuple[str, str, str]]]:
+    """A service's policy (``ServicePolicy.describe()``) as readable fields, ``(key, label, text)``: what is
+    configured (the manifest over the daemon's defaults) apart from what is live (counters and states)."""
+    rate, cache, br = pol.get("rateLimit"), pol.get("cache"), pol.get("breaker") or {}
+    configured = [
+        ("timeout", "Timeout", _span(pol.get("timeoutMs"))),
+        ("connect", "Connect timeout", _span(pol.get("connectTimeoutMs"))),
+        ("allowed", "Allowed tools", _names(pol.get("allowedTools"), "all")),
+        ("denied", "Denied tools", _names(pol.get("deniedTools"), "none")),
+        ("readonly", "Read-only", "only tools marked read-only" if pol.get("readOnly") else "no"),
+        ("payload", "Max payload", _bytes(pol.get("maxPayloadBytes"))),
+        ("concurrency", "Concurrent calls", f"at most {pol.get('maxConcurrency')}"),
+        ("queue", "Queue", f"{pol.get('maxQueue')} waiting, for up to {_span(pol.get('queueTimeoutMs'))}"),
+        ("retries", "Retries", f"{pol.get('retries')} (safe requests only)"),
+        ("rate", "Rate limit", f"{rate['calls']} per {rate['per']}" if rate else "none"),
+        ("cache", "Result cache",
+         (f"{cache['ttlSeconds']:g} s for {_names(cache.get('tools'), 'no listed tools')}"
+          + (" and read-only tools" if cache.get("readOnlyHint") else "") + f", at most {cache.get('maxEntries')} entries")
+         if cache else "off"),
+        ("breaker", "Circuit breaker",
+         f"opens after {br.get('threshold')} faults in a row, tries again after {_span(br.get('cooldownMs'))}"),
+    ]
+    live = [
+        ("inflight", "In flight", f"{pol.get('inFlight', 0)} of {pol.get('maxConcurrency')}"),
+        ("queued", "Queued", f"{pol.get('queued', 0)} of {pol.get('maxQueue')}"),
+    ]
+    if rate:
+        text = f"{rate.get('used', 0)} of {rate['calls']} used this {rate['per']}, {rate.get('remaining', 0)} left"
+        if rate.get("resumesAt"):
+            text += f"; resumes at {rate['resumesAt']}"
+        if rate.get("persistError"):
+            text += f"; not saved: {rate['persistError']}"
+        live.append(("rate", "Rate limit", text))
+    if cache:
+        live.append(("cache", "Result cache",
+                     f"{cache.get('entries', 0)} entries, {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses"))
+    breaker = f"{br.get('state', '?')}, {br.get('consecutiveFaults', 0)} of {br.get('threshold')} faults in a row"
+    if br.get("trips"):
+        breaker += f", tripped {br['trips']}×"
+    if br.get("retryInSeconds") is not None:
+        breaker += f", tries again in {br['retryInSeconds']:g} s"
+    if br.get("lastFault"):
+        breaker += f"; last fault: {br['lastFault']}"
+    live.append(("breaker", "Circuit breaker", breaker))
+    outcomes = pol.get("outcomes") or {}
+    live.append(("outcomes", "Outcomes", " · ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(outcomes.items()))
+                 or "no calls yet"))
+    return {"configured": configured, "live": live}
+
+
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                   trim_blocks=True, lstrip_blocks=True)
 env.filters.update(ago=_ago, clock=_clock, duration=_duration, ms=_ms, pct=_pct, pretty=_pretty, origin=_origin)
-env.globals.update(problem=problem)
+env.globals.update(problem=problem, policy_view=policy_view)
 
 
 def _render(template: str, ctx: dict[str, Any], status: int = 200) -> HTMLResponse:
