@@ -349,6 +349,10 @@ def test_the_page_fits_a_phone_and_a_desktop(browser: Any, make_daemon, tmp_path
                 display = pg.evaluate("(s) => getComputedStyle(document.querySelector(s)).display", row)
                 assert display == ("table-row" if width > 700 else "block"), display  # a card per service on a phone
                 p.shot(f"status_{width}px")
+                pg.click("#add-service > summary")  # the add form fits too
+                pg.wait_for_selector("#add-form")
+                _no_sideways_scroll(pg)
+                _inside(pg, "#add-form button[type=submit]", width)
                 pg.click(f"{row} a")
                 pg.wait_for_url("**/status/services/**")
                 pg.wait_for_selector(".live.on")
@@ -430,3 +434,83 @@ def test_charts_are_drawn_with_data_after_calls(browser: Any, make_daemon, tmp_p
             finally:
                 p.close()
             assert p.errors == []
+
+
+# -- issue 14 item 20: add a service from the page ------------------------------------------------------------------
+
+def _add_from_page(pg: Any, kind: str, target: str, name: str | None = None) -> None:
+    form = pg.locator("#add-form")
+    if not form.is_visible():
+        pg.click("#add-service > summary")
+    form.locator(f'input[name="kind"][value="{kind}"]').check()
+    form.locator("#add-target").fill(target)
+    if name is not None:
+        form.locator("#add-name").fill(name)
+    form.locator('button[type="submit"]').click()
+
+
+def _form_error(pg: Any) -> str:
+    pg.wait_for_selector("#add-error:not([hidden])")
+    text = pg.locator("#add-error").inner_text().strip()
+    pg.evaluate("document.getElementById('add-error').hidden = true")
+    return text
+
+
+def test_add_a_service_from_the_page(page: Page, make_daemon, tmp_path: Path) -> None:
+    import shlex
+    import sys
+
+    d = make_daemon(env=_home_env(tmp_path))
+    pg = page.page
+    pg.goto(d.url + "/status")
+    pg.wait_for_selector(".live.on")
+    with run_upstream("echo_server") as up:
+        # A remote URL: the name is suggested as the CLI derives it (a local port: local-<port>).
+        port = up.url.split(":")[2].split("/")[0]
+        pg.click("#add-service > summary")
+        pg.locator('#add-form input[name="kind"][value="url"]').check()
+        pg.locator("#add-target").fill(up.url)
+        assert pg.locator("#add-name").input_value() == f"local-{port}"
+        pg.locator('#add-form button[type="submit"]').click()
+        pg.wait_for_selector(f'{_row(f"local-{port}")} [data-state="RUNNING"]')
+        assert pg.locator("#add-target").input_value() == ""  # the form is ready for the next one
+
+        # Refusals say what the daemon (and so the CLI) says, word for word.
+        bad = {"apiVersion": "runtimed/v1", "kind": "MCPService", "metadata": {"name": "bad"},
+               "spec": {"origin": {"type": "remote_mcp", "url": "ftp://example.com/mcp"}}}
+        daemon_says = d.api("POST", "/api/services", json=bad).json()["error"]
+        _add_from_page(pg, "url", "ftp://example.com/mcp", "bad")
+        assert _form_error(pg) == daemon_says
+        _add_from_page(pg, "url", up.url + "?x=1", "Bad Name")
+        assert "metadata.name" in _form_error(pg)
+        _add_from_page(pg, "command", "no-such-program-xyz --flag", "nope")
+        assert "no-such-program-xyz" in _form_error(pg)
+        _add_from_page(pg, "wasm", str(tmp_path / "missing.wasm"), "missing")
+        assert _form_error(pg) == f"{tmp_path / 'missing.wasm'}: no such file"
+        # The page's own checks: nothing entered, an unclosed quote, a name already taken.
+        _add_from_page(pg, "url", "", "x")
+        assert "URL" in _form_error(pg)
+        _add_from_page(pg, "command", "python3 'unclosed", "x")
+        assert "quote" in _form_error(pg)
+        _add_from_page(pg, "url", up.url, f"local-{port}")
+        assert "already" in _form_error(pg)
+        assert {s["name"] for s in d.api("GET", "/api/services").json()["services"]} == {f"local-{port}"}
+
+        # A WASM file: named after it (a name cleared by the user is suggested again).
+        wat = Path(__file__).resolve().parents[2] / "examples" / "wasm" / "upper.wat"
+        pg.locator('#add-form input[name="kind"][value="wasm"]').check()
+        pg.locator("#add-target").fill(str(wat))
+        pg.locator("#add-name").fill("")
+        assert pg.locator("#add-name").input_value() == "upper"
+        pg.locator('#add-form button[type="submit"]').click()
+        pg.wait_for_selector(f'{_row("upper")} [data-state="RUNNING"]')
+
+        # A stdio command, split as a shell would (quotes kept together), run without one.
+        server = Path(__file__).resolve().parents[1] / "upstreams" / "stdio_server.py"
+        line = f"{shlex.quote(sys.executable)} {shlex.quote(str(server))} --name 'my upstream'"
+        _add_from_page(pg, "command", line, "kid")
+        pg.wait_for_selector(f'{_row("kid")} [data-state="RUNNING"]')
+        origin = d.service("kid")["manifest"]["spec"]["origin"]
+        assert origin["command"] == sys.executable and origin["args"] == [str(server), "--name", "my upstream"]
+        page.shot("added_from_the_page")
+    assert page.errors == [] or all("422" in e or "409" in e or "404" in e for e in page.errors), page.errors

@@ -323,6 +323,175 @@
     }, 150);
   });
 
+  // ------------------------------------------------------- add a service
+  // The form builds the manifest `runtimectl add` would (a URL, a command split as a shell would but run
+  // without one, or a file) and posts it to /api/services: the daemon's checks and messages are the CLI's.
+  // The page itself checks only what never reaches the daemon (nothing entered, an unclosed quote) and that
+  // the name is free (POST /api/services would update a service of that name).
+  const KINDS = {
+    url: { label: "URL", placeholder: "https://mcp.example.com/mcp", missing: "enter the server's URL",
+           hint: "The http(s) URL of a remote MCP server (Streamable HTTP)." },
+    command: { label: "Command", placeholder: "npx -y @modelcontextprotocol/server-filesystem /srv/docs",
+               missing: "enter the command that runs the server",
+               hint: "Run by the daemon as a child process, without a shell: quotes group words, nothing else is " +
+                     "expanded. A program by name is looked up on the daemon's PATH." },
+    wasm: { label: "File", placeholder: "/home/me/tools/upper.wasm", missing: "enter the path of a .wasm or .wat file",
+            hint: "The absolute path of a .wasm or .wat file on the daemon's machine." },
+  };
+
+  function splitCommand(text) {
+    const words = [];
+    let word = null, quote = null;
+    for (let i = 0; i < text.length; i++) {
+      const c = text[i];
+      if (quote === "'") { if (c === "'") quote = null; else word += c; continue; }
+      if (quote === '"') {
+        if (c === '"') quote = null;
+        else if (c === "\\" && i + 1 < text.length && '"\\$`'.includes(text[i + 1])) word += text[++i];
+        else word += c;
+        continue;
+      }
+      if (/\s/.test(c)) { if (word !== null) { words.push(word); word = null; } continue; }
+      if (word === null) word = "";
+      if (c === "'" || c === '"') quote = c;
+      else if (c === "\\" && i + 1 < text.length) word += text[++i];
+      else word += c;
+    }
+    if (quote) throw new Error("the command has an unclosed " + (quote === "'" ? "single" : "double") + " quote");
+    if (word !== null) words.push(word);
+    return words;
+  }
+
+  function normaliseName(base) {
+    let n = base.toLowerCase().replace(/[^a-z0-9_-]+/g, "-").replace(/^[-_]+|[-_]+$/g, "");
+    if (!n) return "";
+    if (!/^[a-z0-9]/.test(n)) n = "s" + n;
+    return n.slice(0, 32).replace(/[-_]+$/, "");
+  }
+
+  function stem(path) {
+    const last = path.replace(/\/+$/, "").split("/").pop() || "";
+    return last.replace(/\.[^.]*$/, "");
+  }
+
+  const GENERIC = new Set(["index", "main", "server", "cli", "app", "run", "start", "mod", "bin", "build", "dist",
+                           "src", "stdio", "mcp", "lib", "out"]);
+  const RUNNERS = new Set(["npx", "pnpx", "bunx", "uvx", "pipx", "node", "nodejs", "deno", "bun", "tsx", "ts-node",
+                           "python", "python3", "py", "pypy", "uv", "sh", "bash", "docker", "podman", "run", "exec"]);
+
+  // A suggestion only (the field stays editable): named as `runtimectl add` names it in the common cases.
+  function suggestName(kind, target) {
+    target = target.trim();
+    if (!target) return "";
+    if (kind === "url") {
+      let u;
+      try { u = new URL(target); } catch (e) { return ""; }
+      const host = u.hostname.replace(/^\[|\]$/g, "");
+      if (["127.0.0.1", "localhost", "::1"].includes(host)) return "local-" + (u.port || (u.protocol === "https:" ? 443 : 80));
+      const parts = host.split(".");
+      const skip = ["127", "localhost", "www", "api", "mcp"];
+      return normaliseName(skip.includes(parts[0]) && parts.length > 1 ? parts[1] : parts[0]);
+    }
+    if (kind === "wasm") return normaliseName(stem(target));
+    let words;
+    try { words = splitCommand(target); } catch (e) { return ""; }
+    let i = 0;
+    while (i < words.length && (RUNNERS.has(stem(words[i]).toLowerCase()) || words[i].startsWith("-"))) {
+      if (words[i] === "-m" && i + 1 < words.length) return normaliseName(words[i + 1].split(".")[0]);
+      i++;
+    }
+    const word = words[i] || words[0] || "";
+    const pkg = word.match(/^(@[^/]+\/)?([^@/]+)(@.*)?$/);
+    if (pkg && !word.includes("/" + "/") && !word.startsWith("/") && !word.startsWith(".")) {
+      const base = pkg[2];
+      if (GENERIC.has(base) && pkg[1]) return normaliseName(pkg[1].slice(1, -1));
+      return normaliseName(base.replace(/\.(js|mjs|cjs|ts|py)$/, ""));
+    }
+    const parts = word.split("/").filter(Boolean);
+    let base = stem(word);
+    for (let j = parts.length - 2; GENERIC.has(base.toLowerCase()) && j >= 0; j--) base = parts[j];
+    return normaliseName(base);
+  }
+
+  function addForm() { return document.getElementById("add-form"); }
+
+  function addKind() {
+    const checked = addForm().querySelector('input[name="kind"]:checked');
+    return checked ? checked.value : "url";
+  }
+
+  let nameTouched = false;
+
+  function onAddInput(ev) {
+    const form = addForm();
+    const k = KINDS[addKind()];
+    if (ev && ev.target && ev.target.name === "kind") {
+      document.getElementById("add-target-label").textContent = k.label;
+      document.getElementById("add-target").placeholder = k.placeholder;
+      document.getElementById("add-hint").textContent = k.hint;
+    }
+    if (ev && ev.target && ev.target.id === "add-name") nameTouched = ev.target.value !== "";
+    if (!nameTouched) form.querySelector("#add-name").value = suggestName(addKind(), form.querySelector("#add-target").value);
+  }
+
+  function addError(text) {
+    const el = document.getElementById("add-error");
+    el.textContent = text;
+    el.hidden = !text;
+  }
+
+  async function submitAdd(ev) {
+    ev.preventDefault();
+    const form = addForm();
+    const kind = addKind();
+    const target = form.querySelector("#add-target").value.trim();
+    const btn = form.querySelector('button[type="submit"]');
+    addError("");
+    if (!target) { addError(KINDS[kind].missing); return; }
+    let origin;
+    if (kind === "url") origin = { type: "remote_mcp", url: target };
+    else if (kind === "wasm") origin = { type: "local_wasm", path: target };
+    else {
+      let words;
+      try { words = splitCommand(target); } catch (e) { addError(e.message); return; }
+      if (!words.length) { addError(KINDS.command.missing); return; }
+      origin = { type: "stdio", command: words[0] };
+      if (words.length > 1) origin.args = words.slice(1);
+    }
+    const name = form.querySelector("#add-name").value.trim() || suggestName(kind, target);
+    const manifest = { apiVersion: "runtimed/v1", kind: "MCPService", metadata: { name: name }, spec: { origin: origin } };
+    const start = form.querySelector("#add-start").checked;
+    btn.disabled = true;
+    try {
+      const list = await request("GET", "/api/services");
+      if (list.ok) {
+        const taken = ((await list.json()).services || []).some(function (s) { return s.name === name || s.id === name; });
+        if (taken) {
+          addError("a service named " + name + " already exists: choose another name (or remove that one first)");
+          return;
+        }
+      }
+      const r = await request("POST", "/api/services" + (start ? "" : "?start=false"), { json: manifest });
+      const data = await r.json().catch(function () { return {}; });
+      if (!r.ok) { addError(data.error || ("the daemon answered " + r.status)); return; }
+      toast("Added " + name + (start ? "" : " (not started)"), "ok");
+      form.querySelector("#add-target").value = "";
+      form.querySelector("#add-name").value = "";
+      nameTouched = false;
+      refresh("/api/ui/services");
+    } catch (e) {
+      if (!(e instanceof Unauthorized)) addError("the daemon did not answer");
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  if (addForm()) {
+    addForm().addEventListener("input", onAddInput);
+    addForm().addEventListener("change", onAddInput);
+    addForm().addEventListener("submit", submitAdd);
+  }
+
   // -------------------------------------------------------------- uptime
   function tickUptime() {
     document.querySelectorAll("[data-uptime-since]").forEach(function (el) {
