@@ -147,3 +147,27 @@ def test_the_policy_panel_shows_configured_and_live_apart(daemon: DaemonProc) ->
     assert live["breaker"].startswith("closed")
     assert live["outcomes"] == "ok 1"
     assert "timeout" not in live and "inflight" not in conf  # each fact on its side
+
+
+# -- issue 14 item 20: the vendored chart library is what its record says, and is served -----------------------------
+
+def test_the_vendored_uplot_matches_its_record_and_is_served(daemon: DaemonProc) -> None:
+    import hashlib
+    import re
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "runtimed" / "http" / "status" / "static" / "vendor" / "uplot"
+    record = (folder / "VERSION").read_text()
+    version = re.match(r"uplot (\d+\.\d+\.\d+) \(MIT", record)
+    assert version, record
+    listed = dict(re.findall(r"^\s+(\S+)\s+sha256 ([0-9a-f]{64})$", record, re.M))
+    assert set(listed) == {"uPlot.iife.min.js", "uPlot.min.css"}
+    for name, digest in listed.items():
+        data = (folder / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == digest, name
+        served = daemon.api("GET", f"/static/vendor/uplot/{name}")
+        assert served.status_code == 200 and served.content == data
+    assert f"(v{version.group(1)})" in (folder / "uPlot.iife.min.js").read_text()[:200]
+    assert "MIT License" in (folder / "LICENSE").read_text()
+    third_party = (Path(__file__).resolve().parents[2] / "THIRD_PARTY.md").read_text()
+    assert f"| {version.group(1)} | MIT" in third_party

@@ -1,1 +1,1 @@
-"""The status page and its live event stream (templates, static assets, SSE)."""
+"""The status page and its live event stream (templates, static assets with the vendored chart library, SSE)."""

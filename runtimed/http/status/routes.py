@@ -1,7 +1,11 @@
 """The status page: ``/status``, ``/status/services/{ref}``, its HTML fragments
 under ``/api/ui/...`` and its static assets under ``/static``.
 
-Owns rendering (Jinja2, autoescaped) and which data each fragment shows. The
+Owns rendering (Jinja2, autoescaped) and which data each fragment shows, and
+how: an error cause first and each fact once (``split_error``, ``problem``),
+the policy as readable fields, configured apart from live (``policy_view``).
+The charts are drawn by the page's script from the analytics series
+(``http.audit``); the add-a-service form posts to the REST API. The
 page shells under ``/status`` are served without the token (security.py), so
 they carry data only when no token is configured (the request then already
 passed the loopback check); with a token, the page's script loads the
