@@ -174,7 +174,8 @@ def policy_view(pol: dict[str, Any]) -> dict[str, list[tuple[str, str, str]]]:
         ("readonly", "Read-only", "only tools marked read-only" if pol.get("readOnly") else "no"),
         ("payload", "Max payload", _bytes(pol.get("maxPayloadBytes"))),
         ("concurrency", "Concurrent calls", f"at most {pol.get('maxConcurrency')}"),
-        ("queue", "Queue", f"{pol.get('maxQueue')} waiting, for up to {_span(pol.get('queueTimeoutMs'))}"),
+        ("queue", "Queue", f"up to {pol.get('maxQueue')} calls, each waiting at most {_span(pol.get('queueTimeoutMs'))}"
+         if pol.get("maxQueue") else "none: a call beyond the concurrency limit is refused"),
         ("retries", "Retries", f"{pol.get('retries')} (safe requests only)"),
         ("rate", "Rate limit", f"{rate['calls']} per {rate['per']}" if rate else "none"),
         ("cache", "Result cache",
