@@ -24,11 +24,12 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="runtimed",
         description="MCP Runtime daemon: one /mcp endpoint in front of your MCP services.",
-        epilog="Every flag also reads RUNTIMED_<NAME> (e.g. RUNTIMED_PORT) and <state-dir>/config.toml, flags first.",
+        epilog="Every flag also reads RUNTIMED_<NAME> (e.g. RUNTIMED_PORT), <state-dir>/config.toml and "
+               "~/.config/runtimed/config.toml ($XDG_CONFIG_HOME), in that order after the flags.",
     )
     p.add_argument("--host", help="address to bind (default 127.0.0.1; non-loopback needs a token)")
     p.add_argument("--port", type=int, help="port (default 4707; 0 picks a free one)")
-    p.add_argument("--state-dir", help="state directory (default $XDG_STATE_HOME/runtimed)")
+    p.add_argument("--state-dir", help="state directory (default $XDG_STATE_HOME/runtimed, or state_dir in ~/.config/runtimed/config.toml)")
     p.add_argument("--auth-token", help="bearer token required on /api and /mcp (or RUNTIMED_AUTH_TOKEN)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--admin-tools", action="store_true", default=None,
