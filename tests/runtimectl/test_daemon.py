@@ -153,3 +153,21 @@ def test_install_dry_run_prints_the_file_and_writes_nothing(tmp_path: Path) -> N
     assert "[Service]" in res.stdout and "ExecStart=" in res.stdout
     assert not (Path(env["XDG_CONFIG_HOME"]) / "systemd").exists()
     cli("daemon", "install", "--platform", "windows", env=env, code=2)
+
+
+def test_the_readme_operations_sections_name_commands_that_exist() -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start, end = readme.index("## Running in the background"), readme.index("## The manifest")
+    text = readme[start:end]
+    for heading in ("## Running in the background", "## Upgrading", "## Uninstalling"):
+        assert heading in text
+    commands = set()
+    for m in re.finditer(r"runtimectl((?: [a-z][a-z-]*)+)", text):
+        words = m.group(1).split()
+        commands.add(tuple(w for w in words[:2] if w not in ("again", "works", "checks", "is")))
+    assert ("daemon", "install") in commands and ("bootstrap", "remove") in commands
+    for words in sorted(commands):
+        res = run_cli(None, *words, "--help")
+        assert res.returncode == 0, (words, res.stdout, res.stderr)
