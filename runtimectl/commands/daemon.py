@@ -59,7 +59,10 @@ def _running(state_dir: Path) -> dict[str, Any] | None:
     """What the running daemon of ``state_dir`` recorded (pid, address, since), or None."""
     if not state_dir.is_dir():
         return None
-    return StateDirLock(state_dir).holder()
+    try:
+        return StateDirLock(state_dir).holder()
+    except OSError as e:
+        raise fail(f"cannot tell whether runtimed runs: {state_dir} is not readable: {e.strerror or e}") from None
 
 
 def _healthy(address: str | None) -> tuple[bool, str | None]:
