@@ -137,11 +137,9 @@ def is_loopback_host(host: str) -> bool:
 
 # -- where values come from -------------------------------------------------------------------
 
-# Environment variables: RUNTIMED_<FIELD>, and RUNTIMED_POLICY_<FIELD> /
-# RUNTIMED_WASM_<FIELD> for the nested defaults (e.g. RUNTIMED_POLICY_TIMEOUT_MS).
+# Environment variables: RUNTIMED_<FIELD>, and RUNTIMED_<TABLE>_<FIELD> for the nested tables
+# (e.g. RUNTIMED_POLICY_TIMEOUT_MS for [policy] timeout_ms).
 _LIST_FIELDS = {"allowed_hosts", "remote_allowed_hosts"}
-_FLAG_NAMES = {"state_dir": "--state-dir", "auth_token": "--auth-token", "log_level": "--log-level",
-               "admin_tools": "--admin-tools"}
 
 
 class _Layer:
@@ -245,14 +243,15 @@ def _file_layer(path: Path) -> _Layer | None:
 def _env_layer(environ: Mapping[str, str]) -> _Layer:
     layer = _Layer("RUNTIMED_* variables")
     problems: list[str] = []
+    tables = {k: v for k, v in _known(Settings).items() if v[1] is not None}
     for key, value in environ.items():
         if not key.startswith("RUNTIMED_") or key in ("RUNTIMED_URL",):
             continue
         name = key[len("RUNTIMED_"):].lower()
-        table = next((t for t in ("policy", "wasm") if name.startswith(t + "_")), None)
+        table = next((t for t, (_, sub) in tables.items() if name.startswith(t + "_")), None)
         if table is not None:
-            sub = Settings.model_fields[table].annotation
-            assert isinstance(sub, type) and issubclass(sub, BaseModel)
+            sub = tables[table][1]
+            assert sub is not None
             field = name[len(table) + 1:]
             known = {f.alias or n: f for n, f in sub.model_fields.items()}
             if field in known:
@@ -314,7 +313,7 @@ def load_settings(flags: dict[str, Any] | None = None, environ: Mapping[str, str
     flag_layer = _Layer("flags")
     for k, v in (flags or {}).items():
         if v is not None:
-            flag_layer.set(k, v, _FLAG_NAMES.get(k, f"--{k.replace('_', '-')}"))
+            flag_layer.set(k, v, f"--{k.replace('_', '-')}")
     env_layer = _env_layer(env)
     user_path = user_config_path(env)
     user_layer = _file_layer(user_path)
