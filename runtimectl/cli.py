@@ -16,7 +16,7 @@ import sys
 
 import typer
 
-from runtimectl.commands import bootstrap, doctor, gateway, imports, services, show, tools
+from runtimectl.commands import bootstrap, daemon, doctor, gateway, imports, services, show, tools
 from runtimectl.context import EXIT_FAILURE, err, global_options
 from runtimed.errors import ClientError
 
@@ -37,6 +37,7 @@ bootstrap.register(app)  # bootstrap (group)
 imports.register(app)  # import --from CLIENT|FILE
 doctor.register(app)  # doctor
 gateway.register(app)  # gateway serve --stdio (group)
+daemon.register(app)  # daemon start|stop|status|install|uninstall (group)
 
 
 def main() -> None:

@@ -1,18 +1,24 @@
 """The ``runtimed`` command: parse flags, validate settings, take the state
 dir, bind the port and serve until SIGINT/SIGTERM.
 
-Owns process start-up and shutdown order and the one-line error messages for
-everything that can stop the daemon from starting. Must not hold daemon logic.
+Owns process start-up and shutdown order, what the daemon says on stderr while
+it starts and stops (the signal it got, what it is waiting for, the services it
+stops, that it exits), and the one-line error messages for everything that can
+stop the daemon from starting: a port already served by another runtimed names
+it (pid, state dir, address). Must not hold daemon logic.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
 import socket
 import sys
+from types import FrameType
+from typing import Any
 
 from runtimed import __version__
 from runtimed.config.settings import Settings, load_settings
@@ -24,11 +30,12 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="runtimed",
         description="MCP Runtime daemon: one /mcp endpoint in front of your MCP services.",
-        epilog="Every flag also reads RUNTIMED_<NAME> (e.g. RUNTIMED_PORT) and <state-dir>/config.toml, flags first.",
+        epilog="Every flag also reads RUNTIMED_<NAME> (e.g. RUNTIMED_PORT), <state-dir>/config.toml and "
+               "~/.config/runtimed/config.toml ($XDG_CONFIG_HOME), in that order after the flags.",
     )
     p.add_argument("--host", help="address to bind (default 127.0.0.1; non-loopback needs a token)")
     p.add_argument("--port", type=int, help="port (default 4707; 0 picks a free one)")
-    p.add_argument("--state-dir", help="state directory (default $XDG_STATE_HOME/runtimed)")
+    p.add_argument("--state-dir", help="state directory (default $XDG_STATE_HOME/runtimed, or state_dir in ~/.config/runtimed/config.toml)")
     p.add_argument("--auth-token", help="bearer token required on /api and /mcp (or RUNTIMED_AUTH_TOKEN)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--admin-tools", action="store_true", default=None,
@@ -45,11 +52,76 @@ def _bind(settings: Settings) -> socket.socket:
         sock.bind((settings.host.strip("[]"), settings.port))
     except OSError as e:
         sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise SystemExit(_fail(_port_in_use(settings))) from None
         raise SystemExit(_fail(f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e} "
-                               "(is another program using the port? choose one with --port)")) from None
+                               "(choose another address with --host or port with --port)")) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def _port_in_use(settings: Settings) -> str:
+    """Who holds the port: another runtimed (named by its pid and state dir when it tells us), or
+    another program."""
+    import httpx
+
+    host = settings.host.strip("[]")
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1" if host != "::" else "::1"
+    base = f"http://{host if ':' not in host else f'[{host}]'}:{settings.port}"
+    where = f"{settings.host}:{settings.port}"
+    headers = {"Authorization": f"Bearer {settings.auth_token}"} if settings.auth_token else {}
+    try:
+        health = httpx.get(f"{base}/healthz", timeout=2.0).json()
+        is_runtimed = isinstance(health, dict) and health.get("ok") is True and "version" in health
+    except (httpx.HTTPError, ValueError):
+        is_runtimed = False
+    if not is_runtimed:
+        return (f"cannot listen on {where}: the port is in use by another program (not a runtimed: it does not "
+                "answer /healthz as one); stop it or choose another port with --port")
+    try:
+        r = httpx.get(f"{base}/api/status", headers=headers, timeout=2.0)
+        status = r.json() if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        status = None
+    if not isinstance(status, dict):
+        return (f"another runtimed (version {health.get('version')}) is already serving {base}; it asks for a "
+                "token, so its pid and state dir are not shown (`runtimectl --token T status` shows them). Stop it, "
+                "or choose another port with --port")
+    pid, state_dir = status.get("pid"), status.get("stateDir")
+    return (f"another runtimed (pid {pid}, state dir {state_dir}, version {status.get('version')}) is already "
+            f"serving {base}; stop it (runtimectl daemon stop --state-dir {state_dir}, or kill {pid}) or choose "
+            "another port with --port")
+
+
+def _say(message: str) -> None:
+    """One line on stderr, safe from a signal handler (one ``write``, no buffer to re-enter)."""
+    try:
+        os.write(2, f"runtimed: {message}\n".encode(errors="replace"))
+    except OSError:
+        pass
+
+
+def _server_class(daemon: Any, grace: float) -> type[Any]:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, saying which signal it got and what the shutdown waits for."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            name = signal.Signals(sig).name
+            if not self.should_exit:
+                calls = daemon.in_flight()
+                waiting = (f"finishing {calls} in-flight call{'s' if calls != 1 else ''} (up to {grace:g}s)"
+                           if calls else "no call in flight")
+                again = "; Ctrl-C again stops at once" if sig == signal.SIGINT else ""
+                _say(f"{name} received: shutting down: {waiting}, then stopping the services{again}")
+            elif sig == signal.SIGINT:
+                _say("SIGINT again: stopping at once")
+            super().handle_exit(sig, frame)
+
+    return Server
 
 
 def _fail(message: str) -> int:
@@ -79,19 +151,25 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         return _fail(f"state dir {settings.state_dir} is not usable: {e}")
 
+    # The state dir first: a second daemon on the same state dir (and so, usually, the same port)
+    # is named by the lock's record rather than by "address already in use".
     lock = StateDirLock(settings.state_dir)
-    sock = _bind(settings)
-    settings.port = sock.getsockname()[1]
     try:
-        lock.acquire(settings.base_url)
+        lock.acquire()
     except StateDirBusy as e:
-        sock.close()
         return _fail(str(e))
+    try:
+        sock = _bind(settings)
+    except SystemExit:
+        lock.release()
+        raise
+    settings.port = sock.getsockname()[1]
+    lock.record(settings.base_url)
 
     from runtimed.daemon import Daemon, build_app
 
     try:
-        daemon = Daemon(settings)
+        daemon = Daemon(settings, say=_say)
         problems = daemon.load()
     except RegistryError as e:
         lock.release()
@@ -109,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         lifespan="on",
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _server_class(daemon, settings.shutdown_grace_s)(config)
     print(f"runtimed {__version__} listening on {settings.base_url} (state dir {settings.state_dir}; "
           f"MCP endpoint {settings.base_url}/mcp)", file=sys.stderr, flush=True)
     # uvicorn re-raises the captured SIGINT/SIGTERM after its graceful shutdown;
@@ -121,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         server.run(sockets=[sock])
     finally:
         lock.release()
+    _say("stopped; exiting")
     return 0
 
 

@@ -4,7 +4,7 @@ Owns ``Daemon``: the order the parts are built in (settings, registry, events,
 supervisor, policy engine, analytics, gateway, metrics), each given the few
 collaborators it needs as constructor arguments; the call sinks it registers
 on the policy engine; the ``ApiContext`` the HTTP routes get; the start-up and
-shutdown order (``lifespan``). ``build_app`` hands the parts to
+shutdown order (``lifespan``, telling ``say`` what the shutdown does). ``build_app`` hands the parts to
 ``runtimed.http.asgi``. Must not hold protocol, HTTP or lifecycle logic of its
 own: each part owns its concept; this module only wires them. Only
 ``runtimed.cli`` imports it.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 
@@ -35,8 +35,9 @@ from runtimed.state.registry import Registry
 class Daemon:
     """Everything one daemon holds. Built before the port is bound."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, say: Callable[[str], None] | None = None) -> None:
         self.settings = settings
+        self.say = say or (lambda _message: None)
         self.pid = os.getpid()
         self.started_at = time.time()
         self.registry = Registry(settings.state_dir)
@@ -63,6 +64,10 @@ class Daemon:
     def client_counts(self) -> dict[str, int]:
         return self.gateway.client_counts()
 
+    def in_flight(self) -> int:
+        """Calls being served now, across services."""
+        return sum(svc.policy.gate.in_flight for svc in self.supervisor.all() if svc.policy.gate is not None)
+
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.supervisor.boot()
@@ -72,10 +77,15 @@ class Daemon:
             yield
         finally:
             self.events.emit("daemon.stopping", None)
+            running = [svc.name for svc in self.supervisor.all() if svc.backend is not None]
+            self.say(f"stopping {len(running)} service{'s' if len(running) != 1 else ''} ({', '.join(running)})"
+                     if running else "no service running")
             await self.gateway.shutdown()
             await self.supervisor.shutdown()
             self.analytics.close()
             self.events.close()
+            if running:
+                self.say("services stopped")
 
 
 def build_app(daemon: Daemon) -> asgi.ASGIApp:

@@ -9,6 +9,14 @@ from tests.support.daemon import DaemonProc
 from tests.support.inprocess import inprocess as inprocess  # the daemon's app in this process
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The daemons and CLIs tests start never read the developer's ~/.config/runtimed/config.toml."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+        yield
+
+
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[DaemonProc]:
     """A real runtimed on a free loopback port with a temp state dir."""

@@ -3,8 +3,9 @@
 apply, list, status, start/stop/restart/unquarantine, introspect, remove),
 ``show`` (show, logs), ``tools`` (tools, call), ``bootstrap``, ``imports``
 (``import --from CLIENT|FILE``; the clients' files are read by
-``runtimectl.importers``), ``doctor`` and ``gateway`` (``gateway serve
---stdio``; the relaying is ``runtimectl.bridge``).
+``runtimectl.importers``), ``doctor``, ``gateway`` (``gateway serve
+--stdio``; the relaying is ``runtimectl.bridge``) and ``daemon`` (start, stop,
+status in the background; install/uninstall a systemd unit or launchd agent).
 ``manifests`` builds manifests from flags and files for ``services``.
 
 Shared options, the daemon client and output helpers come from

@@ -7,8 +7,10 @@ also asks the daemon which services ``runtimectl import`` registered (their
 ``runtimed/imported-*`` labels) and hands them to the plan, with a check
 (``runtimectl.importers.still_imported``) that each entry still runs what its
 service runs. Owns only the CLI surface (``bootstrap``, ``bootstrap remove``,
-``bootstrap status``). Must not: know a client's file format, write files
-itself, or import ``runtimectl.cli``.
+``bootstrap status``) and where backups go: ``<state-dir>/backups`` (the
+running daemon's state dir when it is on this machine, else the one
+``runtimed`` would use here), one per file. Must not: know a client's file
+format, write files itself, or import ``runtimectl.cli``.
 """
 
 from __future__ import annotations
@@ -24,21 +26,45 @@ from runtimectl import importers
 from runtimectl.context import EXIT_FAILURE, EXIT_USAGE, client, fail, options
 from runtimed import bootstrap as bs
 from runtimed.bootstrap.locations import same_file
-from runtimed.errors import ClientError
+from runtimed.config.settings import default_state_dir, resolve_state_dir
+from runtimed.errors import ClientError, ConfigError
 
 bootstrap_app = typer.Typer(help="Write the Codex and Claude Code configs so agents use the one endpoint.",
                             invoke_without_command=True)
 
 
-def _daemon_endpoint(ctx: typer.Context) -> tuple[str, bool, str | None]:
-    """(mcp endpoint, token required, warning) from the running daemon, or from --url."""
+def _daemon_endpoint(ctx: typer.Context) -> tuple[str, bool, str | None, str | None]:
+    """(mcp endpoint, token required, warning, its state dir) from the running daemon, or from --url."""
     try:
         status = client(ctx, timeout=5).get("/api/status")
-        return status["endpoints"]["mcp"], bool(status.get("authRequired")), None
+        return status["endpoints"]["mcp"], bool(status.get("authRequired")), None, status.get("stateDir")
     except ClientError as e:
         opts = options(ctx)
         base = opts.base_url
-        return f"{base}/mcp", opts.resolved_token is not None, f"{e}; using {base}/mcp"
+        return f"{base}/mcp", opts.resolved_token is not None, f"{e}; using {base}/mcp", None
+
+
+def _backup_dir(daemon_state_dir: str | None) -> Path:
+    """``<state-dir>/backups``: the running daemon's state dir when it is a folder on this machine,
+    else the state dir ``runtimed`` would use here."""
+    if daemon_state_dir and Path(daemon_state_dir).is_dir():
+        return Path(daemon_state_dir) / "backups"
+    try:
+        return resolve_state_dir() / "backups"
+    except ConfigError:
+        return default_state_dir() / "backups"
+
+
+def _older_backups(written: tuple[Path, ...]) -> list[str]:
+    """Notes for the timestamped backups earlier versions left next to the files written."""
+    notes = []
+    for path in written:
+        old = sorted(path.parent.glob(path.name + ".*.runtimed-bak*"))
+        if old:
+            notes.append(f"{len(old)} older backup{'s' if len(old) != 1 else ''} of {path} from earlier versions "
+                         f"{'are' if len(old) != 1 else 'is'} next to it ({path.name}.*.runtimed-bak); backups are "
+                         "kept in the state dir now, one per file: remove those when you no longer need them")
+    return notes
 
 
 def _clients(value: str) -> list[str]:
@@ -125,6 +151,8 @@ def _show(plan: bs.Plan, result: bs.Result | None, as_json: bool, dry_run: bool,
     elif result is not None:
         for src, dst in result.backups.items():
             print(f"backup    {src} -> {dst}")
+        for note in _older_backups(result.written):
+            print(f"note: {note}")
 
 
 @bootstrap_app.callback()
@@ -152,7 +180,7 @@ def bootstrap(
     if scope not in bs.SCOPES:
         raise fail(f"--scope must be user or project, not {scope!r}", EXIT_USAGE)
     chosen = _clients(clients)
-    found, token_needed, warning = _daemon_endpoint(ctx)
+    found, token_needed, warning, daemon_state_dir = _daemon_endpoint(ctx)
     loc = bs.Locations.resolve(project_dir=project_dir)
     imported = _imported(ctx, loc) if replace_imported else []
     try:
@@ -161,7 +189,7 @@ def bootstrap(
             project_dir=project_dir, token_configured=token_needed, runtimectl_path=bs.default_runtimectl_path(),
             update_agents_md=update_agents_md, replace=[imp for imp, _ in imported],
         )
-        result = None if dry_run else bs.apply_plan(plan)
+        result = None if dry_run else bs.apply_plan(plan, backup_dir=_backup_dir(daemon_state_dir))
     except bs.BootstrapError as e:
         raise fail(str(e)) from None
     _show(plan, result, as_json, dry_run, warning if endpoint is None else None, _elsewhere(plan, imported, loc))
@@ -169,6 +197,7 @@ def bootstrap(
 
 @bootstrap_app.command("remove")
 def remove(
+    ctx: typer.Context,
     clients: str = typer.Option("codex,claude", "--clients"),
     name: str = typer.Option("runtime", "--name"),
     scope: str = typer.Option("user", "--scope"),
@@ -181,7 +210,7 @@ def remove(
     try:
         plan = bs.plan_remove(_clients(clients), name=name, scope=scope, project_dir=project_dir,
                               update_agents_md=update_agents_md)
-        result = None if dry_run else bs.apply_plan(plan)
+        result = None if dry_run else bs.apply_plan(plan, backup_dir=_backup_dir(_daemon_endpoint(ctx)[3]))
     except bs.BootstrapError as e:
         raise fail(str(e)) from None
     _show(plan, result, as_json, dry_run, None)
@@ -197,7 +226,7 @@ def status(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """For each client: the file, whether the entry exists, its transport and endpoint, and drift."""
-    found, token_needed, warning = _daemon_endpoint(ctx)
+    found, token_needed, warning, _ = _daemon_endpoint(ctx)
     try:
         entries = bs.status(_clients(clients), endpoint=endpoint or found, name=name, scopes=("user", "project"),
                             project_dir=project_dir, token_configured=token_needed)

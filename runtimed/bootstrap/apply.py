@@ -18,9 +18,9 @@ from runtimed.errors import BootstrapError, FileOpError
 def apply_plan(plan: Plan, backup_dir: Path | None = None) -> Result:
     """Write every changed file of ``plan`` or none of them.
 
-    Each changed file that existed is first copied to a timestamped backup
-    (next to it, or into ``backup_dir``), then replaced atomically keeping
-    its mode. A file that changed since the plan was made, or any write
+    Each changed file that existed is first copied aside, then replaced
+    atomically keeping its mode; the copy becomes the file's one backup
+    (under ``backup_dir``, or next to it) once every write succeeded. A file that changed since the plan was made, or any write
     failure, restores the files already written and raises
     ``BootstrapError``. Unchanged files are not touched at all.
     """

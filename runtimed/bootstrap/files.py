@@ -3,16 +3,19 @@ backups, atomic writes that keep the file's mode, and all-or-nothing
 application of a set of writes with rollback.
 
 Owns how bytes reach the disk (temp file in the same directory, fsync,
-``os.replace``), backup naming, and restoring earlier files when a later one
-fails. Must not know about TOML, JSON, clients or what the content means.
+``os.replace``), backups (one per file: the file as it was before the latest
+write, under the backup dir at the file's absolute path, or ``<file>.runtimed-bak``
+next to it; a new backup replaces the old one only once every write succeeded),
+and restoring earlier files when a later one fails. Must not know about TOML,
+JSON, clients or what the content means.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from runtimed.errors import FileOpError
@@ -55,24 +58,19 @@ def read_snapshot(path: Path) -> Snapshot:
     return Snapshot(path, data, mode)
 
 
-def backup_name(path: Path, backup_dir: Path | None, label: str, now: datetime | None = None) -> Path:
-    """A free backup path: ``<file>.<UTC stamp>.runtimed-bak`` next to the file,
-    or ``<stamp>-<label>-<file>`` inside ``backup_dir``."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+def backup_name(path: Path, backup_dir: Path | None) -> Path:
+    """The one backup of ``path``: ``<backup_dir>/<its absolute path>`` (``…/backups/home/me/.claude.json``),
+    or ``<file>.runtimed-bak`` next to it without a backup dir."""
     if backup_dir is None:
-        base = path.parent / f"{path.name}.{stamp}.runtimed-bak"
-    else:
-        base = backup_dir / f"{stamp}-{label}-{path.name}"
-    candidate, n = base, 1
-    while candidate.exists() or candidate.is_symlink():
-        candidate = base.with_name(f"{base.name}.{n}")
-        n += 1
-    return candidate
+        return path.with_name(f"{path.name}.runtimed-bak")
+    return backup_dir / Path(os.path.abspath(path)).relative_to(Path(os.path.abspath(path)).anchor)
 
 
 def write_backup(dest: Path, data: bytes, mode: int) -> None:
-    """Create ``dest`` (must not exist) holding ``data``, born with ``mode`` so
-    a private file's copy is never readable by others, even briefly."""
+    """Create ``dest`` (a leftover of an interrupted run is replaced) holding ``data``, born with
+    ``mode`` so a private file's copy is never readable by others, even briefly."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(dest)
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o777)
     try:
         os.fchmod(fd, mode & 0o777)
@@ -121,14 +119,18 @@ def apply_writes(writes: list[Write], backup_dir: Path | None = None) -> Applied
     """Apply every write or none.
 
     Before each write the file is read again; if it no longer holds what the
-    plan was made from, the whole operation fails. On any failure, files
-    already written are restored to their previous bytes and mode (or removed
-    if they were created), backups made by this call are deleted, directories
-    it created are removed, and ``FileOpError`` is raised naming the file.
+    plan was made from, the whole operation fails. Each file that existed is
+    first copied aside (``<backup>.new``); once every write succeeded, these
+    copies replace the files' previous backups (one per file). On any failure,
+    files already written are restored to their previous bytes and mode (or
+    removed if they were created), this call's copies are deleted (earlier
+    backups stay as they were), directories it created are removed, and
+    ``FileOpError`` is raised naming the file.
     """
     done: list[tuple[Write, Path, Snapshot]] = []
     created_dirs: list[Path] = []
     made_backups: list[Path] = []
+    pending: list[tuple[Path, Path, Path]] = []  # (file, copy made now, the backup it becomes)
     applied = Applied()
     current: Write | None = None
     try:
@@ -142,10 +144,12 @@ def apply_writes(writes: list[Write], backup_dir: Path | None = None) -> Applied
                 raise FileOpError(f"{w.path}: changed since the plan was made; run the command again")
             _make_dirs(target.parent, w.dir_mode, created_dirs)
             if snap.data is not None:
-                dest = backup_name(target, backup_dir, w.label)
-                write_backup(dest, snap.data, snap.mode if snap.mode is not None else 0o600)
-                made_backups.append(dest)
-                applied.backups[w.path] = dest
+                dest = backup_name(target, backup_dir)
+                _make_dirs(dest.parent, 0o700, created_dirs)
+                copy = dest.with_name(dest.name + ".new")
+                write_backup(copy, snap.data, snap.mode if snap.mode is not None else 0o600)
+                made_backups.append(copy)
+                pending.append((w.path, copy, dest))
             done.append((w, target, snap))
             atomic_write(target, w.data, w.mode)
             applied.written.append(w.path)
@@ -167,6 +171,12 @@ def apply_writes(writes: list[Write], backup_dir: Path | None = None) -> Applied
             kept = ", ".join(str(b) for b in made_backups)
             msg += "; ROLLBACK INCOMPLETE: " + "; ".join(problems) + f"; backups kept: {kept}"
         raise FileOpError(msg) from None
+    for path, copy, dest in pending:
+        try:
+            os.replace(copy, dest)
+            applied.backups[path] = dest
+        except OSError:
+            applied.backups[path] = copy  # the write is done; its backup keeps the name it was made with
     return applied
 
 

@@ -1,35 +1,64 @@
 """Daemon settings: flags, then ``RUNTIMED_*`` environment variables, then
-``config.toml`` in the state dir, then built-in defaults, in that order.
+``<state-dir>/config.toml``, then ``$XDG_CONFIG_HOME/runtimed/config.toml``
+(``~/.config/runtimed/config.toml``), then built-in defaults, in that order.
 
-Owns the ``Settings`` model, where its values come from, and the validation
-messages at start. Must not start anything or read the registry.
+Owns the ``Settings`` model, where its values come from (``load_settings``;
+``resolve_state_dir`` and ``user_config_path`` for ``runtimectl daemon``), the
+one naming of the files and variables (snake_case everywhere, ``timeout_ms``;
+the nested defaults' camelCase field names stay accepted in the files), and
+the validation messages at start: each names the key, where it was set, and
+for an unknown key the closest known one. Must not start anything or read the
+registry.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_snake
 
-from runtimed.config.manifest import describe_validation_error
 from runtimed.errors import ConfigError
 
 DEFAULT_PORT = 4707
+CONFIG_NAME = "config.toml"
 
 
-def default_state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+def _home(environ: Mapping[str, str] | None) -> str:
+    env = os.environ if environ is None else environ
+    return env.get("HOME") or os.path.expanduser("~")
+
+
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_STATE_HOME") or os.path.join(_home(environ), ".local", "state")
     return Path(base) / "runtimed"
+
+
+def user_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The user's config file: ``$XDG_CONFIG_HOME/runtimed/config.toml`` (``~/.config/runtimed/config.toml``)."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(_home(environ), ".config")
+    return Path(base) / "runtimed" / CONFIG_NAME
+
+
+# The nested defaults keep the manifest's camelCase attribute names (the policy code reads
+# ``manifest.spec.policy.timeoutMs or settings.policy.timeoutMs``); files and variables name them
+# in snake_case (``timeout_ms``, ``RUNTIMED_POLICY_TIMEOUT_MS``), the alias every field gets here.
+# A field added to these models needs nothing more: its snake_case alias is derived.
+_NESTED = ConfigDict(extra="forbid", alias_generator=to_snake, populate_by_name=True)
 
 
 class PolicyDefaults(BaseModel):
     """Daemon-wide defaults for every per-service policy left unset."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _NESTED
     timeoutMs: int = Field(default=60_000, gt=0)
     connectTimeoutMs: int = Field(default=5_000, gt=0)
     maxPayloadBytes: int = Field(default=4 * 1024 * 1024, gt=0)
@@ -42,7 +71,7 @@ class PolicyDefaults(BaseModel):
 
 
 class WasmDefaults(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _NESTED
     fuel: int = Field(default=500_000_000, gt=0)
     memoryBytes: int = Field(default=64 * 1024 * 1024, gt=0)
     timeoutMs: int = Field(default=10_000, gt=0)
@@ -106,31 +135,138 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-# Environment variables: RUNTIMED_<FIELD>, and RUNTIMED_POLICY_<FIELD> /
-# RUNTIMED_WASM_<FIELD> for the nested defaults (e.g. RUNTIMED_POLICY_TIMEOUT_MS).
+# -- where values come from -------------------------------------------------------------------
+
+# Environment variables: RUNTIMED_<FIELD>, and RUNTIMED_<TABLE>_<FIELD> for the nested tables
+# (e.g. RUNTIMED_POLICY_TIMEOUT_MS for [policy] timeout_ms).
 _LIST_FIELDS = {"allowed_hosts", "remote_allowed_hosts"}
 
 
-def _camel(snake: str) -> str:
-    head, *rest = snake.lower().split("_")
-    return head + "".join(p.capitalize() for p in rest)
+class _Layer:
+    """One source of values (a file, the environment, the flags): the values in the files'
+    naming (snake_case), and for each dotted key where it was set."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.values: dict[str, Any] = {}
+        self.origin: dict[str, str] = {}
+
+    def set(self, dotted: str, value: Any, origin: str | None = None) -> None:
+        *tables, leaf = dotted.split(".")
+        target = self.values
+        for t in tables:
+            target = target.setdefault(t, {})
+        target[leaf] = value
+        self.origin[dotted] = origin or self.label
 
 
-def _from_env(environ: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _known(model: type[BaseModel]) -> dict[str, tuple[str, type[BaseModel] | None]]:
+    """A model's keys as files name them -> (the key, its sub-model when it is a table); each
+    field is known by its snake_case name and, for compatibility, by its attribute name."""
+    out: dict[str, tuple[str, type[BaseModel] | None]] = {}
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        sub = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
+        out[key] = (key, sub)
+        out.setdefault(name, (key, sub))
+    return out
+
+
+def _closest(key: str, model: type[BaseModel]) -> str | None:
+    """The known key (snake_case) that ``key`` most likely meant, if any is close."""
+    names = [f.alias or n for n, f in model.model_fields.items()]
+    squash = key.lower().replace("_", "").replace("-", "")
+    match = [n for n in names if n.replace("_", "") == squash] or difflib.get_close_matches(
+        to_snake(key).replace("-", "_"), names, n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _suggest(key: str, model: type[BaseModel], prefix: str) -> str:
+    match = _closest(key, model)
+    if match:
+        return f"; did you mean {prefix}{match}?"
+    names = [f.alias or n for n, f in model.model_fields.items()]
+    return f"; known settings{' in [' + prefix[:-1] + ']' if prefix else ''}: {', '.join(names)}"
+
+
+def _canonical(values: Mapping[str, Any], model: type[BaseModel], prefix: str, layer: _Layer,
+               problems: list[str], origin: str | None = None) -> None:
+    """Put ``values`` (a file's table, in either naming) into ``layer`` under their snake_case keys;
+    unknown keys, a key given in both namings and a value that should be a table are ``problems``."""
+    known = _known(model)
+    seen: dict[str, str] = {}
+    for key, value in values.items():
+        if key not in known:
+            problems.append(f"{prefix}{key}: unknown setting{_suggest(key, model, prefix)}")
+            continue
+        canon, sub = known[key]
+        if canon in seen:
+            other = seen[canon] if key == canon else key
+            problems.append(f"{prefix}{other} and {prefix}{canon} are the same setting; keep {prefix}{canon}")
+            continue
+        seen[canon] = key
+        if sub is not None:
+            if not isinstance(value, Mapping):
+                problems.append(f"{prefix}{canon}: must be a table ([{prefix}{canon}])")
+                continue
+            _canonical(value, sub, f"{prefix}{canon}.", layer, problems, origin)
+        else:
+            layer.set(prefix + canon, value, origin)
+
+
+def _read_file(path: Path) -> dict[str, Any] | None:
+    """A config file's table, or None when there is no such file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot be read: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+
+
+def _file_layer(path: Path) -> _Layer | None:
+    data = _read_file(path)
+    if data is None:
+        return None
+    layer = _Layer(str(path))
+    problems: list[str] = []
+    _canonical(data, Settings, "", layer, problems)
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
+    return layer
+
+
+def _env_layer(environ: Mapping[str, str]) -> _Layer:
+    layer = _Layer("RUNTIMED_* variables")
+    problems: list[str] = []
+    tables = {k: v for k, v in _known(Settings).items() if v[1] is not None}
     for key, value in environ.items():
         if not key.startswith("RUNTIMED_") or key in ("RUNTIMED_URL",):
             continue
         name = key[len("RUNTIMED_"):].lower()
-        if name.startswith("policy_"):
-            out.setdefault("policy", {})[_camel(name[len("policy_"):])] = value
-        elif name.startswith("wasm_"):
-            out.setdefault("wasm", {})[_camel(name[len("wasm_"):])] = value
+        table = next((t for t, (_, sub) in tables.items() if name.startswith(t + "_")), None)
+        if table is not None:
+            sub = tables[table][1]
+            assert sub is not None
+            field = name[len(table) + 1:]
+            known = {f.alias or n: f for n, f in sub.model_fields.items()}
+            if field in known:
+                layer.set(f"{table}.{field}", value, key)
+            else:
+                match = _closest(field, sub)
+                hint = f"; did you mean RUNTIMED_{table.upper()}_{match.upper()}?" if match else ""
+                problems.append(f"{key}: unknown setting{hint}")
         elif name in _LIST_FIELDS:
-            out[name] = [h.strip() for h in value.split(",") if h.strip()]
+            layer.set(name, [h.strip() for h in value.split(",") if h.strip()], key)
         elif name in Settings.model_fields:
-            out[name] = value
-    return out
+            layer.set(name, value, key)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return layer
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -143,28 +279,62 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_settings(flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Build validated settings. ``flags`` holds only the flags actually given."""
-    flags = {k: v for k, v in (flags or {}).items() if v is not None}
-    env = _from_env(dict(os.environ if environ is None else environ))
-    state_dir = Path(flags.get("state_dir") or env.get("state_dir") or default_state_dir()).expanduser()
-    file_values: dict[str, Any] = {}
-    config_path = state_dir / "config.toml"
-    if config_path.exists():
-        try:
-            file_values = tomllib.loads(config_path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{config_path}: not valid TOML: {e}") from None
-        except OSError as e:
-            raise ConfigError(f"{config_path}: cannot be read: {e.strerror or e}") from None
-        file_values.pop("state_dir", None)
-    merged = _merge(_merge(file_values, env), flags)
+def resolve_state_dir(flag: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """The state dir ``runtimed`` would use: ``--state-dir``, else ``RUNTIMED_STATE_DIR``, else
+    ``state_dir`` in the user's config file, else ``$XDG_STATE_HOME/runtimed``. Raises ``ConfigError``
+    for an unreadable config file."""
+    env = dict(os.environ if environ is None else environ)
+    chosen: str | os.PathLike[str] | None = flag or env.get("RUNTIMED_STATE_DIR")
+    if not chosen:
+        user = _file_layer(user_config_path(env))
+        chosen = user.values.get("state_dir") if user is not None else None
+    return Path(chosen or default_state_dir(env)).expanduser().resolve()
+
+
+def _describe(err: ValidationError, origin: Mapping[str, str]) -> str:
+    """One readable part per problem, naming where the value was set: ``policy.retries: Input should
+    be less than or equal to 10 (in /home/me/.config/runtimed/config.toml)``."""
+    parts = []
+    for e in err.errors(include_url=False):
+        loc = ".".join(str(p) for p in e.get("loc", ()))
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        where = origin.get(loc)
+        parts.append(f"{loc or '(settings)'}: {msg}" + (f" (in {where})" if where else ""))
+    return "; ".join(parts)
+
+
+def load_settings(flags: dict[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build validated settings. ``flags`` holds only the flags actually given.
+
+    Precedence, highest first: flags, ``RUNTIMED_*``, ``<state-dir>/config.toml``, the user's
+    ``config.toml`` (``user_config_path``), defaults; tables merge key by key. The state dir itself
+    comes from the flag, ``RUNTIMED_STATE_DIR`` or the user's file (never from its own file)."""
+    env = dict(os.environ if environ is None else environ)
+    flag_layer = _Layer("flags")
+    for k, v in (flags or {}).items():
+        if v is not None:
+            flag_layer.set(k, v, f"--{k.replace('_', '-')}")
+    env_layer = _env_layer(env)
+    user_path = user_config_path(env)
+    user_layer = _file_layer(user_path)
+    chosen = flag_layer.values.get("state_dir") or env_layer.values.get("state_dir") or (
+        user_layer.values.get("state_dir") if user_layer is not None else None)
+    state_dir = Path(chosen or default_state_dir(env)).expanduser()
+    state_layer = _file_layer(state_dir / CONFIG_NAME)
+    if state_layer is not None:  # a state dir's own file cannot move it
+        state_layer.values.pop("state_dir", None)
+        state_layer.origin.pop("state_dir", None)
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for layer in (user_layer, state_layer, env_layer, flag_layer):
+        if layer is not None:
+            merged = _merge(merged, layer.values)
+            origin.update(layer.origin)
     merged["state_dir"] = state_dir.resolve()
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as e:
-        sources = f"flags, RUNTIMED_* variables or {config_path}"
-        raise ConfigError(f"invalid settings ({sources}): {describe_validation_error(e)}") from None
+        raise ConfigError(f"invalid settings: {_describe(e, origin)}") from None
     if not settings.is_loopback and not settings.auth_token:
         raise ConfigError(
             f"refusing to listen on {settings.host} without a token: a non-loopback bind exposes every "

@@ -5,8 +5,9 @@ entries), ``POST /api/bootstrap/remove``.
 Owns the request shapes and the mapping of bootstrap errors to 4xx answers.
 Must not know any client's file format (that is ``bootstrap``), and never
 writes a token into a file: entries reference ``RUNTIMED_AUTH_TOKEN``.
-The files are the daemon user's (its ``HOME`` and ``CODEX_HOME``). The routes
-are built with the settings, the one thing they read.
+The files are the daemon user's (its ``HOME`` and ``CODEX_HOME``); their
+backups go to ``<state-dir>/backups``, one per file. The routes are built with
+the settings, the one thing they read.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def _carry_out(settings: Settings, body: dict[str, Any], make_plan: Callable[[],
         plan = make_plan()
         if body.get("dryRun"):
             return JSONResponse({"dryRun": True, "plan": plan.to_dict()})
-        result = bootstrap.apply_plan(plan)
+        result = bootstrap.apply_plan(plan, backup_dir=settings.state_dir / "backups")
     except BootstrapError as e:
         raise ApiError(409, str(e)) from None
     return JSONResponse({"result": result.to_dict(), **bootstrap_status(settings)})

@@ -2,7 +2,8 @@
 
 Owns what the daemon knows of one registered service while it runs: its
 manifest, state and reason, health, backend, interface snapshot, failures,
-restart schedule, log lines and ``ServicePolicy``, and the views of them
+restart schedule, log (a ``state.logs.ServiceLog``: ``logs/<name>.log``, kept
+across daemon restarts, following a rename) and ``ServicePolicy``, and the views of them
 (``summary``, ``detail``). A ``ServiceRuntime`` is also the ``BackendHost`` its
 backend talks to (and satisfies the policy layer's ``PolicedService``); what a
 backend reports goes to its ``ServiceOwner`` (the supervisor). Must not: make
@@ -18,6 +19,7 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any, Protocol
 
 from runtimed.backends import origin_label
@@ -27,6 +29,7 @@ from runtimed.config.settings import Settings
 from runtimed.errors import RelayUnavailable
 from runtimed.policy.service import ServicePolicy
 from runtimed.protocol.types import JSON
+from runtimed.state.logs import ServiceLog
 
 log = logging.getLogger("runtimed.supervisor")
 
@@ -62,6 +65,7 @@ class ServiceRuntime:
 
     def __init__(self, sup: ServiceOwner, manifest: ServiceManifest) -> None:
         self._sup = sup
+        self.logs = ServiceLog(self._log_path(manifest.name, sup.settings))
         self.manifest = manifest
         self.state = State.REGISTERED
         self.state_reason = "registered"
@@ -79,7 +83,6 @@ class ServiceRuntime:
         self.restart_count = 0
         self.next_restart_at: float | None = None
         self.quarantine_reason: str | None = None
-        self.logs: collections.deque[JSON] = collections.deque(maxlen=1000)
         self.lock = asyncio.Lock()
         self.started = asyncio.Event()  # set while RUNNING
         self._probe_task: asyncio.Task[None] | None = None
@@ -94,8 +97,15 @@ class ServiceRuntime:
 
     @manifest.setter
     def manifest(self, value: ServiceManifest) -> None:
+        old = getattr(self, "_manifest", None)
         self._manifest = value
+        if old is not None and old.name != value.name:
+            self.logs.move(self._log_path(value.name, self._sup.settings))
         self._sup.serving_changed()
+
+    @staticmethod
+    def _log_path(name: str, settings: Settings) -> Path:
+        return Path(settings.state_dir) / "logs" / f"{name}.log"  # beside the stdio <name>.stderr.log
 
     @property
     def state(self) -> State:
@@ -138,12 +148,12 @@ class ServiceRuntime:
         return self._sup.settings
 
     def log(self, level: str, message: str) -> None:
-        self.logs.append({"seq": self.last_log_seq + 1, "time": time.time(), "level": level, "message": message})
+        self.logs.append(level, message)
 
     @property
     def last_log_seq(self) -> int:
         """The ``seq`` of the newest log line (0 before the first)."""
-        return self.logs[-1]["seq"] if self.logs else 0
+        return self.logs.last_seq
 
     def on_list_changed(self, kind: str) -> None:
         self.log("info", f"upstream reports {kind} list changed; refreshing the interface")

@@ -151,10 +151,14 @@ class Supervisor:
             for t in (svc._probe_task, svc._restart_task):
                 if t:
                     t.cancel()
+            if svc.backend is not None:
+                svc.log("info", f"daemon stopping: {svc.state.value} -> stopped with the daemon")
         await asyncio.gather(*(self._stop_backend(s, "daemon shutdown") for s in self.all()), return_exceptions=True)
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for svc in self.all():
+            svc.logs.close()
 
     # -- registry changes -------------------------------------------------
     async def apply(self, manifest: ServiceManifest, start: bool | None = None) -> tuple[ServiceRuntime, bool]:
@@ -202,6 +206,7 @@ class Supervisor:
             self.services.pop(svc.id, None)
             self._serving_cache = None
         svc.policy.forget()  # a re-added origin must not inherit old rate-limit counts
+        svc.logs.delete()  # nor a new service of that name its log
         try:
             (self.interfaces_dir / f"{svc.id}.json").unlink()
         except OSError:

@@ -1,6 +1,6 @@
 """What the daemon persists: the crash-safe file writer (``files``), the
-registry of services (``registry``) and the event stream with its JSON Lines
-logs (``events``).
+registry of services and the state dir's lock (``registry``), the event stream
+with its JSON Lines logs (``events``) and each service's log (``logs``).
 
 Owns durability: a change is on disk before it is acknowledged, and a corrupt
 file never costs the last good state. Must not: decide lifecycle or policy.

@@ -46,29 +46,53 @@ class LoadReport:
 
 
 class StateDirLock:
-    """Holds ``runtimed.lock`` for the daemon's lifetime; records who holds it."""
+    """Holds ``runtimed.lock`` for the daemon's lifetime; records who holds it in ``runtimed.pid``
+    (``pid``, ``address``, ``since``), which is also the pid file ``runtimectl daemon`` reads."""
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self._lock = FileLock(str(state_dir / "runtimed.lock"))
         self._owner = state_dir / "runtimed.pid"
 
-    def acquire(self, address: str) -> None:
+    def acquire(self, address: str | None = None) -> None:
+        """Take the lock (``StateDirBusy`` naming the holder if another daemon has it); with
+        ``address``, record it at once (else call ``record`` once the port is bound)."""
         try:
             self._lock.acquire(timeout=0)
         except Timeout:
             holder = self.describe_holder()
             raise StateDirBusy(
                 f"state dir {self.state_dir} is in use by another runtimed ({holder}); "
-                "stop it first or use another --state-dir"
+                "stop it first (runtimectl daemon stop) or use another --state-dir"
             ) from None
+        if address is not None:
+            self.record(address)
+
+    def record(self, address: str) -> None:
+        """Write who holds the lock: this process, serving ``address``."""
         atomic_write(self._owner, json.dumps({"pid": os.getpid(), "address": address, "since": time.time()}).encode())
+
+    def holder(self) -> dict[str, Any] | None:
+        """What ``runtimed.pid`` says of the daemon holding the lock, or None when no daemon holds it
+        (for another process: ``runtimectl daemon status``)."""
+        if not (self.state_dir / "runtimed.lock").exists():
+            return None
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            try:
+                info = json.loads(self._owner.read_text())
+            except (OSError, ValueError):
+                info = {}
+            return info if isinstance(info, dict) else {}
+        self._lock.release()
+        return None
 
     def describe_holder(self) -> str:
         try:
             info = json.loads(self._owner.read_text())
             return f"pid {info.get('pid')}, serving {info.get('address')}"
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             return "holder unknown"
 
     def release(self) -> None:

@@ -99,7 +99,8 @@ def _mode(p: Path) -> int:
 
 
 def _bak(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(path.name + ".*.runtimed-bak*"))
+    """Backups next to the file (without a backup dir): one, ``<file>.runtimed-bak``."""
+    return sorted(path.parent.glob(path.name + ".runtimed-bak*"))
 
 
 # ------------------------------------------------------------ exact contents
@@ -353,6 +354,7 @@ def test_second_run_is_unchanged_and_writes_nothing(env):
     watched = [files["codex-user"], files["claude-user"], env["project"] / "AGENTS.md"]
     stamps = {p: (p.stat().st_mtime_ns, p.stat().st_ino, p.read_bytes()) for p in watched}
     backups = sorted(env["home"].rglob("*.runtimed-bak*")) + sorted(env["codex_home"].rglob("*.runtimed-bak*"))
+    stamps_bak = {p: p.stat().st_mtime_ns for p in backups}
 
     again = plan_bootstrap(["codex", "claude"], **kwargs)
     assert [c.action for c in again.changes] == ["unchanged"] * 3
@@ -362,6 +364,7 @@ def test_second_run_is_unchanged_and_writes_nothing(env):
     assert result.unchanged == tuple(watched)
     assert {p: (p.stat().st_mtime_ns, p.stat().st_ino, p.read_bytes()) for p in watched} == stamps
     assert sorted(env["home"].rglob("*.runtimed-bak*")) + sorted(env["codex_home"].rglob("*.runtimed-bak*")) == backups
+    assert {p: p.stat().st_mtime_ns for p in backups} == stamps_bak  # not rewritten either
 
 
 def test_unchanged_entry_is_not_reformatted(env):
@@ -634,8 +637,8 @@ def test_backup_dir_option(env, tmp_path):
     path.write_text("{}")
     backups = tmp_path / "state" / "backups"
     result = apply_plan(plan_bootstrap(["claude"], endpoint=EP), backup_dir=backups)
-    (b,) = list(backups.iterdir())
-    assert result.backups == {path: b} and b.read_text() == "{}" and b.name.endswith("-claude-.claude.json")
+    b = backups / str(path).lstrip("/")  # the file's absolute path, under the backup dir
+    assert result.backups == {path: b} and b.read_text() == "{}"
     assert _mode(backups) == 0o700
 
 
@@ -661,3 +664,53 @@ def test_bad_input_is_a_clear_error(env, kwargs, message):
     clients = args.pop("clients")
     with pytest.raises(BootstrapError, match=message):
         plan_bootstrap(clients, **args)
+
+
+# -- issue 14, item 15: one backup per file, in the backup dir (the state dir), not one per run -----
+
+def _all_files(d: Path) -> list[Path]:
+    return sorted(p for p in d.rglob("*") if p.is_file())
+
+
+def test_backups_are_one_per_file_in_the_backup_dir(env, tmp_path):
+    files = _files(env)
+    files["claude-user"].write_text('{"numStartups": 1}')
+    files["codex-user"].parent.mkdir()
+    files["codex-user"].write_text(CODEX_EXISTING)
+    backups = tmp_path / "state" / "backups"
+    first = apply_plan(plan_bootstrap(["codex", "claude"], endpoint=EP), backup_dir=backups)
+    claude_bak = backups / str(files["claude-user"]).lstrip("/")
+    codex_bak = backups / str(files["codex-user"]).lstrip("/")
+    assert first.backups == {files["codex-user"]: codex_bak, files["claude-user"]: claude_bak}
+    assert claude_bak.read_text() == '{"numStartups": 1}' and codex_bak.read_text() == CODEX_EXISTING
+
+    # the user's client changes the file, then the gateway entry changes: the backup is the file as it
+    # was right before this write, and there is still one per file
+    before_second = files["claude-user"].read_text().replace('"numStartups": 1', '"numStartups": 2')
+    files["claude-user"].write_text(before_second)
+    second = apply_plan(plan_bootstrap(["codex", "claude"], endpoint=EP.replace("4707", "4708")), backup_dir=backups)
+    assert second.backups[files["claude-user"]] == claude_bak and claude_bak.read_text() == before_second
+    assert _all_files(backups) == sorted([claude_bak, codex_bak])
+    assert _mode(claude_bak) == _mode(files["claude-user"]) and _mode(claude_bak.parent) == 0o700
+    # nothing is left next to the files
+    assert [p for p in env["home"].rglob("*") if "runtimed-bak" in p.name] == []
+    assert [p for p in env["codex_home"].rglob("*") if "runtimed-bak" in p.name] == []
+
+
+def test_a_failed_run_keeps_the_previous_backup(env, tmp_path):
+    files = _files(env)
+    files["codex-user"].parent.mkdir()
+    files["codex-user"].write_text(CODEX_EXISTING)
+    backups = tmp_path / "state" / "backups"
+    apply_plan(plan_bootstrap(["codex"], endpoint=EP), backup_dir=backups)
+    codex_bak = backups / str(files["codex-user"]).lstrip("/")
+    assert codex_bak.read_text() == CODEX_EXISTING
+    written = files["codex-user"].read_text()
+
+    plan = plan_bootstrap(["codex", "claude"], endpoint=EP.replace("4707", "4708"))
+    files["claude-user"].mkdir()  # the second target turns into a directory after planning
+    with pytest.raises(BootstrapError):
+        apply_plan(plan, backup_dir=backups)
+    assert files["codex-user"].read_text() == written
+    assert codex_bak.read_text() == CODEX_EXISTING  # the last good backup is still there, and only it
+    assert _all_files(backups) == [codex_bak]

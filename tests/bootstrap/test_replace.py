@@ -106,7 +106,8 @@ def same(expected: dict[str, Any]):
 
 
 def _bak(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(path.name + ".*.runtimed-bak*"))
+    """Backups next to the file (without a backup dir): one, ``<file>.runtimed-bak``."""
+    return sorted(path.parent.glob(path.name + ".runtimed-bak*"))
 
 
 def test_codex_entries_removed_with_their_comments_only(env):

@@ -82,3 +82,26 @@ def test_bootstrap_refuses_unparseable_file_and_bad_flags(daemon: DaemonProc, tm
     assert bad.returncode == 2 and "--clients" in bad.stderr
     bad = run_cli(daemon, "bootstrap", "--transport", "carrier-pigeon", env=env)
     assert bad.returncode == 2
+
+
+def test_bootstrap_keeps_one_backup_per_file_in_the_state_dir(daemon: DaemonProc, tmp_path: Path) -> None:
+    env = temp_homes(tmp_path)
+    home = Path(env["HOME"])
+    claude = home / ".claude.json"
+    claude.write_text('{"numStartups": 1}\n')
+    (home / ".claude.json.20250101T000000Z.runtimed-bak").write_text("{}")  # left by an earlier version
+    backup = daemon.state_dir.resolve() / "backups" / str(claude).lstrip("/")
+    for run, endpoint in enumerate(("http://127.0.0.1:4707/mcp", "http://127.0.0.1:4708/mcp", "http://127.0.0.1:4709/mcp")):
+        before = claude.read_text()
+        r = run_cli(daemon, "bootstrap", "--clients", "claude", "--endpoint", endpoint, env=env)
+        assert r.returncode == 0, r.stderr
+        assert f"backup    {claude} -> {backup}" in r.stdout, r.stdout
+        assert backup.read_text() == before, run  # the file as it was right before this write
+        assert "1 older backup of" in r.stdout and "remove those when you no longer need them" in r.stdout
+    assert sorted(p.name for p in home.iterdir() if "runtimed-bak" in p.name) == [
+        ".claude.json.20250101T000000Z.runtimed-bak"]  # nothing new accumulates in $HOME
+    assert [p for p in (daemon.state_dir / "backups").rglob("*") if p.is_file()] == [backup]
+
+    rm = run_cli(daemon, "bootstrap", "remove", "--clients", "claude", env=env)
+    assert rm.returncode == 0, rm.stderr
+    assert json.loads(backup.read_text())["mcpServers"]["runtime"]["url"] == "http://127.0.0.1:4709/mcp"

@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from tests.runtimectl.test_import import cli, write
+from tests.support.daemon import DaemonProc
 from tests.support.foundation import closed_port
 from tests.support.upstream import run_upstream, stdio_argv
 
 
-def _bak(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(path.name + ".*.runtimed-bak*"))
+def _bak(d: DaemonProc, path: Path) -> list[Path]:
+    """The file's backup: one, in the daemon's state dir (``backups/`` + the file's absolute path)."""
+    backup = d.state_dir.resolve() / "backups" / str(path).lstrip("/")
+    return [backup] if backup.exists() else []
 
 
 def test_import_then_bootstrap_replace_imported(make_daemon, tmp_path: Path) -> None:
@@ -81,7 +84,7 @@ def test_import_then_bootstrap_replace_imported(make_daemon, tmp_path: Path) -> 
         claude_before = claude_path.read_bytes()
         dry = cli(d, "bootstrap", "--replace-imported", "--dry-run", "--project-dir", str(project), env=env)
         assert claude_path.read_bytes() == claude_before and codex_path.read_text() == codex_before
-        assert not _bak(claude_path) and not _bak(codex_path)
+        assert not _bak(d, claude_path) and not _bak(d, codex_path)
         out = dry.stdout.splitlines()
         assert "would remove crm from ~/.codex/config.toml: now served by the gateway as service crm" in out
         assert "would remove docs from ~/.codex/config.toml: now served by the gateway as service docs" in out
@@ -124,7 +127,7 @@ def test_import_then_bootstrap_replace_imported(make_daemon, tmp_path: Path) -> 
         assert claude["mcpServers"] == {"broken": {"type": "http"}, "runtime": {"type": "http", "url": d.mcp_url}}
         assert claude["projects"][str(project)] == edited["projects"][str(project)]
         assert claude["numStartups"] == 7 and claude["oauthAccount"] == {"emailAddress": "me@example.com"}
-        (codex_bak,), (claude_bak,) = _bak(codex_path), _bak(claude_path)
+        (codex_bak,), (claude_bak,) = _bak(d, codex_path), _bak(d, claude_path)
         assert codex_bak.read_text() == codex_before and json.loads(claude_bak.read_text()) == edited
         assert f"backup    {codex_path} -> {codex_bak}" in out
 
@@ -142,13 +145,13 @@ def test_import_then_bootstrap_replace_imported(make_daemon, tmp_path: Path) -> 
 
         # -- twice is a no-op -----------------------------------------------------------------------------
         codex_after, claude_after = codex_path.read_bytes(), claude_path.read_bytes()
-        backups = _bak(codex_path) + _bak(claude_path)
+        backups = _bak(d, codex_path) + _bak(d, claude_path)
         again = cli(d, "bootstrap", "--replace-imported", "--project-dir", str(project), "--json", env=env)
         data = json.loads(again.stdout)
         assert data["changed"] is False and data["result"]["written"] == []
         assert all(f["removed"] == [] for f in data["files"])
         assert codex_path.read_bytes() == codex_after and claude_path.read_bytes() == claude_after
-        assert _bak(codex_path) + _bak(claude_path) == backups
+        assert _bak(d, codex_path) + _bak(d, claude_path) == backups
 
         # every service is still served by the gateway
         assert {s["name"] for s in d.api("GET", "/api/services").json()["services"]} == {"alpha", "beta", "crm", "docs"}
