@@ -2,7 +2,9 @@
 
 Owns the file format (with ``formatVersion`` for migrations), atomic durable
 writes (temp file, fsync, ``os.replace``, directory fsync, under a filelock),
-the last-good copy and recovery from a corrupt file, and the daemon's
+the last-good copy (written with ``registry.json`` as one step,
+``files.atomic_write_all``: a change refused for lack of space is in neither
+file, an acknowledged one is in both) and recovery from a corrupt file, and the daemon's
 single-instance lock on the state dir. The daemon keeps the authoritative copy
 in memory; nothing here is read per request. Must not know about lifecycle
 state, backends or HTTP.
@@ -23,7 +25,7 @@ from filelock import FileLock, Timeout
 
 from runtimed.config.manifest import ServiceManifest, parse_manifest
 from runtimed.errors import ManifestError, RegistryError, StateDirBusy
-from runtimed.state.files import atomic_write
+from runtimed.state.files import atomic_write, atomic_write_all, remove_temps
 
 FORMAT_VERSION = 1
 log = logging.getLogger("runtimed.registry")
@@ -95,6 +97,8 @@ class Registry:
         report = LoadReport()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self._file_lock:
+            for name in remove_temps(self.state_dir, (self.path.name, self.last_good.name)):
+                log.info("removed %s, left by a write that did not finish", name)
             if not self.path.exists():
                 if self.last_good.exists():
                     report.problems.append(f"{self.path} is missing; loading {self.last_good}")
@@ -188,15 +192,16 @@ class Registry:
             self._write_locked()
 
     def _write_locked(self) -> None:
-        self.generation += 1
+        """Both files, or neither: the last-good copy is renamed first and ``registry.json`` last
+        (the commit point); a failure anywhere leaves both as they were and raises ``OSError``."""
         doc = {
             "formatVersion": FORMAT_VERSION,
-            "generation": self.generation,
+            "generation": self.generation + 1,
             "services": {sid: e.to_json() for sid, e in sorted(self._entries.items())},
         }
         data = json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
-        atomic_write(self.path, data)
-        atomic_write(self.last_good, data)
+        atomic_write_all([(self.last_good, data), (self.path, data)])
+        self.generation += 1
 
 
 def parse_document(raw: bytes, report: LoadReport | None = None) -> tuple[dict[str, Entry], int]:

@@ -263,3 +263,129 @@ def test_bad_registry_field_without_last_good_refuses_clearly(make_daemon, how: 
     assert "Traceback" not in p.stderr, p.stderr
     assert "no last good copy" in p.stderr and "registry.json" in p.stderr, p.stderr
     assert (d.state_dir / "registry.json").read_bytes() == spoiled  # left for inspection
+
+
+# -- issue 14 item 2: the disk fills between the two writes (a real full tmpfs) -----------------
+
+from tests.support.diskfull import PAGE, SmallFs, small_fs as small_fs  # noqa: E402  (the fixture)
+
+BIG_LABEL = "x" * 6000  # makes the next document at least one page longer than the last
+
+
+def _files(state: Path) -> tuple[bytes, bytes]:
+    return (state / "registry.json").read_bytes(), (state / "registry.last-good.json").read_bytes()
+
+
+def _leftover_temps(state: Path) -> list[str]:
+    return [p.name for p in state.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_refused_change_never_reaches_either_file(small_fs: SmallFs) -> None:
+    """With every amount of free space from none to enough: a put either succeeds (both files
+    hold the change, and a fresh load has it) or raises with both files exactly as they were
+    (a fresh load, and a load of the last-good copy alone, have the acknowledged state only).
+    Before the fix, with room for one copy of the new document but not two, registry.json
+    was replaced and only the last-good write failed: the refused change was on disk."""
+    state = small_fs.path / "state"
+    reg = Registry(state)
+    reg.load()
+    reg.put(_m("alpha", 1001))  # acknowledged
+    big = parse_manifest({**remote_manifest("beta", "http://127.0.0.1:1002/mcp"),
+                          "metadata": {"name": "beta", "labels": {"note": BIG_LABEL}}})
+    refused = 0
+    for pages in range(0, 12):
+        small_fs.fill(pages * PAGE)
+        before = _files(state)
+        generation = reg.generation
+        try:
+            reg.put(big)
+        except OSError as e:
+            refused += 1
+            assert "No space left" in str(e) or e.errno == 28, e
+            assert _files(state) == before, f"{pages} pages free: a refused change reached the disk"
+            assert reg.get("beta") is None and reg.get("alpha") is not None and reg.generation == generation
+            assert _leftover_temps(state) == [], f"{pages} pages free: temp files left behind"
+            fresh = Registry(state)
+            fresh.load()
+            assert [e.manifest.name for e in fresh] == ["alpha"]
+            continue
+        # Acknowledged: in both files, and loaded after a "restart".
+        small_fs.unfill()
+        reg_file, last_good = _files(state)
+        assert reg_file == last_good and b"beta" in reg_file
+        fresh = Registry(state)
+        fresh.load()
+        assert [e.manifest.name for e in fresh] == ["alpha", "beta"]
+        break
+    else:
+        raise AssertionError("the put never succeeded: the filesystem is too small for this test")
+    assert refused >= 2, "the sweep never hit the window between the two writes"
+
+
+def test_last_good_alone_never_holds_a_refused_change(small_fs: SmallFs) -> None:
+    """registry.json lost after a refused change (e.g. removed by hand): the last-good copy that is
+    loaded instead holds the acknowledged state, not the refused one."""
+    state = small_fs.path / "state"
+    reg = Registry(state)
+    reg.load()
+    reg.put(_m("alpha", 1001))
+    big = parse_manifest({**remote_manifest("beta", "http://127.0.0.1:1002/mcp"),
+                          "metadata": {"name": "beta", "labels": {"note": BIG_LABEL}}})
+    for pages in range(0, 12):
+        small_fs.fill(pages * PAGE)
+        try:
+            reg.put(big)
+        except OSError:
+            small_fs.unfill()
+            (state / "registry.json").unlink()
+            fresh = Registry(state)
+            report = fresh.load()
+            assert [e.manifest.name for e in fresh] == ["alpha"], (pages, report.problems)
+            # Put registry.json back as it was (from the last-good copy) for the next round.
+            (state / "registry.json").write_bytes((state / "registry.last-good.json").read_bytes())
+            continue
+        break
+
+
+def test_daemon_refused_change_is_absent_after_restart(small_fs: SmallFs, tmp_path: Path) -> None:
+    """The issue's run, on a real daemon whose state dir is a small tmpfs: POSTs of a larger
+    manifest with less and less room refused (503), then one with enough; a refused POST is in
+    neither file, and after a restart it is not there while the acknowledged services are."""
+    state = small_fs.path / "state"
+    d = DaemonProc(state)
+    d.log_path = tmp_path / "daemon.log"  # the daemon's output must not eat the small disk
+    d.start()
+    try:
+        m = remote_manifest("keep", f"http://127.0.0.1:{closed_port()}/mcp", autostart=False)
+        assert d.api("POST", "/api/services", json=m).status_code == 201
+        big = remote_manifest("big", f"http://127.0.0.1:{closed_port()}/mcp", autostart=False)
+        big["metadata"]["labels"] = {"note": BIG_LABEL}
+        threshold = None
+        for pages in range(0, 16):
+            small_fs.fill(pages * PAGE)
+            before = _files(state)
+            r = d.api("POST", "/api/services", json=big)
+            if r.status_code == 201:
+                threshold = pages
+                break
+            assert r.status_code == 503, r.text
+            assert "could not write the registry" in r.json()["error"], r.text
+            assert _files(state) == before, f"{pages} pages free: a refused change reached the disk"
+            assert d.api("GET", "/api/services/big").status_code == 404
+        assert threshold is not None and threshold >= 2, threshold
+        # Once more, one page short of enough room: refused; then a restart with room again.
+        small_fs.unfill()
+        assert d.api("DELETE", "/api/services/big").status_code == 200
+        small_fs.fill((threshold - 1) * PAGE)
+        r = d.api("POST", "/api/services", json=big)
+        assert r.status_code == 503, r.text
+        d.stop()
+        small_fs.unfill()
+        d.start()
+        assert d.api("GET", "/api/services/big").status_code == 404
+        assert d.api("GET", "/api/services/keep").status_code == 200
+        assert registry_names(state) == {"keep"}
+        assert json.loads((state / "registry.last-good.json").read_text())["services"].keys() == \
+            read_registry(state)["services"].keys()
+    finally:
+        d.stop()
