@@ -4,7 +4,9 @@ Owns the file format (with ``formatVersion`` for migrations), atomic durable
 writes (temp file, fsync, ``os.replace``, directory fsync, under a filelock),
 the last-good copy (written with ``registry.json`` as one step,
 ``files.atomic_write_all``: a change refused for lack of space is in neither
-file, an acknowledged one is in both) and recovery from a corrupt file, and the daemon's
+file, an acknowledged one is in both), reading it strictly (two services with
+one name or one origin, or a key twice, make a file unreadable; a path that is
+not a file is refused, never moved), recovery from a corrupt file, and the daemon's
 single-instance lock on the state dir. The daemon keeps the authoritative copy
 in memory; nothing here is read per request. Must not know about lifecycle
 state, backends or HTTP.
@@ -102,9 +104,9 @@ class Registry:
             if not self.path.exists():
                 if self.last_good.exists():
                     report.problems.append(f"{self.path} is missing; loading {self.last_good}")
-                    self._entries, self.generation = parse_document(self.last_good.read_bytes(), report)
+                    self._entries, self.generation = parse_document(_read(self.last_good), report)
                 return report
-            raw = self.path.read_bytes()
+            raw = _read(self.path)  # not a file at all (a directory...): refuse, never move it away
             try:
                 self._entries, self.generation = parse_document(raw)
                 return report
@@ -117,7 +119,7 @@ class Registry:
                         f"refusing to start with an empty registry: inspect or repair {self.path}"
                     ) from None
                 try:
-                    good = parse_document(self.last_good.read_bytes())
+                    good = parse_document(_read(self.last_good))
                 except RegistryError as e2:
                     raise RegistryError(
                         f"{self.path} ({e}) and its last good copy {self.last_good} ({e2}) are both unreadable; "
@@ -204,11 +206,35 @@ class Registry:
         self.generation += 1
 
 
+def _read(path: Path) -> bytes:
+    """The bytes of a registry file; ``RegistryError`` saying what to do when it is not a readable file."""
+    if path.is_dir():
+        raise RegistryError(f"{path} is a directory, not the registry file: move it away (runtimed leaves it "
+                            "untouched), then start runtimed again")
+    if path.exists() and not path.is_file():
+        raise RegistryError(f"{path} is not a regular file: move it away, then start runtimed again")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise RegistryError(f"{path} cannot be read ({e.strerror or e}): check its owner and permissions") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` keeps the last of two equal keys silently; in the registry that hides a service."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise RegistryError(f"the key {key!r} appears twice in one object (a hand edit?); keep one")
+        out[key] = value
+    return out
+
+
 def parse_document(raw: bytes, report: LoadReport | None = None) -> tuple[dict[str, Entry], int]:
     """(entries, generation) of a ``registry.json`` document. Strict without a ``report``: any bad
-    service raises ``RegistryError``; with one, bad services are skipped and listed in it."""
+    service, or two services with one name or one origin, raises ``RegistryError``; with one, bad
+    services are skipped (of duplicates, all but the first in the file) and listed in it."""
     try:
-        doc = json.loads(raw.decode("utf-8"))
+        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError) as e:
         raise RegistryError(f"not valid JSON: {e}") from None
     except RecursionError:
@@ -222,14 +248,33 @@ def parse_document(raw: bytes, report: LoadReport | None = None) -> tuple[dict[s
         generation = int(doc.get("generation", 0))
     except (TypeError, ValueError):
         raise RegistryError(f"'generation' must be an integer, not {doc.get('generation')!r}") from None
-    entries: dict[str, Entry] = {}
+    parsed: list[tuple[str, Entry]] = []
     for sid, item in doc["services"].items():
         try:
             manifest = parse_manifest(item.get("manifest") if isinstance(item, dict) else None)
-            entries[manifest.id] = Entry(manifest, float(item.get("createdAt", 0)), float(item.get("updatedAt", 0)))
+            parsed.append((sid, Entry(manifest, float(item.get("createdAt", 0)), float(item.get("updatedAt", 0)))))
         except (ManifestError, TypeError, ValueError) as e:
             msg = f"service {sid}: {e}" if isinstance(e, ManifestError) else f"service {sid}: bad createdAt/updatedAt"
             if report is None:
                 raise RegistryError(msg) from None
             report.problems.append(msg)
+    entries: dict[str, Entry] = {}
+    by_name: dict[str, str] = {}  # name -> key of the first service with it
+    for sid, entry in parsed:
+        m = entry.manifest
+        keys = [k for k, e in parsed if e.manifest.name == m.name]
+        if m.id in entries:
+            first = next(k for k, e in parsed if e.manifest.id == m.id)
+            msg = (f"services {first!r} and {sid!r} have the same origin (id {m.id}): one origin is one service; "
+                   "remove one of them")
+        elif m.name in by_name:
+            msg = (f"{m.name!r} is the name of {len(keys)} services ({', '.join(keys)}): a name must be unique; "
+                   "rename or remove all but one")
+        else:
+            entries[m.id] = entry
+            by_name[m.name] = sid
+            continue
+        if report is None:
+            raise RegistryError(msg)
+        report.problems.append(f"{msg}; skipped {sid!r}, kept the first")
     return entries, generation

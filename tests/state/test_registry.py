@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from runtimed.config.manifest import parse_manifest
-from runtimed.state.registry import FORMAT_VERSION, Registry, RegistryError, StateDirLock
+from runtimed.state.registry import FORMAT_VERSION, LoadReport, Registry, RegistryError, StateDirLock, parse_document
 from tests.support.daemon import DaemonProc
 from tests.support.foundation import (
     closed_port,
@@ -389,3 +389,84 @@ def test_daemon_refused_change_is_absent_after_restart(small_fs: SmallFs, tmp_pa
             read_registry(state)["services"].keys()
     finally:
         d.stop()
+
+
+# -- issue 14 item 5: registry files that are not what they should be ------------------------
+
+def test_daemon_with_registry_json_a_directory_refuses_clearly(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (state / "registry.json").mkdir(parents=True)
+    res = run_daemon_expect_exit(state)
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr, res.stderr
+    assert "registry.json is a directory" in res.stderr and "move it away" in res.stderr, res.stderr
+    assert (state / "registry.json").is_dir()  # left as it was
+
+
+def test_registry_json_a_directory_is_never_replaced_by_the_last_good_copy(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    reg.load()
+    reg.put(_m("alpha", 1001))
+    (tmp_path / "registry.json").unlink()
+    (tmp_path / "registry.json").mkdir()
+    (tmp_path / "registry.json" / "inside").write_text("someone's file")
+    with pytest.raises(RegistryError, match="is a directory"):
+        Registry(tmp_path).load()
+    assert (tmp_path / "registry.json" / "inside").read_text() == "someone's file"
+
+
+def _doc_with(*entries: tuple[str, int]) -> dict:
+    """A registry document whose services are the given (name, port) in this order; keys are made
+    unique (k0, k1, ...) so that a duplicate is visible only by its name or origin."""
+    services = {}
+    for i, (name, port) in enumerate(entries):
+        m = _m(name, port)
+        services[f"k{i}-{m.id}"] = {"manifest": m.public_dict(), "createdAt": 1.0, "updatedAt": 1.0}
+    return {"formatVersion": FORMAT_VERSION, "generation": 3, "services": services}
+
+
+def test_duplicate_names_in_a_registry_file_are_detected(tmp_path: Path) -> None:
+    raw = json.dumps(_doc_with(("alpha", 1001), ("alpha", 1002))).encode()
+    with pytest.raises(RegistryError, match="'alpha' is the name of 2 services"):
+        parse_document(raw)
+    # Lenient (a last-good copy loaded because registry.json is missing): the first kept, the other said.
+    report = LoadReport()
+    entries, _ = parse_document(raw, report)
+    assert [e.manifest.name for e in entries.values()] == ["alpha"]
+    assert any("'alpha'" in p and "skipped" in p for p in report.problems), report.problems
+
+
+def test_one_origin_twice_in_a_registry_file_is_detected(tmp_path: Path) -> None:
+    raw = json.dumps(_doc_with(("alpha", 1001), ("beta", 1001))).encode()
+    with pytest.raises(RegistryError, match="same origin"):
+        parse_document(raw)
+
+
+def test_a_key_twice_in_a_registry_file_is_detected(tmp_path: Path) -> None:
+    m = _m("alpha", 1001)
+    item = json.dumps({"manifest": m.public_dict(), "createdAt": 1.0, "updatedAt": 1.0})
+    entry = f'"{m.id}": {item}'
+    raw = ('{"formatVersion": 1, "generation": 1, "services": {' + entry + ", " + entry + "}}").encode()
+    with pytest.raises(RegistryError, match=f"{m.id!r} appears twice"):
+        parse_document(raw)
+
+
+def test_daemon_with_duplicate_names_recovers_from_last_good_loudly(make_daemon, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    _write_registry_with(state, ["alpha"])
+    (state / "registry.json").write_text(json.dumps(_doc_with(("alpha", 1000), ("alpha", 1001))))
+    d = make_daemon("state")
+    names = [s["name"] for s in d.api("GET", "/api/services").json()["services"]]
+    assert names == ["alpha"]
+    log = d.log()
+    assert "WARNING" in log and "'alpha' is the name of 2 services" in log, log[-3000:]
+    assert list(state.glob("registry.corrupt-*.json"))
+
+
+def test_daemon_with_duplicate_names_and_no_last_good_refuses(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "registry.json").write_text(json.dumps(_doc_with(("alpha", 1000), ("alpha", 1001))))
+    res = run_daemon_expect_exit(state)
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+    assert "'alpha' is the name of 2 services" in res.stderr, res.stderr
