@@ -121,6 +121,21 @@ def _upstream_schema(svc: CatalogService, upstream: str) -> JSON | None:
     return None
 
 
+def _json_type(value: Any) -> str:
+    """How JSON would name ``value``'s type, for a message about a wrong one."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "a string"
+
+
 def _declares_intent(item: JSON, svc: CatalogService, upstream: str) -> bool:
     """Whether the upstream tool itself has an ``_intent`` argument (then it is its own, not ours)."""
     iface = svc.interface
@@ -349,15 +364,19 @@ class Router:
         if not isinstance(ref, dict):
             raise RpcError(INVALID_PARAMS, "Invalid params: completion/complete needs a 'ref' object", http_status=400)
         if ref.get("type") == "ref/prompt":
-            prompt: Any = ref.get("name")
+            prompt = ref.get("name")
+            if not isinstance(prompt, str):
+                raise RpcError(INVALID_PARAMS, "Invalid params: a ref/prompt's ref.name must be a string (the prompt's "
+                               f"name, see prompts/list), not {_json_type(prompt)}", http_status=400)
             entry = cat.prompt_map.get(prompt)
             if entry is None:
-                raise RpcError(INVALID_PARAMS, f"Unknown prompt: {ref.get('name')!r}", http_status=400)
+                raise RpcError(INVALID_PARAMS, f"Unknown prompt: {prompt!r}", http_status=400)
             svc, fwd = entry.svc, {**params, "ref": {**ref, "name": entry.upstream}}
         elif ref.get("type") == "ref/resource":
             uri = ref.get("uri")
             if not isinstance(uri, str):
-                raise RpcError(INVALID_PARAMS, "Invalid params: ref/resource needs a 'uri'", http_status=400)
+                raise RpcError(INVALID_PARAMS, "Invalid params: a ref/resource's ref.uri must be a string, "
+                               f"not {_json_type(uri)}", http_status=400)
             svc, fwd = self._template_service(ctx, cat, uri), params
         else:
             raise RpcError(INVALID_PARAMS, f"Invalid params: unknown ref type {ref.get('type')!r}", http_status=400)

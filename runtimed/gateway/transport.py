@@ -257,7 +257,7 @@ class McpEndpoint:
 
     async def _post_stateless(self, scope: Scope, receive: Any, send: Any, msg: Any, headers: dict[str, str],
                               raw_headers: list[tuple[bytes, bytes]], svc_scope: str | None, can_sse: bool) -> None:
-        msg_id = msg.get("id") if isinstance(msg, dict) else None
+        msg_id = _reply_id(msg)
         try:
             if isinstance(msg, list):
                 raise RpcError(INVALID_REQUEST, "Invalid request: JSON-RPC batches are not supported in protocol 2026-07-28",
@@ -286,15 +286,15 @@ class McpEndpoint:
 
     async def _post_session(self, scope: Scope, receive: Any, send: Any, msg: Any, headers: dict[str, str],
                             svc_scope: str | None, can_sse: bool) -> None:
-        self._check_version_header(headers, msg.get("id") if isinstance(msg, dict) else None)
+        self._check_version_header(headers, _reply_id(msg))
         if isinstance(msg, list):
             await self._batch(send, msg, headers, svc_scope)
             return
         try:
             check_envelope(msg)
         except RpcError as e:
-            raise rpc_reply(e, msg.get("id") if isinstance(msg, dict) else None, 400) from None
-        msg_id = msg.get("id")
+            raise rpc_reply(e, _reply_id(msg), 400) from None
+        msg_id = _reply_id(msg)  # a request's id is valid by now; a client's response may carry any
         method = msg.get("method")
         if method == "initialize":
             if is_notification(msg):
@@ -303,7 +303,8 @@ class McpEndpoint:
             return
         session = self._session(headers, svc_scope, msg_id)
         if is_response(msg):
-            session.answer(msg)
+            if msg_id is not None:  # else it answers nothing we asked
+                session.answer(msg)
             raise HttpReply(202)
         if is_notification(msg):
             await self._notification(session, method, msg.get("params") or {})
@@ -336,7 +337,10 @@ class McpEndpoint:
         if method == "notifications/initialized":
             session.initialized = True
         elif method == "notifications/cancelled":
-            task = session.inflight.get(params.get("requestId"))
+            # Only a request id (a string or an integer) names a call; anything else names none. A
+            # notification is never answered, so a malformed one is ignored rather than refused.
+            rid = params.get("requestId")
+            task = session.inflight.get(rid) if _is_request_id(rid) else None
             if task is not None:
                 task.cancel()
         elif method == "notifications/roots/list_changed":
@@ -362,12 +366,13 @@ class McpEndpoint:
             try:
                 check_envelope(m)
             except RpcError as e:
-                out.append(error_reply(m.get("id") if isinstance(m, dict) else None, e))
+                out.append(error_reply(_reply_id(m), e))
                 continue
             if m.get("method") == "initialize":
                 out.append(error_response(m.get("id"), INVALID_REQUEST, "initialize must not be part of a batch"))
             elif is_response(m):
-                session.answer(m)
+                if _is_request_id(m.get("id")):
+                    session.answer(m)
             elif is_notification(m):
                 await self._notification(session, m["method"], m.get("params") or {})
             else:
@@ -459,6 +464,18 @@ async def _read_body(receive: Any, headers: dict[str, str]) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _is_request_id(value: Any) -> bool:
+    """A JSON-RPC request id as the gateway accepts one: a string or an integer (not a boolean)."""
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
+def _reply_id(msg: Any) -> Any:
+    """The id to answer ``msg`` with: its own when it is a valid request id, else null (JSON-RPC:
+    an id that cannot be determined is answered as null, never echoed)."""
+    rid = msg.get("id") if isinstance(msg, dict) else None
+    return rid if _is_request_id(rid) else None
 
 
 def _ok(resp: JSON) -> int:

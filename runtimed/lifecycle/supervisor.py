@@ -1,7 +1,8 @@
 """The lifecycle supervisor: the set of services, and every change of their state.
 
 Owns ``Supervisor``: boot and shutdown, registering, updating and removing
-services (through ``Registry``), the lifecycle transitions (each one an
+services (through ``Registry``; a removal is unregistered durably before the
+service is stopped, so a registry that cannot be written changes nothing), the lifecycle transitions (each one an
 event), the restart policy (backoff, quarantine), the health-probe schedule,
 the interface snapshot (cached, persisted under ``interfaces/``, diffed on
 refresh, refreshed when stale by its ``ttl_ms`` as clients list:
@@ -174,7 +175,7 @@ class Supervisor:
             except RegistryError as e:  # a name or origin conflict: nothing changed
                 raise SupervisorError(str(e), status=409) from None
             except OSError as e:  # the state dir refused the write: nothing changed
-                raise SupervisorError(f"could not write the registry: {e}", status=503) from None
+                raise SupervisorError(self._unwritable(e), status=503) from None
             if existing is None:
                 svc = ServiceRuntime(self, manifest)
                 self._load_snapshot(svc)
@@ -199,12 +200,20 @@ class Supervisor:
         return svc, created
 
     async def remove(self, ref: str) -> ServiceRuntime:
+        """Unregister (durably, first), then stop. A registry write that fails changes nothing:
+        the service stays registered, in the state it was in, and the refusal says so (503)."""
         svc = self.get(ref)
-        await self.stop(svc.id, reason="removed")
         async with self._mutate:
-            await asyncio.to_thread(self.registry.remove, svc.id)
+            if self.services.get(svc.id) is not svc:
+                raise SupervisorError(f"service {svc.name!r} was removed meanwhile", status=404)
+            try:
+                await asyncio.to_thread(self.registry.remove, svc.id)
+            except OSError as e:
+                raise SupervisorError(self._unwritable(
+                    e, f"service {svc.name!r} is still registered and {svc.state.value}"), status=503) from None
             self.services.pop(svc.id, None)
             self._serving_cache = None
+        await self._stop(svc, reason="removed")
         svc.policy.forget()  # a re-added origin must not inherit old rate-limit counts
         svc.logs.delete()  # nor a new service of that name its log
         try:
@@ -213,6 +222,12 @@ class Supervisor:
             pass
         self.events.emit("service.removed", svc.name, serviceId=svc.id)
         return svc
+
+    def _unwritable(self, e: OSError, still: str = "") -> str:
+        """The refusal of a change the state dir would not take (full disk, permissions...)."""
+        where = self.registry.state_dir
+        return (f"could not write the registry in {where} ({e.strerror or e}); nothing changed"
+                + (f": {still}" if still else "") + f". Free space in {where} (or fix its permissions) and try again")
 
     # -- lifecycle -------------------------------------------------------
     async def start(self, ref: str, reason: str = "start requested") -> ServiceRuntime:
@@ -271,12 +286,16 @@ class Supervisor:
             raise BackendStartError(str(e)) from None
         if fresh.spec.origin != svc.manifest.spec.origin:
             async with self._mutate:
+                if self.services.get(svc.id) is not svc:  # removed while starting: never registered again
+                    raise BackendStartError(f"service {svc.name!r} was removed")
                 await asyncio.to_thread(self.registry.put, fresh)
             svc.manifest = fresh
             svc.log("info", "origin re-checked at start: recorded its new fingerprint")
 
     async def stop(self, ref: str, reason: str = "stop requested") -> ServiceRuntime:
-        svc = self.get(ref)
+        return await self._stop(self.get(ref), reason)
+
+    async def _stop(self, svc: ServiceRuntime, reason: str) -> ServiceRuntime:
         if svc._restart_task:
             svc._restart_task.cancel()
             svc._restart_task = None

@@ -2,7 +2,11 @@
 
 Owns the file format (with ``formatVersion`` for migrations), atomic durable
 writes (temp file, fsync, ``os.replace``, directory fsync, under a filelock),
-the last-good copy and recovery from a corrupt file, and the daemon's
+the last-good copy (written with ``registry.json`` as one step,
+``files.atomic_write_all``: a change refused for lack of space is in neither
+file, an acknowledged one is in both), reading it strictly (two services with
+one name or one origin, or a key twice, make a file unreadable; a path that is
+not a file is refused, never moved), recovery from a corrupt file, and the daemon's
 single-instance lock on the state dir. The daemon keeps the authoritative copy
 in memory; nothing here is read per request. Must not know about lifecycle
 state, backends or HTTP.
@@ -23,7 +27,7 @@ from filelock import FileLock, Timeout
 
 from runtimed.config.manifest import ServiceManifest, parse_manifest
 from runtimed.errors import ManifestError, RegistryError, StateDirBusy
-from runtimed.state.files import atomic_write
+from runtimed.state.files import atomic_write, atomic_write_all, remove_temps
 
 FORMAT_VERSION = 1
 log = logging.getLogger("runtimed.registry")
@@ -119,12 +123,14 @@ class Registry:
         report = LoadReport()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self._file_lock:
+            for name in remove_temps(self.state_dir, (self.path.name, self.last_good.name)):
+                log.info("removed %s, left by a write that did not finish", name)
             if not self.path.exists():
                 if self.last_good.exists():
                     report.problems.append(f"{self.path} is missing; loading {self.last_good}")
-                    self._entries, self.generation = parse_document(self.last_good.read_bytes(), report)
+                    self._entries, self.generation = parse_document(_read(self.last_good), report)
                 return report
-            raw = self.path.read_bytes()
+            raw = _read(self.path)  # not a file at all (a directory...): refuse, never move it away
             try:
                 self._entries, self.generation = parse_document(raw)
                 return report
@@ -137,7 +143,7 @@ class Registry:
                         f"refusing to start with an empty registry: inspect or repair {self.path}"
                     ) from None
                 try:
-                    good = parse_document(self.last_good.read_bytes())
+                    good = parse_document(_read(self.last_good))
                 except RegistryError as e2:
                     raise RegistryError(
                         f"{self.path} ({e}) and its last good copy {self.last_good} ({e2}) are both unreadable; "
@@ -212,22 +218,47 @@ class Registry:
             self._write_locked()
 
     def _write_locked(self) -> None:
-        self.generation += 1
+        """Both files, or neither: the last-good copy is renamed first and ``registry.json`` last
+        (the commit point); a failure anywhere leaves both as they were and raises ``OSError``."""
         doc = {
             "formatVersion": FORMAT_VERSION,
-            "generation": self.generation,
+            "generation": self.generation + 1,
             "services": {sid: e.to_json() for sid, e in sorted(self._entries.items())},
         }
         data = json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
-        atomic_write(self.path, data)
-        atomic_write(self.last_good, data)
+        atomic_write_all([(self.last_good, data), (self.path, data)])
+        self.generation += 1
+
+
+def _read(path: Path) -> bytes:
+    """The bytes of a registry file; ``RegistryError`` saying what to do when it is not a readable file."""
+    if path.is_dir():
+        raise RegistryError(f"{path} is a directory, not the registry file: move it away (runtimed leaves it "
+                            "untouched), then start runtimed again")
+    if path.exists() and not path.is_file():
+        raise RegistryError(f"{path} is not a regular file: move it away, then start runtimed again")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise RegistryError(f"{path} cannot be read ({e.strerror or e}): check its owner and permissions") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` keeps the last of two equal keys silently; in the registry that hides a service."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise RegistryError(f"the key {key!r} appears twice in one object (a hand edit?); keep one")
+        out[key] = value
+    return out
 
 
 def parse_document(raw: bytes, report: LoadReport | None = None) -> tuple[dict[str, Entry], int]:
     """(entries, generation) of a ``registry.json`` document. Strict without a ``report``: any bad
-    service raises ``RegistryError``; with one, bad services are skipped and listed in it."""
+    service, or two services with one name or one origin, raises ``RegistryError``; with one, bad
+    services are skipped (of duplicates, all but the first in the file) and listed in it."""
     try:
-        doc = json.loads(raw.decode("utf-8"))
+        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError) as e:
         raise RegistryError(f"not valid JSON: {e}") from None
     except RecursionError:
@@ -241,14 +272,33 @@ def parse_document(raw: bytes, report: LoadReport | None = None) -> tuple[dict[s
         generation = int(doc.get("generation", 0))
     except (TypeError, ValueError):
         raise RegistryError(f"'generation' must be an integer, not {doc.get('generation')!r}") from None
-    entries: dict[str, Entry] = {}
+    parsed: list[tuple[str, Entry]] = []
     for sid, item in doc["services"].items():
         try:
             manifest = parse_manifest(item.get("manifest") if isinstance(item, dict) else None)
-            entries[manifest.id] = Entry(manifest, float(item.get("createdAt", 0)), float(item.get("updatedAt", 0)))
+            parsed.append((sid, Entry(manifest, float(item.get("createdAt", 0)), float(item.get("updatedAt", 0)))))
         except (ManifestError, TypeError, ValueError) as e:
             msg = f"service {sid}: {e}" if isinstance(e, ManifestError) else f"service {sid}: bad createdAt/updatedAt"
             if report is None:
                 raise RegistryError(msg) from None
             report.problems.append(msg)
+    entries: dict[str, Entry] = {}
+    by_name: dict[str, str] = {}  # name -> key of the first service with it
+    for sid, entry in parsed:
+        m = entry.manifest
+        keys = [k for k, e in parsed if e.manifest.name == m.name]
+        if m.id in entries:
+            first = next(k for k, e in parsed if e.manifest.id == m.id)
+            msg = (f"services {first!r} and {sid!r} have the same origin (id {m.id}): one origin is one service; "
+                   "remove one of them")
+        elif m.name in by_name:
+            msg = (f"{m.name!r} is the name of {len(keys)} services ({', '.join(keys)}): a name must be unique; "
+                   "rename or remove all but one")
+        else:
+            entries[m.id] = entry
+            by_name[m.name] = sid
+            continue
+        if report is None:
+            raise RegistryError(msg)
+        report.problems.append(f"{msg}; skipped {sid!r}, kept the first")
     return entries, generation

@@ -68,3 +68,35 @@ def test_malformed_requests_never_500(daemon) -> None:
             problems.append((method, path, r.status_code, r.text[:300]))
     assert not problems, problems
     assert "Traceback" not in daemon.log()
+
+
+# -- issue 14 item 5: DELETE when the registry cannot be written (a real full disk) --------------
+
+from tests.gateway.test_inprocess import wasm_manifest  # noqa: E402
+from tests.support.diskfull import SmallFs, small_fs as small_fs  # noqa: E402  (the fixture)
+from tests.support.inprocess import inprocess_daemon  # noqa: E402
+
+
+async def test_delete_with_a_full_disk_is_503_and_changes_nothing(small_fs: SmallFs) -> None:
+    """Was: the service stopped first, then the registry write failed: HTTP 500, and the service
+    left STOPPED but registered with nothing said. Now: 503 saying nothing changed, the service
+    still RUNNING and registered; with room again the same DELETE removes it."""
+    state = small_fs.path / "state"
+    async with inprocess_daemon(state) as d:
+        await d.register(wasm_manifest("up", "upper.wat"))
+        small_fs.fill(0)
+        r = await d.client.delete("/api/services/up")
+        assert r.status_code == 503, r.text
+        msg = r.json()["error"]
+        assert "could not write the registry" in msg and "nothing changed" in msg and "'up'" in msg, msg
+        assert "RUNNING" in msg, msg
+        svc = await d.service("up")
+        assert svc["state"] == "RUNNING", svc
+        r = await d.stateless("tools/call", {"name": "up__upper", "arguments": {"text": "still"}}, name="up__upper")
+        assert r.json()["result"]["structuredContent"] == {"text": "STILL"}
+        small_fs.unfill()
+        r = await d.client.delete("/api/services/up")
+        assert r.status_code == 200, r.text
+        assert (await d.client.get("/api/services/up")).status_code == 404
+    async with inprocess_daemon(state) as d:
+        assert (await d.client.get("/api/services/up")).status_code == 404
