@@ -7,9 +7,12 @@ and a ``retry`` field, empty data, per the 2025-11-25 transport), ``Session``
 (negotiated version, client info and capabilities, the GET stream, open POST
 streams, requests in flight, server-to-client requests awaiting an answer,
 resource subscriptions), ``SessionStore`` (ids minted with
-``secrets.token_urlsafe``, lookup, end, idle expiry) and ``Listener`` (one
-stateless-era ``subscriptions/listen`` stream). Must not: route calls, know
-about services, or write HTTP.
+``secrets.token_urlsafe``, lookup, end, idle expiry, the cap on how many are
+held: at the cap the session idle the longest is evicted, and with none idle a
+new one is refused with ``SessionLimit``) and ``Listener`` (one stateless-era
+``subscriptions/listen`` stream). A session is idle when nothing of it is in
+flight and no GET stream of it is open. Must not: route calls, know about
+services, or write HTTP.
 """
 
 from __future__ import annotations
@@ -23,14 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from runtimed.errors import UpstreamError
-from runtimed.protocol.jsonrpc import INTERNAL_ERROR, SERVER_ERROR, dumps
+from runtimed.errors import RpcError, UpstreamError
+from runtimed.protocol.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, SERVER_ERROR, dumps
 from runtimed.protocol.types import JSON
 
 STREAM_KEEP = 1000  # events kept per stream for resumption
 PRIMING_RETRY_MS = 1000  # the ``retry`` of a priming event: how long a client waits before resuming
 RECENT_STREAMS = 64  # finished POST streams kept per session for resumption
-SESSION_IDLE_S = 24 * 3600.0
+SESSION_IDLE_S = 3600.0  # the default of settings.session_idle_s
+MAX_SESSIONS = 1000  # the default of settings.max_sessions
 
 
 class Stream:
@@ -110,6 +114,7 @@ class Session:
         self.capabilities = capabilities
         self.scope = scope  # None: the aggregate endpoint; else the service name
         self.created = self.last_seen = time.monotonic()
+        self.end_reason: str | None = None  # set when it ends: deleted, expired, evicted, shutdown
         self.initialized = False
         self.standalone = Stream("g" + secrets.token_hex(5))
         self.standalone.resumable = True
@@ -130,6 +135,11 @@ class Session:
             if not self.streams[oldest].closed:
                 break
             self.streams.popitem(last=False)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight and no GET stream open: the client may have left."""
+        return not self.inflight and not self.get_connected
 
     def find_stream(self, stream_id: str) -> Stream | None:
         if stream_id == self.standalone.id:
@@ -184,16 +194,49 @@ class Listener:
     meta: JSON
 
 
+class SessionLimit(RpcError):
+    """Every one of ``max_sessions`` sessions is active: a new one is refused (HTTP 503)."""
+
+    def __init__(self, held: int) -> None:
+        noun = "session" if held == 1 else "sessions"
+        super().__init__(SERVER_ERROR, f"the gateway holds {held} {noun}, its limit, and none is idle (each has a "
+                         "call in flight or an open GET stream): retry once a client ends its session (DELETE), or "
+                         "raise max_sessions (RUNTIMED_MAX_SESSIONS)", http_status=503)
+
+
+def check_client_size(client_info: JSON, capabilities: JSON, limit: int) -> None:
+    """Refuse (-32602) an initialize whose clientInfo and capabilities take more than ``limit``
+    bytes as JSON: a session keeps both for its lifetime, and nothing is cut from them (the
+    gateway relays what a client declared, so a trimmed copy would misstate it)."""
+    size = len(dumps(client_info)) + len(dumps(capabilities))
+    if size > limit:
+        raise RpcError(INVALID_PARAMS, f"Invalid params: the client's capabilities and clientInfo take {size} bytes "
+                       f"as JSON, more than the {limit} a session keeps; send smaller ones, or raise "
+                       "session_client_max_bytes (RUNTIMED_SESSION_CLIENT_MAX_BYTES)")
+
+
 class SessionStore:
-    def __init__(self, on_end: Callable[[Session], None] | None = None) -> None:
+    def __init__(self, on_end: Callable[[Session], None] | None = None, idle_s: float = SESSION_IDLE_S,
+                 max_sessions: int = MAX_SESSIONS, on_start: Callable[[Session], None] | None = None) -> None:
         self.sessions: dict[str, Session] = {}
         self._on_end = on_end
+        self._on_start = on_start
+        self.idle_s = idle_s
+        self.max_sessions = max_sessions
 
     def create(self, version: str, client_info: JSON, capabilities: JSON, scope: str | None) -> Session:
+        """A new session; at the cap, first ends the one idle the longest. Raises ``SessionLimit``."""
         self.expire()
+        while len(self.sessions) >= self.max_sessions:
+            idle = [s for s in self.sessions.values() if s.idle]
+            if not idle:
+                raise SessionLimit(len(self.sessions))
+            self.end(min(idle, key=lambda s: s.last_seen).id, "evicted")
         sid = secrets.token_urlsafe(24)
         s = Session(sid, version, client_info, capabilities, scope)
         self.sessions[sid] = s
+        if self._on_start is not None:
+            self._on_start(s)
         return s
 
     def get(self, sid: str) -> Session | None:
@@ -202,19 +245,24 @@ class SessionStore:
             s.last_seen = time.monotonic()
         return s
 
-    def end(self, sid: str) -> Session | None:
+    def end(self, sid: str, reason: str = "deleted") -> Session | None:
         s = self.sessions.pop(sid, None)
         if s is not None:
+            s.end_reason = reason
             s.close()
             if self._on_end is not None:
                 self._on_end(s)
         return s
 
-    def expire(self) -> None:
+    def expire(self) -> int:
+        """End the sessions idle for longer than ``idle_s``; returns how many."""
         now = time.monotonic()
+        ended = 0
         for sid, s in list(self.sessions.items()):
-            if now - s.last_seen > SESSION_IDLE_S and not s.inflight and not s.get_connected:
-                self.end(sid)
+            if now - s.last_seen > self.idle_s and s.idle:
+                self.end(sid, "expired")
+                ended += 1
+        return ended
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -224,4 +272,4 @@ class SessionStore:
 
     def close_all(self) -> None:
         for sid in list(self.sessions):
-            self.end(sid)
+            self.end(sid, "shutdown")
