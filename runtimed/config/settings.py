@@ -47,7 +47,9 @@ class WasmDefaults(BaseModel):
     memoryBytes: int = Field(default=64 * 1024 * 1024, gt=0)
     timeoutMs: int = Field(default=10_000, gt=0)
     maxOutputBytes: int = Field(default=1024 * 1024, gt=0)
-    threads: int = Field(default=4, gt=0, le=64)
+    threads: int = Field(default=4, gt=0, le=64,
+                         description="Threads of each WASM service's own call pool: one service's slow calls "
+                                     "cannot take another's threads.")
 
 
 class Settings(BaseModel):
