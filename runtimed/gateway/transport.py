@@ -303,9 +303,10 @@ class McpEndpoint:
             if is_notification(msg):
                 raise HttpReply(400, error_response(None, INVALID_REQUEST, "Invalid request: initialize must be a request"))
             try:
-                await send_json(send, 200, *self._initialize(msg, svc_scope))
-            except RpcError as e:
+                answer, session_header = self._initialize(msg, svc_scope)
+            except RpcError as e:  # too large a client declaration, or no room for a session
                 raise rpc_reply(e, msg_id, 200) from None
+            await send_json(send, 200, answer, session_header)
             return
         session = self._session(headers, svc_scope, msg_id)
         if is_response(msg):
