@@ -33,6 +33,7 @@ from runtimed.protocol.types import JSON
 STREAM_KEEP = 1000  # events kept per stream for resumption
 PRIMING_RETRY_MS = 1000  # the ``retry`` of a priming event: how long a client waits before resuming
 RECENT_STREAMS = 64  # finished POST streams kept per session for resumption
+RECENT_STREAM_BYTES = 1024 * 1024  # of those, the events kept past the newest finished one
 SESSION_IDLE_S = 3600.0  # the default of settings.session_idle_s
 MAX_SESSIONS = 1000  # the default of settings.max_sessions
 
@@ -73,6 +74,10 @@ class Stream:
         for w in waiters:
             if not w.done():
                 w.set_result(None)
+
+    def nbytes(self) -> int:
+        """The bytes of the events kept."""
+        return sum(len(data) for _, data, _ in self.events)
 
     def after(self, seq: int) -> list[tuple[int, bytes, bool]]:
         if not self.events or self.events[-1][0] <= seq:
@@ -128,6 +133,8 @@ class Session:
         self._ids = itertools.count(1)
 
     def add_stream(self, stream: Stream) -> None:
+        """Keep ``stream`` for resumption, dropping the oldest finished ones past ``RECENT_STREAMS``
+        or past ``RECENT_STREAM_BYTES`` of events (the newest finished one is always kept)."""
         stream.resumable = True
         self.streams[stream.id] = stream
         while len(self.streams) > RECENT_STREAMS:
@@ -135,6 +142,13 @@ class Session:
             if not self.streams[oldest].closed:
                 break
             self.streams.popitem(last=False)
+        finished = [s for s in self.streams.values() if s.closed]
+        kept = sum(s.nbytes() for s in finished[:-1])
+        for old in finished[:-1]:
+            if kept <= RECENT_STREAM_BYTES:
+                break
+            kept -= old.nbytes()
+            del self.streams[old.id]
 
     @property
     def idle(self) -> bool:

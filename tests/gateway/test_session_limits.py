@@ -129,3 +129,42 @@ def test_oversized_client_capabilities_are_refused(make_daemon) -> None:
     # A client's ordinary capabilities are kept in full.
     sid = _initialize(d, "ordinary")
     assert _ping(d, sid).status_code == 200
+
+
+def _sse_call(d: DaemonProc, sid: str, path: str, call_id: int) -> str:
+    """A call answered as SSE (it reports progress); returns the id of its first event."""
+    body = {"jsonrpc": "2.0", "id": call_id, "method": "tools/call",
+            "params": {"name": "slow", "arguments": {"seconds": 0.1, "steps": 2}, "_meta": {"progressToken": "p"}}}
+    headers = {"Accept": ACCEPT, "Mcp-Session-Id": sid, "MCP-Protocol-Version": V}
+    with httpx.stream("POST", d.url + path, json=body, headers=headers, timeout=30) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        ids = [line[4:] for line in r.iter_lines() if line.startswith("id: ")]
+    return next(i for i in ids if not i.endswith(".0"))  # the first event after the priming one
+
+
+def _resume(d: DaemonProc, sid: str, path: str, event_id: str) -> int:
+    headers = {"Accept": "text/event-stream", "Mcp-Session-Id": sid, "MCP-Protocol-Version": V,
+               "Last-Event-ID": event_id}
+    with httpx.stream("GET", d.url + path, headers=headers, timeout=30) as r:
+        return r.status_code
+
+
+def test_answers_kept_for_resumption_are_bounded_in_bytes(make_daemon) -> None:
+    """A session keeps finished answers for Last-Event-ID resumption: the newest always, older
+    ones up to a byte budget, so a client pulling large results does not pile them up."""
+    d = make_daemon()
+    with run_upstream("echo_server", "--name", "up") as up:
+        register_remote(d, "up", up.url)
+        d.wait_state("up", "RUNNING", timeout=60)
+        path = "/mcp/up"
+        sid = _initialize(d, "puller", path)
+        first = _sse_call(d, sid, path, 1)
+        assert _resume(d, sid, path, first) == 200  # kept: it can be resumed
+        for i in range(3):  # 3 answers of 1 MiB each, as SSE (a log message first): past the budget
+            r = _post(d, {"jsonrpc": "2.0", "id": 10 + i, "method": "tools/call",
+                          "params": {"name": "log", "arguments": {"text": "x" * 1024 * 1024}}}, sid, path)
+            assert r.headers["content-type"].startswith("text/event-stream"), r.headers
+            assert r.status_code == 200 and len(r.content) > 1024 * 1024, r.text[:200]
+        last = _sse_call(d, sid, path, 20)
+        assert _resume(d, sid, path, first) == 404  # dropped: the oldest answers go first
+        assert _resume(d, sid, path, last) == 200  # the newest is always kept
