@@ -1,6 +1,7 @@
 """Session-era sessions and the SSE streams of both eras.
 
-Owns ``Stream`` (an ordered, bounded buffer of SSE events with ids, which a
+Owns ``Stream`` (an ordered buffer of SSE events with ids, bounded in count
+and bytes, which a
 writer drains and a client may resume with ``Last-Event-ID``; a session's
 streams are ``resumable`` and their writers start with a priming event: an id
 and a ``retry`` field, empty data, per the 2025-11-25 transport), ``Session``
@@ -31,6 +32,7 @@ from runtimed.protocol.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, SERVER_ERR
 from runtimed.protocol.types import JSON
 
 STREAM_KEEP = 1000  # events kept per stream for resumption
+STREAM_KEEP_BYTES = 4 * 1024 * 1024  # and at most these bytes of them (the newest event always)
 PRIMING_RETRY_MS = 1000  # the ``retry`` of a priming event: how long a client waits before resuming
 RECENT_STREAMS = 64  # finished POST streams kept per session for resumption
 RECENT_STREAM_BYTES = 1024 * 1024  # of those, the events kept past the newest finished one
@@ -41,13 +43,14 @@ MAX_SESSIONS = 1000  # the default of settings.max_sessions
 class Stream:
     """One SSE stream's events: ``id: <stream>.<seq>``; the last one may be final."""
 
-    __slots__ = ("_waiters", "closed", "events", "id", "on_event", "resumable", "seq")
+    __slots__ = ("_bytes", "_waiters", "closed", "events", "id", "on_event", "resumable", "seq")
 
     def __init__(self, stream_id: str | None = None) -> None:
         self.id = stream_id or secrets.token_hex(6)
         self.resumable = False  # a session's stream: GET with Last-Event-ID resumes it (the stateless era has none)
         self.seq = 0
-        self.events: collections.deque[tuple[int, bytes, bool]] = collections.deque(maxlen=STREAM_KEEP)
+        self.events: collections.deque[tuple[int, bytes, bool]] = collections.deque()
+        self._bytes = 0  # of the events kept
         self.closed = False
         # Called on each event that is not the final one (the exchange then switches to SSE).
         self.on_event: Callable[[], None] | None = None
@@ -57,7 +60,11 @@ class Stream:
         if self.closed:
             return
         self.seq += 1
-        self.events.append((self.seq, dumps(msg), final))
+        data = dumps(msg)
+        self.events.append((self.seq, data, final))
+        self._bytes += len(data)
+        while len(self.events) > STREAM_KEEP or (self._bytes > STREAM_KEEP_BYTES and len(self.events) > 1):
+            self._bytes -= len(self.events.popleft()[1])
         if final:
             self.closed = True
         elif self.on_event is not None:
@@ -77,7 +84,7 @@ class Stream:
 
     def nbytes(self) -> int:
         """The bytes of the events kept."""
-        return sum(len(data) for _, data, _ in self.events)
+        return self._bytes
 
     def after(self, seq: int) -> list[tuple[int, bytes, bool]]:
         if not self.events or self.events[-1][0] <= seq:

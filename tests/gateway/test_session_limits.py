@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from runtimed.config.settings import Settings
+from runtimed.gateway.sessions import Stream
 from tests.support.daemon import DaemonProc
 from tests.support.foundation import register_remote
 from tests.support.upstream import run_upstream
@@ -168,3 +169,16 @@ def test_answers_kept_for_resumption_are_bounded_in_bytes(make_daemon) -> None:
         last = _sse_call(d, sid, path, 20)
         assert _resume(d, sid, path, first) == 404  # dropped: the oldest answers go first
         assert _resume(d, sid, path, last) == 200  # the newest is always kept
+
+
+def test_a_stream_keeps_a_bounded_number_of_bytes() -> None:
+    """One stream (a session's GET stream gets every upstream log message) keeps its newest events
+    up to a byte budget, not 1000 events of any size."""
+    s = Stream()
+    for i in range(12):
+        s.push({"jsonrpc": "2.0", "method": "notifications/message", "params": {"i": i, "data": "x" * (1 << 20)}})
+    kept = s.after(0)
+    assert sum(len(data) for _, data, _ in kept) <= 4 * (1 << 20)
+    assert kept[-1][0] == 12 and len(kept) >= 2  # the newest events, in order
+    s.push({"jsonrpc": "2.0", "id": 1, "result": {"big": "y" * (5 << 20)}}, final=True)
+    assert [seq for seq, _, _ in s.after(0)] == [13]  # one event larger than the budget is still kept
