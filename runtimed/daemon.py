@@ -52,7 +52,7 @@ class Daemon:
         self.policy.call_sinks.append(self.metrics.record)
         self.api = ApiContext(settings=settings, supervisor=self.supervisor, events=self.events,
                               analytics=self.analytics, started_at=self.started_at, pid=self.pid,
-                              client_counts=self.client_counts)
+                              client_counts=self.client_counts, live_sessions=self.gateway.live_sessions)
 
     def load(self) -> list[str]:
         """Load the registry; returns the problems to say out loud."""

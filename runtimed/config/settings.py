@@ -76,7 +76,9 @@ class WasmDefaults(BaseModel):
     memoryBytes: int = Field(default=64 * 1024 * 1024, gt=0)
     timeoutMs: int = Field(default=10_000, gt=0)
     maxOutputBytes: int = Field(default=1024 * 1024, gt=0)
-    threads: int = Field(default=4, gt=0, le=64)
+    threads: int = Field(default=4, gt=0, le=64,
+                         description="Threads of each WASM service's own call pool: one service's slow calls "
+                                     "cannot take another's threads.")
 
 
 class Settings(BaseModel):
@@ -104,6 +106,18 @@ class Settings(BaseModel):
         default=10_000, ge=0, le=3_600_000,
         description="Shortest time between two refreshes of a service's interface triggered by clients listing "
                     "/mcp (the aggregate), whatever the upstream's ttlMs (0 or absent means stale at once).")
+    session_idle_s: float = Field(
+        default=3600.0, gt=0, le=7 * 86400,
+        description="A session-era client session unused this long (no request, no open GET stream, nothing in "
+                    "flight) is ended, with the upstream sessions opened for it.")
+    max_sessions: int = Field(
+        default=1000, ge=1, le=1_000_000,
+        description="Session-era client sessions held at once; at the cap a new initialize ends the one idle the "
+                    "longest (none idle: the initialize is refused with 503).")
+    session_client_max_bytes: int = Field(
+        default=16 * 1024, ge=1024, le=8 * 1024 * 1024,
+        description="Largest clientInfo plus capabilities (as JSON) a session keeps; a larger initialize is "
+                    "refused with -32602 (nothing is cut: the gateway relays what a client declared).")
     policy: PolicyDefaults = Field(default_factory=PolicyDefaults)
     wasm: WasmDefaults = Field(default_factory=WasmDefaults)
 

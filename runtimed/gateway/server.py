@@ -15,6 +15,7 @@ change lifecycle state except through the control tools.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Coroutine
@@ -54,7 +55,9 @@ class Gateway:
         self.supervisor = supervisor
         self.policy = policy
         self.events = events
-        self.sessions = SessionStore(on_end=self._session_ended)
+        self.sessions = SessionStore(on_end=self._session_ended, idle_s=settings.session_idle_s,
+                                     max_sessions=settings.max_sessions, on_start=self._session_started)
+        self.session_client_max_bytes = settings.session_client_max_bytes
         self.control = ControlTools(settings, supervisor)
         self.catalogs = CatalogCache(supervisor.serving, self.control.tools, self._renamed,
                                      lambda: settings.capture_intent, page_size=settings.list_page_size)
@@ -71,6 +74,7 @@ class Gateway:
         # dropped whenever a service starts, stops or changes).
         self._fresh_until: dict[str | None, float] = {}
         self._events_task: asyncio.Task[None] | None = None
+        self._expiry_task: asyncio.Task[None] | None = None
         # Raw ASGI apps of /mcp and /mcp/{service}: routed by Starlette, and ahead of it by ``http.asgi.McpDispatch``.
         self.endpoint = McpEndpoint(self, scoped=False)
         self.scoped_endpoint = McpEndpoint(self, scoped=True)
@@ -90,12 +94,15 @@ class Gateway:
         sup.notification_sinks.append(self._on_upstream_notification)
         sup.server_request_handler = self._on_server_request
         self._events_task = asyncio.ensure_future(self._follow_events())
+        self._expiry_task = asyncio.ensure_future(self._expire_idle())
 
     async def shutdown(self) -> None:
-        if self._events_task is not None:
-            self._events_task.cancel()
+        for task in (self._events_task, self._expiry_task):
+            if task is None:
+                continue
+            task.cancel()
             try:
-                await self._events_task
+                await task
             except (asyncio.CancelledError, Exception):
                 pass
         for lst in list(self.listeners):
@@ -104,6 +111,35 @@ class Gateway:
 
     def client_counts(self) -> dict[str, int]:
         return {"session": len(self.sessions), "stateless": self.stateless_inflight[0] + len(self.listeners)}
+
+    def live_sessions(self) -> list[JSON]:
+        """The session-era clients connected now, most recently seen first, as the status page shows
+        them: no session id (it is the client's credential for its session), only a short digest of it."""
+        now_mono, now = time.monotonic(), time.time()
+        out: list[JSON] = []
+        for s in sorted(self.sessions.all(), key=lambda s: s.last_seen, reverse=True):
+            info = s.client_info
+            out.append({
+                "ref": hashlib.sha256(s.id.encode()).hexdigest()[:10],
+                "client": str(info.get("name") or "unnamed client")[:120],
+                "clientVersion": str(info.get("version") or "")[:60],
+                "endpoint": "/mcp" if s.scope is None else f"/mcp/{s.scope}",
+                "protocolVersion": s.version,
+                "since": now - (now_mono - s.created), "lastSeen": now - (now_mono - s.last_seen),
+                "streaming": bool(s.get_connected), "inflight": len(s.inflight),
+            })
+        return out
+
+    async def _expire_idle(self) -> None:
+        """End idle sessions on a clock, not only when a new client arrives (their upstream sessions
+        and the status page's rows go with them)."""
+        interval = min(60.0, max(0.05, self.settings.session_idle_s / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.sessions.expire()
+            except Exception:
+                log.exception("session expiry failed")
 
     # -- live interfaces ---------------------------------------------------------------
     async def fresh_catalog(self, scope: str | None) -> Catalog:
@@ -275,9 +311,17 @@ class Gateway:
             if owners and svc.name == service:
                 self._spawn(self._upstream_subscription(svc, "resources/subscribe", uri))
 
+    def _session_started(self, session: Session) -> None:
+        self.events.notify("clients", None, era="session", change="started", endpoint=session.scope)
+
     def _session_ended(self, session: Session) -> None:
-        """A downstream session ended or expired: its subscriptions, and every upstream session a
-        backend opened for it, go with it."""
+        """A downstream session ended (DELETE), expired, was evicted or the daemon stops: its
+        subscriptions, and every upstream session a backend opened for it, go with it."""
+        reason = session.end_reason or "deleted"
+        if reason == "evicted":
+            log.info("the session of client %r was evicted: max_sessions (%d) reached and it was idle the longest",
+                     str(session.client_info.get("name") or "unnamed")[:120], self.sessions.max_sessions)
+        self.events.notify("clients", None, era="session", change="ended", reason=reason, endpoint=session.scope)
         self.drop_subscriber(session.id)
         for svc in list(self.supervisor.services.values()):
             backend = svc.backend

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ from runtimed.gateway.errors import error_reply, unexpected_reply
 from runtimed.gateway.exchange import PING_S, SSE_HEADERS, Exchange
 from runtimed.gateway.relay import ExchangeRelay
 from runtimed.gateway.router import RequestCtx, Router
-from runtimed.gateway.sessions import Listener, Session, SessionStore, Stream
+from runtimed.gateway.sessions import Listener, Session, SessionStore, Stream, check_client_size
 from runtimed.gateway.stateless import check_request, unsupported
 from runtimed.protocol import headers as h
 from runtimed.protocol.jsonrpc import (
@@ -64,6 +65,7 @@ class EndpointHost(Protocol):
     """What the endpoints read of the gateway (``server.Gateway``)."""
 
     sessions: SessionStore
+    session_client_max_bytes: int
     catalogs: CatalogCache
     router: Router
     stateless_inflight: list[int]
@@ -198,6 +200,7 @@ class McpEndpoint:
                                   lambda: stream is session.standalone and session.get_writer != me)
         finally:
             session.get_connected -= 1
+            session.last_seen = time.monotonic()  # idle from when its stream closed
 
     async def _write_sse(self, send: Any, receive: Any, stream: Stream, seq: int,
                          superseded: Callable[[], bool] = lambda: False) -> None:
@@ -299,7 +302,11 @@ class McpEndpoint:
         if method == "initialize":
             if is_notification(msg):
                 raise HttpReply(400, error_response(None, INVALID_REQUEST, "Invalid request: initialize must be a request"))
-            await send_json(send, 200, *self._initialize(msg, svc_scope))
+            try:
+                answer, session_header = self._initialize(msg, svc_scope)
+            except RpcError as e:  # too large a client declaration, or no room for a session
+                raise rpc_reply(e, msg_id, 200) from None
+            await send_json(send, 200, answer, session_header)
             return
         session = self._session(headers, svc_scope, msg_id)
         if is_response(msg):
@@ -324,6 +331,7 @@ class McpEndpoint:
         raw_info, raw_caps = params.get("clientInfo"), params.get("capabilities")
         info: JSON = raw_info if isinstance(raw_info, dict) else {}
         caps: JSON = raw_caps if isinstance(raw_caps, dict) else {}
+        check_client_size(info, caps, self.gw.session_client_max_bytes)
         session = self.gw.sessions.create(version, info, caps, svc_scope)
         cat = self.gw.catalogs.get(svc_scope)
         result: JSON = {"protocolVersion": version, "capabilities": self.gw.capabilities(svc_scope, cat),

@@ -2,14 +2,15 @@
 
 Owns the list of collaborators a route may use (settings, the supervisor, the
 event bus, the call analytics, the daemon's start time and pid, and the client
-counts of the gateway). Routes receive it when they are built, never through
+counts and live session-era sessions of the gateway). Routes receive it when they are built, never through
 ``request.app.state``. Must not: hold behaviour.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from runtimed.config.settings import Settings
 from runtimed.lifecycle.supervisor import Supervisor
@@ -26,3 +27,4 @@ class ApiContext:
     started_at: float
     pid: int
     client_counts: Callable[[], dict[str, int]]
+    live_sessions: Callable[[], list[dict[str, Any]]] = field(default=lambda: [])

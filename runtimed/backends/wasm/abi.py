@@ -93,7 +93,23 @@ def read_source(path: Path) -> tuple[bytes, bytes]:
     try:
         return data, bytes(wasmtime.wat2wasm(text))
     except wasmtime.WasmtimeError as e:
-        raise InvalidOrigin(f"{path}: not valid WebAssembly text: {_first_lines(str(e))}") from None
+        raise InvalidOrigin(f"{path}: not valid WebAssembly text: {wat_error(str(e))}") from None
+
+
+_WAT_POSITION = re.compile(r"-->\s*\S*?:(\d+):(\d+)")
+_QUOTED = re.compile(r"`[^`]*`|'[^']*'")
+
+
+def wat_error(text: str) -> str:
+    """A .wat parse error as the parser's message and where, never the file's text: the parser
+    prints the offending source line under its message, and quotes names from it (``$x``);
+    a .wat file may hold anything a user pasted (a token), so neither is repeated."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    message = lines[0] if lines else "cannot be parsed"
+    # Keep quoted syntax the parser expected (`(`, `)`); drop anything longer, taken from the file.
+    message = _QUOTED.sub(lambda m: m.group(0) if len(m.group(0)) <= 4 else "`…`", message)
+    where = _WAT_POSITION.search(text)
+    return f"{message} (at line {where.group(1)}, column {where.group(2)})" if where else message
 
 
 def sha256_hex(data: bytes) -> str:

@@ -3,8 +3,9 @@
 Owns: ``prepare_wasm_origin`` (registration checks: the file exists, is a
 conforming ABI v1 module, its sha256 is recorded; the compile cache is warmed)
 and ``WasmBackend`` (load the module on start, re-reading the file so a
-changed file is picked up on restart; introspect; run ``tools/call`` on the
-shared wasm thread pool; probe; describe). The ABI rules live in
+changed file is picked up on restart; introspect; run ``tools/call`` and
+probes on the service's own bounded thread pool of ``wasm.threads``, so a
+service whose calls spin never takes another's threads; probe; describe). The ABI rules live in
 ``abi``, the sandboxed call in ``execute``, the Engine in
 ``engine`` and the artifact cache in ``cache``.
 Must not: apply call policies (timeouts, concurrency, payload, allow/deny
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import wasmtime
 from runtimed.backends.base import Backend, CallContext, Health, Interface, ProbeResult
 from runtimed.backends.wasm.abi import ABI_VERSION, ModuleAbi, analyze, compile_error, read_source, sha256_hex
 from runtimed.backends.wasm.cache import CacheInfo, load_module
-from runtimed.backends.wasm.engine import get_engine, get_pool, wasmtime_version
+from runtimed.backends.wasm.engine import call_pool, get_engine, wasmtime_version
 from runtimed.backends.wasm.execute import Limits, error_result, instance_pre, probe_instance, run_tool
 from runtimed.backends.wasm.schema import validate
 from runtimed.config.manifest import ServiceManifest
@@ -102,6 +104,7 @@ class WasmBackend(Backend):
     def __init__(self, manifest: ServiceManifest, host: Any) -> None:
         super().__init__(manifest, host)
         self._loaded: LoadedModule | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self._calls = 0
         self._limit_hits = 0
 
@@ -126,8 +129,17 @@ class WasmBackend(Backend):
         if registered and registered != loaded.sha256:
             self.host.log("info", f"the file changed since it was registered (sha256 {registered[:12]} -> {loaded.sha256[:12]}); serving the new version")
 
+    def _threads(self) -> ThreadPoolExecutor:
+        """This service's pool (made on first use; a stop lets its running calls finish)."""
+        if self._pool is None:
+            self._pool = call_pool(self.host.settings.wasm.threads, self.manifest.name)
+        return self._pool
+
     async def stop(self) -> None:
         self._loaded = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     async def probe(self) -> ProbeResult:
         loaded = self._loaded
@@ -136,7 +148,7 @@ class WasmBackend(Backend):
         started = time.perf_counter()
         try:
             loop = asyncio.get_running_loop()
-            problem = await loop.run_in_executor(get_pool(self.host.settings.wasm.threads), probe_instance, loaded.pre, self._limits())
+            problem = await loop.run_in_executor(self._threads(), probe_instance, loaded.pre, self._limits())
         except Exception as e:  # probe must not raise
             problem = f"probe failed: {type(e).__name__}"
         latency = (time.perf_counter() - started) * 1000
@@ -185,9 +197,8 @@ class WasmBackend(Backend):
             if remaining <= 0:
                 raise BackendFault("the call's deadline passed before it started", kind="timeout")
             timeout_ms = min(timeout_ms, remaining)
-        pool = get_pool(self.host.settings.wasm.threads)
         result, log = await loop.run_in_executor(
-            pool, run_tool, loaded.pre, spec, args, limits, timeout_ms, ctx.max_response_bytes
+            self._threads(), run_tool, loaded.pre, spec, args, limits, timeout_ms, ctx.max_response_bytes
         )
         self._calls += 1
         for line in log.lines:

@@ -1,6 +1,8 @@
 """The compile cache: serialized modules under ``<state_dir>/wasm-cache/``.
 
-Owns: turning wasm bytes into a compiled ``wasmtime.Module`` through the cache,
+Owns: turning wasm bytes into a compiled ``wasmtime.Module`` through the cache
+(compiled with ``memory.grow`` watched by ``instrument`` when it can be; the
+rewrite's version is part of the key, so a hit skips the rewrite),
 the artifact file format and the rule that only artifacts this daemon wrote
 are ever deserialized. Deserializing is only safe for trusted bytes (it maps
 machine code), so every artifact carries an HMAC-SHA256 made with a secret key
@@ -24,6 +26,7 @@ from pathlib import Path
 import wasmtime
 
 from runtimed.backends.wasm.engine import engine_fingerprint
+from runtimed.backends.wasm.instrument import VERSION as WATCH_VERSION, watch_grow
 from runtimed.state.files import atomic_write
 
 _MAGIC = b"RTDCWSM1"
@@ -50,7 +53,20 @@ class CacheInfo:
 
 
 def cache_key(wasm_sha256: str) -> str:
-    return hashlib.sha256(f"{wasm_sha256}|{engine_fingerprint()}".encode()).hexdigest()
+    fingerprint = f"{wasm_sha256}|{engine_fingerprint()}|watch_grow={WATCH_VERSION}"
+    return hashlib.sha256(fingerprint.encode()).hexdigest()
+
+
+def _compile(engine: wasmtime.Engine, wasm: bytes) -> wasmtime.Module:
+    """The module with its ``memory.grow`` watched (``instrument``) when it can be; else as it is.
+    Errors are always the original bytes' own."""
+    watched = watch_grow(wasm)
+    if watched is not None:
+        try:
+            return wasmtime.Module(engine, watched)
+        except wasmtime.WasmtimeError:
+            pass
+    return wasmtime.Module(engine, wasm)
 
 
 def cache_dir(state_dir: str | os.PathLike[str]) -> Path:
@@ -64,7 +80,7 @@ def load_module(engine: wasmtime.Engine, wasm: bytes, state_dir: str | os.PathLi
     directory = cache_dir(state_dir)
     secret, why = _secret(directory)
     if secret is None:
-        module = wasmtime.Module(engine, wasm)
+        module = _compile(engine, wasm)
         return module, CacheInfo("disabled", key, _ms(started), why)
     path = directory / f"{key}.cwasm"
     status, detail = "miss", ""
@@ -79,7 +95,7 @@ def load_module(engine: wasmtime.Engine, wasm: bytes, state_dir: str | os.PathLi
                 return module, CacheInfo("hit", key, _ms(started))
             except wasmtime.WasmtimeError:
                 status, detail = "rejected", "artifact could not be loaded by this wasmtime; recompiled"
-    module = wasmtime.Module(engine, wasm)
+    module = _compile(engine, wasm)
     try:
         _write(path, secret, key, bytes(module.serialize()))
     except OSError as e:

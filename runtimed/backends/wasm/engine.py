@@ -4,8 +4,9 @@ Owns: creating (lazily, once per process) the shared ``wasmtime.Engine`` with
 fuel and epoch interruption enabled, the single daemon thread that advances
 the engine's epoch every ``EPOCH_TICK_MS`` while calls are running (it
 sleeps while none are, so an idle daemon does not wake), the fingerprint of the engine's
-settings (part of every compile-cache key), and the bounded thread pool that
-wasm calls run on (wasmtime releases the GIL while wasm runs).
+settings (part of every compile-cache key), and making the bounded thread pools
+wasm calls run on (``call_pool``: one per service, so a service whose calls spin
+takes only its own threads; wasmtime releases the GIL while wasm runs).
 Must not: compile or run modules, or know about tools, services or MCP.
 """
 
@@ -28,7 +29,6 @@ EPOCH_TICK_MS = 10
 _lock = threading.Lock()
 _engine: wasmtime.Engine | None = None
 _ticker: threading.Thread | None = None
-_pool: ThreadPoolExecutor | None = None
 _active_lock = threading.Lock()
 _active = 0
 _wake = threading.Event()
@@ -92,14 +92,6 @@ def epoch_ticks(timeout_ms: float) -> int:
     return max(1, math.ceil(max(timeout_ms, 0) / EPOCH_TICK_MS)) + 1
 
 
-def get_pool(threads: int) -> ThreadPoolExecutor:
-    """The shared bounded pool for wasm calls (sized by the first caller's settings)."""
-    global _pool
-    with _lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="wasm-call")
-        return _pool
-
-
-def pool_size() -> int | None:
-    return _pool._max_workers if _pool is not None else None
+def call_pool(threads: int, name: str) -> ThreadPoolExecutor:
+    """A bounded pool of its own for one service's wasm calls (threads start on demand)."""
+    return ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix=f"wasm-{name}"[:40])

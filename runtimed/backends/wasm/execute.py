@@ -4,7 +4,9 @@ Owns: the per-call Store (fuel budget, epoch deadline, memory limit), a fresh
 instance per call, moving JSON in and out of guest memory with every guest
 pointer and length bounds-checked (``Memory.read`` would clamp silently),
 converting numeric arguments with range checks (wasmtime-py wraps silently),
-turning each exceeded limit into an ``isError`` result naming it, and the
+turning each exceeded limit into an ``isError`` result naming it (a trap after
+a ``memory.grow`` past the limit was refused is the memory limit: read from the
+module's grow watch, ``instrument``, or inferred from how full memory is), and the
 host's ``log`` import. Host functions never raise: wasmtime-py hands host
 exceptions over through a process-wide global, which would reach the wrong
 call when several run at once; they return error codes instead.
@@ -24,6 +26,7 @@ import wasmtime
 
 from runtimed.backends.wasm.abi import F32_MAX, HOST_IMPORTS, INT_RANGES, ToolSpec
 from runtimed.backends.wasm.engine import epoch_ticks, get_engine, running
+from runtimed.backends.wasm.instrument import GROW_EXPORT
 from runtimed.backends.wasm.schema import validate
 from runtimed.errors import BackendFault
 
@@ -132,6 +135,7 @@ class _Call:
         self.store.set_epoch_deadline(epoch_ticks(timeout_ms))
         self.store.set_limits(memory_size=limits.memory_bytes)
         self.memory: wasmtime.Memory | None = None
+        self.grow_watch: wasmtime.Global | None = None
         self.pre = pre
 
     def instantiate(self) -> InstanceExports:
@@ -146,11 +150,35 @@ class _Call:
         exports = instance.exports(self.store)
         mem = exports.get("memory")
         self.memory = mem if isinstance(mem, wasmtime.Memory) else None
+        watch = exports.get(GROW_EXPORT)
+        self.grow_watch = watch if isinstance(watch, wasmtime.Global) else None
         return exports
+
+    def refused_grow_bytes(self) -> int | None:
+        """The memory size (bytes) the largest refused ``memory.grow`` of this call asked for: 0
+        when none was refused; None when the module's grows are not watched (``instrument``)."""
+        if self.grow_watch is None:
+            return None
+        try:
+            pages = self.grow_watch.value(self.store)
+        except wasmtime.WasmtimeError:
+            return None
+        return int(pages) * PAGE if isinstance(pages, int) else None
 
     def near_memory_limit(self, wanted: int = PAGE) -> bool:
         """Whether growing by ``wanted`` more bytes would pass the memory limit."""
         return self.memory is not None and self.memory.data_len(self.store) + max(wanted, PAGE) > self.limits.memory_bytes
+
+    def memory_refused(self, wanted: int = PAGE) -> str | None:
+        """Why this call is at its memory limit, or None: a watched module's grow past the limit was
+        refused during the call; an unwatched one's memory is within ``wanted`` of the limit."""
+        limit = self.limits.memory_bytes
+        asked = self.refused_grow_bytes()
+        if asked is None:
+            return f"the call reached the {limit} bytes memory limit" if self.near_memory_limit(wanted) else None
+        if asked > limit:
+            return f"the call reached the {limit} bytes memory limit (a memory.grow to {asked} bytes was refused)"
+        return None
 
     def _trap(self, t: wasmtime.Trap, when: str) -> _Stop:
         code = t.trap_code
@@ -158,8 +186,9 @@ class _Call:
             return _limit("fuel", f"the call used all {self.limits.fuel} units of fuel")
         if code == wasmtime.TrapCode.INTERRUPT:
             return _limit("time", f"the call ran longer than {round(self.timeout_ms)} ms")
-        if self.near_memory_limit():
-            return _limit("memory", f"the call reached the {self.limits.memory_bytes} bytes memory limit and then trapped ({_trap_text(t)})")
+        refused = self.memory_refused()
+        if refused:
+            return _limit("memory", f"{refused} and then trapped ({_trap_text(t)})")
         if code == wasmtime.TrapCode.STACK_OVERFLOW:
             return _Stop(error_result(f"the tool trapped{when}: stack overflow"))
         return _Stop(error_result(f"the tool trapped{when}: {_trap_text(t)}"))
@@ -214,7 +243,7 @@ def _run_json(call: _Call, exports: InstanceExports, spec: ToolSpec, args: dict[
         data = json.dumps(args, separators=(",", ":")).encode("ascii")
     ptr = call.invoke(exports["alloc"], len(data)) & 0xFFFFFFFF
     if ptr == 0:
-        if call.near_memory_limit(len(data)):
+        if call.memory_refused(len(data)):
             raise _limit("memory", f"alloc({len(data)}) failed at the {call.limits.memory_bytes} bytes memory limit")
         raise _Stop(error_result(f"the tool's alloc({len(data)}) returned 0 (allocation failed)"))
     call.check_span(ptr, len(data), "the buffer returned by alloc")

@@ -282,7 +282,10 @@ def service_ctx(d: ApiContext, ref: str, part: str) -> dict[str, Any]:
 
 
 def clients_ctx(d: ApiContext) -> dict[str, Any]:
-    return bootstrap_status(d.settings)
+    """The Clients panel: who is connected now (session-era sessions, the stateless count), then
+    the clients' configuration entries."""
+    return {**bootstrap_status(d.settings), "live_sessions": d.live_sessions(),
+            "stateless_clients": d.client_counts().get("stateless", 0)}
 
 
 _BUILDERS: dict[str, Callable[[ApiContext], dict[str, Any]]] = {

@@ -11,6 +11,8 @@ from runtimed.backends.base import BackendFault, CallContext
 from tests.wasm.harness import HERE, Host, call, started, text_of
 
 LIMITS = HERE / "limits.wat"
+GROW = HERE / "grow.wat"
+GROW_CAPPED = HERE / "grow_capped.wat"
 
 
 async def _still_works(b) -> None:
@@ -57,6 +59,29 @@ async def test_memory(tmp_path: Path) -> None:
     assert r["isError"] is True
     assert text_of(r).startswith("WebAssembly memory limit exceeded: the call reached the 1048576 bytes memory limit")
     await _still_works(b)
+
+
+async def test_memory_grown_in_steps_then_a_trap_is_the_memory_limit(tmp_path: Path) -> None:
+    """A module growing 16 pages at a time is refused while well under the limit's last page, and
+    then traps with unreachable: still the memory limit, because a grow was refused."""
+    b = await started(GROW, Host(tmp_path), memoryBytes=32 * 65536)
+    r = await call(b, "steps", {"a": 16})
+    assert r["isError"] is True
+    text = text_of(r)
+    assert text.startswith("WebAssembly memory limit exceeded: the call reached the 2097152 bytes memory limit"), text
+    assert "unreachable" in text
+    assert b.describe()["limitHits"] == 1
+    # A refused grow the tool recovers from is not an error; a trap with no refused grow is a trap.
+    r = await call(b, "recover", {"a": 16})
+    assert r["isError"] is False and r["structuredContent"] == {"result": 17}
+    r = await call(b, "trap", {"a": 0})
+    assert text_of(r) == "the tool trapped: wasm `unreachable` instruction executed"
+
+
+async def test_a_grow_refused_by_the_modules_own_maximum_is_a_trap(tmp_path: Path) -> None:
+    b = await started(GROW_CAPPED, Host(tmp_path), memoryBytes=32 * 65536)
+    r = await call(b, "steps", {"a": 1})
+    assert text_of(r) == "the tool trapped: wasm `unreachable` instruction executed"
 
 
 async def test_memory_for_arguments(tmp_path: Path) -> None:

@@ -175,3 +175,15 @@ def test_unresolvable_wasm_path_is_422(daemon: DaemonProc, tmp_path: Path, kind:
     # Nothing was registered, and the daemon still answers.
     assert daemon.api("GET", "/api/services/w").status_code == 404
     assert daemon.api("GET", "/healthz").status_code == 200
+
+
+def test_wat_parse_error_quotes_position_and_message_never_the_source(tmp_path: Path) -> None:
+    """A .wat file may hold anything (a pasted token): its text is never echoed back."""
+    msg = _refusal(tmp_path, "(module\n  (func (export \"x\") (result i32)\n    i32.const 1 sk_live_hunter2_secret\n))")
+    assert "sk_live_hunter2_secret" not in msg and "i32.const" not in msg
+    assert "line 3, column 17" in msg and "unknown operator or unexpected token" in msg
+    # Names the parser quotes from the file are left out too; the position says where.
+    msg = _refusal(tmp_path, "(module (func (call $hunter2_password)))")
+    assert "hunter2" not in msg and "line 1, column 21" in msg and "failed to find name" in msg
+    msg = _refusal(tmp_path, "ghp_notamodule_secret")
+    assert "ghp_" not in msg and "line 1, column 1" in msg

@@ -519,6 +519,7 @@
     const svc = data && data.service;
     if (type === "hello") return;
     if (type === "capability.requested") { refresh("/api/ui/insights"); return; }
+    if (type === "clients") { refresh("/api/ui/overview"); refresh("/api/ui/clients"); return; }
     if (type === "call") {
       refresh("/api/ui/services");
       if (!serviceName || svc === serviceName) refreshCharts();
