@@ -181,3 +181,41 @@ def test_other_local_origins_and_simple_requests_cannot_mutate(make_daemon, tmp_
     r = httpx.delete(d.url + "/api/services/victim", headers={"Content-Type": "application/json; charset=utf-8"},
                      timeout=30)
     assert r.status_code == 200, r.text
+
+
+# -- the gateway cannot be registered into itself (issue 14 item 10) -------------------------------
+
+def _register(d, name: str, url: str) -> httpx.Response:
+    return d.api("POST", "/api/services?start=false", json=remote_manifest(name, url, restartPolicy={"mode": "never"}))
+
+
+def test_the_daemons_own_endpoint_is_refused_as_a_service(make_daemon) -> None:
+    d = make_daemon("selfloop", env={"RUNTIMED_ALLOWED_HOSTS": "proxy.example"})
+    port = int(d.url.rsplit(":", 1)[1])
+    own = [f"http://127.0.0.1:{port}/mcp", f"http://localhost:{port}/mcp", f"http://LOCALHOST:{port}/mcp/",
+           f"http://127.0.0.1:{port}/mcp/some-service", f"http://127.0.0.1:{port}//mcp", f"http://127.0.0.1:{port}/%6Dcp",
+           f"http://127.0.0.1:{port}/mcp/../mcp", f"http://0.0.0.0:{port}/mcp", f"http://127.0.0.1:{port}/",
+           f"http://[::ffff:127.0.0.1]:{port}/mcp", "https://proxy.example/mcp", "http://proxy.example:8080/mcp/x"]
+    for i, url in enumerate(own):
+        r = _register(d, f"self{i}", url)
+        assert r.status_code == 422, (url, r.status_code, r.text)
+        error = r.json()["error"]
+        assert "this daemon" in error and "itself" in error, (url, error)
+    assert d.api("GET", "/api/services").json()["services"] == []
+    # Everything else on loopback stays allowed: other ports, another loopback address the daemon
+    # does not listen on, other paths behind the proxy name.
+    other = closed_port()
+    for i, url in enumerate([f"http://127.0.0.1:{other}/mcp", f"http://localhost:{other}/mcp",
+                             f"http://127.0.0.2:{port}/mcp", "https://proxy.example/other/mcp"]):
+        r = _register(d, f"fine{i}", url)
+        assert r.status_code == 201, (url, r.text)
+
+
+def test_a_wildcard_bound_daemon_refuses_any_local_address_at_its_port(make_daemon) -> None:
+    d = make_daemon("selfwild", args=["--host", "0.0.0.0"], token=TOKEN)
+    port = int(d.url.rsplit(":", 1)[1])
+    for url in (f"http://127.0.0.2:{port}/mcp", f"http://localhost:{port}/mcp"):
+        r = _register(d, "self", url)
+        assert r.status_code == 422 and "this daemon" in r.json()["error"], (url, r.text)
+    r = _register(d, "fine", f"http://127.0.0.2:{closed_port()}/mcp")
+    assert r.status_code == 201, r.text

@@ -12,7 +12,7 @@ server-to-client traffic are never shared; a stateless-only upstream serves it
 on the shared session. Requests go over a keep-alive pool of the lean
 HTTP/1.1 client in ``h1``; the long-lived GET and listen streams over one
 ``httpx.AsyncClient``. Also: the choice of transport for a manifest, the registration-time origin check
-``prepare_remote_origin`` (host allowlist, authRef shape; the addresses a
+``prepare_remote_origin`` (host allowlist, not the daemon itself, authRef shape; the addresses a
 name resolves to are checked at connect time by the resolver it gives its
 clients, ``http.make_resolver``), health probes (a
 ping answered with an error is DEGRADED, except method-not-found: a server
@@ -47,6 +47,7 @@ from runtimed.backends.remote import http as _http
 from runtimed.backends.remote.connection import ConnectionConfig, RemoteConnection
 from runtimed.backends.remote.hosts import check_url_host
 from runtimed.backends.remote.secrets import check_auth_ref, credential_values, resolve_auth_headers
+from runtimed.backends.remote.selfloop import check_not_daemon
 from runtimed.backends.remote.sse import LegacySseConnection
 from runtimed.backends.remote.streamable import StreamableHttpConnection
 from runtimed.backends.secrets import NO_SECRETS, SecretMask
@@ -64,11 +65,13 @@ INPUT_REQUIRED_METHODS = frozenset({"tools/call", "prompts/get", "resources/read
 
 
 def prepare_remote_origin(manifest: ServiceManifest, settings: Any) -> ServiceManifest:
-    """Registration-time checks: the URL's host is allowed; the authRef is well-formed."""
+    """Registration-time checks (and at every start): the URL's host is allowed; the URL is not this
+    daemon itself (``selfloop``); the authRef is well-formed."""
     origin = manifest.spec.origin
     if not isinstance(origin, RemoteMcpOrigin):
         raise InvalidOrigin("not a remote_mcp origin")
     check_url_host(origin.url, getattr(settings, "remote_allowed_hosts", None), origin.allowedHosts, manifest.name)
+    check_not_daemon(origin.url, settings, manifest.name)
     if origin.authRef:
         try:
             check_auth_ref(origin.authRef)
