@@ -8,8 +8,9 @@ when none is, a loopback client. ``/status`` HTML itself is served without the
 token (the page asks for it and sends it with its API calls). Any request
 whose ``Host`` names something other than this daemon is refused (DNS
 rebinding), token or not; an ``Origin`` must be this daemon's whole origin
-(``http``, one of its names, its port), or, for an ``allowed_hosts`` name
-(behind a proxy), the very origin the request was sent to (its ``Host``). A
+(``http``, one of its names, its port), or the very origin the request was
+sent to (the host and port of its ``Host``: a proxy, a port forward; ``https``
+only for an ``allowed_hosts`` name). A
 request that can change something (``/api`` with a method other than GET/HEAD,
 POST on ``/mcp``) must say ``Content-Type: application/json``, body or not:
 no web page can send that across sites without a CORS preflight, which the
@@ -98,7 +99,7 @@ class SecurityMiddleware:
         origin = headers.get("origin")
         if origin is not None and not self._origin_ok(origin, host_header):
             return 403, (f"Origin {origin!r} is not allowed: only pages served by this daemon itself "
-                         f"(http://<its address>:{self.settings.port}) may call it (cross-site request refused)")
+                         f"(http://{host_header or '<its address>'}) may call it (cross-site request refused)")
         method = scope.get("method", "GET")
         if path.startswith(TOKEN_FREE_PATHS) and method == "GET":
             return None if self.token or self._loopback_client(scope) else (403, "only loopback clients are served without a token")
@@ -118,17 +119,18 @@ class SecurityMiddleware:
         return None
 
     def _origin_ok(self, origin: str, host_header: str) -> bool:
+        """The daemon's own origin: ``http``, one of its names, its port; or, as the request addressed
+        it (a proxy, an SSH port forward), the very host and port of ``Host`` (``https`` too for an
+        ``allowed_hosts`` name, where a proxy may terminate TLS)."""
         scheme, host, port = _origin_parts(origin)
         if scheme not in DEFAULT_PORTS or not host:
             return False  # "null", unparseable, or not a web origin
         if scheme == "http" and host in self.own_names and port == self.settings.port:
             return True
-        if host in self.proxy_names:
-            # Behind a proxy the daemon cannot know the public port: the page must come from the very
-            # origin the request was sent to.
-            h_host, h_port = _split_host(host_header)
-            return h_host == host and (h_port if h_port is not None else DEFAULT_PORTS[scheme]) == port
-        return False
+        if scheme != "http" and host not in self.proxy_names:
+            return False
+        h_host, h_port = _split_host(host_header)
+        return h_host == host and (h_port if h_port is not None else DEFAULT_PORTS[scheme]) == port
 
     @staticmethod
     def _loopback_client(scope: Scope) -> bool:

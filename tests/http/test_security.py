@@ -178,6 +178,14 @@ def test_other_local_origins_and_simple_requests_cannot_mutate(make_daemon, tmp_
         r = httpx.post(d.url + "/api/services/victim/stop", headers={"Origin": origin, "Content-Type": "application/json"},
                        timeout=30)
         assert r.status_code == 200, r.text
+    # Reached through a port forward (the browser's page at localhost:8080 is forwarded to the daemon):
+    # the Origin is the very origin the request was sent to.
+    r = httpx.get(d.url + "/api/status", headers={"Host": f"localhost:{other}", "Origin": f"http://localhost:{other}"},
+                  timeout=30)
+    assert r.status_code == 200, r.text
+    r = httpx.get(d.url + "/api/status", headers={"Host": f"localhost:{other}", "Origin": f"https://localhost:{other}"},
+                  timeout=30)
+    assert r.status_code == 403, r.text
     r = httpx.delete(d.url + "/api/services/victim", headers={"Content-Type": "application/json; charset=utf-8"},
                      timeout=30)
     assert r.status_code == 200, r.text
