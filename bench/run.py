@@ -145,6 +145,8 @@ class Daemon:
             self.procs.stop(self.proc, timeout=30)
 
     def api(self, method: str, path: str, **kw: Any) -> Any:
+        if method != "GET":
+            kw["headers"] = {"Content-Type": "application/json", **kw.get("headers", {})}
         r = httpx.request(method, self.url + path, timeout=30, **kw)
         if r.status_code >= 400:
             raise RuntimeError(f"{method} {path}: HTTP {r.status_code}: {r.text[:500]}")

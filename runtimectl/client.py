@@ -40,8 +40,12 @@ class DaemonClient:
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
                 timeout: float | None = None) -> Any:
+        headers = dict(self.headers)
+        if method.upper() not in ("GET", "HEAD"):
+            # The daemon refuses changes not marked as JSON, body or not (no cross-site simple requests).
+            headers["Content-Type"] = "application/json"
         try:
-            r = httpx.request(method, self.url + path, json=json, params=params, headers=self.headers,
+            r = httpx.request(method, self.url + path, json=json, params=params, headers=headers,
                               timeout=timeout or self.timeout)
         except httpx.ConnectError:
             raise DaemonUnavailable(

@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from runtimed.bootstrap.entries import DEFAULT_BASE_URL, URL_ENV
 from runtimed.bootstrap.locations import Locations, same_file
-from runtimed.config.manifest import API_VERSION, KIND, looks_like_secret_name
+from runtimed.config.manifest import API_VERSION, KIND, looks_like_secret_name, looks_like_secret_query_name
 from runtimed.errors import ClientError
 
 # What --from takes besides a file, and how the output names each client.
@@ -884,7 +884,7 @@ def _remote_origin(server: _Server, name: str, entry: Entry, loc: Locations, cho
         raise _Skip("the url holds a user name or password; a manifest holds no secrets: register it by hand "
                     "with the credential as an authRef")
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if _secret_name(key) or contains_secret(value) or re.search(r"(?i)(^|[_-])(sig|signature|auth)$", key):
+        if looks_like_secret_query_name(key) or _secret_name(key) or contains_secret(value):
             raise _Skip(f"the url's query parameter {key!r} looks like a credential; a manifest holds no secrets: "
                         "register it by hand with an authRef (header_env:Header-Name:VAR) if the server takes a header")
     auth_ref, exports, notes = _auth_ref(server, name, entry, chosen)

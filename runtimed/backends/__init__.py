@@ -1,7 +1,9 @@
 """Backends: how each kind of service is started, probed, introspected and called.
 
-Owns the choice of backend class for a manifest (``create_backend``) and the
-origin checks made when a service is registered (``prepare_origin``). This is
+Owns the choice of backend class for a manifest (``create_backend``, which
+wraps every backend in ``masking.MaskedBackend`` so its secret values never
+leave it in upstream text) and the origin checks made when a service is
+registered (``prepare_origin``). This is
 the only place that looks at ``spec.origin.type``; everything outside this
 package works through ``runtimed.backends.base.Backend``.
 """
@@ -31,19 +33,23 @@ from runtimed.config.manifest import ServiceManifest
 
 
 def create_backend(manifest: ServiceManifest, host: BackendHost) -> Backend:
+    """The backend for ``manifest``, wrapped so that nothing it hands the daemon carries its
+    resolved secret values (``masking.MaskedBackend``)."""
+    from runtimed.backends.masking import wrap
+
     origin = manifest.spec.origin
     if origin.type == "remote_mcp":
         from runtimed.backends.remote.backend import RemoteBackend
 
-        return RemoteBackend(manifest, host)
+        return wrap(RemoteBackend, manifest, host)
     if origin.type == "local_wasm":
         from runtimed.backends.wasm.backend import WasmBackend
 
-        return WasmBackend(manifest, host)
+        return wrap(WasmBackend, manifest, host)
     if origin.type == "stdio":
         from runtimed.backends.stdio.backend import StdioBackend
 
-        return StdioBackend(manifest, host)
+        return wrap(StdioBackend, manifest, host)
     raise InvalidOrigin(f"unknown origin type {origin.type!r}")
 
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from runtimed.backends.secrets import NO_SECRETS, SecretMask
 from runtimed.config.manifest import ServiceManifest
 from runtimed.errors import (  # re-exported: defined in the one error tree
     BackendError as BackendError,
@@ -273,6 +274,13 @@ class Backend(abc.ABC):
     def describe(self) -> JSON:
         """Kind-specific facts for ``show`` and the status page (no secrets)."""
         return {}
+
+    def secret_mask(self) -> SecretMask:
+        """The mask of the secret values this backend has resolved and sends upstream (a remote
+        service's ``authRef``, a stdio service's ``env:``/``file:`` references), so that nothing the
+        upstream echoes reaches a client or a record (``masking.MaskedBackend`` applies it to all
+        this backend hands the daemon). The values are never logged or shown. Default: none."""
+        return NO_SECRETS
 
 
 OnEvent = Callable[..., Awaitable[None]]

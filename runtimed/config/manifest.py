@@ -25,8 +25,45 @@ KIND: Final = "MCPService"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-# Query parameter names that carry credentials (api_key, access_token, secret, sig, password...).
-_SECRET_QUERY_RE = re.compile(r"(?i)(^|[_-])(api[_-]?key|apikey|key|token|access[_-]?token|secret|password|passwd|pwd|auth|signature|sig|credential)s?$")
+# Query parameter names that carry credentials, judged by the parts of the name (split at anything not a
+# letter or digit and at camelCase, compared lower-cased): the last word part names a credential
+# (api_key, apiToken, secretKey, token[], X-Amz-Signature), or any part is a word only credentials use
+# (password_b64, jwt_assertion). A part that merely contains such a word (monkey, tokenizer) or a last
+# part that describes one (token_type, signature_method) is not a credential.
+_CREDENTIAL_LAST_WORDS = frozenset({
+    "key", "apikey", "token", "secret", "password", "passwd", "pwd", "pass", "passphrase", "auth",
+    "authorization", "signature", "sig", "credential", "jwt", "bearer", "sessid", "sessionid", "hmac",
+})
+_CREDENTIAL_ANY_WORDS = frozenset({"password", "passwd", "passphrase", "secret", "apikey", "jwt", "bearer",
+                                   "credential", "authorization"})
+_CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_NAME_SPLIT_RE = re.compile(r"[^A-Za-z0-9]+|(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])")
+
+
+def name_parts(name: str) -> list[str]:
+    """The word parts of a parameter name, lower-cased: ``X-Api-Key`` → x, api, key; ``apiToken[]`` →
+    api, token; ``PHPSESSID`` → phpsessid; digits dropped (``apiKey2`` → api, key)."""
+    spaced = _CAMEL_RE.sub("_", name)
+    return [p.lower() for p in _NAME_SPLIT_RE.split(spaced) if p and not p.isdigit()]
+
+
+def _singular(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def looks_like_secret_query_name(name: str) -> bool:
+    """A URL query parameter name that usually carries a credential (see the word lists above)."""
+    parts = [_singular(p) for p in name_parts(name)]
+    if not parts:
+        return False
+    last = parts[-1]
+    if last in _CREDENTIAL_LAST_WORDS or last.endswith(("sessid", "sessionid")):
+        return True
+    if len(parts) >= 2 and parts[-2] in ("session", "sess") and last == "id":
+        return True
+    if len(parts) >= 2 and (parts[-2], last) in (("api", "key"), ("access", "key")):
+        return True
+    return any(p in _CREDENTIAL_ANY_WORDS for p in parts)
 
 
 class _Model(BaseModel):
@@ -97,7 +134,7 @@ class RemoteMcpOrigin(_Model):
         if parts.username or parts.password:
             raise ValueError("credentials in the url are not allowed; use authRef")
         for key, _ in parse_qsl(parts.query, keep_blank_values=True):
-            if _SECRET_QUERY_RE.search(key):
+            if looks_like_secret_query_name(key):
                 raise ValueError(
                     f"query parameter {key!r} looks like a credential; a manifest holds no secrets "
                     "(it is shown by the API and the status page): use authRef, e.g. header_env:Header-Name:VAR"

@@ -6,8 +6,16 @@ Rules: ``/healthz`` and the static assets are open; every other path
 configured, ``Authorization: Bearer <token>`` (compared in constant time), and
 when none is, a loopback client. ``/status`` HTML itself is served without the
 token (the page asks for it and sends it with its API calls). Any request
-whose ``Host`` or ``Origin`` names something other than this daemon is refused
-(DNS rebinding), token or not. Must not: route, parse bodies, or log tokens.
+whose ``Host`` names something other than this daemon is refused (DNS
+rebinding), token or not; an ``Origin`` must be this daemon's whole origin
+(``http``, one of its names, its port), or the very origin the request was
+sent to (the host and port of its ``Host``: a proxy, a port forward; ``https``
+only for an ``allowed_hosts`` name). A
+request that can change something (``/api`` with a method other than GET/HEAD,
+POST on ``/mcp``) must say ``Content-Type: application/json``, body or not:
+no web page can send that across sites without a CORS preflight, which the
+daemon never grants, so no simple cross-site request can mutate.
+Must not: route, parse bodies, or log tokens.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]], Awaitable[None]]
 
 OPEN_PATHS = ("/healthz", "/static/")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+DEFAULT_PORTS = {"http": 80, "https": 443}
 TOKEN_FREE_PATHS = ("/status",)  # the page shell; its data comes from /api with the token
 
 
@@ -36,8 +46,14 @@ def _wildcard(host: str) -> bool:
 
 
 def allowed_host_names(settings: Settings) -> set[str]:
-    """Host names (without port) this daemon answers to."""
-    names = {h.lower() for h in settings.allowed_hosts}
+    """Host names (without port) this daemon answers to: its own and ``allowed_hosts``."""
+    return own_host_names(settings) | {h.lower() for h in settings.allowed_hosts}
+
+
+def own_host_names(settings: Settings) -> set[str]:
+    """The names of this daemon's own addresses (bind address, loopback names, the machine's names on a
+    wildcard bind), without ``allowed_hosts``."""
+    names: set[str] = set()
     bind = settings.host.strip("[]").lower()
     names.add(bind)
     if settings.is_loopback or _wildcard(settings.host):
@@ -57,6 +73,8 @@ class SecurityMiddleware:
         self.settings = settings
         self.token = settings.auth_token.encode() if settings.auth_token else None
         self.names = allowed_host_names(settings)
+        self.own_names = own_host_names(settings)
+        self.proxy_names = {h.lower() for h in settings.allowed_hosts}
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -79,21 +97,40 @@ class SecurityMiddleware:
         if not host or host not in self.names:
             return 403, f"Host {host_header!r} is not this daemon's address (allowed: {', '.join(sorted(self.names))}; add names with allowed_hosts)"
         origin = headers.get("origin")
-        if origin is not None:
-            o = _origin_parts(origin) if origin != "null" else None
-            if o is None or o[0] not in ("http", "https") or o[1] not in self.names:
-                return 403, f"Origin {origin!r} is not allowed (cross-site request refused)"
-        if path.startswith(TOKEN_FREE_PATHS) and scope.get("method") == "GET":
+        if origin is not None and not self._origin_ok(origin, host_header):
+            return 403, (f"Origin {origin!r} is not allowed: only pages served by this daemon itself "
+                         f"(http://{host_header or '<its address>'}) may call it (cross-site request refused)")
+        method = scope.get("method", "GET")
+        if path.startswith(TOKEN_FREE_PATHS) and method == "GET":
             return None if self.token or self._loopback_client(scope) else (403, "only loopback clients are served without a token")
         if self.token is not None:
             auth = headers.get("authorization", "")
             scheme, _, value = auth.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.token):
                 return 401, "missing or wrong bearer token (send Authorization: Bearer <token>)"
-            return None
-        if not self._loopback_client(scope):
+        elif not self._loopback_client(scope):
             return 403, "only loopback clients are served when no token is configured"
+        if _mutating(method, path) and not _is_json(headers.get("content-type", "")):
+            sent = headers.get("content-type")
+            area = "/mcp" if path.startswith("/mcp") else "/api"
+            return 415, (f"send Content-Type: application/json with every {method} to {area}, body or not "
+                         f"(got {'none' if sent is None else repr(sent)}): requests a web page could send across "
+                         "sites without asking are refused")
         return None
+
+    def _origin_ok(self, origin: str, host_header: str) -> bool:
+        """The daemon's own origin: ``http``, one of its names, its port; or, as the request addressed
+        it (a proxy, an SSH port forward), the very host and port of ``Host`` (``https`` too for an
+        ``allowed_hosts`` name, where a proxy may terminate TLS)."""
+        scheme, host, port = _origin_parts(origin)
+        if scheme not in DEFAULT_PORTS or not host:
+            return False  # "null", unparseable, or not a web origin
+        if scheme == "http" and host in self.own_names and port == self.settings.port:
+            return True
+        if scheme != "http" and host not in self.proxy_names:
+            return False
+        h_host, h_port = _split_host(host_header)
+        return h_host == host and (h_port if h_port is not None else DEFAULT_PORTS[scheme]) == port
 
     @staticmethod
     def _loopback_client(scope: Scope) -> bool:
@@ -104,7 +141,7 @@ class SecurityMiddleware:
 
 
 # The few headers the checks read, decoded; like a dict of all of them, the last occurrence wins.
-_WANTED = {b"host": "host", b"origin": "origin", b"authorization": "authorization"}
+_WANTED = {b"host": "host", b"origin": "origin", b"authorization": "authorization", b"content-type": "content-type"}
 
 
 def _wanted_headers(raw: Any) -> dict[str, str]:
@@ -127,13 +164,31 @@ def _split_host(value: str) -> tuple[str, int | None]:
 
 
 @functools.lru_cache(maxsize=256)
-def _origin_parts(origin: str) -> tuple[str, str]:
-    """(scheme, lower-cased host name) of an Origin header value; ("", "") if unparseable (refused)."""
+def _origin_parts(origin: str) -> tuple[str, str, int]:
+    """(scheme, lower-cased host name, port or the scheme's default) of an Origin header value;
+    ("", "", 0) if unparseable or not a bare origin (refused)."""
     try:
         o = urlsplit(origin)
-        return o.scheme, (o.hostname or "").lower()
+        scheme = o.scheme.lower()
+        if o.path or o.query or o.fragment or o.username is not None or o.password is not None:
+            return "", "", 0
+        port = o.port if o.port is not None else DEFAULT_PORTS.get(scheme, 0)
+        return scheme, (o.hostname or "").lower(), port
     except ValueError:
-        return "", ""
+        return "", "", 0
+
+
+def _mutating(method: str, path: str) -> bool:
+    """A request that can change something: any ``/api`` method but GET/HEAD/OPTIONS, POST on ``/mcp``."""
+    if path.startswith("/api/") or path == "/api":
+        return method not in SAFE_METHODS
+    return method == "POST" and (path == "/mcp" or path.startswith("/mcp/"))
+
+
+@functools.lru_cache(maxsize=64)
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 @functools.lru_cache(maxsize=256)
@@ -146,7 +201,7 @@ def _is_loopback_peer(host: str) -> bool:
 
 async def _deny(send: Any, path: str, status: int, message: str, www_auth: bool) -> None:
     if path.startswith("/mcp"):
-        body = {"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST if status == 403 else UNAUTHORIZED,
+        body = {"jsonrpc": "2.0", "id": None, "error": {"code": UNAUTHORIZED if status == 401 else INVALID_REQUEST,
                                                          "message": message}}
     else:
         body = {"error": message}

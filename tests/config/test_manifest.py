@@ -95,6 +95,33 @@ def test_remote_url_with_credential_query_is_refused(daemon: DaemonProc, query: 
     assert daemon.api("GET", "/api/services/q").status_code == 404
 
 
+# Issue 14: names the first check missed: other credential words, camelCase parts, array brackets.
+MORE_CREDENTIAL_NAMES = ["authorization", "Authorization", "apiToken", "sessionToken", "secretKey", "jwt", "JWT",
+                         "bearer", "token[]", "token%5B%5D", "tokens[0]", "X-Api-Key", "clientSecret", "APIKey",
+                         "refreshToken", "id_token", "privateKey", "X-Amz-Signature", "X-Goog-Credential",
+                         "password_b64", "passphrase", "sessionId", "PHPSESSID", "apiKey2", "authToken"]
+ORDINARY_NAMES = ["region", "keyword", "monkey", "tokenizer", "page", "format", "sort", "author", "session_mode",
+                  "key_type", "token_type", "signature_method", "oauth_signature_method", "q", "v"]
+
+
+def test_remote_url_credential_query_names_by_parts(daemon: DaemonProc) -> None:
+    """A query parameter is a credential when one of its name's parts says so: split at ``_``, ``-``,
+    brackets and camelCase, compared case-insensitively; an ordinary name that merely contains such a
+    word (``monkey``, ``tokenizer``) or describes one (``token_type``) is not."""
+    refused, accepted = [], []
+    for i, key in enumerate(MORE_CREDENTIAL_NAMES + ORDINARY_NAMES):
+        url = f"http://127.0.0.1:{closed_port()}/mcp?{key}=sekrit-value-123"
+        r = daemon.api("POST", "/api/services?start=false",
+                       json=remote_manifest(f"q{i}", url, restartPolicy={"mode": "never"}))
+        (refused if r.status_code == 422 else accepted).append(key)
+        if r.status_code == 422:
+            assert "looks like a credential" in r.text and "authRef" in r.text, r.text
+            assert "sekrit-value-123" not in r.text, r.text  # the parameter is named, its value never
+        else:
+            assert r.status_code in (200, 201), r.text
+    assert accepted == ORDINARY_NAMES and refused == MORE_CREDENTIAL_NAMES
+
+
 def test_remote_url_with_ordinary_query_is_accepted(daemon: DaemonProc) -> None:
     url = f"http://127.0.0.1:{closed_port()}/mcp?region=eu"
     r = daemon.api("POST", "/api/services", json=remote_manifest("q", url, restartPolicy={"mode": "never"}))

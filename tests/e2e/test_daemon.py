@@ -43,7 +43,8 @@ def test_sigkill_during_write_burst_loses_no_acknowledged_change(make_daemon, tm
     enough = threading.Event()
 
     def worker(w: int) -> None:
-        with httpx.Client(base_url=d.url, timeout=30) as c:
+        # Every change is sent as JSON, body or not (the daemon refuses others, issue 14 item 1).
+        with httpx.Client(base_url=d.url, timeout=30, headers={"Content-Type": "application/json"}) as c:
             i = 0
             while not stop.is_set():
                 name = f"w{w}-{i}"

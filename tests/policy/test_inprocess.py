@@ -188,7 +188,7 @@ async def test_policy_update_through_the_api_applies_at_once(inprocess: InProces
 async def test_a_stopped_services_tools_are_gone(inprocess: InProcess) -> None:
     await inprocess.register(wasm_manifest("math", "math.wat"))
     assert "math__add" in await listed(inprocess)
-    r = await inprocess.client.post("/api/services/math/stop")
+    r = await inprocess.client.post("/api/services/math/stop", headers={"Content-Type": "application/json"})
     assert r.status_code == 200 and r.json()["state"] == "STOPPED"
     assert not any(n.startswith("math__") for n in await listed(inprocess))
     r = await inprocess.stateless("tools/call", {"name": "math__add", "arguments": {"a": 1, "b": 1}}, name="math__add")

@@ -66,7 +66,9 @@ class DaemonProc:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        headers = {**self.headers(), **kw.pop("headers", {})}
+        """A request to the daemon as runtimectl sends it: JSON (every change says so, body or not)."""
+        json_type = {"Content-Type": "application/json"} if method.upper() not in ("GET", "HEAD") else {}
+        headers = {**self.headers(), **json_type, **kw.pop("headers", {})}
         return httpx.request(method, self.url + path, headers=headers, timeout=kw.pop("timeout", 30), **kw)
 
     def wait_for(self, predicate: Any, timeout: float = 20.0, interval: float = 0.05, what: str = "condition") -> Any:

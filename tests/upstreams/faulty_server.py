@@ -14,9 +14,14 @@ tools/list) to be started, then misbehaves on purpose per tool:
   streamed in chunks.
 - ``unauthorized``: HTTP 401.
 - ``drip``: an SSE response that sends one comment byte every 0.2 s, forever.
+- ``leak_error``, ``leak_500``, ``leak_result``, ``leak_log``: echo the request's
+  ``Authorization`` header back (a careless server): in a JSON-RPC error (message
+  and data), in an HTTP 500 carrying a JSON-RPC error, in an ``isError`` result,
+  and in a log notification followed by a result.
 
 Per path, every request: ``/500/mcp`` answers 500, ``/401/mcp`` answers 401,
-``/403/mcp`` answers 403, ``/hang/mcp`` never answers, ``/badjson/mcp`` answers
+``/403/mcp`` answers 403, ``/leakstart/mcp`` answers 500 with the request's
+``Authorization`` header in its JSON-RPC error, ``/hang/mcp`` never answers, ``/badjson/mcp`` answers
 invalid JSON, ``/hangping/mcp`` never answers ``ping``, ``/slowping/mcp`` answers it after 0.3 s, ``/redirect-same/mcp``
 redirects (307) to ``/mcp``, ``/redirect-other/mcp`` to the same port on
 ``localhost`` (another origin). ``/mcp`` behaves per tool as above. ``server/discover`` is
@@ -40,7 +45,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-TOOLS = ["ok", "hang", "http500", "reset", "badjson", "badframe", "oversized", "unauthorized", "drip"]
+TOOLS = ["ok", "hang", "http500", "reset", "badjson", "badframe", "oversized", "unauthorized", "drip",
+         "leak_error", "leak_500", "leak_result", "leak_log"]
 ARGS: argparse.Namespace
 
 
@@ -65,6 +71,11 @@ async def mcp_endpoint(request: Request) -> Response:
         return JSONResponse({"error": "invalid_token"}, status_code=401, headers={"www-authenticate": "Bearer"})
     if fault == "403":
         return JSONResponse({"error": "forbidden"}, status_code=403)
+    seen = request.headers.get("authorization", "")
+    if fault == "leakstart":
+        return JSONResponse({"jsonrpc": "2.0", "id": None,
+                             "error": {"code": -32000, "message": f"cannot start: credential {seen!r} is not valid here"}},
+                            status_code=500)
     if fault == "hang":
         await _forever()
     if fault == "redirect-same":
@@ -118,6 +129,22 @@ async def mcp_endpoint(request: Request) -> Response:
         return JSONResponse(ok)
     if name == "hang":
         await _forever()
+    if name == "leak_error":
+        return JSONResponse({"jsonrpc": "2.0", "id": id_, "error": {
+            "code": -32001, "message": f"token rejected: {seen}", "data": {"received": seen, "hint": [seen]}}})
+    if name == "leak_500":
+        return JSONResponse({"jsonrpc": "2.0", "id": id_, "error": {"code": -32603, "message": f"crashed on {seen}"}},
+                            status_code=500)
+    if name == "leak_result":
+        return JSONResponse(_reply(id_, {"content": [{"type": "text", "text": f"you sent {seen}"}], "isError": True}))
+    if name == "leak_log":
+        async def leak_log() -> AsyncIterator[bytes]:
+            note = {"jsonrpc": "2.0", "method": "notifications/message",
+                    "params": {"level": "info", "logger": seen, "data": {"header": seen}}}
+            yield b"event: message\ndata: " + json.dumps(note).encode() + b"\n\n"
+            done = _reply(id_, {"content": [{"type": "text", "text": "logged"}], "structuredContent": {"auth": seen}})
+            yield b"event: message\ndata: " + json.dumps(done).encode() + b"\n\n"
+        return StreamingResponse(leak_log(), media_type="text/event-stream")
     if name == "http500":
         return PlainTextResponse("internal error (injected)", status_code=500)
     if name == "unauthorized":

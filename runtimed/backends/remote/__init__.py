@@ -4,7 +4,8 @@ Streamable HTTP in both eras; ``sse``: the old HTTP+SSE transport; what they
 do with upstream messages is ``runtimed.backends.messages``), the HTTP plumbing (``http``: the
 clients, redirects, reading; ``h1``: the lean HTTP/1.1 client; ``faults``:
 wire errors and error statuses as ``BackendFault``), the SSRF host allowlist
-(``hosts``) and ``authRef`` resolution (``secrets``).
+(``hosts``), the refusal of the daemon's own endpoint (``selfloop``) and
+``authRef`` resolution (``secrets``).
 
 Must not: be imported outside ``runtimed.backends`` except through
 ``runtimed.backends``' factory.

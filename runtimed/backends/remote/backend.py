@@ -12,7 +12,7 @@ server-to-client traffic are never shared; a stateless-only upstream serves it
 on the shared session. Requests go over a keep-alive pool of the lean
 HTTP/1.1 client in ``h1``; the long-lived GET and listen streams over one
 ``httpx.AsyncClient``. Also: the choice of transport for a manifest, the registration-time origin check
-``prepare_remote_origin`` (host allowlist, authRef shape; the addresses a
+``prepare_remote_origin`` (host allowlist, not the daemon itself, authRef shape; the addresses a
 name resolves to are checked at connect time by the resolver it gives its
 clients, ``http.make_resolver``), health probes (a
 ping answered with an error is DEGRADED, except method-not-found: a server
@@ -20,7 +20,9 @@ without ping is alive; a lost session is re-initialized as for calls),
 introspection (``introspection.read_interface``) and the
 ``describe()`` facts. The wire work lives behind ``RemoteConnection``, in
 ``streamable`` (both eras) and ``sse`` (HTTP+SSE); credentials in
-``secrets``; the host rule in ``hosts``. Must not: use a connection beyond
+``secrets``; the host rule in ``hosts``. It keeps the last credential values
+it sent, for its ``secret_mask()`` (what the upstream echoes is masked by
+``masking.MaskedBackend``). Must not: use a connection beyond
 ``RemoteConnection``, enforce call policies, retry, or put a secret value in
 a log line, an event, an exception or ``describe()``.
 
@@ -44,9 +46,11 @@ from runtimed.backends.parking import ParkedCalls
 from runtimed.backends.remote import http as _http
 from runtimed.backends.remote.connection import ConnectionConfig, RemoteConnection
 from runtimed.backends.remote.hosts import check_url_host
-from runtimed.backends.remote.secrets import check_auth_ref, resolve_auth_headers
+from runtimed.backends.remote.secrets import check_auth_ref, credential_values, resolve_auth_headers
+from runtimed.backends.remote.selfloop import check_not_daemon
 from runtimed.backends.remote.sse import LegacySseConnection
 from runtimed.backends.remote.streamable import StreamableHttpConnection
+from runtimed.backends.secrets import NO_SECRETS, SecretMask
 from runtimed.backends.sessions import ClientHost, ClientSessions, close_quietly
 from runtimed.config.manifest import RemoteMcpOrigin, ServiceManifest
 from runtimed.errors import BackendError, BackendFault, BackendStartError, InvalidOrigin, SecretError, UpstreamError
@@ -55,16 +59,19 @@ from runtimed.protocol.types import JSON
 from runtimed.protocol.versions import is_stateless
 
 CLIENT_INFO = {"name": "mcp-runtimed", "version": __version__}
+SECRETS_KEPT = 8  # the last distinct credential values sent (a rotated one may still be echoed)
 # The requests a 2026-07-28 server may answer with an input-required result (basic/patterns/mrtr).
 INPUT_REQUIRED_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 
 
 def prepare_remote_origin(manifest: ServiceManifest, settings: Any) -> ServiceManifest:
-    """Registration-time checks: the URL's host is allowed; the authRef is well-formed."""
+    """Registration-time checks (and at every start): the URL's host is allowed; the URL is not this
+    daemon itself (``selfloop``); the authRef is well-formed."""
     origin = manifest.spec.origin
     if not isinstance(origin, RemoteMcpOrigin):
         raise InvalidOrigin("not a remote_mcp origin")
     check_url_host(origin.url, getattr(settings, "remote_allowed_hosts", None), origin.allowedHosts, manifest.name)
+    check_not_daemon(origin.url, settings, manifest.name)
     if origin.authRef:
         try:
             check_auth_ref(origin.authRef)
@@ -87,6 +94,8 @@ class RemoteBackend(Backend):
         # session-era clients are then served on the shared session.
         self._sessions_offered = True
         self._last_error: str | None = None
+        self._sent_secrets: dict[str, None] = {}  # the credential values sent upstream, oldest first
+        self._mask = NO_SECRETS
         # New connections resolve the host once and check its addresses (DNS rebinding), against the lists as they are then.
         self._resolve = _http.make_resolver(
             lambda: (self.host.settings.remote_allowed_hosts, self.origin.allowedHosts), manifest.name)
@@ -116,16 +125,32 @@ class RemoteBackend(Backend):
     def _auth_headers(self) -> dict[str, str]:
         """Resolved at every request: a rotated secret is picked up without a restart."""
         try:
-            return resolve_auth_headers(self.origin.authRef, self.host.state_dir)
+            headers = resolve_auth_headers(self.origin.authRef, self.host.state_dir)
         except SecretError as e:
             raise BackendFault(str(e), kind="unauthorized") from None
+        self._remember(headers)
+        return headers
+
+    def _remember(self, headers: dict[str, str]) -> None:
+        """Keep the credential values about to be sent, for ``secret_mask`` (never shown)."""
+        fresh = credential_values(headers) - self._sent_secrets.keys()
+        if not fresh:
+            return
+        for value in fresh:
+            self._sent_secrets[value] = None
+        while len(self._sent_secrets) > SECRETS_KEPT:
+            del self._sent_secrets[next(iter(self._sent_secrets))]
+        self._mask = SecretMask(self._sent_secrets)
+
+    def secret_mask(self) -> SecretMask:
+        return self._mask
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
         origin = self.origin
         try:
             check_url_host(origin.url, self.host.settings.remote_allowed_hosts, origin.allowedHosts, self.manifest.name)
-            resolve_auth_headers(origin.authRef, self.host.state_dir)
+            self._remember(resolve_auth_headers(origin.authRef, self.host.state_dir))
         except (InvalidOrigin, SecretError) as e:
             raise BackendStartError(str(e)) from None
         await self._close_conn()

@@ -3,8 +3,10 @@
 Owns the three reference forms: ``env:VAR`` (sent as ``Authorization: Bearer``),
 ``file:relative/path`` (a file under ``<state_dir>/secrets/``; absolute paths,
 ``..`` and symlinks leading outside that directory are refused) and
-``header_env:Header-Name:VAR``. Must not: cache secret values, log them, or put
-them in any message; errors name the variable or the path, never the value.
+``header_env:Header-Name:VAR``; and ``credential_values``, the secret parts of
+resolved headers (for the backend's ``SecretMask``). Must not: cache secret
+values, log them, or put them in any message; errors name the variable or the
+path, never the value.
 """
 
 from __future__ import annotations
@@ -61,3 +63,13 @@ def resolve_auth_headers(
         value = read_secret_file(state_dir, rest)
         return {"Authorization": "Bearer " + _header_safe(value, f"authRef file:{rest}")}
     raise SecretError(f"authRef must start with env:, file: or header_env: (got {kind!r})")
+
+
+def credential_values(headers: Mapping[str, str]) -> set[str]:
+    """The secret parts of resolved auth headers: the credential of ``Bearer <credential>`` (so a
+    masked echo still reads "Bearer [secret]"), a custom header's whole value."""
+    out: set[str] = set()
+    for value in headers.values():
+        scheme, sep, rest = value.partition(" ")
+        out.add(rest.strip() if sep and scheme.lower() in ("bearer", "basic", "token") and rest.strip() else value)
+    return out

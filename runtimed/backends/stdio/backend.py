@@ -20,7 +20,9 @@ level for everyone). With ``per-client`` each session-era client gets a child of
 capabilities, so roots, log level and server-to-client requests are the
 client's own. Stateless-era clients and the gateway's own work always use the
 shared child; what it asks a stateless client mid-call comes back as an
-input-required result (``parking``). Must not: enforce call policies, or put a
+input-required result (``parking``). Its ``secret_mask()`` masks the resolved
+reference values the children get (in what they say, by ``masking``; in their
+stderr, by ``process``). Must not: enforce call policies, or put a
 secret value in a log line, an event, an exception or ``describe()``.
 """
 
@@ -38,6 +40,7 @@ from runtimed.backends.base import Backend, BackendHost, CallContext, Health, In
 from runtimed.backends.introspection import read_interface
 from runtimed.backends.messages import error_text
 from runtimed.backends.parking import ParkedCalls
+from runtimed.backends.secrets import NO_SECRETS, SecretMask
 from runtimed.backends.sessions import ClientHost, ClientSessions, close_quietly
 from runtimed.backends.stdio import process
 from runtimed.backends.stdio.session import SessionConfig, StdioSession
@@ -88,6 +91,7 @@ class StdioBackend(Backend):
         self._config: SessionConfig | None = None
         self._parked = ParkedCalls()
         self._children_started = 0
+        self._mask = NO_SECRETS  # the resolved env: / file: values its children get
 
     @property
     def origin(self) -> StdioOrigin:
@@ -109,6 +113,7 @@ class StdioBackend(Backend):
             env, secrets = process.child_environment(origin, state_dir)
         except SecretError as e:
             raise BackendStartError(f"cannot start {self.manifest.name!r}: {e}") from None
+        self._mask = SecretMask(secrets)
         cwd = origin.cwd or str(Path(state_dir, "run", self.manifest.id))
         if origin.cwd is None:
             Path(cwd).mkdir(parents=True, exist_ok=True)
@@ -206,6 +211,9 @@ class StdioBackend(Backend):
             await session.notify(method, params)
         except BackendError as e:
             self.host.log("warning", f"forwarding {method} failed: {error_text(e)}")
+
+    def secret_mask(self) -> SecretMask:
+        return self._mask
 
     def describe(self) -> JSON:
         """``process`` holds the shared child's facts (the page and ``show`` render it for any kind)."""

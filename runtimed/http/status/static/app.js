@@ -50,10 +50,9 @@
   async function request(method, path, opts) {
     opts = opts || {};
     const init = { method: method, headers: headers(opts.headers), credentials: "same-origin", cache: "no-store" };
-    if (opts.json !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(opts.json);
-    }
+    // Every change is sent as JSON, body or not: the daemon refuses changes a cross-site page could send.
+    if (method !== "GET") init.headers["Content-Type"] = "application/json";
+    if (opts.json !== undefined) init.body = JSON.stringify(opts.json);
     const r = await fetch(path, init);
     if (r.status === 401) {
       sessionStorage.removeItem(TOKEN_KEY);
