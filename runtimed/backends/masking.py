@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from runtimed.backends.base import Backend, BackendHost, CallContext, Interface, ProbeResult, Relay
+from runtimed.backends.base import Backend, BackendHost, CallContext, Interface, NullRelay, ProbeResult, Relay
 from runtimed.backends.secrets import SecretMask
 from runtimed.config.manifest import ServiceManifest
 from runtimed.errors import BackendError
@@ -156,7 +156,9 @@ class MaskedBackend(Backend):
         return interface
 
     async def call(self, method: str, params: JSON, ctx: CallContext) -> JSON:
-        if not isinstance(ctx.relay, MaskedRelay):  # a retry reuses the context: wrapped once
+        # A retry reuses the context: wrapped once. A NullRelay (the gateway's own work) carries
+        # nothing to mask and stays what it is: backends tell a client's call by it.
+        if not isinstance(ctx.relay, (MaskedRelay, NullRelay)):
             # Left in place after the call: a backend may still relay through it (a parked call).
             ctx.relay = MaskedRelay(ctx.relay, self._mask)
         try:
