@@ -85,7 +85,7 @@ async def test_delete_with_a_full_disk_is_503_and_changes_nothing(small_fs: Smal
     async with inprocess_daemon(state) as d:
         await d.register(wasm_manifest("up", "upper.wat"))
         small_fs.fill(0)
-        r = await d.client.delete("/api/services/up")
+        r = await d.client.delete("/api/services/up", headers={"Content-Type": "application/json"})
         assert r.status_code == 503, r.text
         msg = r.json()["error"]
         assert "could not write the registry" in msg and "nothing changed" in msg and "'up'" in msg, msg
@@ -95,7 +95,7 @@ async def test_delete_with_a_full_disk_is_503_and_changes_nothing(small_fs: Smal
         r = await d.stateless("tools/call", {"name": "up__upper", "arguments": {"text": "still"}}, name="up__upper")
         assert r.json()["result"]["structuredContent"] == {"text": "STILL"}
         small_fs.unfill()
-        r = await d.client.delete("/api/services/up")
+        r = await d.client.delete("/api/services/up", headers={"Content-Type": "application/json"})
         assert r.status_code == 200, r.text
         assert (await d.client.get("/api/services/up")).status_code == 404
     async with inprocess_daemon(state) as d:
