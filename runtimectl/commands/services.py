@@ -31,7 +31,8 @@ from runtimectl.commands.manifests import (
     split_list,
     stdio_hint,
 )
-from runtimectl.context import EXIT_FAILURE, JsonOpt, client, emit_json, err, out, usage
+from runtimectl.commands.show import interface_counts
+from runtimectl.context import EXIT_FAILURE, JsonOpt, client, emit_json, err, out, service_argument, usage
 from runtimed.errors import ClientError, DaemonUnavailable
 
 _FAILED_STATES = ("CRASHED", "QUARANTINED")
@@ -297,27 +298,27 @@ def _lifecycle(ctx: typer.Context, verb: str, ref: str, as_json: bool) -> None:
         raise typer.Exit(EXIT_FAILURE)
 
 
-def start(ctx: typer.Context, service: str = typer.Argument(..., help="name or id"), as_json: bool = JsonOpt) -> None:
+def start(ctx: typer.Context, service: str = service_argument(), as_json: bool = JsonOpt) -> None:
     """Start a service."""
     _lifecycle(ctx, "start", service, as_json)
 
 
-def stop(ctx: typer.Context, service: str = typer.Argument(..., help="name or id"), as_json: bool = JsonOpt) -> None:
+def stop(ctx: typer.Context, service: str = service_argument(), as_json: bool = JsonOpt) -> None:
     """Stop a service."""
     _lifecycle(ctx, "stop", service, as_json)
 
 
-def restart(ctx: typer.Context, service: str = typer.Argument(..., help="name or id"), as_json: bool = JsonOpt) -> None:
+def restart(ctx: typer.Context, service: str = service_argument(), as_json: bool = JsonOpt) -> None:
     """Restart a service (reloads a changed WASM file)."""
     _lifecycle(ctx, "restart", service, as_json)
 
 
-def unquarantine(ctx: typer.Context, service: str = typer.Argument(..., help="name or id"), as_json: bool = JsonOpt) -> None:
+def unquarantine(ctx: typer.Context, service: str = service_argument(), as_json: bool = JsonOpt) -> None:
     """Lift a quarantine and start the service again."""
     _lifecycle(ctx, "unquarantine", service, as_json)
 
 
-def introspect(ctx: typer.Context, service: str = typer.Argument(..., help="name or id"), as_json: bool = JsonOpt) -> None:
+def introspect(ctx: typer.Context, service: str = service_argument(), as_json: bool = JsonOpt) -> None:
     """Refresh a service's cached interface from the service itself."""
     c = client(ctx, timeout=120)
     c.post(f"/api/services/{service}/introspect")
@@ -325,15 +326,14 @@ def introspect(ctx: typer.Context, service: str = typer.Argument(..., help="name
     if as_json:
         emit_json(iface)
         return
-    out.print(f"revision {iface['revision']}: {len(iface['tools'])} tools, {len(iface['resources'])} resources, "
-              f"{len(iface['resourceTemplates'])} templates, {len(iface['prompts'])} prompts", markup=False)
+    out.print(f"revision {iface['revision']}: {interface_counts(iface)}", markup=False)
     if iface.get("lastDiff"):
         out.print(f"last change: {json.dumps(iface['lastDiff'])}", markup=False)
 
 
 def remove(
     ctx: typer.Context,
-    service: str = typer.Argument(..., help="name or id"),
+    service: str = service_argument(),
     as_json: bool = JsonOpt,
 ) -> None:
     """Stop and unregister a service."""
