@@ -127,6 +127,10 @@ class ServiceRuntime:
     def namespace(self) -> str:
         return self.manifest.namespace
 
+    @property
+    def enabled(self) -> bool:
+        return self.manifest.spec.enabled
+
     # -- BackendHost -----------------------------------------------------
     @property
     def state_dir(self) -> str:
