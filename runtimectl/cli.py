@@ -33,7 +33,7 @@ app = typer.Typer(
 )
 app.callback()(global_options)
 
-services.register(app)  # add, add-all, apply, list, status, start, stop, restart, unquarantine, introspect, remove
+services.register(app)  # add, set, edit, add-all, apply, list, status, start, stop, restart, unquarantine, introspect, remove
 show.register(app)  # logs, show
 tools.register(app)  # tools, call
 bootstrap.register(app)  # bootstrap (group)

@@ -1,7 +1,9 @@
 """The lifecycle supervisor: the set of services, and every change of their state.
 
-Owns ``Supervisor``: boot and shutdown, registering, updating and removing
-services (through ``Registry``), the lifecycle transitions (each one an
+Owns ``Supervisor``: boot and shutdown, registering, updating (a whole
+manifest: ``apply``; some fields, as a merge patch applied under the registry
+lock: ``update``) and removing services (through ``Registry``), the lifecycle
+transitions (each one an
 event), the restart policy (backoff, quarantine), the health-probe schedule,
 the interface snapshot (cached, persisted under ``interfaces/``, diffed on
 refresh, refreshed when stale by its ``ttl_ms`` as clients list:
@@ -24,9 +26,18 @@ from typing import Any
 
 from runtimed.backends import create_backend, prepare_origin, release_leftovers
 from runtimed.backends.base import Backend, Health, Interface, ProbeResult
-from runtimed.config.manifest import ServiceManifest
+from runtimed.config.changes import field_changes, merge_patch
+from runtimed.config.manifest import ServiceManifest, parse_manifest
 from runtimed.config.settings import Settings
-from runtimed.errors import BackendError, BackendFault, BackendStartError, InvalidOrigin, RegistryError, SupervisorError
+from runtimed.errors import (
+    BackendError,
+    BackendFault,
+    BackendStartError,
+    InvalidOrigin,
+    ManifestError,
+    RegistryError,
+    SupervisorError,
+)
 from runtimed.lifecycle.service import ServiceRuntime, State
 from runtimed.policy.service import PolicedService
 from runtimed.protocol.types import JSON
@@ -179,20 +190,72 @@ class Supervisor:
                 self.events.emit("service.added", svc.name, serviceId=svc.id)
             else:
                 svc = existing
-                origin_changed = svc.manifest.spec.origin != manifest.spec.origin
-                svc.manifest = manifest
-                svc.policy.update(manifest)
-                if svc.backend:
-                    svc.backend.update_manifest(manifest)
-                self.events.emit("service.updated", svc.name, serviceId=svc.id)
-                if origin_changed and svc.state == State.RUNNING:
-                    self.spawn(self.restart(svc.id, reason="origin changed"))
-                if not manifest.spec.enabled and svc.state in (State.RUNNING, State.STARTING):
-                    self.spawn(self.stop(svc.id, reason="disabled"))
+                self._replaced(svc, manifest)
         want_start = manifest.spec.enabled and (manifest.spec.autostart if start is None else start)
         if want_start and svc.state in (State.REGISTERED, State.STOPPED, State.CRASHED):
             await self.start(svc.id, reason="registered" if created else "updated")
         return svc, created
+
+    def _replaced(self, svc: ServiceRuntime, manifest: ServiceManifest) -> None:
+        """``svc`` has a new manifest (already durable): its policy, backend and state follow it."""
+        origin_changed = svc.manifest.spec.origin != manifest.spec.origin
+        svc.manifest = manifest
+        svc.policy.update(manifest)
+        if svc.backend:
+            svc.backend.update_manifest(manifest)
+        self.events.emit("service.updated", svc.name, serviceId=svc.id)
+        if origin_changed and svc.state == State.RUNNING:
+            self.spawn(self.restart(svc.id, reason="origin changed"))
+        if not manifest.spec.enabled and svc.state in (State.RUNNING, State.STARTING):
+            self.spawn(self.stop(svc.id, reason="disabled"))
+
+    async def update(self, ref: str, patch: JSON, start: bool = False) -> tuple[ServiceRuntime, list[JSON]]:
+        """Change some fields of a registered service: ``patch`` is a JSON merge patch (RFC 7396) over
+        its manifest (``null``: back to the default); what it does not name is kept. Checked whole
+        (the schema, then the origin) before anything changes; durable when it returns. The origin
+        that identifies the service (URL, file, command) cannot change; the name can, and a tool
+        namespace that followed the old name follows the new one. ``start``: start it afterwards
+        unless it runs (or is quarantined or disabled). Returns (svc, the changed fields)."""
+        for _ in range(5):  # re-done when another change lands while the origin is checked
+            svc = self.get(ref)
+            current = svc.manifest
+            old = current.public_dict()
+            merged = merge_patch(old, patch)
+            meta, spec = patch.get("metadata"), patch.get("spec")
+            new_name = meta.get("name") if isinstance(meta, dict) else None
+            renamed = isinstance(new_name, str) and new_name != current.name
+            if renamed and not (isinstance(spec, dict) and "toolNamespace" in spec) \
+                    and current.spec.toolNamespace == current.name and isinstance(merged.get("spec"), dict):
+                merged["spec"]["toolNamespace"] = new_name
+            try:
+                manifest = parse_manifest(merged)
+            except ManifestError as e:
+                raise SupervisorError(f"invalid change: {e}", status=422) from None
+            if manifest.id != svc.id:
+                raise SupervisorError(
+                    f"spec.origin: the {_identity_words(manifest)} identifies the service ({svc.id}) and cannot "
+                    f"change: register the new origin as a service of its own (runtimectl add) and remove this one",
+                    status=409)
+            try:
+                manifest = await asyncio.to_thread(prepare_origin, manifest, self.settings)
+            except InvalidOrigin as e:
+                raise SupervisorError(str(e), status=422) from None
+            async with self._mutate:
+                if svc.manifest is not current or self.services.get(svc.id) is not svc:
+                    continue
+                changes = field_changes(old, manifest.public_dict())
+                if changes:
+                    try:
+                        await asyncio.to_thread(self.registry.put, manifest, renamed)
+                    except RegistryError as e:  # a name taken by another service: nothing changed
+                        raise SupervisorError(str(e), status=409) from None
+                    except OSError as e:
+                        raise SupervisorError(f"could not write the registry: {e}", status=503) from None
+                    self._replaced(svc, manifest)
+            if start and manifest.spec.enabled and svc.state in (State.REGISTERED, State.STOPPED, State.CRASHED):
+                await self.start(svc.id, reason="updated")
+            return svc, changes
+        raise SupervisorError(f"service {ref!r} kept changing while this change was checked; try again", status=409)
 
     async def remove(self, ref: str) -> ServiceRuntime:
         svc = self.get(ref)
@@ -496,6 +559,12 @@ class Supervisor:
             svc.interface_at = path.stat().st_mtime
         except (OSError, ValueError, TypeError, AttributeError):
             svc.interface = None
+
+
+def _identity_words(manifest: ServiceManifest) -> str:
+    """What identifies a service of this kind, in words (``url``, ``path``, ``command, args and cwd``)."""
+    kind = manifest.spec.origin.type
+    return {"remote_mcp": "url", "local_wasm": "path"}.get(kind, "command, args and cwd")
 
 
 def _same_content(a: Interface, b: Interface) -> bool:
