@@ -77,6 +77,11 @@ def _say_applied(res: dict[str, Any]) -> None:
     verb = "added" if res.get("created") else "updated"
     extra = f" ({svc['lastError']})" if svc.get("lastError") else ""
     out.print(f"{verb} {svc['name']} ({svc['id']}): {svc['state']}{extra}", markup=False)
+    backend, origin = svc.get("backend") or {}, svc.get("origin") or {}
+    if backend.get("transportInUse") == "sse" and origin.get("transport") != "sse":
+        out.print(f"note: {origin.get('url')} speaks the older HTTP+SSE transport, not Streamable HTTP: runtimed "
+                  f"falls back to it at each start (runtimectl set {svc['name']} --transport sse skips the first "
+                  f"try)", markup=False)
 
 
 _STDIO_ARGV = "runtimectl.add.stdio_argv"  # ctx.meta key: the words after --, when there is a --
