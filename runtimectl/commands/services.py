@@ -19,6 +19,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,11 @@ from runtimed.errors import ClientError, DaemonError, DaemonUnavailable, Manifes
 _FAILED_STATES = ("CRASHED", "QUARANTINED")
 
 
-def _apply(ctx: typer.Context, manifest: dict[str, Any], start: bool | None) -> dict[str, Any]:
+def _apply(ctx: typer.Context, manifest: dict[str, Any], start: bool | None,
+           keep_unreachable: bool = True) -> dict[str, Any]:
     params = {} if start is None else {"start": str(start).lower()}
+    if not keep_unreachable:
+        params["keepUnreachable"] = "false"
     res: dict[str, Any] = client(ctx).post("/api/services", json=manifest, params=params)
     return res
 
@@ -194,7 +198,13 @@ def add(
         for arg in relative_paths_in(command[1:], here):
             err.print(f"runtimectl: note: {arg} is relative, and the server does not run here (it runs in a folder "
                       f"of its own under the daemon's state dir): add --cwd . to run it from {here}", markup=False)
-    res = _add_or_update(ctx, manifest, name_given=name is not None, autostart_given=no_autostart, no_start=no_start)
+    try:
+        res = _add_or_update(ctx, manifest, name_given=name is not None, autostart_given=no_autostart,
+                             no_start=no_start, keep_unreachable=False)
+    except DaemonError as e:
+        if e.status != 502:
+            raise
+        res = _unreachable(ctx, manifest, str(e))
     if as_json:
         emit_json(res)
     elif res["created"] or res["changes"]:
@@ -209,14 +219,34 @@ def add(
         raise typer.Exit(EXIT_FAILURE)
 
 
+def _unreachable(ctx: typer.Context, manifest: dict[str, Any], why: str) -> dict[str, Any]:
+    """The daemon refused to keep a new service whose origin cannot be reached (``why``: the cause and what
+    to check). At a terminal the user is asked whether to register it anyway, without starting it; else (or
+    answered no) nothing is registered: exit 1."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise fail(f"{why} (--no-start registers it without trying)")
+    err.print(f"runtimectl: {why}", markup=False)
+    try:
+        keep = typer.confirm("Register it anyway, without starting it?", default=False, err=True)
+    except typer.Abort:
+        keep = False
+    if not keep:
+        raise typer.Exit(EXIT_FAILURE)
+    res = _apply(ctx, manifest, start=False)
+    name = res["service"]["name"]
+    err.print(f"runtimectl: registered, not started: runtimectl start {name} once the server is up", markup=False)
+    return res
+
+
 def _add_or_update(ctx: typer.Context, manifest: dict[str, Any], *, name_given: bool, autostart_given: bool,
-                   no_start: bool) -> dict[str, Any]:
+                   no_start: bool, keep_unreachable: bool = True) -> dict[str, Any]:
     """Register ``manifest``; when its origin is registered already (one origin is one service), change only
     what the flags gave (issue 14, item 9) and start it unless ``no_start``. The daemon's answer, with the
-    changed fields under ``changes`` for an update."""
+    changed fields under ``changes`` for an update. ``keep_unreachable=False``: a new service whose origin
+    cannot be reached is not kept (the daemon answers 502, ``DaemonError``)."""
     existing = _registered_as(ctx, manifest)
     if existing is None:
-        return _apply(ctx, manifest, start=False if no_start else None)
+        return _apply(ctx, manifest, start=False if no_start else None, keep_unreachable=keep_unreachable)
     patch = update_patch(manifest, name_given=name_given, autostart_given=autostart_given)
     res: dict[str, Any] = client(ctx).patch(f"/api/services/{existing['id']}", json=patch,
                                             params={} if no_start else {"start": "true"})

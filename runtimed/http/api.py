@@ -105,7 +105,8 @@ class _Handlers:
         except ManifestError as e:
             raise ApiError(422, f"invalid manifest: {e}") from None
         start = bool_param(request, "start")
-        svc, created = await self.ctx.supervisor.apply(manifest, start=start)
+        keep = bool_param(request, "keepUnreachable")
+        svc, created = await self.ctx.supervisor.apply(manifest, start=start, keep_unreachable=keep is not False)
         return JSONResponse({"created": created, "service": svc.detail()}, status_code=201 if created else 200)
 
     async def update_service(self, request: Request) -> JSONResponse:

@@ -74,6 +74,7 @@ class ServiceRuntime:
         self.interface_at: float | None = None
         self.last_diff: JSON = {}
         self.last_error: str | None = None
+        self.last_error_cause: str | None = None  # what it means: backends.failure_cause (refused, dns...)
         self.failures: collections.deque[float] = collections.deque()
         self.restart_count = 0
         self.next_restart_at: float | None = None
@@ -194,6 +195,7 @@ class ServiceRuntime:
             "healthDetail": self.health_detail,
             "healthLatencyMs": self.health_latency_ms,
             "lastError": self.last_error,
+            "lastErrorCause": self.last_error_cause,
             "restarts": self.restart_count,
             "nextRestartAt": self.next_restart_at,
             "quarantineReason": self.quarantine_reason,
