@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import typer
 
 from runtimectl.client import DaemonClient
-from runtimectl.context import EXIT_FAILURE, EXIT_USAGE, client as daemon_client, fail
+from runtimectl.context import EXIT_FAILURE, EXIT_USAGE, client as daemon_client, fail, plural
 from runtimed.backends import explain_cause
 from runtimed.errors import ClientError, RegistryError
 
@@ -74,7 +74,7 @@ def _state_dir_checks(state_dir: Path) -> list[Check]:
 
     try:
         entries, _ = parse_document(reg.read_bytes())
-        out.append(Check("registry", OK, f"{reg} is valid ({len(entries)} services)"))
+        out.append(Check("registry", OK, f"{reg} is valid ({plural(len(entries), 'service')})"))
     except (RegistryError, OSError) as e:
         out.append(Check("registry", FAIL, f"{reg}: {e}",
                          "start runtimed: it keeps the bad file and loads registry.last-good.json"))
