@@ -125,11 +125,14 @@ def explain_cause(cause: str, url: str | None) -> str:
     }.get(cause, cause)
 
 
-def failure_cause(error: BaseException | str | None) -> str | None:
-    """What a failure means, when it is recognised: ``refused``, ``dns``, ``connect-timeout``,
-    ``not-found`` (HTTP 404/405/410 to the handshake, after the HTTP+SSE fallback was tried),
-    ``not-allowed``, ``unauthorized``; None otherwise. ``error`` is the exception a start raised (its
-    chain is read too) or a failure's text."""
+def failure_cause(error: BaseException | str | None, manifest: ServiceManifest) -> str | None:
+    """What a remote service's failure means, when it is recognised: ``refused``, ``dns``,
+    ``connect-timeout``, ``not-found`` (HTTP 404/405/410 to the handshake, after the HTTP+SSE fallback
+    was tried), ``not-allowed``, ``unauthorized``; None otherwise, and for the other kinds (a stdio
+    child's own output may say "connection refused" about something else). ``error`` is the exception a
+    start raised (its chain is read too) or a failure's text."""
+    if manifest.spec.origin.type != "remote_mcp":
+        return None
     texts: list[str] = []
     seen: set[int] = set()
     e = error

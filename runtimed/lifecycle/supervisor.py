@@ -368,7 +368,8 @@ class Supervisor:
         except (BackendError, OSError) as e:
             if backend is not None:
                 await _quiet_stop(backend)
-            await self._failed(svc, f"start failed: {e}", health=_start_failure_health(e), cause=failure_cause(e))
+            await self._failed(svc, f"start failed: {e}", health=_start_failure_health(e),
+                               cause=failure_cause(e, svc.manifest))
             return
         except Exception as e:  # a bug in a backend must not take the daemon down
             log.exception("backend start crashed")
@@ -450,7 +451,7 @@ class Supervisor:
         """Called with svc.lock held, or from handle_failure which takes it. ``cause``: what the failure
         means when the caller had the exception (else it is read from ``reason``)."""
         svc.last_error = reason
-        svc.last_error_cause = cause or failure_cause(reason)
+        svc.last_error_cause = cause or failure_cause(reason, svc.manifest)
         now = time.time()
         rp = svc.manifest.spec.restartPolicy
         svc.failures.append(now)
