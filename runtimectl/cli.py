@@ -1,8 +1,10 @@
 """The ``runtimectl`` command line: the typer app and ``main``.
 
-Owns building the root app (its help, the global ``--url``/``--token``
-options from ``runtimectl.context``), adding every command group explicitly
-and in the order ``--help`` lists them, and ``main``: turning a
+Owns building the root app (its help, ``-h``/``--help`` everywhere, shell
+completion's ``--install-completion``/``--show-completion``, the global
+``--url``/``--token``/``--version`` options from ``runtimectl.context``),
+adding every command group explicitly and in the order ``--help`` lists them,
+and ``main``: turning a
 ``ClientError`` into its message and exit code, and any other failure into
 one line instead of a traceback. Must not: define commands (they live in
 ``runtimectl.commands``) or hold daemon logic. Nothing imports this module
@@ -24,13 +26,14 @@ app = typer.Typer(
     name="runtimectl",
     help="Control runtimed: register MCP services, drive their lifecycle, see what agents see.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 app.callback()(global_options)
 
-services.register(app)  # add, add-all, apply, list, status, start, stop, restart, unquarantine, introspect, remove
+services.register(app)  # add, set, edit, add-all, apply, list, status, start, stop, restart, unquarantine, introspect, remove
 show.register(app)  # logs, show
 tools.register(app)  # tools, call
 bootstrap.register(app)  # bootstrap (group)
@@ -42,7 +45,7 @@ daemon.register(app)  # daemon start|stop|status|install|uninstall (group)
 
 def main() -> None:
     try:
-        app(standalone_mode=True)
+        app(standalone_mode=True, prog_name="runtimectl")
     except ClientError as e:
         err.print(f"runtimectl: {e}", markup=False)
         sys.exit(e.exit_code)

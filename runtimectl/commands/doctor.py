@@ -2,7 +2,9 @@
 
 Checks: the daemon is reachable (and its version); if not, whether its port is
 held by something else; the state dir is writable; the registry file is valid;
-wasmtime imports; each service's lifecycle and health; the Codex and Claude
+wasmtime imports; each service's lifecycle and health (a failed service's hint
+fits what its failure means: is the server running, check the URL's host or
+path, the credentials; not just "unquarantine"); the Codex and Claude
 Code bootstrap entries exist and point at this daemon. Exit 1 when any check
 fails (warnings do not fail). Owns only the checks and their rendering; must
 not change anything or import ``runtimectl.cli``.
@@ -23,7 +25,8 @@ from urllib.parse import urlsplit
 import typer
 
 from runtimectl.client import DaemonClient
-from runtimectl.context import EXIT_FAILURE, EXIT_USAGE, client as daemon_client, fail
+from runtimectl.context import EXIT_FAILURE, EXIT_USAGE, client as daemon_client, fail, plural
+from runtimed.backends import explain_cause
 from runtimed.errors import ClientError, RegistryError
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -71,7 +74,7 @@ def _state_dir_checks(state_dir: Path) -> list[Check]:
 
     try:
         entries, _ = parse_document(reg.read_bytes())
-        out.append(Check("registry", OK, f"{reg} is valid ({len(entries)} services)"))
+        out.append(Check("registry", OK, f"{reg} is valid ({plural(len(entries), 'service')})"))
     except (RegistryError, OSError) as e:
         out.append(Check("registry", FAIL, f"{reg}: {e}",
                          "start runtimed: it keeps the bad file and loads registry.last-good.json"))
@@ -114,12 +117,28 @@ def run_checks(client: DaemonClient, home: Path | None = None, codex_home: Path 
                                     f"runtimectl show {s['name']}"))
             elif s["state"] in ("CRASHED", "QUARANTINED"):
                 checks.append(Check(name, FAIL, f"{s['state']}: {s.get('lastError') or s.get('quarantineReason') or ''}",
-                                    f"runtimectl logs {s['name']}; then runtimectl "
-                                    + ("unquarantine" if s["state"] == "QUARANTINED" else "restart") + f" {s['name']}"))
+                                    failed_service_hint(s)))
             else:
                 checks.append(Check(name, OK if s["state"] in ("STOPPED", "REGISTERED", "STARTING") else WARN, s["state"]))
         checks += _bootstrap_checks(status, home, codex_home)
     return checks
+
+
+def failed_service_hint(s: dict[str, Any]) -> str:
+    """What to do about a CRASHED or QUARANTINED service, from what its last failure means."""
+    name, cause = s["name"], s.get("lastErrorCause")
+    again = f"runtimectl {'unquarantine' if s['state'] == 'QUARANTINED' else 'start'} {name}"
+    if not cause:
+        return f"runtimectl logs {name}; then {again}"
+    why = explain_cause(cause, s.get("originLabel"))
+    if cause in ("refused", "connect-timeout"):
+        return f"{why} Once it runs: {again}"
+    if cause in ("dns", "not-found"):
+        return (f"{why}; the URL identifies the service, so a retry cannot help: runtimectl remove {name}, then "
+                f"runtimectl add THE-RIGHT-URL")
+    if cause == "unauthorized":
+        return f"{why}; to give another: runtimectl set {name} --auth-ref env:VAR; then {again}"
+    return f"{why}; then {again}"
 
 
 def _bootstrap_checks(status: dict[str, Any], home: Path | None, codex_home: Path | None) -> list[Check]:

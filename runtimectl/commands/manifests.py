@@ -3,9 +3,12 @@ turned into the manifest documents the daemon's ``/api/services`` takes.
 
 Owns deriving a service name from a URL, a file or a stdio command line,
 parsing ``--rate-limit``, ``--env`` and sizes, building a manifest from flags
-(remote, WASM or stdio origin), the hint that points a command given as TARGET
-to ``--``, reading a manifest file (JSON or TOML, a list, or ``{"services":
-[...]}``) and resolving its relative paths against the file's folder. Bad
+(remote, WASM or stdio origin), the merge patches that change a registered
+service (what ``add``'s flags gave: ``update_patch``; ``set --unset``:
+``unset_patch``) and the text ``edit`` puts in the editor, the hint that
+points a command given as TARGET to ``--``, reading a manifest file (JSON or
+TOML, a list, or ``{"services": [...]}``) and resolving its relative paths
+against the file's folder. Bad
 input is a usage error (exit 2). Must not: talk to the daemon or validate what
 the daemon validates (the schema); the one exception, a credential-looking
 ``--env`` with a literal value, is refused here with the daemon's own rule
@@ -569,3 +572,97 @@ def load_manifest_file(path: str) -> list[dict[str, Any]]:
         raise usage(f"{path}: expected a manifest object, a list of them, or {{\"services\": [...]}}")
     folder = Path.cwd() if path == "-" else Path(os.path.abspath(path)).parent
     return [resolve_relative_paths(i, folder) for i in items]
+
+
+# -- changing a registered service: add again, set, edit -------------------------------------------------------------
+
+def nested(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    """``("spec", "policy", "timeoutMs"), 5`` -> ``{"spec": {"policy": {"timeoutMs": 5}}}``."""
+    out: Any = value
+    for key in reversed(path):
+        out = {key: out}
+    result: dict[str, Any] = out
+    return result
+
+
+def combine(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two patches as one (``b`` wins where both name a field)."""
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = combine(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+    return out
+
+
+def update_patch(manifest: dict[str, Any], *, name_given: bool, autostart_given: bool) -> dict[str, Any]:
+    """The part of a manifest built by ``build_manifest`` that its flags gave: what ``add`` changes in a service
+    already registered (its origin's identity, a derived name and the defaults stay as they are)."""
+    meta = {k: v for k, v in manifest["metadata"].items() if k != "name" or name_given}
+    spec = manifest["spec"]
+    out: dict[str, Any] = {}
+    if spec.get("policy"):
+        out["policy"] = spec["policy"]
+    for key in ("toolNamespace", "restartPolicy"):
+        if key in spec:
+            out[key] = spec[key]
+    if autostart_given:
+        out["autostart"] = spec["autostart"]
+    origin = {k: v for k, v in spec["origin"].items() if k in ("transport", "authRef", "env", "limits", "clientSessions")}
+    if origin:
+        out["origin"] = origin
+    patch: dict[str, Any] = {}
+    if meta:
+        patch["metadata"] = meta
+    if out:
+        patch["spec"] = out
+    return patch
+
+
+# ``set --unset FLAG``: the field a flag sets, given back its default.
+UNSET_FIELDS: dict[str, tuple[str, ...]] = {
+    "namespace": ("spec", "toolNamespace"), "description": ("metadata", "description"),
+    "transport": ("spec", "origin", "transport"), "auth-ref": ("spec", "origin", "authRef"),
+    "timeout-ms": ("spec", "policy", "timeoutMs"), "allow-tools": ("spec", "policy", "allowedTools"),
+    "deny-tools": ("spec", "policy", "deniedTools"), "read-only": ("spec", "policy", "readOnly"),
+    "max-payload-bytes": ("spec", "policy", "maxPayloadBytes"), "max-concurrency": ("spec", "policy", "maxConcurrency"),
+    "max-queue": ("spec", "policy", "maxQueue"), "queue-timeout-ms": ("spec", "policy", "queueTimeoutMs"),
+    "rate-limit": ("spec", "policy", "rateLimit"), "cache-ttl": ("spec", "policy", "cache"),
+    "cache-tools": ("spec", "policy", "cache", "tools"), "restart": ("spec", "restartPolicy", "mode"),
+    "max-restarts": ("spec", "restartPolicy", "maxRestarts"), "per-client": ("spec", "origin", "clientSessions"),
+    **{flag.removeprefix("--"): ("spec", "origin", "limits", key) for key, flag in STDIO_LIMIT_FLAGS.items()},
+}
+
+
+def unset_patch(items: list[str]) -> dict[str, Any]:
+    """``--unset rate-limit --unset label:team --unset env:DEBUG`` as a merge patch of nulls."""
+    patch: dict[str, Any] = {}
+    for item in items:
+        flag = item.removeprefix("--")
+        kind, sep, key = flag.partition(":")
+        path: tuple[str, ...]
+        if sep and kind in ("label", "env") and key:
+            path = ("metadata", "labels", key) if kind == "label" else ("spec", "origin", "env", key)
+        elif flag in UNSET_FIELDS:
+            path = UNSET_FIELDS[flag]
+        else:
+            raise usage(f"--unset {item}: not a field; give a flag's name ({', '.join(sorted(UNSET_FIELDS))}), "
+                        f"label:KEY or env:KEY")
+        patch = combine(patch, nested(path, None))
+    return patch
+
+
+_EDIT_HEADER = ("# runtimectl edit {name} ({id}): the manifest below is checked before anything changes.\n"
+                "# Save and quit to apply it; an unchanged file changes nothing. Lines starting with # are ignored.\n")
+
+
+def edit_text(service: dict[str, Any], body: str, problem: str | None = None) -> str:
+    """What ``edit`` shows in the editor: a header (and the problem with the last try, one line per part), then
+    ``body``."""
+    head = _EDIT_HEADER.format(name=service["name"], id=service["id"])
+    if problem:
+        head += "".join(f"# error: {part}\n" for part in problem.split("; "))
+    return head + body.rstrip("\n") + "\n"
+
+
+def edited_body(text: str) -> str:
+    """The manifest part of an edited file: the ``#`` lines dropped (a JSON line never starts with #)."""
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))

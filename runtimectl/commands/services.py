@@ -1,18 +1,26 @@
-"""The service commands: ``add``, ``add-all``, ``apply``, ``list``, ``status``,
-``start``/``stop``/``restart``/``unquarantine``, ``introspect`` and ``remove``.
+"""The service commands: ``add``, ``set``, ``edit``, ``add-all``, ``apply``,
+``list``, ``status``, ``start``/``stop``/``restart``/``unquarantine``,
+``introspect`` and ``remove``.
 
 Owns these commands' options, their human and ``--json`` renderings and exit
 codes (1 when a service ends up CRASHED or QUARANTINED, or a file of a batch
-failed), and how ``add`` reads its command line (``add [OPTIONS] TARGET`` or
-``add [OPTIONS] -- COMMAND [ARGS...]``). Manifests from flags and files come
-from ``manifests``; ``show`` and ``logs`` live in ``show``. Must not: hold
-daemon logic or import ``runtimectl.cli``.
+failed), how ``add`` reads its command line (``add [OPTIONS] TARGET`` or
+``add [OPTIONS] -- COMMAND [ARGS...]``), and changing a registered service
+without wiping what was not mentioned: ``add`` (and ``add-all``) of an origin
+that is registered already, ``set`` and ``edit`` (the editor loop) send the
+daemon a merge patch (``PATCH /api/services/{ref}``). Manifests and patches
+from flags and files come from ``manifests``; ``show`` and ``logs`` live in
+``show``. Must not: hold daemon logic or import ``runtimectl.cli``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +28,50 @@ import typer
 from rich.table import Table
 from typer.core import TyperCommand
 
+from runtimectl.client import DaemonClient
 from runtimectl.commands.manifests import (
+    STDIO_LIMIT_FLAGS,
     StdioFlags,
     build_manifest,
+    combine,
+    edit_text,
+    edited_body,
     is_target_like,
     load_manifest_file,
+    parse_env,
     parse_rate,
     parse_size,
     relative_paths_in,
     split_list,
     stdio_hint,
+    unset_patch,
+    update_patch,
 )
-from runtimectl.context import EXIT_FAILURE, JsonOpt, client, emit_json, err, out, usage
-from runtimed.errors import ClientError, DaemonUnavailable
+from runtimectl.commands.show import interface_counts
+from runtimectl.context import (
+    EXIT_FAILURE,
+    JsonOpt,
+    client,
+    emit_json,
+    err,
+    fail,
+    out,
+    plural,
+    service_argument,
+    usage,
+)
+from runtimed.config.changes import make_patch
+from runtimed.config.manifest import parse_manifest
+from runtimed.errors import ClientError, DaemonError, DaemonUnavailable, ManifestError
 
 _FAILED_STATES = ("CRASHED", "QUARANTINED")
 
 
-def _apply(ctx: typer.Context, manifest: dict[str, Any], start: bool | None) -> dict[str, Any]:
+def _apply(ctx: typer.Context, manifest: dict[str, Any], start: bool | None,
+           keep_unreachable: bool = True) -> dict[str, Any]:
     params = {} if start is None else {"start": str(start).lower()}
+    if not keep_unreachable:
+        params["keepUnreachable"] = "false"
     res: dict[str, Any] = client(ctx).post("/api/services", json=manifest, params=params)
     return res
 
@@ -48,6 +81,11 @@ def _say_applied(res: dict[str, Any]) -> None:
     verb = "added" if res.get("created") else "updated"
     extra = f" ({svc['lastError']})" if svc.get("lastError") else ""
     out.print(f"{verb} {svc['name']} ({svc['id']}): {svc['state']}{extra}", markup=False)
+    backend, origin = svc.get("backend") or {}, svc.get("origin") or {}
+    if backend.get("transportInUse") == "sse" and origin.get("transport") != "sse":
+        out.print(f"note: {origin.get('url')} speaks the older HTTP+SSE transport, not Streamable HTTP: runtimed "
+                  f"falls back to it at each start (runtimectl set {svc['name']} --transport sse skips the first "
+                  f"try)", markup=False)
 
 
 _STDIO_ARGV = "runtimectl.add.stdio_argv"  # ctx.meta key: the words after --, when there is a --
@@ -145,26 +183,10 @@ def add(
     without a shell: runtimectl add --name files -- npx -y @modelcontextprotocol/server-filesystem /srv.
     Options go before the --; everything after it belongs to the command.
     """
-    if transport and transport not in ("streamable_http", "sse"):
-        raise usage(f"--transport must be streamable_http or sse, not {transport!r}")
-    if restart and restart not in ("never", "on-failure", "always"):
-        raise usage(f"--restart must be never, on-failure or always, not {restart!r}")
-    for flag, value in (("--timeout-ms", timeout_ms), ("--max-payload-bytes", max_payload_bytes),
-                        ("--max-concurrency", max_concurrency), ("--queue-timeout-ms", queue_timeout_ms),
-                        ("--cache-ttl", cache_ttl)):
-        if value is not None and value <= 0:
-            raise usage(f"{flag} must be greater than 0, not {value}")
-    if max_queue is not None and max_queue < 0:
-        raise usage(f"--max-queue must be 0 or more, not {max_queue}")
-    if cache_tools and not cache_ttl:
-        raise usage("--cache-tools needs --cache-ttl")
-    policy: dict[str, Any] = {
-        "timeoutMs": timeout_ms, "allowedTools": split_list(allow_tools), "deniedTools": split_list(deny_tools),
-        "readOnly": read_only or None, "maxPayloadBytes": max_payload_bytes, "maxConcurrency": max_concurrency,
-        "maxQueue": max_queue, "queueTimeoutMs": queue_timeout_ms,
-        "rateLimit": parse_rate(rate_limit) if rate_limit else None,
-        "cache": {"ttlSeconds": cache_ttl, "tools": split_list(cache_tools) or []} if cache_ttl else None,
-    }
+    policy = policy_flags(transport=transport, restart=restart, timeout_ms=timeout_ms, allow_tools=allow_tools,
+                          deny_tools=deny_tools, read_only=read_only or None, max_payload_bytes=max_payload_bytes,
+                          max_concurrency=max_concurrency, max_queue=max_queue, queue_timeout_ms=queue_timeout_ms,
+                          rate_limit=rate_limit, cache_ttl=cache_ttl, cache_tools=cache_tools, cache_needs_ttl=True)
     command: list[str] | None = ctx.meta.get(_STDIO_ARGV)
     stdio = StdioFlags(env=tuple(env), cwd=cwd, per_client=per_client, limits={
         "memoryBytes": parse_size(memory_bytes, "--memory-bytes") if memory_bytes is not None else None,
@@ -176,13 +198,295 @@ def add(
         for arg in relative_paths_in(command[1:], here):
             err.print(f"runtimectl: note: {arg} is relative, and the server does not run here (it runs in a folder "
                       f"of its own under the daemon's state dir): add --cwd . to run it from {here}", markup=False)
-    res = _apply(ctx, manifest, start=False if no_start else None)
+    try:
+        res = _add_or_update(ctx, manifest, name_given=name is not None, autostart_given=no_autostart,
+                             no_start=no_start, keep_unreachable=False)
+    except DaemonError as e:
+        if e.status != 502:
+            raise
+        res = _unreachable(ctx, manifest, str(e))
     if as_json:
         emit_json(res)
-    else:
+    elif res["created"] or res["changes"]:
         _say_applied(res)
+        _say_changes(res.get("changes") or [])
+    else:
+        svc = res["service"]
+        out.print(f"{svc['name']} ({svc['id']}) is already registered: nothing changed ({svc['state']}); "
+                  f"runtimectl set {svc['name']} --FLAG VALUE changes a field, runtimectl edit {svc['name']} "
+                  f"the whole manifest", markup=False)
     if res["service"]["state"] in _FAILED_STATES:
         raise typer.Exit(EXIT_FAILURE)
+
+
+def _unreachable(ctx: typer.Context, manifest: dict[str, Any], why: str) -> dict[str, Any]:
+    """The daemon refused to keep a new service whose origin cannot be reached (``why``: the cause and what
+    to check). At a terminal the user is asked whether to register it anyway, without starting it; else (or
+    answered no) nothing is registered: exit 1."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise fail(f"{why} (--no-start registers it without trying)")
+    err.print(f"runtimectl: {why}", markup=False)
+    try:
+        keep = typer.confirm("Register it anyway, without starting it?", default=False, err=True)
+    except typer.Abort:
+        keep = False
+    if not keep:
+        raise typer.Exit(EXIT_FAILURE)
+    res = _apply(ctx, manifest, start=False)
+    name = res["service"]["name"]
+    err.print(f"runtimectl: registered, not started: runtimectl start {name} once the server is up", markup=False)
+    return res
+
+
+def _add_or_update(ctx: typer.Context, manifest: dict[str, Any], *, name_given: bool, autostart_given: bool,
+                   no_start: bool, keep_unreachable: bool = True) -> dict[str, Any]:
+    """Register ``manifest``; when its origin is registered already (one origin is one service), change only
+    what the flags gave (issue 14, item 9) and start it unless ``no_start``. The daemon's answer, with the
+    changed fields under ``changes`` for an update. ``keep_unreachable=False``: a new service whose origin
+    cannot be reached is not kept (the daemon answers 502, ``DaemonError``)."""
+    existing = _registered_as(ctx, manifest)
+    if existing is None:
+        return _apply(ctx, manifest, start=False if no_start else None, keep_unreachable=keep_unreachable)
+    patch = update_patch(manifest, name_given=name_given, autostart_given=autostart_given)
+    res: dict[str, Any] = client(ctx).patch(f"/api/services/{existing['id']}", json=patch,
+                                            params={} if no_start else {"start": "true"})
+    return res
+
+
+def policy_flags(*, transport: str | None, restart: str | None, timeout_ms: int | None, allow_tools: str | None,
+                 deny_tools: str | None, read_only: bool | None, max_payload_bytes: int | None,
+                 max_concurrency: int | None, max_queue: int | None, queue_timeout_ms: int | None,
+                 rate_limit: str | None, cache_ttl: float | None, cache_tools: str | None,
+                 cache_needs_ttl: bool) -> dict[str, Any]:
+    """The policy flags of ``add`` and ``set`` checked (a usage error says which is wrong) and as the manifest's
+    ``policy`` (None: not given)."""
+    if transport and transport not in ("streamable_http", "sse"):
+        raise usage(f"--transport must be streamable_http or sse, not {transport!r}")
+    if restart and restart not in ("never", "on-failure", "always"):
+        raise usage(f"--restart must be never, on-failure or always, not {restart!r}")
+    for flag, value in (("--timeout-ms", timeout_ms), ("--max-payload-bytes", max_payload_bytes),
+                        ("--max-concurrency", max_concurrency), ("--queue-timeout-ms", queue_timeout_ms),
+                        ("--cache-ttl", cache_ttl)):
+        if value is not None and value <= 0:
+            raise usage(f"{flag} must be greater than 0, not {value}")
+    if max_queue is not None and max_queue < 0:
+        raise usage(f"--max-queue must be 0 or more, not {max_queue}")
+    if cache_tools and not cache_ttl and cache_needs_ttl:
+        raise usage("--cache-tools needs --cache-ttl")
+    cache: dict[str, Any] | None = None
+    if cache_ttl or cache_tools is not None:
+        cache = {"ttlSeconds": cache_ttl} if cache_ttl else {}
+        if cache_tools is not None or cache_needs_ttl:
+            cache["tools"] = split_list(cache_tools) or []
+    return {
+        "timeoutMs": timeout_ms, "allowedTools": split_list(allow_tools), "deniedTools": split_list(deny_tools),
+        "readOnly": read_only, "maxPayloadBytes": max_payload_bytes, "maxConcurrency": max_concurrency,
+        "maxQueue": max_queue, "queueTimeoutMs": queue_timeout_ms,
+        "rateLimit": parse_rate(rate_limit) if rate_limit else None, "cache": cache,
+    }
+
+
+def _registered_as(ctx: typer.Context, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The registered service with this manifest's origin (one origin is one service), or None. A manifest
+    the schema refuses is for the daemon to refuse, with its own words: None."""
+    try:
+        sid = parse_manifest(manifest).id
+    except ManifestError:
+        return None
+    try:
+        found: dict[str, Any] = client(ctx).get(f"/api/services/{sid}")
+    except DaemonError as e:
+        if e.status == 404:
+            return None
+        raise
+    return found
+
+
+def _fmt_value(value: Any) -> str:
+    if value is None:
+        return "(default)"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _say_changes(changes: list[dict[str, Any]]) -> None:
+    for c in changes:
+        out.print(f"  {c['field']}: {_fmt_value(c['from'])} → {_fmt_value(c['to'])}", markup=False)
+
+
+def set_(
+    ctx: typer.Context,
+    service: str = service_argument(),
+    name: str | None = typer.Option(None, "--name", help="rename (a tool namespace that followed the name follows it)"),
+    namespace: str | None = typer.Option(None, "--namespace", help="tool namespace"),
+    description: str | None = typer.Option(None, "--description"),
+    label: list[str] = typer.Option([], "--label", help="key=value, added to the others (repeatable)"),
+    transport: str | None = typer.Option(None, "--transport", help="remote: streamable_http or sse"),
+    auth_ref: str | None = typer.Option(None, "--auth-ref", help="remote: env:VAR, file:relative/path or "
+                                        "header_env:Header:VAR"),
+    timeout_ms: int | None = typer.Option(None, "--timeout-ms", help="per-call timeout"),
+    allow_tools: str | None = typer.Option(None, "--allow-tools", help="comma-separated names or globs"),
+    deny_tools: str | None = typer.Option(None, "--deny-tools", help="comma-separated names or globs"),
+    read_only: bool | None = typer.Option(None, "--read-only/--no-read-only",
+                                          help="expose only tools annotated readOnlyHint", show_default=False),
+    max_payload_bytes: int | None = typer.Option(None, "--max-payload-bytes"),
+    max_concurrency: int | None = typer.Option(None, "--max-concurrency"),
+    max_queue: int | None = typer.Option(None, "--max-queue"),
+    queue_timeout_ms: int | None = typer.Option(None, "--queue-timeout-ms"),
+    rate_limit: str | None = typer.Option(None, "--rate-limit", help="e.g. 10/day, 5/second"),
+    cache_ttl: float | None = typer.Option(None, "--cache-ttl", help="seconds to keep cacheable results"),
+    cache_tools: str | None = typer.Option(None, "--cache-tools", help="comma-separated cacheable tools (globs)"),
+    restart: str | None = typer.Option(None, "--restart", help="never, on-failure or always"),
+    max_restarts: int | None = typer.Option(None, "--max-restarts"),
+    autostart: bool | None = typer.Option(None, "--autostart/--no-autostart", help="start when the daemon boots",
+                                          show_default=False),
+    enabled: bool | None = typer.Option(None, "--enable/--disable", help="a disabled service is stopped and never "
+                                        "started", show_default=False),
+    env: list[str] = typer.Option([], "--env", help="stdio: KEY=VALUE, added to the others (repeatable; a "
+                                  "credential must be env:VAR or file:relative/path)"),
+    per_client: bool | None = typer.Option(None, "--per-client/--shared", help="stdio: one server process per "
+                                           "client session, or one for all", show_default=False),
+    memory_bytes: str | None = typer.Option(None, "--memory-bytes", help="stdio: address-space limit, e.g. 4G"),
+    cpu_seconds: int | None = typer.Option(None, "--cpu-seconds", help="stdio: CPU time limit"),
+    open_files: int | None = typer.Option(None, "--open-files", help="stdio: open file descriptors limit"),
+    start_timeout_ms: int | None = typer.Option(None, "--start-timeout-ms", help="stdio: how long initialize may take"),
+    unset: list[str] = typer.Option([], "--unset", metavar="FLAG", help="give a field back its default: a flag's "
+                                    "name without -- (rate-limit, deny-tools...), label:KEY or env:KEY (repeatable)"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Change fields of a registered service; everything else stays as it is.
+
+    runtimectl set crm --timeout-ms 20000 --unset rate-limit. The daemon checks the whole manifest before
+    anything changes; a running service keeps running (a changed origin restarts it, --disable stops it).
+    """
+    pol = policy_flags(transport=transport, restart=restart, timeout_ms=timeout_ms, allow_tools=allow_tools,
+                       deny_tools=deny_tools, read_only=read_only, max_payload_bytes=max_payload_bytes,
+                       max_concurrency=max_concurrency, max_queue=max_queue, queue_timeout_ms=queue_timeout_ms,
+                       rate_limit=rate_limit, cache_ttl=cache_ttl, cache_tools=cache_tools, cache_needs_ttl=False)
+    for key, value in (("memoryBytes", memory_bytes), ("cpuSeconds", cpu_seconds), ("openFiles", open_files),
+                       ("startTimeoutMs", start_timeout_ms)):
+        if isinstance(value, int) and value <= 0:
+            raise usage(f"{STDIO_LIMIT_FLAGS[key]} must be greater than 0, not {value}")
+    limits = {"memoryBytes": parse_size(memory_bytes, "--memory-bytes") if memory_bytes is not None else None,
+              "cpuSeconds": cpu_seconds, "openFiles": open_files, "startTimeoutMs": start_timeout_ms}
+    labels: dict[str, str] = {}
+    for item in label:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise usage(f"--label must be key=value, not {item!r}")
+        labels[k] = v
+    origin: dict[str, Any] = {"transport": transport, "authRef": auth_ref, "env": parse_env(env) or None,
+                              "limits": {k: v for k, v in limits.items() if v is not None} or None,
+                              "clientSessions": None if per_client is None else ("per-client" if per_client else "shared")}
+    spec: dict[str, Any] = {
+        "toolNamespace": namespace, "autostart": autostart, "enabled": enabled,
+        "policy": {k: v for k, v in pol.items() if v is not None} or None,
+        "restartPolicy": {k: v for k, v in (("mode", restart), ("maxRestarts", max_restarts)) if v is not None} or None,
+        "origin": {k: v for k, v in origin.items() if v is not None} or None,
+    }
+    meta = {"name": name, "description": description, "labels": labels or None}
+    patch: dict[str, Any] = {}
+    if any(v is not None for v in meta.values()):
+        patch["metadata"] = {k: v for k, v in meta.items() if v is not None}
+    if any(v is not None for v in spec.values()):
+        patch["spec"] = {k: v for k, v in spec.items() if v is not None}
+    patch = combine(patch, unset_patch(unset))
+    if not patch:
+        raise usage("nothing to change: give the flags to change (runtimectl set SERVICE --timeout-ms 5000), "
+                    "--unset FLAG, or runtimectl edit SERVICE")
+    c = client(ctx)
+    kind = c.get(f"/api/services/{service}")["origin"]["type"]
+    _only_for(kind, "stdio", [f for f, given in (("--env", env), ("--per-client/--shared", per_client is not None),
+                                                  *((STDIO_LIMIT_FLAGS[k], v is not None) for k, v in limits.items()))
+                              if given], "stdio servers (a command after --)")
+    _only_for(kind, "remote_mcp", [f for f, given in (("--transport", transport), ("--auth-ref", auth_ref)) if given],
+              "remote URLs")
+    res = c.patch(f"/api/services/{service}", json=patch)
+    if as_json:
+        emit_json(res)
+        return
+    svc, changes = res["service"], res["changes"]
+    if not changes:
+        out.print(f"{svc['name']}: nothing changed", markup=False)
+        return
+    out.print(f"{svc['name']}: {plural(len(changes), 'change')}", markup=False)
+    _say_changes(changes)
+
+
+_KIND_WORDS = {"stdio": "stdio servers", "remote_mcp": "remote URLs", "local_wasm": "WASM files"}
+
+
+def _only_for(kind: str, wanted: str, flags: list[str], what: str) -> None:
+    if flags and kind != wanted:
+        verb = "applies" if len(flags) == 1 else "apply"
+        raise usage(f"{', '.join(flags)} {verb} to {what}, not to {_KIND_WORDS.get(kind, kind)}")
+
+
+def edit(ctx: typer.Context, service: str = service_argument(), as_json: bool = JsonOpt) -> None:
+    """Edit a service's manifest in $VISUAL or $EDITOR (default vi); it is checked before anything changes.
+
+    A mistake opens the editor again, the problem written at the top (answer n to leave, nothing changed);
+    an unchanged file changes nothing.
+    """
+    c = client(ctx)
+    svc = c.get(f"/api/services/{service}")
+    original: dict[str, Any] = svc["manifest"]
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    body = json.dumps(original, indent=2)
+    problem: str | None = None
+    with tempfile.TemporaryDirectory(prefix="runtimectl-edit-") as folder:
+        path = Path(folder) / f"{svc['name']}.json"
+        while True:
+            path.write_text(edit_text(svc, body, problem), encoding="utf-8")
+            try:
+                ran = subprocess.run([*shlex.split(editor), str(path)], check=False)
+            except (OSError, ValueError) as e:
+                raise fail(f"cannot run the editor {editor!r}: {getattr(e, 'strerror', None) or e} (set $EDITOR); "
+                           f"nothing changed") from None
+            if ran.returncode != 0:
+                raise fail(f"the editor exited with {ran.returncode}: nothing changed")
+            body = edited_body(path.read_text(encoding="utf-8"))
+            problem, res = _try_edit(c, svc, original, body)
+            if problem is None:
+                break
+            err.print(f"runtimectl: edit {svc['name']}: {problem}", markup=False)
+            try:
+                again = typer.confirm("Edit again?", default=True, err=True)
+            except typer.Abort:
+                again = False
+            if not again:
+                raise fail("aborted: nothing changed")
+    if res is None:
+        out.print(f"{svc['name']}: no changes", markup=False)
+    elif as_json:
+        emit_json(res)
+    elif not res["changes"]:
+        out.print(f"{res['service']['name']}: no changes", markup=False)
+    else:
+        out.print(f"{res['service']['name']}: {plural(len(res['changes']), 'change')}", markup=False)
+        _say_changes(res["changes"])
+
+
+def _try_edit(c: DaemonClient, svc: dict[str, Any], original: dict[str, Any],
+              body: str) -> tuple[str | None, dict[str, Any] | None]:
+    """(the problem with the edited manifest, None) or (None, the daemon's answer; None: nothing to change)."""
+    try:
+        doc = json.loads(body)
+    except ValueError as e:
+        return f"not valid JSON: {e}", None
+    try:
+        parse_manifest(doc)
+    except ManifestError as e:
+        return str(e), None
+    patch = make_patch(original, doc)
+    if not patch:
+        return None, None
+    try:
+        res: dict[str, Any] = c.patch(f"/api/services/{svc['id']}", json=patch)
+    except DaemonError as e:
+        if 400 <= e.status < 500:
+            return str(e), None
+        raise
+    return None, res
 
 
 def add_all(
@@ -204,7 +508,7 @@ def add_all(
     for f in files:
         manifest = build_manifest(str(f), None, None, None, None, {}, None, [], None, None, autostart=True)
         try:
-            res = _apply(ctx, manifest, start=False if no_start else None)
+            res = _add_or_update(ctx, manifest, name_given=False, autostart_given=False, no_start=no_start)
             results.append({"file": str(f), "ok": True, "service": res["service"]["name"], "state": res["service"]["state"]})
         except DaemonUnavailable:
             raise
@@ -297,27 +601,27 @@ def _lifecycle(ctx: typer.Context, verb: str, ref: str, as_json: bool) -> None:
         raise typer.Exit(EXIT_FAILURE)
 
 
-def start(ctx: typer.Context, service: str = typer.Argument(..., help="name or id"), as_json: bool = JsonOpt) -> None:
+def start(ctx: typer.Context, service: str = service_argument(), as_json: bool = JsonOpt) -> None:
     """Start a service."""
     _lifecycle(ctx, "start", service, as_json)
 
 
-def stop(ctx: typer.Context, service: str = typer.Argument(..., help="name or id"), as_json: bool = JsonOpt) -> None:
+def stop(ctx: typer.Context, service: str = service_argument(), as_json: bool = JsonOpt) -> None:
     """Stop a service."""
     _lifecycle(ctx, "stop", service, as_json)
 
 
-def restart(ctx: typer.Context, service: str = typer.Argument(..., help="name or id"), as_json: bool = JsonOpt) -> None:
+def restart(ctx: typer.Context, service: str = service_argument(), as_json: bool = JsonOpt) -> None:
     """Restart a service (reloads a changed WASM file)."""
     _lifecycle(ctx, "restart", service, as_json)
 
 
-def unquarantine(ctx: typer.Context, service: str = typer.Argument(..., help="name or id"), as_json: bool = JsonOpt) -> None:
+def unquarantine(ctx: typer.Context, service: str = service_argument(), as_json: bool = JsonOpt) -> None:
     """Lift a quarantine and start the service again."""
     _lifecycle(ctx, "unquarantine", service, as_json)
 
 
-def introspect(ctx: typer.Context, service: str = typer.Argument(..., help="name or id"), as_json: bool = JsonOpt) -> None:
+def introspect(ctx: typer.Context, service: str = service_argument(), as_json: bool = JsonOpt) -> None:
     """Refresh a service's cached interface from the service itself."""
     c = client(ctx, timeout=120)
     c.post(f"/api/services/{service}/introspect")
@@ -325,15 +629,14 @@ def introspect(ctx: typer.Context, service: str = typer.Argument(..., help="name
     if as_json:
         emit_json(iface)
         return
-    out.print(f"revision {iface['revision']}: {len(iface['tools'])} tools, {len(iface['resources'])} resources, "
-              f"{len(iface['resourceTemplates'])} templates, {len(iface['prompts'])} prompts", markup=False)
+    out.print(f"revision {iface['revision']}: {interface_counts(iface)}", markup=False)
     if iface.get("lastDiff"):
         out.print(f"last change: {json.dumps(iface['lastDiff'])}", markup=False)
 
 
 def remove(
     ctx: typer.Context,
-    service: str = typer.Argument(..., help="name or id"),
+    service: str = service_argument(),
     as_json: bool = JsonOpt,
 ) -> None:
     """Stop and unregister a service."""
@@ -347,6 +650,8 @@ def remove(
 def register(app: typer.Typer) -> None:
     """Add the service commands to the root app, in the order ``--help`` lists them."""
     app.command(cls=AddCommand)(add)
+    app.command("set")(set_)
+    app.command()(edit)
     app.command("add-all")(add_all)
     app.command()(apply)
     app.command("list")(list_)

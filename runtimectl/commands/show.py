@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from runtimectl.context import JsonOpt, client, emit_json, out
+from runtimectl.context import JsonOpt, client, emit_json, out, plural, service_argument, shorten
 
 
 def _fmt_time(t: float | None) -> str:
@@ -28,9 +28,15 @@ def _fmt_duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
+def interface_counts(iface: dict[str, Any]) -> str:
+    """``1 tool, 0 resources, 2 templates, 1 prompt``."""
+    return ", ".join(plural(len(iface[key]), word) for key, word in (
+        ("tools", "tool"), ("resources", "resource"), ("resourceTemplates", "template"), ("prompts", "prompt")))
+
+
 def logs(
     ctx: typer.Context,
-    service: str = typer.Argument(..., help="name or id"),
+    service: str = service_argument(),
     follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new lines"),
     lines: int = typer.Option(100, "--lines", "-n", min=1, max=1000),
     as_json: bool = JsonOpt,
@@ -80,7 +86,7 @@ def _stdio_details(origin: dict[str, Any]) -> list[str]:
     return lines
 
 
-def show(ctx: typer.Context, service: str = typer.Argument(..., help="name or id"), as_json: bool = JsonOpt) -> None:
+def show(ctx: typer.Context, service: str = service_argument(), as_json: bool = JsonOpt) -> None:
     """Everything about one service: origin, state, health, policies, breaker, interface, recent events."""
     c = client(ctx)
     svc = c.get(f"/api/services/{service}")
@@ -125,13 +131,11 @@ def show(ctx: typer.Context, service: str = typer.Argument(..., help="name or id
     breaker = pol.get("breaker")
     if breaker is not None:
         p(f"breaker:    {breaker.get('state', breaker) if isinstance(breaker, dict) else breaker}", markup=False)
-    p(f"interface:  {iface.get('revision') or 'never introspected'} — {len(iface['tools'])} tools, "
-      f"{len(iface['resources'])} resources, {len(iface['resourceTemplates'])} templates, {len(iface['prompts'])} prompts",
-      markup=False)
+    p(f"interface:  {iface.get('revision') or 'never introspected'} — {interface_counts(iface)}", markup=False)
     hidden = {h["name"]: h["policy"] for h in iface.get("hiddenTools", [])}
     for t in iface["tools"]:
         mark = f"  [hidden: {hidden[t['name']]}]" if t["name"] in hidden else ""
-        desc = (t.get("description") or "").splitlines()[0][:80] if t.get("description") else ""
+        desc = shorten(t.get("description"))
         p(f"  - {t['name']}{mark}  {desc}", markup=False)
     if events:
         p("recent events:", markup=False)

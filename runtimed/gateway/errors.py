@@ -4,7 +4,9 @@ into a JSON-RPC error or a ``tools/call`` ``isError`` result.
 Owns ``rpc_error`` (a refusal or a backend's error, raised on a call to a
 service, as the ``RpcError`` the transport answers with), ``tool_refusal`` (a
 policy's refusal of a ``tools/call`` as the ``isError`` result the agent
-reads), ``tool_failure`` (a refused control-tool action, likewise),
+reads), ``tool_failure`` (a refused control-tool action, likewise), ``not_serving``
+(a call to a tool of a registered service that is not serving: its state,
+since when, why, and the command that starts it, as an ``isError`` result),
 ``error_reply`` (an ``RpcError`` as a JSON-RPC error response) and
 ``unexpected_reply`` (a bug, answered readably and logged). Must not: decide
 anything about a call, or speak HTTP (statuses are the transport's).
@@ -13,7 +15,9 @@ anything about a call, or speak HTTP (statuses are the transport's).
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from runtimed.errors import (
     BackendError,
@@ -61,6 +65,71 @@ def tool_refusal(e: PolicyRefusal) -> JSON:
 def tool_failure(e: SupervisorError) -> JSON:
     """A control tool's action refused by the supervisor: an ``isError`` result with its message."""
     return tool_error(str(e))
+
+
+class NotServing(Protocol):
+    """What ``not_serving`` reads of a registered service (the supervisor's ``ServiceRuntime``)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def state(self) -> Any: ...  # lifecycle.State (a str enum)
+
+    @property
+    def enabled(self) -> bool: ...
+
+    state_since: float
+    state_reason: str
+    next_restart_at: float | None
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+
+def _start_command(svc: NotServing) -> str | None:
+    """The command that makes ``svc`` serve again (None while it is on its way)."""
+    state = str(svc.state)
+    if not svc.enabled:
+        return f"runtimectl set {svc.name} --enable"
+    if state == "QUARANTINED":
+        return f"runtimectl unquarantine {svc.name}"
+    if state in ("STOPPED", "CRASHED", "REGISTERED"):
+        return f"runtimectl start {svc.name}"
+    return None
+
+
+def _not_serving_line(svc: NotServing) -> str:
+    state = str(svc.state)
+    label = f"{state} (never started)" if state == "REGISTERED" else state
+    line = f"service {svc.name!r} is {label} since {_when(svc.state_since)}"
+    if svc.state_reason and state != "REGISTERED":
+        line += f" ({svc.state_reason})"
+    if state == "CRASHED" and svc.next_restart_at:
+        line += f"; its restart policy tries again at {_when(svc.next_restart_at)}"
+    command = _start_command(svc)
+    if command is None:
+        return line + "; call again in a moment"
+    if state == "QUARANTINED":
+        return line + f"; once the cause is fixed: {command}"
+    return line + f"; its tools come back when it runs: {command}"
+
+
+def not_serving(services: Sequence[NotServing]) -> JSON:
+    """A ``tools/call`` of a tool of registered services that are not serving: an ``isError``
+    result saying, per service, its state, since when, why and the command that starts it, with
+    ``_meta.runtimed`` = {outcome, service, state, since, reason, start} (of the first)."""
+    first = services[0]
+    text = "; ".join(_not_serving_line(s) for s in services)
+    return tool_error(text, outcome="not serving", service=first.name, state=str(first.state),
+                      since=first.state_since, reason=first.state_reason, start=_start_command(first))
 
 
 def error_reply(msg_id: Any, e: RpcError) -> JSON:

@@ -8,6 +8,8 @@ the stateless era's input-required results with signed ``requestState``; the
 ``Mcp-Param-*`` check of a stateless client's ``tools/call`` and the cached
 schema handed to the backend (one retry after a re-list on an upstream -32020);
 forwarding tool names the cache lacks (docs/spec/gateway.md, Live interfaces);
+a tool name of a registered service that is not serving (stopped, crashed,
+quarantined...) answered with what is true about it (``gateway.errors.not_serving``);
 and refreshing stale interfaces before a list starts (through the host).
 Every upstream call goes through the ``CallPath`` it is given (the policy
 engine); what a call raises becomes an answer through ``gateway.errors``.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,7 +31,7 @@ from runtimed.backends.base import CallContext, NullRelay
 from runtimed.errors import BackendError, InputRequired, PolicyRefusal, RpcError
 from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService, Entry
 from runtimed.gateway.control import ControlTools
-from runtimed.gateway.errors import rpc_error, tool_refusal
+from runtimed.gateway.errors import NotServing, not_serving, rpc_error, tool_refusal
 from runtimed.gateway.sessions import Session
 from runtimed.gateway.stateless import StateSigner, input_required
 from runtimed.policy.service import PolicedService
@@ -66,6 +68,8 @@ class RouterHost(Protocol):
 
     catalogs: CatalogCache
     signer: StateSigner
+
+    def registered(self) -> Sequence[NotServing]: ...
 
     def capabilities(self, scope: str | None, cat: Catalog) -> JSON: ...
 
@@ -248,6 +252,9 @@ class Router:
             raise RpcError(INVALID_PARAMS, "Invalid params: 'arguments' must be an object", http_status=400)
         entry = cat.tool_map.get(name) or cat.hidden_map.get(name)
         if entry is None:
+            idle = self._not_serving_owners(ctx, cat, name)
+            if idle:
+                return not_serving(idle)
             entry = self._unlisted_tool(ctx, cat, name)
         schema = entry.item.get("inputSchema")
         if ctx.param_headers is not None:
@@ -286,6 +293,26 @@ class Router:
             if fresh is None or fresh == schema:
                 raise
             return await self._forward(ctx, svc, "tools/call", fwd, params, input_schema=fresh)
+
+    def _not_serving_owners(self, ctx: RequestCtx, cat: Catalog, name: str) -> list[NotServing]:
+        """The registered services that are not serving and would own the tool ``name``: on
+        ``/mcp/<service>`` that service when it is not serving; on ``/mcp`` those whose namespace
+        is the longest prefix ``<namespace>__`` of ``name``, unless a serving service's is as long."""
+        serving = {s.id for s in cat.services}
+        if ctx.scope is not None:
+            if cat.services:
+                return []
+            return [s for s in self.gw.registered() if s.name == ctx.scope and s.id not in serving][:1]
+
+        def owns(ns: str) -> bool:
+            return name.startswith(ns + "__") and len(name) > len(ns) + 2
+
+        longest_serving = max((len(s.namespace) for s in cat.services if owns(s.namespace)), default=0)
+        idle = [s for s in self.gw.registered() if s.id not in serving and owns(s.namespace)]
+        longest = max((len(s.namespace) for s in idle), default=0)
+        if longest <= longest_serving:
+            return []
+        return [s for s in idle if len(s.namespace) == longest]
 
     def _unlisted_tool(self, ctx: RequestCtx, cat: Catalog, name: str) -> Entry:
         """A tool name the catalog does not have. ``/mcp/<service>`` forwards it to the service (the

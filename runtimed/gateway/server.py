@@ -33,6 +33,7 @@ from runtimed.gateway.router import CallPath, IntentRecorder, Router, Subscribe
 from runtimed.gateway.sessions import Listener, Session, SessionStore, Stream
 from runtimed.gateway.stateless import StateSigner
 from runtimed.gateway.transport import McpEndpoint
+from runtimed.lifecycle.service import ServiceRuntime
 from runtimed.lifecycle.supervisor import Supervisor
 from runtimed.protocol.jsonrpc import notification
 from runtimed.protocol.types import JSON
@@ -83,6 +84,10 @@ class Gateway:
     def routes(self) -> list[BaseRoute]:
         methods = ["GET", "POST", "DELETE"]
         return [Route("/mcp", self.endpoint, methods=methods), Route("/mcp/{service}", self.scoped_endpoint, methods=methods)]
+
+    def registered(self) -> list[ServiceRuntime]:
+        """Every registered service, serving or not, by name (the router names the ones not serving)."""
+        return self.supervisor.all()
 
     def find_service(self, ref: str) -> str | None:
         """The name of the service named (or with the id) ``ref``, or None."""

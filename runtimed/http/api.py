@@ -2,7 +2,8 @@
 
 Owns request parsing and validation for the control plane (``read_json``,
 ``int_param``, ``bool_param``, shared by the other ``/api`` routes) and the
-handlers of ``/api/status``, ``/api/services...`` and ``/api/events``. Every
+handlers of ``/api/status``, ``/api/services...`` (``PATCH`` of one service:
+a JSON merge patch of its manifest) and ``/api/events``. Every
 refusal is raised (``ApiError``, ``SupervisorError``) and answered by
 ``http.errors`` with a 4xx whose message says what is wrong. Handlers get the
 ``ApiContext`` they are built with. Must not hold lifecycle logic (that is
@@ -104,8 +105,18 @@ class _Handlers:
         except ManifestError as e:
             raise ApiError(422, f"invalid manifest: {e}") from None
         start = bool_param(request, "start")
-        svc, created = await self.ctx.supervisor.apply(manifest, start=start)
+        keep = bool_param(request, "keepUnreachable")
+        svc, created = await self.ctx.supervisor.apply(manifest, start=start, keep_unreachable=keep is not False)
         return JSONResponse({"created": created, "service": svc.detail()}, status_code=201 if created else 200)
+
+    async def update_service(self, request: Request) -> JSONResponse:
+        patch = await read_json(request)
+        if not isinstance(patch, dict):
+            raise ApiError(400, "send a JSON object: the fields to change, as in the manifest "
+                                "(a JSON merge patch; null gives a field back its default)")
+        svc, changes = await self.ctx.supervisor.update(request.path_params["ref"], patch,
+                                                        start=bool_param(request, "start") or False)
+        return JSONResponse({"created": False, "service": svc.detail(), "changes": changes})
 
     async def get_service(self, request: Request) -> JSONResponse:
         return JSONResponse(self.ctx.supervisor.get(request.path_params["ref"]).detail())
@@ -174,6 +185,7 @@ def routes(ctx: ApiContext) -> list[Route]:
         Route("/api/services", h.apply_service, methods=["POST", "PUT"]),
         Route("/api/services/{ref}", h.get_service, methods=["GET"]),
         Route("/api/services/{ref}", h.delete_service, methods=["DELETE"]),
+        Route("/api/services/{ref}", h.update_service, methods=["PATCH"]),
         Route("/api/services/{ref}/interface", h.interface, methods=["GET"]),
         Route("/api/services/{ref}/logs", h.logs, methods=["GET"]),
         Route("/api/services/{ref}/{action}", h.action, methods=["POST"]),

@@ -79,6 +79,7 @@ class ServiceRuntime:
         self.last_diff: JSON = {}
         self.last_error: str | None = None
         self.last_error_at: float | None = None
+        self.last_error_cause: str | None = None  # what it means: backends.failure_cause (refused, dns...)
         self.failures: collections.deque[float] = collections.deque()
         self.restart_count = 0
         self.next_restart_at: float | None = None
@@ -137,6 +138,10 @@ class ServiceRuntime:
     @property
     def namespace(self) -> str:
         return self.manifest.namespace
+
+    @property
+    def enabled(self) -> bool:
+        return self.manifest.spec.enabled
 
     # -- BackendHost -----------------------------------------------------
     @property
@@ -202,6 +207,7 @@ class ServiceRuntime:
             "healthLatencyMs": self.health_latency_ms,
             "lastError": self.last_error,
             "lastErrorAt": self.last_error_at,
+            "lastErrorCause": self.last_error_cause,
             "restarts": self.restart_count,
             "nextRestartAt": self.next_restart_at,
             "quarantineReason": self.quarantine_reason,

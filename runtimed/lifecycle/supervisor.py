@@ -1,9 +1,15 @@
 """The lifecycle supervisor: the set of services, and every change of their state.
 
-Owns ``Supervisor``: boot and shutdown, registering, updating and removing
-services (through ``Registry``; a removal is unregistered durably before the
-service is stopped, so a registry that cannot be written changes nothing), the lifecycle transitions (each one an
-event), the restart policy (backoff, quarantine), the health-probe schedule,
+Owns ``Supervisor``: boot and shutdown, registering, updating (a whole
+manifest: ``apply``; some fields, as a merge patch applied under the registry
+lock: ``update``) and removing services (through ``Registry``; a removal is
+unregistered durably before the service is stopped, so a registry that cannot
+be written changes nothing), the lifecycle transitions (each one an
+event), the restart policy (backoff, quarantine; a quarantine is kept in
+``quarantine.json`` and outlives a restart: such a service is not retried at
+boot, and the daemon says so), what a failure means (``last_error_cause``),
+refusing to keep a new service whose origin cannot be reached when asked
+(``apply(..., keep_unreachable=False)``), the health-probe schedule,
 the interface snapshot (cached, persisted under ``interfaces/``, diffed on
 refresh, refreshed when stale by its ``ttl_ms`` as clients list:
 ``refresh_stale``), and the operations the API and the control tools call.
@@ -23,11 +29,28 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from runtimed.backends import create_backend, prepare_origin, release_leftovers
+from runtimed.backends import (
+    UNREACHABLE_CAUSES,
+    create_backend,
+    explain_cause,
+    failure_cause,
+    origin_label,
+    prepare_origin,
+    release_leftovers,
+)
 from runtimed.backends.base import Backend, Health, Interface, ProbeResult
-from runtimed.config.manifest import ServiceManifest
+from runtimed.config.changes import field_changes, merge_patch
+from runtimed.config.manifest import ServiceManifest, parse_manifest
 from runtimed.config.settings import Settings
-from runtimed.errors import BackendError, BackendFault, BackendStartError, InvalidOrigin, RegistryError, SupervisorError
+from runtimed.errors import (
+    BackendError,
+    BackendFault,
+    BackendStartError,
+    InvalidOrigin,
+    ManifestError,
+    RegistryError,
+    SupervisorError,
+)
 from runtimed.lifecycle.service import ServiceRuntime, State
 from runtimed.policy.service import PolicedService
 from runtimed.protocol.types import JSON
@@ -56,6 +79,7 @@ class Supervisor:
         self._mutate = asyncio.Lock()  # serialises registry changes
         self._closing = False
         self.interfaces_dir = Path(settings.state_dir) / "interfaces"
+        self.quarantine_file = Path(settings.state_dir) / "quarantine.json"
         # Interface refreshes asked for by clients listing: one task per service id at a time, and
         # when each service's interface was last fetched or tried (monotonic seconds).
         self._refreshing: dict[str, asyncio.Task[None]] = {}
@@ -140,11 +164,53 @@ class Supervisor:
             self._load_snapshot(svc)
             self.services[svc.id] = svc
         self._serving_cache = None
+        kept = self._load_quarantines()
         for svc in self.all():
-            if svc.manifest.spec.enabled and svc.manifest.spec.autostart:
+            if svc.id in kept:
+                self._keep_quarantined(svc, kept[svc.id])
+            elif svc.manifest.spec.enabled and svc.manifest.spec.autostart:
                 self.spawn(self.start(svc.id, reason="autostart"))
             elif not svc.manifest.spec.enabled:
                 svc.state_reason = "disabled"
+
+    # -- quarantines outlive a restart ----------------------------------
+    def _load_quarantines(self) -> dict[str, JSON]:
+        try:
+            data = json.loads(self.quarantine_file.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            log.warning("%s is unreadable (%s): every service starts as usual", self.quarantine_file, e)
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+
+    def _save_quarantines(self) -> None:
+        """Record the quarantined services (best effort: a failed write is logged, nothing else changes)."""
+        data = {svc.id: {"name": svc.name, "since": svc.state_since, "reason": svc.quarantine_reason,
+                         "lastError": svc.last_error, "cause": svc.last_error_cause}
+                for svc in self.all() if svc.state == State.QUARANTINED}
+        try:
+            if data:
+                atomic_write(self.quarantine_file, json.dumps(data, indent=2).encode())
+            else:
+                self.quarantine_file.unlink(missing_ok=True)
+        except OSError as e:
+            log.warning("could not record the quarantined services in %s: %s", self.quarantine_file, e)
+
+    def _keep_quarantined(self, svc: ServiceRuntime, record: JSON) -> None:
+        """At boot: ``svc`` was quarantined when the daemon stopped. It stays so, untried, and that is said."""
+        since = record.get("since")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) else "?"
+        svc.quarantine_reason = str(record.get("reason") or "quarantined")
+        svc.last_error = record.get("lastError") if isinstance(record.get("lastError"), str) else None
+        cause = record.get("cause")
+        svc.last_error_cause = cause if isinstance(cause, str) else None
+        reason = (f"quarantined before the daemon restarted (since {when}: {svc.quarantine_reason}); not retried: "
+                  f"runtimectl unquarantine {svc.name} once the cause is fixed")
+        self._transition(svc, State.QUARANTINED, reason)
+        log.warning("service %s stays quarantined across the restart (since %s: %s); it is not retried: "
+                    "runtimectl unquarantine %s once the cause is fixed", svc.name, when, svc.quarantine_reason,
+                    svc.name)
 
     async def shutdown(self) -> None:
         self._closing = True
@@ -162,8 +228,11 @@ class Supervisor:
             svc.logs.close()
 
     # -- registry changes -------------------------------------------------
-    async def apply(self, manifest: ServiceManifest, start: bool | None = None) -> tuple[ServiceRuntime, bool]:
-        """Register or update a service. Durable when it returns. (svc, created)."""
+    async def apply(self, manifest: ServiceManifest, start: bool | None = None,
+                    keep_unreachable: bool = True) -> tuple[ServiceRuntime, bool]:
+        """Register or update a service. Durable when it returns. (svc, created). ``keep_unreachable=False``:
+        a new service whose start shows its origin cannot be reached (``UNREACHABLE_CAUSES``) is removed
+        again, and a 502 says why (nothing registered, nothing retried)."""
         try:
             manifest = await asyncio.to_thread(prepare_origin, manifest, self.settings)
         except InvalidOrigin as e:
@@ -184,20 +253,79 @@ class Supervisor:
                 self.events.emit("service.added", svc.name, serviceId=svc.id)
             else:
                 svc = existing
-                origin_changed = svc.manifest.spec.origin != manifest.spec.origin
-                svc.manifest = manifest
-                svc.policy.update(manifest)
-                if svc.backend:
-                    svc.backend.update_manifest(manifest)
-                self.events.emit("service.updated", svc.name, serviceId=svc.id)
-                if origin_changed and svc.state == State.RUNNING:
-                    self.spawn(self.restart(svc.id, reason="origin changed"))
-                if not manifest.spec.enabled and svc.state in (State.RUNNING, State.STARTING):
-                    self.spawn(self.stop(svc.id, reason="disabled"))
+                self._replaced(svc, manifest)
         want_start = manifest.spec.enabled and (manifest.spec.autostart if start is None else start)
         if want_start and svc.state in (State.REGISTERED, State.STOPPED, State.CRASHED):
             await self.start(svc.id, reason="registered" if created else "updated")
+            cause = svc.last_error_cause
+            if created and not keep_unreachable and svc.state in (State.CRASHED, State.QUARANTINED) \
+                    and cause in UNREACHABLE_CAUSES:
+                error, where = svc.last_error, origin_label(manifest)[1]
+                await self.remove(svc.id)
+                raise SupervisorError(f"{svc.name}: {where} cannot be reached: {explain_cause(cause, where)} "
+                                      f"({error}); nothing was registered", status=502)
         return svc, created
+
+    def _replaced(self, svc: ServiceRuntime, manifest: ServiceManifest) -> None:
+        """``svc`` has a new manifest (already durable): its policy, backend and state follow it."""
+        origin_changed = svc.manifest.spec.origin != manifest.spec.origin
+        svc.manifest = manifest
+        svc.policy.update(manifest)
+        if svc.backend:
+            svc.backend.update_manifest(manifest)
+        self.events.emit("service.updated", svc.name, serviceId=svc.id)
+        if origin_changed and svc.state == State.RUNNING:
+            self.spawn(self.restart(svc.id, reason="origin changed"))
+        if not manifest.spec.enabled and svc.state in (State.RUNNING, State.STARTING):
+            self.spawn(self.stop(svc.id, reason="disabled"))
+
+    async def update(self, ref: str, patch: JSON, start: bool = False) -> tuple[ServiceRuntime, list[JSON]]:
+        """Change some fields of a registered service: ``patch`` is a JSON merge patch (RFC 7396) over
+        its manifest (``null``: back to the default); what it does not name is kept. Checked whole
+        (the schema, then the origin) before anything changes; durable when it returns. The origin
+        that identifies the service (URL, file, command) cannot change; the name can, and a tool
+        namespace that followed the old name follows the new one. ``start``: start it afterwards
+        unless it runs (or is quarantined or disabled). Returns (svc, the changed fields)."""
+        for _ in range(5):  # re-done when another change lands while the origin is checked
+            svc = self.get(ref)
+            current = svc.manifest
+            old = current.public_dict()
+            merged = merge_patch(old, patch)
+            meta, spec = patch.get("metadata"), patch.get("spec")
+            new_name = meta.get("name") if isinstance(meta, dict) else None
+            renamed = isinstance(new_name, str) and new_name != current.name
+            if renamed and not (isinstance(spec, dict) and "toolNamespace" in spec) \
+                    and current.spec.toolNamespace == current.name and isinstance(merged.get("spec"), dict):
+                merged["spec"]["toolNamespace"] = new_name
+            try:
+                manifest = parse_manifest(merged)
+            except ManifestError as e:
+                raise SupervisorError(f"invalid change: {e}", status=422) from None
+            if manifest.id != svc.id:
+                raise SupervisorError(
+                    f"spec.origin: the {_identity_words(manifest)} identifies the service ({svc.id}) and cannot "
+                    f"change: register the new origin as a service of its own (runtimectl add) and remove this one",
+                    status=409)
+            try:
+                manifest = await asyncio.to_thread(prepare_origin, manifest, self.settings)
+            except InvalidOrigin as e:
+                raise SupervisorError(str(e), status=422) from None
+            async with self._mutate:
+                if svc.manifest is not current or self.services.get(svc.id) is not svc:
+                    continue
+                changes = field_changes(old, manifest.public_dict())
+                if changes:
+                    try:
+                        await asyncio.to_thread(self.registry.put, manifest, renamed)
+                    except RegistryError as e:  # a name taken by another service: nothing changed
+                        raise SupervisorError(str(e), status=409) from None
+                    except OSError as e:
+                        raise SupervisorError(f"could not write the registry: {e}", status=503) from None
+                    self._replaced(svc, manifest)
+            if start and manifest.spec.enabled and svc.state in (State.REGISTERED, State.STOPPED, State.CRASHED):
+                await self.start(svc.id, reason="updated")
+            return svc, changes
+        raise SupervisorError(f"service {ref!r} kept changing while this change was checked; try again", status=409)
 
     async def remove(self, ref: str) -> ServiceRuntime:
         """Unregister (durably, first), then stop. A registry write that fails changes nothing:
@@ -216,6 +344,7 @@ class Supervisor:
         await self._stop(svc, reason="removed")
         svc.policy.forget()  # a re-added origin must not inherit old rate-limit counts
         svc.logs.delete()  # nor a new service of that name its log
+        await asyncio.to_thread(self._save_quarantines)  # a re-added origin starts afresh after a restart too
         try:
             (self.interfaces_dir / f"{svc.id}.json").unlink()
         except OSError:
@@ -259,7 +388,8 @@ class Supervisor:
         except (BackendError, OSError) as e:
             if backend is not None:
                 await _quiet_stop(backend)
-            await self._failed(svc, f"start failed: {e}", health=_start_failure_health(e))
+            await self._failed(svc, f"start failed: {e}", health=_start_failure_health(e),
+                               cause=failure_cause(e, svc.manifest))
             return
         except Exception as e:  # a bug in a backend must not take the daemon down
             log.exception("backend start crashed")
@@ -269,6 +399,7 @@ class Supervisor:
             return
         svc.backend = backend
         svc.last_error = None
+        svc.last_error_cause = None
         if svc.policy.breaker is not None:  # a fresh backend gets a fresh chance, and the display says so
             svc.policy.breaker.reset()
         self._store_interface(svc, interface, reason="start")
@@ -333,13 +464,17 @@ class Supervisor:
         svc.failures.clear()
         svc.quarantine_reason = None
         self._transition(svc, State.STOPPED, "unquarantined")
+        await asyncio.to_thread(self._save_quarantines)
         if svc.manifest.spec.enabled:
             await self.start(svc.id, reason="unquarantine")
         return svc
 
     # -- failure and restart policy --------------------------------------
-    async def _failed(self, svc: ServiceRuntime, reason: str, health: Health | None = None) -> None:
-        """Called with svc.lock held, or from handle_failure which takes it."""
+    async def _failed(self, svc: ServiceRuntime, reason: str, health: Health | None = None,
+                      cause: str | None = None) -> None:
+        """Called with svc.lock held, or from handle_failure which takes it. ``cause``: what the failure
+        means when the caller had the exception (else it is read from ``reason``)."""
+        svc.last_error_cause = cause or failure_cause(reason, svc.manifest)
         now = time.time()
         svc.last_error, svc.last_error_at = reason, now
         rp = svc.manifest.spec.restartPolicy
@@ -356,6 +491,7 @@ class Supervisor:
                 f"{len(svc.failures)} failures within {rp.windowSeconds:g}s (maxRestarts {rp.maxRestarts}); last: {reason}"
             )
             self._transition(svc, State.QUARANTINED, svc.quarantine_reason)
+            await asyncio.to_thread(self._save_quarantines)
             return
         attempt = len(svc.failures)
         delay = min(rp.backoff.initialMs * (rp.backoff.multiplier ** (attempt - 1)), rp.backoff.maxMs) / 1000.0
@@ -520,6 +656,12 @@ class Supervisor:
             svc.interface_at = path.stat().st_mtime
         except (OSError, ValueError, TypeError, AttributeError):
             svc.interface = None
+
+
+def _identity_words(manifest: ServiceManifest) -> str:
+    """What identifies a service of this kind, in words (``url``, ``path``, ``command, args and cwd``)."""
+    kind = manifest.spec.origin.type
+    return {"remote_mcp": "url", "local_wasm": "path"}.get(kind, "command, args and cwd")
 
 
 def _same_content(a: Interface, b: Interface) -> bool:

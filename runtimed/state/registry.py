@@ -175,8 +175,9 @@ class Registry:
         return None
 
     # -- writing ---------------------------------------------------------
-    def put(self, manifest: ServiceManifest) -> tuple[Entry, bool]:
-        """Insert or replace; returns (entry, created). Durable when it returns."""
+    def put(self, manifest: ServiceManifest, rename: bool = False) -> tuple[Entry, bool]:
+        """Insert or replace; returns (entry, created). Durable when it returns. ``rename``: the
+        origin's entry may change its name (else a new name for a registered origin is refused)."""
         now = time.time()
         old = self._entries.get(manifest.id)
         for e in self._entries.values():
@@ -185,7 +186,7 @@ class Registry:
                     f"a service named {manifest.name!r} already exists with another origin "
                     f"({e.manifest.id}); remove it first or choose another name"
                 )
-        if old is not None and old.manifest.name != manifest.name:
+        if old is not None and old.manifest.name != manifest.name and not rename:
             raise RegistryError(
                 f"this origin is already registered as {old.manifest.name!r} ({manifest.id}); "
                 "one origin is one service"

@@ -191,7 +191,10 @@ async def test_a_stopped_services_tools_are_gone(inprocess: InProcess) -> None:
     r = await inprocess.client.post("/api/services/math/stop", headers={"Content-Type": "application/json"})
     assert r.status_code == 200 and r.json()["state"] == "STOPPED"
     assert not any(n.startswith("math__") for n in await listed(inprocess))
+    # A call of one of its tools says so, and how to start it (issue 14, item 11), instead of "Unknown tool".
     r = await inprocess.stateless("tools/call", {"name": "math__add", "arguments": {"a": 1, "b": 1}}, name="math__add")
-    assert r.status_code == 400
-    assert r.json()["error"] == {"code": -32602, "message": "Unknown tool: 'math__add' (see tools/list)"}
+    assert r.status_code == 200
+    result = r.json()["result"]
+    assert result["isError"] is True and "service 'math' is STOPPED" in result["content"][0]["text"]
+    assert result["_meta"]["runtimed"]["start"] == "runtimectl start math"
     assert re.fullmatch(r"svc_[0-9a-f]{12}", (await inprocess.service("math"))["id"])

@@ -11,7 +11,10 @@ the upstream speaks it, so its capabilities, roots, log level and
 server-to-client traffic are never shared; a stateless-only upstream serves it
 on the shared session. Requests go over a keep-alive pool of the lean
 HTTP/1.1 client in ``h1``; the long-lived GET and listen streams over one
-``httpx.AsyncClient``. Also: the choice of transport for a manifest, the registration-time origin check
+``httpx.AsyncClient``. Also: the choice of transport for a manifest (and, as
+the spec's backwards-compatibility rule asks, falling back to HTTP+SSE at
+start when a Streamable HTTP handshake is answered with a 4xx and the URL
+serves the old transport's event stream: ``transportInUse``), the registration-time origin check
 ``prepare_remote_origin`` (host allowlist, not the daemon itself, authRef shape; the addresses a
 name resolves to are checked at connect time by the resolver it gives its
 clients, ``http.make_resolver``), health probes (a
@@ -96,6 +99,8 @@ class RemoteBackend(Backend):
         self._last_error: str | None = None
         self._sent_secrets: dict[str, None] = {}  # the credential values sent upstream, oldest first
         self._mask = NO_SECRETS
+        # The transport the connections use: the manifest's, or "sse" once a start found the URL speaks it.
+        self._transport: str = self.origin.transport
         # New connections resolve the host once and check its addresses (DNS rebinding), against the lists as they are then.
         self._resolve = _http.make_resolver(
             lambda: (self.host.settings.remote_allowed_hosts, self.origin.allowedHosts), manifest.name)
@@ -155,12 +160,16 @@ class RemoteBackend(Backend):
             raise BackendStartError(str(e)) from None
         await self._close_conn()
         self._client = _http.make_client(self._connect_timeout_s(), self._resolve)
+        self._transport = origin.transport
         self._conn = conn = self._connection(self._config(), self._client, self.host)
         self._clients = ClientSessions(self._open_client_session, close_quietly)
         self._sessions_offered = True
         try:
             async with asyncio.timeout(self._connect_timeout_s() + self._default_timeout_s()):
-                await conn.open()
+                try:
+                    await conn.open()
+                except BackendFault as e:
+                    conn = await self._sse_instead(e)
         except TimeoutError:
             await self._close_conn()
             raise BackendStartError(f"{origin.url}: the upstream did not complete the MCP handshake in time") from None
@@ -171,6 +180,30 @@ class RemoteBackend(Backend):
             raise BackendStartError(f"cannot start {self.manifest.name!r}: {error_text(e)}") from e
         self.host.log("info", f"connected to {origin.url} ({conn.era} era, protocol {conn.protocol_version})")
 
+    async def _sse_instead(self, refused: BackendFault) -> RemoteConnection:
+        """The Streamable HTTP handshake was refused with ``refused``: when that was a 4xx (an HTTP+SSE
+        server's endpoint answers a POST with 405 or 404) and a GET of the URL opens the old
+        transport's event stream, the service speaks HTTP+SSE: its connection from now on. Else
+        ``refused`` is raised as it was (the URL is not an MCP endpoint of either transport)."""
+        status = refused.status or 0
+        if self.origin.transport != "streamable_http" or refused.kind != "http" or not 400 <= status < 500 \
+                or status in (401, 403, 408, 429) or self._client is None:
+            raise refused
+        sse = LegacySseConnection(self._config(), self._client, self.host)
+        try:
+            await sse.open()
+        except BackendError as e:
+            await close_quietly(sse)
+            self.host.log("info", f"not an HTTP+SSE endpoint either: {error_text(e)}")
+            raise refused from None
+        old, self._conn, self._transport = self._conn, sse, "sse"
+        if old is not None:
+            await close_quietly(old)
+        self.host.log("info", f"{self.origin.url} answered the Streamable HTTP handshake with HTTP {status} and "
+                              "speaks the older HTTP+SSE transport: using it (its manifest says streamable_http; "
+                              f"runtimectl set {self.manifest.name} --transport sse skips the first try)")
+        return sse
+
     def _config(self) -> ConnectionConfig:
         return ConnectionConfig(
             url=self.origin.url, auth_headers=self._auth_headers, check_host=self._check_host, client_info=CLIENT_INFO,
@@ -179,8 +212,8 @@ class RemoteBackend(Backend):
         )
 
     def _connection(self, config: ConnectionConfig, client: httpx.AsyncClient, host: BackendHost) -> RemoteConnection:
-        """The transport the manifest asks for: HTTP+SSE, or Streamable HTTP (the default)."""
-        if self.origin.transport == "sse":
+        """The transport in use: HTTP+SSE (asked for, or found at start), or Streamable HTTP (the default)."""
+        if self._transport == "sse":
             return LegacySseConnection(config, client, host)
         return StreamableHttpConnection(config, client, host)
 
@@ -316,6 +349,7 @@ class RemoteBackend(Backend):
         out: JSON = {
             "url": origin.url,
             "transport": origin.transport,
+            "transportInUse": self._transport,  # "sse" for a streamable_http service found speaking HTTP+SSE
             "authRef": origin.authRef,  # a reference, never the value
             "allowedHosts": origin.allowedHosts,
             "redirects": "same-origin only",
