@@ -49,7 +49,7 @@ class DaemonClient:
                               timeout=timeout or self.timeout)
         except httpx.ConnectError:
             raise DaemonUnavailable(
-                f"runtimed is not running at {self.url} (start it with: runtimed, or point --url/RUNTIMED_URL at it)"
+                f"runtimed is not running at {self.url} (start it with: runtimectl daemon start, or runtimed in a shell of its own; or point --url/RUNTIMED_URL at it)"
             ) from None
         except httpx.TimeoutException:
             raise DaemonUnavailable(f"runtimed at {self.url} did not answer in time") from None

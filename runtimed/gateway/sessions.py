@@ -183,7 +183,10 @@ class Session:
             self.pending.pop(req_id, None)
         if "error" in reply:
             err = reply["error"] if isinstance(reply["error"], dict) else {}
-            raise UpstreamError(int(err.get("code", INTERNAL_ERROR)), str(err.get("message", "client error")), err.get("data"))
+            code = err.get("code")
+            # A client's malformed error (a code that is not an integer) is still an error, never a crash.
+            code = code if isinstance(code, int) and not isinstance(code, bool) else INTERNAL_ERROR
+            raise UpstreamError(code, str(err.get("message", "client error")), err.get("data"))
         result = reply.get("result")
         return result if isinstance(result, dict) else {}
 

@@ -63,7 +63,7 @@ def test_daemon_not_running_is_one_clear_line(args: tuple[str, ...]) -> None:
     assert res.returncode == 1, res
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, res.stderr
-    assert f"runtimed is not running at {url}" in lines[0] and "start it with: runtimed" in lines[0]
+    assert f"runtimed is not running at {url}" in lines[0] and "start it with: runtimectl daemon start" in lines[0]
     assert res.stdout == ""
 
 

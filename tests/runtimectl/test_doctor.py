@@ -13,7 +13,7 @@ def test_doctor_reports_daemon_down_and_port_free(tmp_path: Path) -> None:
     env = {**temp_homes(tmp_path), "RUNTIMED_URL": "http://127.0.0.1:9", "RUNTIMED_STATE_DIR": str(tmp_path / "st")}
     r = run_cli(None, "doctor", env=env)
     assert r.returncode == 1
-    assert "✗ daemon" in r.stdout and "start it with: runtimed" in r.stdout
+    assert "✗ daemon" in r.stdout and "start it with: runtimectl daemon start" in r.stdout
     assert "Traceback" not in r.stderr
 
 
