@@ -436,6 +436,17 @@ def stdio_hint(words: list[str], options: list[str] | None = None) -> str:
     return f"to run a stdio server put it after --: runtimectl add {opts} -- {shlex.join(words)}"
 
 
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """``--label key=value`` (repeatable) as a dict; a usage error names a malformed one."""
+    labels: dict[str, str] = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise usage(f"--label must be key=value, not {item!r}")
+        labels[k] = v
+    return labels
+
+
 def split_list(value: str | None) -> list[str] | None:
     """A comma-separated flag as a list (None when the flag was not given)."""
     if value is None:
@@ -504,13 +515,7 @@ def build_manifest(target: str | None, name: str | None, namespace: str | None, 
     if description:
         meta["description"] = description
     if labels:
-        lab: dict[str, str] = {}
-        for item in labels:
-            k, sep, v = item.partition("=")
-            if not sep or not k:
-                raise usage(f"--label must be key=value, not {item!r}")
-            lab[k] = v
-        meta["labels"] = lab
+        meta["labels"] = parse_labels(labels)
     spec: dict[str, Any] = {"origin": origin, "policy": {k: v for k, v in policy.items() if v is not None},
                             "autostart": autostart}
     if namespace:

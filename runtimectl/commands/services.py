@@ -39,6 +39,7 @@ from runtimectl.commands.manifests import (
     is_target_like,
     load_manifest_file,
     parse_env,
+    parse_labels,
     parse_rate,
     parse_size,
     relative_paths_in,
@@ -368,12 +369,7 @@ def set_(
             raise usage(f"{STDIO_LIMIT_FLAGS[key]} must be greater than 0, not {value}")
     limits = {"memoryBytes": parse_size(memory_bytes, "--memory-bytes") if memory_bytes is not None else None,
               "cpuSeconds": cpu_seconds, "openFiles": open_files, "startTimeoutMs": start_timeout_ms}
-    labels: dict[str, str] = {}
-    for item in label:
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            raise usage(f"--label must be key=value, not {item!r}")
-        labels[k] = v
+    labels = parse_labels(label)
     origin: dict[str, Any] = {"transport": transport, "authRef": auth_ref, "env": parse_env(env) or None,
                               "limits": {k: v for k, v in limits.items() if v is not None} or None,
                               "clientSessions": None if per_client is None else ("per-client" if per_client else "shared")}
