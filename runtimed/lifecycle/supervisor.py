@@ -56,6 +56,7 @@ from runtimed.policy.service import PolicedService
 from runtimed.protocol.types import JSON
 from runtimed.state.events import EventBus
 from runtimed.state.files import atomic_write
+from runtimed.state.quarantines import Quarantines
 from runtimed.state.registry import Registry
 
 log = logging.getLogger("runtimed.supervisor")
@@ -79,7 +80,7 @@ class Supervisor:
         self._mutate = asyncio.Lock()  # serialises registry changes
         self._closing = False
         self.interfaces_dir = Path(settings.state_dir) / "interfaces"
-        self.quarantine_file = Path(settings.state_dir) / "quarantine.json"
+        self.quarantines = Quarantines(settings.state_dir)
         # Interface refreshes asked for by clients listing: one task per service id at a time, and
         # when each service's interface was last fetched or tried (monotonic seconds).
         self._refreshing: dict[str, asyncio.Task[None]] = {}
@@ -164,7 +165,7 @@ class Supervisor:
             self._load_snapshot(svc)
             self.services[svc.id] = svc
         self._serving_cache = None
-        kept = self._load_quarantines()
+        kept = self.quarantines.load()
         for svc in self.all():
             if svc.id in kept:
                 self._keep_quarantined(svc, kept[svc.id])
@@ -174,28 +175,11 @@ class Supervisor:
                 svc.state_reason = "disabled"
 
     # -- quarantines outlive a restart ----------------------------------
-    def _load_quarantines(self) -> dict[str, JSON]:
-        try:
-            data = json.loads(self.quarantine_file.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as e:
-            log.warning("%s is unreadable (%s): every service starts as usual", self.quarantine_file, e)
-            return {}
-        return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
-
     def _save_quarantines(self) -> None:
         """Record the quarantined services (best effort: a failed write is logged, nothing else changes)."""
-        data = {svc.id: {"name": svc.name, "since": svc.state_since, "reason": svc.quarantine_reason,
-                         "lastError": svc.last_error, "cause": svc.last_error_cause}
-                for svc in self.all() if svc.state == State.QUARANTINED}
-        try:
-            if data:
-                atomic_write(self.quarantine_file, json.dumps(data, indent=2).encode())
-            else:
-                self.quarantine_file.unlink(missing_ok=True)
-        except OSError as e:
-            log.warning("could not record the quarantined services in %s: %s", self.quarantine_file, e)
+        self.quarantines.save({svc.id: {"name": svc.name, "since": svc.state_since, "reason": svc.quarantine_reason,
+                                        "lastError": svc.last_error, "cause": svc.last_error_cause}
+                               for svc in self.all() if svc.state == State.QUARANTINED})
 
     def _keep_quarantined(self, svc: ServiceRuntime, record: JSON) -> None:
         """At boot: ``svc`` was quarantined when the daemon stopped. It stays so, untried, and that is said."""
