@@ -2,7 +2,8 @@
 
 Owns: the ``Backend`` abstract class (start, stop, probe, introspect, call), the
 value types that cross it (``Interface``, ``ProbeResult``, ``CallContext``), the
-errors a backend may raise, and ``BackendHost`` (what the daemon lends a backend).
+errors a backend may raise, ``BackendHost`` (what the daemon lends a backend) and
+``HostProxy`` (a host passing everything on, the base of hosts that change one thing).
 Must not: know about policies, the gateway's naming, sessions, or the registry.
 The supervisor and the gateway see only this module; nothing outside
 ``runtimed/backends/`` asks which kind a service is.
@@ -221,6 +222,37 @@ class BackendHost(Protocol):
 
         ``client_id``: the downstream client whose own upstream session asked; None (the shared
         session) has no client to ask and raises RelayUnavailable."""
+
+
+class HostProxy:
+    """A ``BackendHost`` that passes everything to ``host``: the base of the hosts that change one
+    thing on the way (a client's own session tags its traffic; the masking wrapper masks it)."""
+
+    def __init__(self, host: BackendHost) -> None:
+        self._host = host
+
+    @property
+    def state_dir(self) -> str:
+        return self._host.state_dir
+
+    @property
+    def settings(self) -> Any:
+        return self._host.settings
+
+    def log(self, level: str, message: str) -> None:
+        self._host.log(level, message)
+
+    def on_list_changed(self, kind: str) -> None:
+        self._host.on_list_changed(kind)
+
+    def on_notification(self, method: str, params: JSON, client_id: str | None = None) -> None:
+        self._host.on_notification(method, params, client_id)
+
+    def on_failure(self, reason: str) -> None:
+        self._host.on_failure(reason)
+
+    async def on_server_request(self, method: str, params: JSON, client_id: str | None = None) -> JSON:
+        return await self._host.on_server_request(method, params, client_id)
 
 
 class Backend(abc.ABC):

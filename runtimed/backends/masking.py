@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from runtimed.backends.base import Backend, BackendHost, CallContext, Interface, NullRelay, ProbeResult, Relay
+from runtimed.backends.base import Backend, BackendHost, CallContext, HostProxy, Interface, NullRelay, ProbeResult, Relay
 from runtimed.backends.secrets import SecretMask
 from runtimed.config.manifest import ServiceManifest
 from runtimed.errors import BackendError
@@ -38,27 +38,16 @@ class _MaskSource:
         return mask if mask else None
 
 
-class MaskedHost:
+class MaskedHost(HostProxy):
     """The ``BackendHost`` a wrapped backend reports to: what it passes on is masked first."""
 
     def __init__(self, host: BackendHost, source: _MaskSource) -> None:
-        self._host = host
+        super().__init__(host)
         self._source = source
-
-    @property
-    def state_dir(self) -> str:
-        return self._host.state_dir
-
-    @property
-    def settings(self) -> Any:
-        return self._host.settings
 
     def log(self, level: str, message: str) -> None:
         mask = self._source.mask()
         self._host.log(level, mask.text(message) if mask else message)
-
-    def on_list_changed(self, kind: str) -> None:
-        self._host.on_list_changed(kind)
 
     def on_notification(self, method: str, params: JSON, client_id: str | None = None) -> None:
         mask = self._source.mask()

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from runtimed.backends.base import BackendHost, CallContext
+from runtimed.backends.base import BackendHost, CallContext, HostProxy
 from runtimed.protocol.types import JSON
 
 S = TypeVar("S")
@@ -127,29 +127,15 @@ async def close_quietly(session: Any, timeout_s: float = 3.0) -> None:
         pass
 
 
-class ClientHost:
+class ClientHost(HostProxy):
     """The ``BackendHost`` a client's own upstream session reports to: list changes and logs go
     to the service's host as usual; server-to-client requests and notifications carry the
     client id, so only that client is asked or told; a failure of one client's session is a
     line in the service's log, not a failure of the service."""
 
     def __init__(self, host: BackendHost, client_id: str) -> None:
-        self._host = host
+        super().__init__(host)
         self.client_id = client_id
-
-    @property
-    def state_dir(self) -> str:
-        return self._host.state_dir
-
-    @property
-    def settings(self) -> Any:
-        return self._host.settings
-
-    def log(self, level: str, message: str) -> None:
-        self._host.log(level, message)
-
-    def on_list_changed(self, kind: str) -> None:
-        self._host.on_list_changed(kind)
 
     def on_notification(self, method: str, params: JSON, client_id: str | None = None) -> None:
         self._host.on_notification(method, params, self.client_id)
