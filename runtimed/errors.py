@@ -14,7 +14,9 @@ The tree::
     ├── ConfigError                 settings that do not validate (also a ValueError)
     ├── ManifestError               a manifest that does not validate (also a ValueError)
     ├── RegistryError               registry.json unusable, or a conflicting change
-    │   └── StateDirBusy            another daemon holds the state dir
+    │   ├── StateDirBusy            another daemon holds the state dir
+    │   └── RegistryConflict        another replica changed the registry first (reload, try again)
+    ├── StoreUnavailable            the shared store cannot be reached: changes are refused (503)
     ├── SupervisorError             a lifecycle request refused (carries the HTTP status)
     ├── ApiError                    a REST request refused (carries the HTTP status)
     ├── BootstrapError              client bootstrap cannot proceed
@@ -74,6 +76,14 @@ class RegistryError(RuntimedError):
 
 class StateDirBusy(RegistryError):
     """Another daemon holds the state dir."""
+
+
+class RegistryConflict(RegistryError):
+    """Another replica committed a registry change since this one loaded it: reload and try again."""
+
+
+class StoreUnavailable(RuntimedError):
+    """The shared store (Redis) cannot be reached: calls go on from memory, changes are refused."""
 
 
 class SupervisorError(RuntimedError):

@@ -1,0 +1,259 @@
+"""The state store: where everything that must outlive a process, or be shared by
+several replicas, is kept. One base class, two implementations: ``embedded``
+(the files in the state dir, for one daemon; the default) and ``redis`` (one
+Redis shared by N replicas). ``open_store`` picks one from the store URL.
+
+Owns the contract every part of the daemon persists and shares through:
+
+- the registry document (entries and a revision): ``load_registry`` and
+  ``commit_registry``, durable when they return;
+- lifecycle intents (the desired state of a service made by start, stop,
+  quarantine, unquarantine): ``load_intents`` and ``save_intent``;
+- journals (append-only record streams: events, call records, intents):
+  ``journal(name)``; a shared store also delivers the records other replicas
+  append (``Journal.follow``);
+- policy state shared across replicas: ``rate_limiter``/``result_cache`` (None
+  when the local, in-memory policy objects are the whole truth);
+- session-era session records and the routing of a server-to-client answer to
+  the replica that waits for it;
+- the key that signs ``requestState`` (``signing_keys``, with a key id for
+  rotation);
+- changes made by other replicas, delivered to the callback given to ``open``
+  (``Change``): a registry revision, a lifecycle intent, a breaker trip, a cache
+  clear.
+
+Nothing outside this package knows which implementation is in use: callers ask
+``shared`` (does another replica see this?) where behaviour differs (e.g. a
+stop is persisted only when it must hold on other replicas too). Must not:
+decide lifecycle or policy, serve HTTP, or import from outside
+``runtimed.config``, ``runtimed.errors`` and ``runtimed.state``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from runtimed.errors import ConfigError
+from runtimed.state.registry import Entry
+
+JSON = dict[str, Any]
+
+
+@dataclass
+class Change:
+    """What another replica changed; delivered once to the callback given to ``Store.open``.
+
+    ``kind`` is one of:
+    - ``"registry"``: the registry is at ``data["revision"]``; reload it (``load_registry``).
+    - ``"intent"``: ``service`` (an id) has a new lifecycle intent ``data["intent"]`` (None: cleared).
+    - ``"breaker"``: ``service``'s circuit breaker was opened by ``replica`` until ``data["until"]``
+      (wall-clock seconds) because of ``data["reason"]``.
+    - ``"cache-clear"``: ``service``'s result cache was emptied.
+    - ``"resync"``: the store reconnected after messages may have been lost: reload everything.
+    """
+
+    kind: str
+    service: str | None = None
+    data: JSON = field(default_factory=dict)
+    replica: str = ""
+
+
+@dataclass
+class RegistryDoc:
+    """What ``load_registry`` returns: the services by id, the revision, and problems to say."""
+
+    entries: dict[str, Entry]
+    revision: int
+    problems: list[str] = field(default_factory=list)
+    recovered_from: str | None = None
+
+
+class Journal(Protocol):
+    """An append-only stream of JSON records (events, call records...).
+
+    ``append``/``append_many`` never block on the network (a shared journal
+    queues and writes in the background) and never raise for a store that is
+    down (the record is kept in memory and counted as lost past a bound).
+    ``tail`` is read at start-up: the newest ``limit`` records, oldest first,
+    including other replicas'. ``follow(callback)``: records appended by *other*
+    replicas from now on, each once (the embedded journal has no others and
+    never calls it). Each record a shared journal hands back carries ``replica``.
+    """
+
+    def append(self, record: JSON) -> None: ...
+
+    def append_many(self, records: list[JSON]) -> None: ...
+
+    def tail(self, limit: int = 100) -> list[JSON]: ...
+
+    def follow(self, callback: Callable[[JSON], None]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SharedRateLimit(Protocol):
+    """A cluster-wide sliding-window rate limit for one service (see ``policy.limits.RateLimiter``)."""
+
+    async def try_acquire(self, calls: int, window_s: float, now: float) -> float | None:
+        """Admit one call at ``now`` (None) or return the wall time at which one will be admitted. Atomic
+        across replicas."""
+        ...
+
+    async def refund(self, admitted_at: float) -> None:
+        """Give back the admission made at ``admitted_at`` (its call never reached the upstream)."""
+        ...
+
+    async def used(self, window_s: float, now: float) -> int: ...
+
+    async def forget(self) -> None:
+        """The service was removed: drop its admissions."""
+        ...
+
+
+class SharedCache(Protocol):
+    """A cluster-wide result cache for one service (see ``policy.cache.ResultCache``)."""
+
+    async def get(self, key: str) -> tuple[float, JSON] | None:
+        """(age in seconds, result) of a fresh entry, or None."""
+        ...
+
+    async def put(self, key: str, result: JSON, ttl_s: float, max_entries: int) -> None: ...
+
+    async def clear(self) -> None: ...
+
+
+class Store(ABC):
+    """One daemon's view of the persisted and shared state."""
+
+    kind: str = "?"
+    #: True when other replicas share this store (what one replica does, the others see).
+    shared: bool = False
+
+    def __init__(self, state_dir: Path, replica: str) -> None:
+        self.state_dir = Path(state_dir)
+        self.replica = replica
+
+    # -- lifetime --------------------------------------------------------------
+    async def open(self, on_change: Callable[[Change], Awaitable[None]]) -> None:
+        """Start delivering other replicas' changes to ``on_change`` (the embedded store has none)."""
+
+    async def close(self) -> None:
+        """Stop listening, flush what is queued (best effort), release connections."""
+
+    def describe(self) -> JSON:
+        """What ``/api/daemon`` and the page show: kind, where (no credentials), reachable, replica."""
+        return {"kind": self.kind, "replica": self.replica, "shared": self.shared, "available": True}
+
+    @property
+    def available(self) -> bool:
+        """False while a shared store cannot be reached: changes are then refused (``StoreUnavailable``)."""
+        return True
+
+    # -- the registry ------------------------------------------------------------
+    @abstractmethod
+    def load_registry(self) -> RegistryDoc:
+        """The registry as stored (blocking: call it from a thread or before the loop runs). Raises
+        ``RegistryError`` when it cannot be read and nothing may start."""
+
+    @abstractmethod
+    def commit_registry(self, entries: dict[str, Entry], revision: int) -> int:
+        """Store ``entries`` as the whole registry, following ``revision`` (the one this replica last
+        loaded or committed); returns the new revision. Durable when it returns; other replicas get a
+        ``Change("registry")``. Raises ``OSError`` (a file store refused the write),
+        ``StoreUnavailable`` (a shared store cannot be reached) or ``RegistryConflict`` (another
+        replica committed since ``revision``: reload and try again). Blocking."""
+
+    # -- lifecycle intents ---------------------------------------------------------
+    @abstractmethod
+    def load_intents(self) -> dict[str, JSON]:
+        """Service id -> intent record (``{"desired": "stopped"|"running"|"quarantined", ...}``)."""
+
+    @abstractmethod
+    def save_intent(self, service_id: str, intent: JSON | None) -> None:
+        """Record (or clear, with None) one service's intent; other replicas get a ``Change("intent")``.
+        The embedded store keeps only quarantines (a stop does not outlive the daemon there). Blocking."""
+
+    # -- journals ------------------------------------------------------------------
+    @abstractmethod
+    def journal(self, name: str) -> Journal:
+        """The journal ``name`` (``events``, ``calls``, ``intents``); one object per name."""
+
+    # -- shared policy state -----------------------------------------------------
+    def rate_limiter(self, service_id: str) -> SharedRateLimit | None:
+        """A cluster-wide limiter for ``service_id``, or None: the local one is the whole truth."""
+        return None
+
+    def result_cache(self, service_id: str) -> SharedCache | None:
+        """A cluster-wide cache for ``service_id``, or None: the local one is the whole truth."""
+        return None
+
+    async def publish(self, change: Change) -> None:
+        """Tell the other replicas (breaker trips, cache clears). Best effort; never raises."""
+
+    # -- sessions ------------------------------------------------------------------
+    async def save_session(self, session_id: str, record: JSON, ttl_s: float) -> None:
+        """Keep a session-era session's record (version, client info and capabilities, log level,
+        subscriptions, principal) for ``ttl_s`` of idleness. Raises ``StoreUnavailable``."""
+
+    async def load_session(self, session_id: str) -> JSON | None:
+        """The record of a session another replica created, or None (unknown or expired)."""
+        return None
+
+    async def touch_session(self, session_id: str, ttl_s: float) -> None:
+        """The session was used: its idle time starts again. Best effort."""
+
+    async def drop_session(self, session_id: str) -> None:
+        """The session ended (DELETE, expiry): no replica serves it again. Best effort."""
+
+    async def route_answer(self, session_id: str, request_id: Any, message: JSON) -> bool | None:
+        """A client answered a server-to-client request this replica does not hold: pass it to the replica
+        that does. True: delivered; False: that replica is gone; None: no replica asked it."""
+        return None
+
+    def on_answer(self, callback: Callable[[str, JSON], None]) -> None:
+        """Answers other replicas received for requests this replica asked: ``callback(session_id, msg)``."""
+
+    async def claim_request(self, session_id: str, request_id: Any, ttl_s: float) -> None:
+        """This replica asked ``request_id`` of the client of ``session_id``: its answer comes here."""
+
+    # -- replicas ------------------------------------------------------------------
+    async def announce(self, info: JSON, ttl_s: float) -> None:
+        """This replica is alive (``info``: address, pid, version, started, health summary); said again
+        before ``ttl_s`` passes. Best effort."""
+
+    def replicas(self) -> list[JSON]:
+        """The live replicas' latest ``announce`` info, each with ``replica`` (this one included). The
+        embedded store: just this one (empty until announced)."""
+        return []
+
+    # -- keys ----------------------------------------------------------------------
+    @abstractmethod
+    def signing_keys(self) -> tuple[str, dict[str, bytes]]:
+        """(current key id, key id -> key): what signs and verifies ``requestState``. Blocking."""
+
+
+def replica_id(settings_replica: str | None = None) -> str:
+    """This daemon's name among replicas: the configured one, else ``<host>-<pid>-<random>``."""
+    if settings_replica:
+        return settings_replica
+    return f"{socket.gethostname().split('.')[0]}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def open_store(url: str | None, state_dir: Path, replica: str, signing_key: str | None = None) -> Store:
+    """The store the URL names: None/``""``/``embedded`` for the files in ``state_dir``,
+    ``redis://[:password@]host:port/db`` (or ``rediss://``) for Redis. ``ConfigError`` otherwise."""
+    if not url or url == "embedded":
+        from runtimed.state.embedded import EmbeddedStore
+        return EmbeddedStore(state_dir, replica)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from runtimed.state.redis import RedisStore
+        return RedisStore(url, state_dir, replica, signing_key=signing_key)
+    raise ConfigError(f"store {url!r} is not supported: use 'embedded' (the state dir's files, the default) "
+                      "or redis://HOST:PORT/DB")
