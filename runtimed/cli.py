@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (default 4707; 0 picks a free one)")
     p.add_argument("--state-dir", help="state directory (default $XDG_STATE_HOME/runtimed, or state_dir in ~/.config/runtimed/config.toml)")
     p.add_argument("--auth-token", help="bearer token required on /api and /mcp (or RUNTIMED_AUTH_TOKEN)")
+    p.add_argument("--store", help="where state is kept and shared: 'embedded' (default: the state dir) or "
+                                    "redis://HOST:PORT/DB for several replicas (or RUNTIMED_STORE)")
+    p.add_argument("--replica", help="this daemon's name among replicas (default host-pid-random; or RUNTIMED_REPLICA)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--admin-tools", action="store_true", default=None,
                    help="offer the mutating runtime__* tools on /mcp")
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     flags = {
         "host": args.host, "port": args.port, "state_dir": args.state_dir, "auth_token": args.auth_token,
-        "log_level": args.log_level, "admin_tools": args.admin_tools,
+        "log_level": args.log_level, "admin_tools": args.admin_tools, "store": args.store, "replica": args.replica,
     }
     try:
         settings = load_settings(flags)

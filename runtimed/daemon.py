@@ -1,6 +1,6 @@
 """The daemon's composition root: builds every part, in one place, and the ASGI app.
 
-Owns ``Daemon``: the order the parts are built in (settings, registry, events,
+Owns ``Daemon``: the order the parts are built in (settings, the state store, registry, events,
 supervisor, policy engine, analytics, gateway, metrics), each given the few
 collaborators it needs as constructor arguments; the call sinks it registers
 on the policy engine; the ``ApiContext`` the HTTP routes get; the start-up and
@@ -30,6 +30,7 @@ from runtimed.policy.engine import PolicyEngine
 from runtimed.records.analytics import Analytics
 from runtimed.state.events import EventBus
 from runtimed.state.registry import Registry
+from runtimed.state.store import open_store, replica_id
 
 
 class Daemon:
@@ -40,12 +41,15 @@ class Daemon:
         self.say = say or (lambda _message: None)
         self.pid = os.getpid()
         self.started_at = time.time()
-        self.registry = Registry(settings.state_dir)
-        self.events = EventBus(settings.state_dir)
-        self.supervisor = Supervisor(settings, self.registry, self.events)
-        self.policy = PolicyEngine(settings, report_fault=self.supervisor.report_fault)
-        self.analytics = Analytics(settings, self.events)
-        self.gateway = Gateway(settings, self.supervisor, self.policy, self.events, recorder=self.analytics)
+        self.replica = replica_id(settings.replica)
+        self.store = open_store(settings.store, settings.state_dir, self.replica, settings.signing_key)
+        self.registry = Registry(self.store, settings.state_dir)
+        self.events = EventBus(self.store.journal("events"))
+        self.supervisor = Supervisor(settings, self.registry, self.events, self.store)
+        self.policy = PolicyEngine(settings, report_fault=self.supervisor.report_fault, store=self.store)
+        self.analytics = Analytics(settings, self.events, self.store.journal("calls"), self.store.journal("intents"))
+        self.gateway = Gateway(settings, self.supervisor, self.policy, self.events, recorder=self.analytics,
+                               store=self.store)
         self.metrics = Metrics(self.supervisor, self.started_at, self.client_counts)
         # Every finished tools/call: recorded (audit, stats), then counted (/metrics).
         self.policy.call_sinks.append(self.analytics.record)
@@ -70,6 +74,7 @@ class Daemon:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.store.open(self.supervisor.peer_change)
         await self.supervisor.boot()
         await self.gateway.startup()
         self.events.emit("daemon.started", None, version=__version__, pid=self.pid)
@@ -84,6 +89,7 @@ class Daemon:
             await self.supervisor.shutdown()
             self.analytics.close()
             self.events.close()
+            await self.store.close()
             if running:
                 self.say("services stopped")
 

@@ -118,8 +118,30 @@ class Settings(BaseModel):
         default=16 * 1024, ge=1024, le=8 * 1024 * 1024,
         description="Largest clientInfo plus capabilities (as JSON) a session keeps; a larger initialize is "
                     "refused with -32602 (nothing is cut: the gateway relays what a client declared).")
+    store: str | None = Field(
+        default=None, repr=False,
+        description="Where state is kept and shared: 'embedded' (the state dir's files, the default) or "
+                    "redis://[:PASSWORD@]HOST:PORT/DB, one Redis shared by several replicas (docs/spec/scale-out.md).")
+    replica: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="This daemon's name among replicas (default: host-pid-random); shown on the page, in events, "
+                    "call records and /metrics.")
+    signing_key: str | None = Field(
+        default=None, repr=False,
+        description="KID:SECRET[,KID:SECRET...] signing requestState (the first signs, all verify: rotation); "
+                    "default: a key kept in the store.")
     policy: PolicyDefaults = Field(default_factory=PolicyDefaults)
     wasm: WasmDefaults = Field(default_factory=WasmDefaults)
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str | None) -> str | None:
+        if v in (None, "", "embedded"):
+            return None
+        assert v is not None
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be 'embedded' or a Redis URL, redis://HOST:PORT/DB (rediss:// for TLS)")
+        return v
 
     @field_validator("auth_token")
     @classmethod

@@ -100,11 +100,11 @@ class ControlTools:
                             "resources": len(iface.resources), "prompts": len(iface.prompts)})
             if self.settings.admin_tools:
                 if name == "runtime__start_service":
-                    return _ok(_brief((await sup.start(ref, reason="runtime__start_service")).summary()))
+                    return _ok(_brief((await sup.start(ref, reason="runtime__start_service", intend=True)).summary()))
                 if name == "runtime__stop_service":
-                    return _ok(_brief((await sup.stop(ref, reason="runtime__stop_service")).summary()))
+                    return _ok(_brief((await sup.stop(ref, reason="runtime__stop_service", intend=True)).summary()))
                 if name == "runtime__restart_service":
-                    return _ok(_brief((await sup.restart(ref, reason="runtime__restart_service")).summary()))
+                    return _ok(_brief((await sup.restart(ref, reason="runtime__restart_service", intend=True)).summary()))
                 if name == "runtime__unquarantine_service":
                     return _ok(_brief((await sup.unquarantine(ref)).summary()))
         except SupervisorError as e:

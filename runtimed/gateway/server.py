@@ -38,6 +38,7 @@ from runtimed.lifecycle.supervisor import Supervisor
 from runtimed.protocol.jsonrpc import notification
 from runtimed.protocol.types import JSON
 from runtimed.state.events import Event, EventBus
+from runtimed.state.store import Store
 
 log = logging.getLogger("runtimed.gateway")
 # The event types ``_follow_events`` acts on (it is not woken for the others, e.g. one "call" per tool call).
@@ -51,8 +52,10 @@ SCOPED_REFRESH_WAIT_S = 2.0
 
 class Gateway:
     def __init__(self, settings: Settings, supervisor: Supervisor, policy: CallPath, events: EventBus,
-                 recorder: IntentRecorder | None = None) -> None:
+                 recorder: IntentRecorder | None, store: Store) -> None:
+        """``store``: the daemon's state store (signing keys, shared session records)."""
         self.settings = settings
+        self.store = store
         self.supervisor = supervisor
         self.policy = policy
         self.events = events
@@ -62,7 +65,7 @@ class Gateway:
         self.control = ControlTools(settings, supervisor)
         self.catalogs = CatalogCache(supervisor.serving, self.control.tools, self._renamed,
                                      lambda: settings.capture_intent, page_size=settings.list_page_size)
-        self.signer = StateSigner(settings.state_dir)
+        self.signer = StateSigner(self.store.signing_keys())
         self.router = Router(self, policy, self.control, recorder)
         self.listeners: set[Listener] = set()
         self.stateless_inflight = [0]

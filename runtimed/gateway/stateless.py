@@ -16,11 +16,8 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
-import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from runtimed.errors import RpcError
@@ -118,36 +115,17 @@ def _unb64(text: str) -> bytes:
 class StateSigner:
     """Signs and verifies the gateway's wrapped ``requestState``.
 
-    The key is 32 random bytes kept in ``<state_dir>/gateway.key`` (mode 0600),
-    so a retry still verifies after a daemon restart; if the file cannot be
-    written, a per-process key is used.
+    ``keys`` is the store's ``signing_keys()``: (current key id, key id -> key). A token names the id
+    of the key that signed it (``k`` in its body), so every replica verifies what any signed and a
+    rotated-out key still verifies while it is listed.
     """
 
-    def __init__(self, state_dir: Path | str | None) -> None:
-        self.key = self._load_key(Path(state_dir) / "gateway.key" if state_dir else None)
-
-    @staticmethod
-    def _load_key(path: Path | None) -> bytes:
-        if path is not None:
-            try:
-                data = path.read_bytes()
-                if len(data) >= 32:
-                    return data[:32]
-            except OSError:
-                pass
-            key = secrets.token_bytes(32)
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(key)
-                return key
-            except OSError:
-                return key
-        return secrets.token_bytes(32)
+    def __init__(self, keys: tuple[str, dict[str, bytes]]) -> None:
+        self.kid, self.keys = keys
+        self.key = self.keys[self.kid]
 
     def sign(self, payload: JSON) -> str:
-        payload = {**payload, "exp": int(time.time() + STATE_TTL_S)}
+        payload = {**payload, "exp": int(time.time() + STATE_TTL_S), "k": self.kid}
         body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
         mac = _b64(hmac.new(self.key, body.encode(), hashlib.sha256).digest())
         return f"rs1.{body}.{mac}"
@@ -157,7 +135,13 @@ class StateSigner:
         if not isinstance(token, str) or token.count(".") != 2 or not token.startswith("rs1."):
             raise RpcError(INVALID_PARAMS, "Invalid params: requestState was not issued by this gateway", http_status=400)
         _, body, mac = token.split(".")
-        want = _b64(hmac.new(self.key, body.encode(), hashlib.sha256).digest())
+        try:
+            claimed = json.loads(_unb64(body))
+        except (ValueError, binascii.Error):
+            claimed = None
+        kid = claimed.get("k") if isinstance(claimed, dict) else None
+        key = self.keys.get(kid, self.key) if isinstance(kid, str) else self.key
+        want = _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
         if not hmac.compare_digest(want, mac):
             raise RpcError(INVALID_PARAMS, "Invalid params: requestState signature does not verify", http_status=400)
         try:

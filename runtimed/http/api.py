@@ -130,11 +130,11 @@ class _Handlers:
         ref, verb = request.path_params["ref"], request.path_params["action"]
         svc: ServiceRuntime
         if verb == "start":
-            svc = await sup.start(ref)
+            svc = await sup.start(ref, intend=True)
         elif verb == "stop":
-            svc = await sup.stop(ref)
+            svc = await sup.stop(ref, intend=True)
         elif verb == "restart":
-            svc = await sup.restart(ref)
+            svc = await sup.restart(ref, intend=True)
         elif verb == "unquarantine":
             svc = await sup.unquarantine(ref)
         elif verb == "introspect":

@@ -37,7 +37,7 @@ class _Handlers:
         before = int_param(request, "before", 0, 0, 10**12) or None
         calls = a.recent(service=service or None, tool=q.get("tool") or None, outcome=q.get("outcome") or None,
                          limit=limit, before=before)
-        return JSONResponse({"calls": calls, "file": str(a.calls_log.path), "captureArguments": a.settings.capture_arguments})
+        return JSONResponse({"calls": calls, "file": a.calls_log.where, "captureArguments": a.settings.capture_arguments})
 
     async def service_calls(self, request: Request) -> JSONResponse:
         """``GET /api/services/{ref}/calls``: the service's recent calls and stats."""

@@ -30,6 +30,7 @@ from runtimed.errors import RelayUnavailable
 from runtimed.policy.service import ServicePolicy
 from runtimed.protocol.types import JSON
 from runtimed.state.logs import ServiceLog
+from runtimed.state.store import Store
 
 log = logging.getLogger("runtimed.supervisor")
 
@@ -38,6 +39,7 @@ class ServiceOwner(Protocol):
     """What a ``ServiceRuntime`` needs of the supervisor that holds it."""
 
     settings: Settings
+    store: Store
     notification_sinks: list[Callable[[ServiceRuntime, str, JSON, str | None], None]]
     server_request_handler: Callable[[ServiceRuntime, str, JSON, str | None], Awaitable[JSON]] | None
 
@@ -89,7 +91,7 @@ class ServiceRuntime:
         self._probe_task: asyncio.Task[None] | None = None
         self._restart_task: asyncio.Task[None] | None = None
         self._probe_failures = 0
-        self.policy = ServicePolicy(manifest, sup.settings)
+        self.policy = ServicePolicy(manifest, sup.settings, sup.store)
 
     # -- what the gateway lists depends on these: setting one drops the supervisor's serving() cache --
     @property

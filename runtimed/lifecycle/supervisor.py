@@ -22,6 +22,7 @@ through ``Registry``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -48,7 +49,9 @@ from runtimed.errors import (
     BackendStartError,
     InvalidOrigin,
     ManifestError,
+    RegistryConflict,
     RegistryError,
+    StoreUnavailable,
     SupervisorError,
 )
 from runtimed.lifecycle.service import ServiceRuntime, State
@@ -56,8 +59,8 @@ from runtimed.policy.service import PolicedService
 from runtimed.protocol.types import JSON
 from runtimed.state.events import EventBus
 from runtimed.state.files import atomic_write
-from runtimed.state.quarantines import Quarantines
-from runtimed.state.registry import Registry
+from runtimed.state.registry import Registry, RegistryDoc
+from runtimed.state.store import Change, Store
 
 log = logging.getLogger("runtimed.supervisor")
 
@@ -67,10 +70,11 @@ PROBE_FAILURES_TO_CRASH = 3
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, registry: Registry, events: EventBus) -> None:
+    def __init__(self, settings: Settings, registry: Registry, events: EventBus, store: Store) -> None:
         self.settings = settings
         self.registry = registry
         self.events = events
+        self.store = store
         self.services: dict[str, ServiceRuntime] = {}
         # (len(services), serving()) until a service's state, interface or manifest is set or the set changes.
         self._serving_cache: tuple[int, list[ServiceRuntime]] | None = None
@@ -80,7 +84,6 @@ class Supervisor:
         self._mutate = asyncio.Lock()  # serialises registry changes
         self._closing = False
         self.interfaces_dir = Path(settings.state_dir) / "interfaces"
-        self.quarantines = Quarantines(settings.state_dir)
         # Interface refreshes asked for by clients listing: one task per service id at a time, and
         # when each service's interface was last fetched or tried (monotonic seconds).
         self._refreshing: dict[str, asyncio.Task[None]] = {}
@@ -165,21 +168,149 @@ class Supervisor:
             self._load_snapshot(svc)
             self.services[svc.id] = svc
         self._serving_cache = None
-        kept = self.quarantines.load()
+        intents = await asyncio.to_thread(self.store.load_intents)
         for svc in self.all():
-            if svc.id in kept:
-                self._keep_quarantined(svc, kept[svc.id])
-            elif svc.manifest.spec.enabled and svc.manifest.spec.autostart:
-                self.spawn(self.start(svc.id, reason="autostart"))
-            elif not svc.manifest.spec.enabled:
-                svc.state_reason = "disabled"
+            self._first_start(svc, intents.get(svc.id))
 
-    # -- quarantines outlive a restart ----------------------------------
-    def _save_quarantines(self) -> None:
-        """Record the quarantined services (best effort: a failed write is logged, nothing else changes)."""
-        self.quarantines.save({svc.id: {"name": svc.name, "since": svc.state_since, "reason": svc.quarantine_reason,
-                                        "lastError": svc.last_error, "cause": svc.last_error_cause}
-                               for svc in self.all() if svc.state == State.QUARANTINED})
+    def _first_start(self, svc: ServiceRuntime, intent: JSON | None) -> None:
+        """A service this daemon just learned of (at boot, or registered by another replica): kept
+        quarantined or stopped as its intent says, else started as its manifest says."""
+        desired = intent.get("desired") if intent else None
+        if desired == "quarantined" and intent is not None:
+            self._keep_quarantined(svc, intent)
+        elif not svc.manifest.spec.enabled:
+            svc.state_reason = "disabled"
+        elif desired == "stopped" and intent is not None:
+            svc.state_reason = f"stopped ({intent.get('reason') or 'stop requested'})"
+        elif desired == "running" or svc.manifest.spec.autostart:
+            self.spawn(self.start(svc.id, reason="autostart"))
+
+    # -- lifecycle intents: a quarantine outlives a restart, and with a shared store every
+    # start, stop, quarantine and unquarantine holds on every replica ----------------------------
+    async def _intend(self, svc: ServiceRuntime, desired: str | None, reason: str, required: bool = True) -> None:
+        """Record what ``svc`` should be (``running``, ``stopped``, ``quarantined``; None: as its manifest
+        says). ``required``: a store that cannot take it refuses the request (503), else it is logged."""
+        record: JSON | None = None
+        if desired == "quarantined":
+            record = {"desired": desired, "name": svc.name, "since": svc.state_since, "reason": svc.quarantine_reason,
+                      "lastError": svc.last_error, "cause": svc.last_error_cause, "replica": self.store.replica}
+        elif desired is not None:
+            record = {"desired": desired, "reason": reason, "since": time.time(), "replica": self.store.replica}
+        try:
+            await asyncio.to_thread(self.store.save_intent, svc.id, record)
+        except (StoreUnavailable, OSError) as e:
+            if required:
+                raise SupervisorError(f"{e}; {svc.name} was not changed", status=503) from None
+            log.warning("could not record that %s is %s: %s", svc.name, desired or "as its manifest says", e)
+
+    async def peer_change(self, change: Change) -> None:
+        """What another replica changed (``Store.open``'s callback): this replica follows."""
+        try:
+            if change.kind in ("registry", "resync"):
+                await self.sync_registry(resync=change.kind == "resync")
+            elif change.kind == "intent" and change.service:
+                await self._follow_intent(change.service, change.data.get("intent"), change.replica)
+            elif change.kind == "breaker" and change.service in self.services:
+                svc = self.services[change.service]
+                if svc.policy.breaker is not None:
+                    svc.policy.breaker.open_until(float(change.data.get("until") or 0),
+                                                  f"{change.data.get('reason')} (on replica {change.replica})")
+            elif change.kind == "cache-clear" and change.service in self.services:
+                cache = self.services[change.service].policy.cache
+                if cache is not None:
+                    cache.clear()
+        except Exception:  # a peer's message must not take anything down
+            log.exception("could not apply a change from replica %s (%s)", change.replica, change.kind)
+
+    async def _follow_intent(self, sid: str, intent: Any, replica: str) -> None:
+        svc = self.services.get(sid)
+        if svc is None:
+            return
+        desired = intent.get("desired") if isinstance(intent, dict) else None
+        where = f"on replica {replica}"
+        if desired == "stopped":
+            await self._stop(svc, f"stopped {where}")
+        elif desired == "quarantined":
+            if svc.state != State.QUARANTINED:
+                svc.quarantine_reason = f"{intent.get('reason') or 'quarantined'} ({where})"
+                async with svc.lock:
+                    await self._stop_backend(svc, svc.quarantine_reason)
+                    self._transition(svc, State.QUARANTINED, svc.quarantine_reason)
+        else:
+            if svc.state == State.QUARANTINED:
+                svc.failures.clear()
+                svc.quarantine_reason = None
+                self._transition(svc, State.STOPPED, f"unquarantined {where}")
+            if svc.manifest.spec.enabled and (desired == "running" or svc.manifest.spec.autostart) \
+                    and svc.state in (State.REGISTERED, State.STOPPED, State.CRASHED):
+                await self.start(svc.id, reason=f"started {where}")
+
+    async def sync_registry(self, resync: bool = False) -> None:
+        """Take the stored registry when another replica changed it: services added there are added
+        (and started as their intents say), changed ones follow their new manifest, removed ones stop."""
+        try:
+            doc = await asyncio.to_thread(self.store.load_registry)
+        except (StoreUnavailable, RegistryError, OSError) as e:
+            log.warning("could not reload the shared registry: %s", e)
+            return
+        async with self._mutate:
+            if doc.revision == self.registry.revision and not resync:
+                return
+            self._take_registry(doc)
+        if resync:
+            intents = await asyncio.to_thread(self.store.load_intents)
+            for sid in list(self.services):
+                await self._follow_intent(sid, intents.get(sid), str((intents.get(sid) or {}).get("replica") or "?"))
+
+    def _take_registry(self, doc: RegistryDoc) -> None:
+        """Under ``_mutate``: ``doc`` becomes the registry, and the services follow it."""
+        self.registry.replace(doc)
+        for sid, svc in list(self.services.items()):
+            if sid not in doc.entries:
+                self.services.pop(sid, None)
+                self._serving_cache = None
+                self.spawn(self._forget(svc, "removed on another replica"))
+        for sid, entry in doc.entries.items():
+            svc_or_none = self.services.get(sid)
+            if svc_or_none is None:
+                svc = ServiceRuntime(self, entry.manifest)
+                self._load_snapshot(svc)
+                self.services[svc.id] = svc
+                self._serving_cache = None
+                self.events.notify("service.added", svc.name, serviceId=svc.id)
+                self.spawn(self._first_start_later(svc))
+            elif svc_or_none.manifest != entry.manifest:
+                self._replaced(svc_or_none, entry.manifest, announce=False)
+                if entry.manifest.spec.enabled and entry.manifest.spec.autostart \
+                        and svc_or_none.state in (State.REGISTERED, State.STOPPED):
+                    self.spawn(self.start(sid, reason="updated on another replica"))
+
+    async def _first_start_later(self, svc: ServiceRuntime) -> None:
+        intents = await asyncio.to_thread(self.store.load_intents)
+        self._first_start(svc, intents.get(svc.id))
+
+    async def _forget(self, svc: ServiceRuntime, reason: str) -> None:
+        """``svc`` is no longer registered: stopped, and what this replica kept of it dropped."""
+        await self._stop(svc, reason=reason)
+        svc.policy.forget()
+        svc.logs.delete()
+        try:
+            (self.interfaces_dir / f"{svc.id}.json").unlink()
+        except OSError:
+            pass
+        self.events.notify("service.removed", svc.name, serviceId=svc.id)
+
+    async def _commit(self, change: Callable[[], Any]) -> Any:
+        """Under ``_mutate``: run the registry ``change`` in a thread; when another replica committed
+        first, take its registry and try again (the change is checked again against it)."""
+        for _ in range(5):
+            try:
+                return await asyncio.to_thread(change)
+            except RegistryConflict:
+                doc = await asyncio.to_thread(self.store.load_registry)
+                self._take_registry(doc)
+        raise SupervisorError("the registry kept changing on other replicas while this change was made; try again",
+                              status=409)
 
     def _keep_quarantined(self, svc: ServiceRuntime, record: JSON) -> None:
         """At boot: ``svc`` was quarantined when the daemon stopped. It stays so, untried, and that is said."""
@@ -224,11 +355,14 @@ class Supervisor:
         async with self._mutate:
             existing = self.services.get(manifest.id)
             try:
-                _, created = await asyncio.to_thread(self.registry.put, manifest)
+                _, created = await self._commit(lambda: self.registry.put(manifest))
             except RegistryError as e:  # a name or origin conflict: nothing changed
                 raise SupervisorError(str(e), status=409) from None
+            except StoreUnavailable as e:
+                raise SupervisorError(f"{e}; nothing changed", status=503) from None
             except OSError as e:  # the state dir refused the write: nothing changed
                 raise SupervisorError(self._unwritable(e), status=503) from None
+            existing = self.services.get(manifest.id)  # a conflict may have brought it from another replica
             if existing is None:
                 svc = ServiceRuntime(self, manifest)
                 self._load_snapshot(svc)
@@ -250,18 +384,23 @@ class Supervisor:
                                       f"({error}); nothing was registered", status=502)
         return svc, created
 
-    def _replaced(self, svc: ServiceRuntime, manifest: ServiceManifest) -> None:
-        """``svc`` has a new manifest (already durable): its policy, backend and state follow it."""
+    def _replaced(self, svc: ServiceRuntime, manifest: ServiceManifest, announce: bool = True) -> None:
+        """``svc`` has a new manifest (already durable): its policy, backend and state follow it.
+        ``announce``: emit ``service.updated`` (a change another replica made was emitted there)."""
         origin_changed = svc.manifest.spec.origin != manifest.spec.origin
         svc.manifest = manifest
         svc.policy.update(manifest)
+        self._serving_cache = None
         if svc.backend:
             svc.backend.update_manifest(manifest)
-        self.events.emit("service.updated", svc.name, serviceId=svc.id)
+        if announce:
+            self.events.emit("service.updated", svc.name, serviceId=svc.id)
+        else:
+            self.events.notify("service.updated", svc.name, serviceId=svc.id)
         if origin_changed and svc.state == State.RUNNING:
             self.spawn(self.restart(svc.id, reason="origin changed"))
         if not manifest.spec.enabled and svc.state in (State.RUNNING, State.STARTING):
-            self.spawn(self.stop(svc.id, reason="disabled"))
+            self.spawn(self._stop(svc, reason="disabled"))
 
     async def update(self, ref: str, patch: JSON, start: bool = False) -> tuple[ServiceRuntime, list[JSON]]:
         """Change some fields of a registered service: ``patch`` is a JSON merge patch (RFC 7396) over
@@ -300,9 +439,11 @@ class Supervisor:
                 changes = field_changes(old, manifest.public_dict())
                 if changes:
                     try:
-                        await asyncio.to_thread(self.registry.put, manifest, renamed)
+                        await self._commit(functools.partial(self.registry.put, manifest, renamed))
                     except RegistryError as e:  # a name taken by another service: nothing changed
                         raise SupervisorError(str(e), status=409) from None
+                    except StoreUnavailable as e:
+                        raise SupervisorError(f"{e}; nothing changed", status=503) from None
                     except OSError as e:
                         raise SupervisorError(f"could not write the registry: {e}", status=503) from None
                     self._replaced(svc, manifest)
@@ -319,7 +460,9 @@ class Supervisor:
             if self.services.get(svc.id) is not svc:
                 raise SupervisorError(f"service {svc.name!r} was removed meanwhile", status=404)
             try:
-                await asyncio.to_thread(self.registry.remove, svc.id)
+                await self._commit(lambda: self.registry.remove(svc.id))
+            except StoreUnavailable as e:
+                raise SupervisorError(f"{e}; {svc.name!r} is still registered", status=503) from None
             except OSError as e:
                 raise SupervisorError(self._unwritable(
                     e, f"service {svc.name!r} is still registered and {svc.state.value}"), status=503) from None
@@ -328,7 +471,7 @@ class Supervisor:
         await self._stop(svc, reason="removed")
         svc.policy.forget()  # a re-added origin must not inherit old rate-limit counts
         svc.logs.delete()  # nor a new service of that name its log
-        await asyncio.to_thread(self._save_quarantines)  # a re-added origin starts afresh after a restart too
+        await self._intend(svc, None, "removed", required=False)  # a re-added origin starts afresh
         try:
             (self.interfaces_dir / f"{svc.id}.json").unlink()
         except OSError:
@@ -343,7 +486,8 @@ class Supervisor:
                 + (f": {still}" if still else "") + f". Free space in {where} (or fix its permissions) and try again")
 
     # -- lifecycle -------------------------------------------------------
-    async def start(self, ref: str, reason: str = "start requested") -> ServiceRuntime:
+    async def start(self, ref: str, reason: str = "start requested", intend: bool = False) -> ServiceRuntime:
+        """Start ``ref``. ``intend``: a user asked (it is recorded: with a shared store every replica starts it)."""
         svc = self.get(ref)
         if not svc.manifest.spec.enabled:
             raise SupervisorError(f"service {svc.name!r} is disabled (spec.enabled: false)")
@@ -351,6 +495,8 @@ class Supervisor:
             raise SupervisorError(
                 f"service {svc.name!r} is quarantined ({svc.quarantine_reason}); run unquarantine first"
             )
+        if intend:
+            await self._intend(svc, "running", reason)
         if svc._restart_task and reason != "restart policy":
             svc._restart_task.cancel()
             svc._restart_task = None
@@ -407,8 +553,13 @@ class Supervisor:
             svc.manifest = fresh
             svc.log("info", "origin re-checked at start: recorded its new fingerprint")
 
-    async def stop(self, ref: str, reason: str = "stop requested") -> ServiceRuntime:
-        return await self._stop(self.get(ref), reason)
+    async def stop(self, ref: str, reason: str = "stop requested", intend: bool = False) -> ServiceRuntime:
+        """Stop ``ref``. ``intend``: a user asked (recorded: with a shared store every replica stops it, and
+        a replica started later keeps it stopped)."""
+        svc = self.get(ref)
+        if intend and svc.state != State.QUARANTINED:
+            await self._intend(svc, "stopped", reason)
+        return await self._stop(svc, reason)
 
     async def _stop(self, svc: ServiceRuntime, reason: str) -> ServiceRuntime:
         if svc._restart_task:
@@ -434,21 +585,23 @@ class Supervisor:
         if backend is not None:
             await _quiet_stop(backend)
 
-    async def restart(self, ref: str, reason: str = "restart requested") -> ServiceRuntime:
+    async def restart(self, ref: str, reason: str = "restart requested", intend: bool = False) -> ServiceRuntime:
         svc = self.get(ref)
         if svc.state == State.QUARANTINED:
             raise SupervisorError(f"service {svc.name!r} is quarantined ({svc.quarantine_reason}); run unquarantine first")
-        await self.stop(svc.id, reason=reason)
+        if intend:
+            await self._intend(svc, "running", reason)
+        await self._stop(svc, reason=reason)
         return await self.start(svc.id, reason=reason)
 
     async def unquarantine(self, ref: str) -> ServiceRuntime:
         svc = self.get(ref)
         if svc.state != State.QUARANTINED:
             raise SupervisorError(f"service {svc.name!r} is not quarantined (it is {svc.state.value})")
+        await self._intend(svc, "running", "unquarantined")
         svc.failures.clear()
         svc.quarantine_reason = None
         self._transition(svc, State.STOPPED, "unquarantined")
-        await asyncio.to_thread(self._save_quarantines)
         if svc.manifest.spec.enabled:
             await self.start(svc.id, reason="unquarantine")
         return svc
@@ -475,7 +628,7 @@ class Supervisor:
                 f"{len(svc.failures)} failures within {rp.windowSeconds:g}s (maxRestarts {rp.maxRestarts}); last: {reason}"
             )
             self._transition(svc, State.QUARANTINED, svc.quarantine_reason)
-            await asyncio.to_thread(self._save_quarantines)
+            await self._intend(svc, "quarantined", svc.quarantine_reason, required=False)
             return
         attempt = len(svc.failures)
         delay = min(rp.backoff.initialMs * (rp.backoff.multiplier ** (attempt - 1)), rp.backoff.maxMs) / 1000.0

@@ -89,6 +89,21 @@ class CircuitBreaker:
             return True
         return False
 
+    def open_until(self, until_wall: float, reason: str) -> None:
+        """Another replica tripped this service's breaker: open here too until ``until_wall`` (wall clock),
+        then half-open as if tripped here (a trip already later here is kept). Not counted as a trip here."""
+        left = until_wall - time.time()
+        if left <= 0:
+            return
+        opened_at = time.monotonic() - max(0.0, self.cooldown - left)
+        if self._state == OPEN and self.opened_at is not None and self.opened_at >= opened_at:
+            return
+        self._state = OPEN
+        self.opened_at = opened_at
+        self.opened_wall = time.time()
+        self.probe_in_flight = False
+        self.last_fault = reason
+
     def recent_trips(self, window_s: float, now: float | None = None) -> int:
         now = time.monotonic() if now is None else now
         while self.trips and self.trips[0] < now - window_s:

@@ -9,13 +9,20 @@ results, or touch the disk (the cache lives and dies with the daemon).
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import copy
 import json
+import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtimed.protocol.types import JSON
+
+if TYPE_CHECKING:
+    from runtimed.state.store import SharedCache
+
+log = logging.getLogger("runtimed.policy")
 
 
 def canonical_json(obj: Any) -> str:
@@ -24,7 +31,15 @@ def canonical_json(obj: Any) -> str:
 
 
 class ResultCache:
-    def __init__(self, ttl_seconds: float, max_entries: int) -> None:
+    """Results by (tool, canonical arguments), fresh for ``ttl`` seconds, at most ``max_entries``.
+
+    ``shared``: the store's cluster-wide cache (several replicas): ``lookup``/``keep`` go there (a hit on
+    one replica serves the others); while it cannot be reached they miss and keep nothing.
+    """
+
+    def __init__(self, ttl_seconds: float, max_entries: int, shared: SharedCache | None = None) -> None:
+        self.shared = shared
+        self._tasks: set[asyncio.Task[None]] = set()
         self.ttl = ttl_seconds
         self.max_entries = max_entries
         self._entries: collections.OrderedDict[str, tuple[float, JSON]] = collections.OrderedDict()
@@ -39,6 +54,34 @@ class ResultCache:
     def key(tool: str, arguments: Any) -> str:
         return canonical_json([tool, arguments if arguments is not None else {}])
 
+    async def lookup(self, key: str) -> JSON | None:
+        """``get``, from the shared cache when there is one."""
+        if self.shared is None:
+            return self.get(key)
+        try:
+            found = await self.shared.get(key)
+        except Exception as e:  # the store is down: a miss
+            log.debug("shared cache unavailable: %s", e)
+            found = None
+        if found is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return self._hit(found[1], found[0])
+
+    async def keep(self, key: str, result: JSON) -> bool:
+        """``put``, into the shared cache when there is one."""
+        if self.shared is None:
+            return self.put(key, result)
+        if result.get("isError"):
+            return False
+        try:
+            await self.shared.put(key, result, self.ttl, self.max_entries)
+        except Exception as e:
+            log.debug("shared cache unavailable: %s", e)
+            return False
+        return True
+
     def get(self, key: str, now: float | None = None) -> JSON | None:
         """A copy of the cached result marked as a hit, or None (counted as a miss)."""
         now = time.monotonic() if now is None else now
@@ -52,14 +95,16 @@ class ResultCache:
         self.hits += 1
         self._entries.move_to_end(key)
         stored_at, result = entry
+        return self._hit(result, now - stored_at)
+
+    def _hit(self, result: JSON, age: float) -> JSON:
         out = copy.deepcopy(result)
         meta = out.setdefault("_meta", {})
         if not isinstance(meta, dict):
             meta = out["_meta"] = {}
         mark = meta.setdefault("runtimed", {})
         if isinstance(mark, dict):
-            mark.update({"cache": "hit", "ageSeconds": round(now - stored_at, 3),
-                         "ttlSeconds": self.ttl})
+            mark.update({"cache": "hit", "ageSeconds": round(age, 3), "ttlSeconds": self.ttl})
         return out
 
     def put(self, key: str, result: JSON, now: float | None = None) -> bool:
@@ -77,6 +122,20 @@ class ResultCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        if self.shared is not None:
+            try:
+                task = asyncio.get_running_loop().create_task(self._clear_shared(self.shared))
+            except RuntimeError:
+                return
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _clear_shared(shared: SharedCache) -> None:
+        try:
+            await shared.clear()
+        except Exception as e:
+            log.warning("could not clear the shared cache: %s", e)
 
     def __len__(self) -> int:
         return len(self._entries)

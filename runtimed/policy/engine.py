@@ -34,6 +34,7 @@ from runtimed.policy.service import PolicedService, ServicePolicy, annotation, i
 from runtimed.protocol.jsonrpc import tool_error
 from runtimed.protocol.types import JSON
 from runtimed.protocol.versions import SESSION, STATELESS, is_stateless
+from runtimed.state.store import Change, Store
 
 log = logging.getLogger("runtimed.policy")
 
@@ -62,10 +63,14 @@ def _era(protocol_version: str | None) -> str | None:
 class PolicyEngine:
     """Applies each service's ``ServicePolicy`` to calls. One per daemon."""
 
-    def __init__(self, settings: Settings, report_fault: Callable[[PolicedService, str], None] | None = None) -> None:
+    def __init__(self, settings: Settings, report_fault: Callable[[PolicedService, str], None] | None = None,
+                 store: Store | None = None) -> None:
+        """``store``: told of each breaker trip, so that replicas sharing it open theirs too."""
         self.settings = settings
         self.report_fault = report_fault
+        self.store = store
         self.call_sinks: list[Callable[[JSON], None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def call(self, svc: PolicedService, method: str, params: JSON, ctx: CallContext) -> JSON:
         """Run one request through the service's policies and its backend.
@@ -162,7 +167,7 @@ class PolicyEngine:
         cache_key: str | None = None
         if is_tool and pol.cache is not None and pol.cacheable(name, tool):
             cache_key = ResultCache.key(name, params.get("arguments"))
-            hit = pol.cache.get(cache_key)
+            hit = await pol.cache.lookup(cache_key)
             if hit is not None:
                 out.field(cache="hit", bytesOut=len(canonical_json(hit).encode()))
                 return hit
@@ -181,7 +186,7 @@ class PolicyEngine:
         try:
             # 6. Rate limit (sliding window).
             if pol.rate is not None and method in RATE_LIMITED_METHODS:
-                resume = pol.rate.try_acquire()
+                admitted_at, resume = await pol.rate.acquire()
                 if resume is not None:
                     wait = max(0.0, resume - time.time())
                     raise refuse("rate_limited", "rateLimit",
@@ -189,7 +194,6 @@ class PolicyEngine:
                                  f"many were made in the last {pol.rate.per}; calls resume in {wait:.0f} s, at "
                                  f"{iso(resume)} (policy rateLimit)",
                                  retryAfterSeconds=round(wait, 3), resumesAt=iso(resume))
-                admitted_at = pol.rate.last_admission()
             # 7. Concurrency: wait in line, bounded.
             try:
                 await pol.gate.acquire(pol.queue_timeout_ms / 1000.0)
@@ -211,7 +215,7 @@ class PolicyEngine:
                 pol.gate.release()
         finally:
             if not reached and admitted_at is not None and pol.rate is not None:
-                pol.rate.refund(admitted_at)
+                await pol.rate.give_back(admitted_at)
             if probing and breaker.probe_in_flight and breaker.state() == HALF_OPEN:
                 breaker.release_probe()  # ended without a verdict: let the next call probe
 
@@ -292,7 +296,7 @@ class PolicyEngine:
             if result.get("isError"):
                 out.set("tool_error", error=_first_text(result))
             elif cache_key is not None and pol.cache is not None:
-                pol.cache.put(cache_key, result)
+                await pol.cache.keep(cache_key, result)
         return result
 
     @staticmethod
@@ -311,6 +315,11 @@ class PolicyEngine:
         breaker.subject = backend
         _svc_log(svc, "warning", f"circuit breaker opened after {breaker.consecutive} upstream faults "
                                  f"(last: {reason}); cool-down {breaker.cooldown:g} s")
+        if self.store is not None and self.store.shared:
+            change = Change("breaker", svc.id, {"until": time.time() + breaker.cooldown, "reason": reason})
+            task = asyncio.get_running_loop().create_task(self.store.publish(change))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         window = svc.manifest.spec.restartPolicy.windowSeconds
         trips = breaker.recent_trips(window)
         if trips >= BREAKER_TRIPS_TO_FAULT and self.report_fault is not None:

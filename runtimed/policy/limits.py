@@ -13,12 +13,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtimed.errors import QueueFull, QueueTimeout
+
+if TYPE_CHECKING:
+    from runtimed.state.store import SharedRateLimit
+
+log = logging.getLogger("runtimed.policy")
 
 PER_SECONDS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 
@@ -108,12 +114,16 @@ class RateLimiter:
     a power cut) after every admission and refund.
     """
 
-    def __init__(self, calls: int, per: str, path: Path | None = None) -> None:
+    def __init__(self, calls: int, per: str, path: Path | None = None, shared: SharedRateLimit | None = None) -> None:
+        """``shared``: the store's cluster-wide limiter (several replicas): the limit holds across them, and
+        the log here only mirrors this replica's admissions (kept as the fallback while the store is down)."""
+        self.shared = shared
         self.calls = calls
         self.per = per
         self.window = PER_SECONDS[per]
         self.path = path
         self._log: collections.deque[float] = collections.deque()
+        self._shared_error: str | None = None
         self.persist_error: str | None = None
         if path is not None:
             self._load()
@@ -149,6 +159,36 @@ class RateLimiter:
         self._log.append(now)
         self._save()
         return None
+
+    async def acquire(self, now: float | None = None) -> tuple[float | None, float | None]:
+        """(admitted at, None) for an admitted call, or (None, wall time at which one will be admitted).
+        With a shared limiter that cannot be reached, this replica's own log decides (and says so once)."""
+        now = time.time() if now is None else now
+        if self.shared is not None:
+            try:
+                resume = await self.shared.try_acquire(self.calls, self.window, now)
+            except Exception as e:  # the store is down: the limit holds per replica meanwhile
+                if self._shared_error is None:
+                    log.warning("shared rate limit unavailable (%s): counting on this replica until it is back", e)
+                self._shared_error = str(e)
+            else:
+                self._shared_error = None
+                if resume is not None:
+                    return None, resume
+                self._log.append(now)
+                self._trim(now)
+                return now, None
+        resume = self.try_acquire(now)
+        return (None, resume) if resume is not None else (now, None)
+
+    async def give_back(self, admitted_at: float) -> None:
+        """``refund`` of an admission made by ``acquire``."""
+        self.refund(admitted_at)
+        if self.shared is not None and self._shared_error is None:
+            try:
+                await self.shared.refund(admitted_at)
+            except Exception as e:
+                log.warning("could not refund a shared rate-limit admission: %s", e)
 
     def refund(self, admitted_at: float | None = None) -> None:
         """Give back an admission whose call never reached the upstream."""

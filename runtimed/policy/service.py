@@ -12,10 +12,11 @@ which kind a backend is.
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runtimed.backends.base import Backend, Interface
 from runtimed.config.manifest import ServiceManifest
@@ -24,6 +25,11 @@ from runtimed.policy.breaker import CircuitBreaker
 from runtimed.policy.cache import ResultCache
 from runtimed.policy.limits import ConcurrencyGate, RateLimiter
 from runtimed.protocol.types import JSON
+
+if TYPE_CHECKING:
+    from runtimed.state.store import Store
+
+_background: set[asyncio.Task[Any]] = set()  # fire-and-forget store calls, held until done
 
 
 class _StateLike(Protocol):
@@ -75,8 +81,10 @@ def iso(ts: float) -> str:
 class ServicePolicy:
     """Per-service policy state. Limits are re-read on ``update``; counters survive."""
 
-    def __init__(self, manifest: ServiceManifest, settings: Settings) -> None:
+    def __init__(self, manifest: ServiceManifest, settings: Settings, store: Store | None = None) -> None:
+        """``store``: where cluster-wide limits and caches live when several replicas share one."""
         self.settings = settings
+        self.store = store
         self.gate: ConcurrencyGate | None = None
         self.breaker: CircuitBreaker | None = None
         self.rate: RateLimiter | None = None
@@ -112,13 +120,15 @@ class ServicePolicy:
         if p.rateLimit is None:
             self.rate = None
         elif self.rate is None:
-            self.rate = RateLimiter(p.rateLimit.calls, p.rateLimit.per, self.state_path)
+            shared = self.store.rate_limiter(manifest.id) if self.store is not None else None
+            self.rate = RateLimiter(p.rateLimit.calls, p.rateLimit.per, None if shared else self.state_path, shared)
         else:
             self.rate.configure(p.rateLimit.calls, p.rateLimit.per)
         if p.cache is None:
             self.cache = None
         elif self.cache is None:
-            self.cache = ResultCache(p.cache.ttlSeconds, p.cache.maxEntries)
+            self.cache = ResultCache(p.cache.ttlSeconds, p.cache.maxEntries,
+                                     self.store.result_cache(manifest.id) if self.store is not None else None)
         else:
             self.cache.configure(p.cache.ttlSeconds, p.cache.maxEntries)
             old_cache = old.spec.policy.cache if old is not None else None
@@ -126,11 +136,19 @@ class ServicePolicy:
                 self.cache.clear()
 
     def forget(self) -> None:
-        """The service was removed: drop its persisted state."""
+        """The service was removed: drop its persisted state (a shared limiter's admissions too)."""
         try:
             self.state_path.unlink()
         except OSError:
             pass
+        shared = self.rate.shared if self.rate is not None else None
+        if shared is not None:
+            try:
+                task = asyncio.get_running_loop().create_task(shared.forget())
+            except RuntimeError:
+                return
+            _background.add(task)
+            task.add_done_callback(_background.discard)
 
     # -- visibility --------------------------------------------------------
     def tool_allowed(self, name: str, tool: JSON | None = None) -> str | None:

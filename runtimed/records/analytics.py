@@ -41,6 +41,7 @@ from runtimed.protocol.types import JSON
 from runtimed.records.intents import capability_result, clean_intent
 from runtimed.records.redaction import capture, redact_text
 from runtimed.state.events import EventBus, JsonlLog
+from runtimed.state.store import Journal
 
 log = logging.getLogger("runtimed.analytics")
 
@@ -189,12 +190,14 @@ class ServiceStats:
 class Analytics:
     """The daemon's call recorder. ``record`` is a ``PolicyEngine`` call sink."""
 
-    def __init__(self, settings: Settings, events: EventBus) -> None:
+    def __init__(self, settings: Settings, events: EventBus, calls: Journal | None = None,
+                 intents: Journal | None = None) -> None:
+        """``calls``/``intents``: the store's journals of those names (default: the state dir's files)."""
         self.settings = settings
         self.events = events
         state_dir = settings.state_dir
-        self.calls_log = JsonlLog(state_dir / "calls.jsonl")
-        self.intents_log = JsonlLog(state_dir / "intents.jsonl")
+        self.calls_log: Journal = calls if calls is not None else JsonlLog(state_dir / "calls.jsonl")
+        self.intents_log: Journal = intents if intents is not None else JsonlLog(state_dir / "intents.jsonl")
         self._ids = itertools.count(1)
         self.all: collections.deque[JSON] = collections.deque(maxlen=RING_ALL)
         self.by_service: dict[str, collections.deque[JSON]] = {}
@@ -205,6 +208,17 @@ class Analytics:
         self._pending: list[JSON] = []  # call records not yet written (see flush)
         self._flush_handle: asyncio.TimerHandle | None = None
         self._load()
+        self.calls_log.follow(self._peer_call)
+
+    def _peer_call(self, rec: JSON) -> None:
+        """A call another replica served (a shared store's journal): in the rings, stats and live page."""
+        if not isinstance(rec, dict) or not rec.get("service"):
+            return
+        out = dict(rec)
+        out["id"] = next(self._ids)
+        self._remember(out)
+        self.events.notify("call", out.get("service"), tool=out.get("tool"), outcome=out.get("outcome"),
+                           durationMs=out.get("durationMs"), callId=out["id"], replica=out.get("replica"))
 
     # -- start-up ------------------------------------------------------------
     def _load(self) -> None:
@@ -251,7 +265,7 @@ class Analytics:
             # The pending records are the ones kept in the rings: written without their in-memory id.
             self.calls_log.append_many([{k: v for k, v in r.items() if k != "id"} for r in batch])
         except (OSError, ValueError) as e:  # ValueError: the file was closed
-            log.warning("could not append to %s: %s", self.calls_log.path, e)
+            log.warning("could not append to the call journal: %s", e)
 
     # -- recording -----------------------------------------------------------
     def record(self, rec: JSON) -> None:
@@ -306,7 +320,7 @@ class Analytics:
             self.intents_log.append({"time": time.time(), "kind": "intent", "service": service, "tool": tool,
                                      "intent": text, "client": client})
         except OSError as e:
-            log.warning("could not append to %s: %s", self.intents_log.path, e)
+            log.warning("could not append to %s: %s", self.intents_log.where, e)
 
     def record_capability_request(self, description: Any, context: Any = None, client: str | None = None) -> JSON:
         """A ``runtime__request_capability`` call; returns its tool result."""
@@ -319,7 +333,7 @@ class Analytics:
         try:
             self.intents_log.append(rec)
         except OSError as e:
-            log.warning("could not append to %s: %s", self.intents_log.path, e)
+            log.warning("could not append to %s: %s", self.intents_log.where, e)
         self.events.notify("capability.requested", None, description=text)
         return capability_result(True, "Recorded: the gateway's operators will see this request. No tool performs "
                                        "it yet; tell the user it is not available.")

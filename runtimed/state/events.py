@@ -19,10 +19,13 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runtimed.state.store import Journal
 
 
 @dataclass
@@ -95,18 +98,43 @@ class JsonlLog:
                 continue
         return list(out)
 
+    @property
+    def where(self) -> str:
+        """Where the records are kept, for a user to read (``store.Journal``)."""
+        return str(self.path)
+
+    def follow(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Records other writers append: a file of one daemon has none (``store.Journal``)."""
+
     def close(self) -> None:
         with self._lock:
             self._fh.close()
 
 
 class EventBus:
-    def __init__(self, state_dir: Path | None = None, ring: int = 2000) -> None:
+    """``journal``: where events are kept (``Store.journal("events")``); with a shared store it also
+    brings the events of the other replicas, which join the ring and the live subscribers as they
+    arrive (each with a local ``id`` and the ``replica`` that emitted it)."""
+
+    def __init__(self, journal: Journal | None = None, ring: int = 2000) -> None:
         self._ring: collections.deque[Event] = collections.deque(maxlen=ring)
         self._ids = itertools.count(1)
         # Each live subscriber's queue -> the event types it wants (None: all).
         self._subs: dict[asyncio.Queue[Event], frozenset[str] | None] = {}
-        self._file = JsonlLog(state_dir / "events.jsonl") if state_dir else None
+        self._file = journal
+        if journal is not None:
+            journal.follow(self.receive)
+
+    def receive(self, record: dict[str, Any]) -> None:
+        """An event another replica emitted (a journal record): kept and sent on, not written again."""
+        try:
+            data = {k: v for k, v in record.items() if k not in ("id", "time", "type", "service")}
+            ev = Event(next(self._ids), float(record.get("time") or time.time()), str(record.get("type")),
+                       record.get("service") if isinstance(record.get("service"), str) else None, data)
+        except (TypeError, ValueError):
+            return
+        self._ring.append(ev)
+        self._fan_out(ev)
 
     def emit(self, type: str, service: str | None = None, **data: Any) -> Event:
         ev = Event(next(self._ids), time.time(), type, service, data)

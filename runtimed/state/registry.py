@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from filelock import FileLock, Timeout
 
@@ -107,19 +107,34 @@ class StateDirLock:
         self._lock.release()
 
 
-class Registry:
-    """In-memory registry, persisted on every change before it is acknowledged."""
+@dataclass
+class RegistryDoc:
+    """A stored registry: the services by id, the revision, and the problems to say."""
+
+    entries: dict[str, Entry]
+    revision: int
+    problems: list[str] = field(default_factory=list)
+    recovered_from: str | None = None  # path of a bad file kept for inspection
+
+
+class RegistryStorage(Protocol):
+    """Where a ``Registry`` is kept: ``RegistryFile`` here, or a ``runtimed.state.store.Store``."""
+
+    def load_registry(self) -> RegistryDoc: ...
+
+    def commit_registry(self, entries: dict[str, Entry], revision: int) -> int: ...
+
+
+class RegistryFile:
+    """``registry.json`` and its last-good copy in one state dir: the embedded store's registry."""
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self.path = state_dir / "registry.json"
         self.last_good = state_dir / "registry.last-good.json"
         self._file_lock = FileLock(str(state_dir / "registry.json.lock"))
-        self._entries: dict[str, Entry] = {}
-        self.generation = 0
 
-    # -- reading ---------------------------------------------------------
-    def load(self) -> LoadReport:
+    def load_registry(self) -> RegistryDoc:
         report = LoadReport()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self._file_lock:
@@ -128,12 +143,13 @@ class Registry:
             if not self.path.exists():
                 if self.last_good.exists():
                     report.problems.append(f"{self.path} is missing; loading {self.last_good}")
-                    self._entries, self.generation = parse_document(_read(self.last_good), report)
-                return report
+                    entries, generation = parse_document(_read(self.last_good), report)
+                    return RegistryDoc(entries, generation, report.problems)
+                return RegistryDoc({}, 0)
             raw = _read(self.path)  # not a file at all (a directory...): refuse, never move it away
             try:
-                self._entries, self.generation = parse_document(raw)
-                return report
+                entries, generation = parse_document(raw)
+                return RegistryDoc(entries, generation)
             except RegistryError as e:
                 # Without a usable last good copy, leave registry.json where it
                 # is: every later start must refuse too, never start empty.
@@ -143,7 +159,7 @@ class Registry:
                         f"refusing to start with an empty registry: inspect or repair {self.path}"
                     ) from None
                 try:
-                    good = parse_document(_read(self.last_good))
+                    entries, generation = parse_document(_read(self.last_good))
                 except RegistryError as e2:
                     raise RegistryError(
                         f"{self.path} ({e}) and its last good copy {self.last_good} ({e2}) are both unreadable; "
@@ -151,13 +167,50 @@ class Registry:
                     ) from None
                 kept = self.state_dir / f"registry.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
                 os.replace(self.path, kept)
-                report.recovered_from = str(kept)
                 report.problems.append(f"{self.path} is unreadable ({e}); kept it as {kept}")
-                self._entries, self.generation = good
-                report.problems.append(f"loaded the last good copy {self.last_good} ({len(self._entries)} services)")
+                report.problems.append(f"loaded the last good copy {self.last_good} ({len(entries)} services)")
                 # Write the recovered state back so the next start is clean.
-                self._write_locked()
-                return report
+                generation = self._write_locked(entries, generation)
+                return RegistryDoc(entries, generation, report.problems, str(kept))
+
+    def commit_registry(self, entries: dict[str, Entry], revision: int) -> int:
+        with self._file_lock:
+            return self._write_locked(entries, revision)
+
+    def _write_locked(self, entries: dict[str, Entry], generation: int) -> int:
+        """Both files, or neither: the last-good copy is renamed first and ``registry.json`` last
+        (the commit point); a failure anywhere leaves both as they were and raises ``OSError``."""
+        doc = {
+            "formatVersion": FORMAT_VERSION,
+            "generation": generation + 1,
+            "services": {sid: e.to_json() for sid, e in sorted(entries.items())},
+        }
+        data = json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
+        atomic_write_all([(self.last_good, data), (self.path, data)])
+        return generation + 1
+
+
+class Registry:
+    """The registry in memory (the daemon's authoritative copy), checked on every change and kept
+    in its storage (a ``Path``: the state dir's ``RegistryFile``) before the change is acknowledged."""
+
+    def __init__(self, storage: RegistryStorage | Path, state_dir: Path | None = None) -> None:
+        if isinstance(storage, Path):
+            state_dir, storage = storage, RegistryFile(storage)
+        self.storage = storage
+        self.state_dir = state_dir or Path(".")
+        self._entries: dict[str, Entry] = {}
+        self.revision = 0
+
+    # -- reading ---------------------------------------------------------
+    def load(self) -> LoadReport:
+        doc = self.storage.load_registry()
+        self._entries, self.revision = doc.entries, doc.revision
+        return LoadReport(doc.recovered_from, doc.problems)
+
+    def replace(self, doc: RegistryDoc) -> None:
+        """Take a newer stored registry (another replica changed it)."""
+        self._entries, self.revision = dict(doc.entries), doc.revision
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(sorted(self._entries.values(), key=lambda e: e.manifest.name))
@@ -192,43 +245,24 @@ class Registry:
                 "one origin is one service"
             )
         entry = Entry(manifest, old.created_at if old else now, now)
-        previous = dict(self._entries)
-        self._entries[manifest.id] = entry
-        try:
-            self._write()
-        except OSError:
-            self._entries = previous
-            raise
+        entries = dict(self._entries)
+        entries[manifest.id] = entry
+        self._commit(entries)
         return entry, old is None
 
     def remove(self, sid: str) -> Entry | None:
         entry = self._entries.get(sid)
         if entry is None:
             return None
-        previous = dict(self._entries)
-        del self._entries[sid]
-        try:
-            self._write()
-        except OSError:
-            self._entries = previous
-            raise
+        entries = dict(self._entries)
+        del entries[sid]
+        self._commit(entries)
         return entry
 
-    def _write(self) -> None:
-        with self._file_lock:
-            self._write_locked()
-
-    def _write_locked(self) -> None:
-        """Both files, or neither: the last-good copy is renamed first and ``registry.json`` last
-        (the commit point); a failure anywhere leaves both as they were and raises ``OSError``."""
-        doc = {
-            "formatVersion": FORMAT_VERSION,
-            "generation": self.generation + 1,
-            "services": {sid: e.to_json() for sid, e in sorted(self._entries.items())},
-        }
-        data = json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
-        atomic_write_all([(self.last_good, data), (self.path, data)])
-        self.generation += 1
+    def _commit(self, entries: dict[str, Entry]) -> None:
+        """Store ``entries``; only then are they this registry's (a refusal changes nothing here)."""
+        self.revision = self.storage.commit_registry(entries, self.revision)
+        self._entries = entries
 
 
 def _read(path: Path) -> bytes:

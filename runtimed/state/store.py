@@ -41,7 +41,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runtimed.errors import ConfigError
-from runtimed.state.registry import Entry
+from runtimed.state.registry import Entry, RegistryDoc
+
+__all__ = ["Change", "Journal", "RegistryDoc", "SharedCache", "SharedRateLimit", "Store", "open_store",
+           "replica_id"]
 
 JSON = dict[str, Any]
 
@@ -65,16 +68,6 @@ class Change:
     replica: str = ""
 
 
-@dataclass
-class RegistryDoc:
-    """What ``load_registry`` returns: the services by id, the revision, and problems to say."""
-
-    entries: dict[str, Entry]
-    revision: int
-    problems: list[str] = field(default_factory=list)
-    recovered_from: str | None = None
-
-
 class Journal(Protocol):
     """An append-only stream of JSON records (events, call records...).
 
@@ -86,6 +79,11 @@ class Journal(Protocol):
     replicas from now on, each once (the embedded journal has no others and
     never calls it). Each record a shared journal hands back carries ``replica``.
     """
+
+    @property
+    def where(self) -> str:
+        """Where the records are kept, for a user to read (a file path, a Redis stream)."""
+        ...
 
     def append(self, record: JSON) -> None: ...
 
@@ -143,9 +141,11 @@ class Store(ABC):
     # -- lifetime --------------------------------------------------------------
     async def open(self, on_change: Callable[[Change], Awaitable[None]]) -> None:
         """Start delivering other replicas' changes to ``on_change`` (the embedded store has none)."""
+        return None
 
     async def close(self) -> None:
         """Stop listening, flush what is queued (best effort), release connections."""
+        return None
 
     def describe(self) -> JSON:
         """What ``/api/daemon`` and the page show: kind, where (no credentials), reachable, replica."""
@@ -196,11 +196,13 @@ class Store(ABC):
 
     async def publish(self, change: Change) -> None:
         """Tell the other replicas (breaker trips, cache clears). Best effort; never raises."""
+        return None
 
     # -- sessions ------------------------------------------------------------------
     async def save_session(self, session_id: str, record: JSON, ttl_s: float) -> None:
         """Keep a session-era session's record (version, client info and capabilities, log level,
         subscriptions, principal) for ``ttl_s`` of idleness. Raises ``StoreUnavailable``."""
+        return None
 
     async def load_session(self, session_id: str) -> JSON | None:
         """The record of a session another replica created, or None (unknown or expired)."""
@@ -208,9 +210,11 @@ class Store(ABC):
 
     async def touch_session(self, session_id: str, ttl_s: float) -> None:
         """The session was used: its idle time starts again. Best effort."""
+        return None
 
     async def drop_session(self, session_id: str) -> None:
         """The session ended (DELETE, expiry): no replica serves it again. Best effort."""
+        return None
 
     async def route_answer(self, session_id: str, request_id: Any, message: JSON) -> bool | None:
         """A client answered a server-to-client request this replica does not hold: pass it to the replica
@@ -219,14 +223,17 @@ class Store(ABC):
 
     def on_answer(self, callback: Callable[[str, JSON], None]) -> None:
         """Answers other replicas received for requests this replica asked: ``callback(session_id, msg)``."""
+        return None
 
     async def claim_request(self, session_id: str, request_id: Any, ttl_s: float) -> None:
         """This replica asked ``request_id`` of the client of ``session_id``: its answer comes here."""
+        return None
 
     # -- replicas ------------------------------------------------------------------
     async def announce(self, info: JSON, ttl_s: float) -> None:
         """This replica is alive (``info``: address, pid, version, started, health summary); said again
         before ``ttl_s`` passes. Best effort."""
+        return None
 
     def replicas(self) -> list[JSON]:
         """The live replicas' latest ``announce`` info, each with ``replica`` (this one included). The
@@ -254,6 +261,7 @@ def open_store(url: str | None, state_dir: Path, replica: str, signing_key: str 
         return EmbeddedStore(state_dir, replica)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from runtimed.state.redis import RedisStore
-        return RedisStore(url, state_dir, replica, signing_key=signing_key)
+        store: Store = RedisStore(url, state_dir, replica, signing_key=signing_key)
+        return store
     raise ConfigError(f"store {url!r} is not supported: use 'embedded' (the state dir's files, the default) "
                       "or redis://HOST:PORT/DB")

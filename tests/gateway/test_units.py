@@ -13,6 +13,7 @@ from runtimed.gateway import naming
 from runtimed.gateway.catalog import build, template_regex
 from runtimed.gateway.stateless import StateSigner, decode_header_value
 from runtimed.protocol.jsonrpc import Encoded, RpcError, dumps
+from runtimed.state.embedded import EmbeddedStore
 
 
 def test_plain_names_are_kept() -> None:
@@ -41,13 +42,17 @@ def test_disambiguation_depends_on_the_service() -> None:
     assert one != two and len(one) <= 64 and naming.is_valid_tool_name(one)
 
 
+def _signer(state_dir: Path) -> StateSigner:
+    return StateSigner(EmbeddedStore(state_dir, "r1").signing_keys())
+
+
 def test_signer_round_trip_and_forgery(tmp_path: Path) -> None:
-    s = StateSigner(tmp_path)
+    s = _signer(tmp_path)
     key = tmp_path / "gateway.key"
     assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
     token = s.sign({"s": "svc_1", "m": "tools/call", "st": "opaque"})
     assert s.verify(token)["st"] == "opaque"
-    assert StateSigner(tmp_path).verify(token)["s"] == "svc_1"  # same key after a restart
+    assert _signer(tmp_path).verify(token)["s"] == "svc_1"  # same key after a restart
     for bad in (token + "x", token.replace("rs1.", "rs2."), "nonsense", None, 5):
         with pytest.raises(RpcError) as e:
             s.verify(bad)
@@ -56,7 +61,18 @@ def test_signer_round_trip_and_forgery(tmp_path: Path) -> None:
     with pytest.raises(RpcError):
         s.verify(f"{head}.{body[:-1]}A.{mac}")
     with pytest.raises(RpcError):
-        StateSigner(tmp_path / "other").verify(token)
+        _signer(tmp_path / "other").verify(token)
+
+
+def test_signer_key_rotation() -> None:
+    old = StateSigner(("a", {"a": b"1" * 32}))
+    token = old.sign({"s": "svc_1"})
+    rotated = StateSigner(("b", {"b": b"2" * 32, "a": b"1" * 32}))  # b signs now; a still verifies
+    assert rotated.verify(token)["s"] == "svc_1"
+    with pytest.raises(RpcError):
+        StateSigner(("b", {"b": b"2" * 32})).verify(token)  # a dropped: its tokens no longer verify
+    with pytest.raises(RpcError):
+        old.verify(rotated.sign({"s": "x"}))  # signed with b, unknown to old
 
 
 def test_header_value_sentinel() -> None:

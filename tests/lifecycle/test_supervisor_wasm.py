@@ -11,6 +11,7 @@ from runtimed.backends.base import CallContext
 from runtimed.config.settings import Settings
 from runtimed.lifecycle.supervisor import Supervisor
 from runtimed.policy.engine import PolicyEngine
+from runtimed.state.embedded import EmbeddedStore
 from runtimed.state.events import EventBus
 from runtimed.state.registry import Registry
 from tests.wasm.harness import EXAMPLES, manifest
@@ -27,9 +28,10 @@ async def _until(pred, what: str) -> None:
 async def test_register_call_change_restart(tmp_path: Path) -> None:
     state = tmp_path / "state"
     settings = Settings(state_dir=state)
-    registry = Registry(state)
+    store = EmbeddedStore(state, "test")
+    registry = Registry(store, state)
     registry.load()
-    sup = Supervisor(settings, registry, EventBus(state))
+    sup = Supervisor(settings, registry, EventBus(store.journal("events")), store)
     await sup.boot()
     try:
         tool = tmp_path / "tool.wat"

@@ -57,7 +57,7 @@ def test_put_get_remove_load_round_trip(tmp_path: Path) -> None:
     assert [e.manifest.name for e in fresh] == ["alpha", "beta"]
     assert fresh.get("alpha").manifest.spec.policy.timeoutMs == 999
     assert fresh.get("beta").manifest.spec.autostart is False
-    assert fresh.generation == reg.generation
+    assert fresh.revision == reg.revision
 
     assert fresh.remove(b.id) is not None
     assert fresh.remove(b.id) is None
@@ -296,14 +296,14 @@ def test_a_refused_change_never_reaches_either_file(small_fs: SmallFs) -> None:
     for pages in range(0, 12):
         small_fs.fill(pages * PAGE)
         before = _files(state)
-        generation = reg.generation
+        generation = reg.revision
         try:
             reg.put(big)
         except OSError as e:
             refused += 1
             assert "No space left" in str(e) or e.errno == 28, e
             assert _files(state) == before, f"{pages} pages free: a refused change reached the disk"
-            assert reg.get("beta") is None and reg.get("alpha") is not None and reg.generation == generation
+            assert reg.get("beta") is None and reg.get("alpha") is not None and reg.revision == generation
             assert _leftover_temps(state) == [], f"{pages} pages free: temp files left behind"
             fresh = Registry(state)
             fresh.load()

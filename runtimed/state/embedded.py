@@ -1,0 +1,112 @@
+"""The embedded store: the state dir's files, for one daemon with nothing else to install.
+
+Owns which file keeps what: the registry (``registry.json`` and its last-good
+copy, ``registry.RegistryFile``), the quarantines (``quarantine.json``,
+``quarantines.Quarantines``: of the lifecycle intents only quarantines outlive
+a restart here, as before there were replicas), the journals
+(``<name>.jsonl``, ``events.JsonlLog``) and the ``requestState`` key
+(``gateway.key``, 32 random bytes, mode 0600; a per-process key when it cannot
+be written). Nothing is shared: no other replica exists to tell, so
+``publish``, sessions and answer routing are the base class's no-ops, and the
+policy objects in memory are the whole truth. Must not: decide lifecycle or
+policy, or know about Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+from runtimed.state.events import JsonlLog
+from runtimed.state.quarantines import Quarantines
+from runtimed.state.registry import Entry, RegistryDoc, RegistryFile
+from runtimed.state.store import JSON, Store
+
+KEY_FILE = "gateway.key"
+KEY_ID = "local"
+
+
+class EmbeddedStore(Store):
+    kind = "embedded"
+    shared = False
+
+    def __init__(self, state_dir: Path, replica: str) -> None:
+        super().__init__(state_dir, replica)
+        self._registry = RegistryFile(self.state_dir)
+        self._quarantines = Quarantines(self.state_dir)
+        self._quarantined: dict[str, JSON] | None = None
+        self._journals: dict[str, JsonlLog] = {}
+        self._keys: tuple[str, dict[str, bytes]] | None = None
+        self._announced: JSON | None = None
+
+    def describe(self) -> JSON:
+        return {**super().describe(), "where": str(self.state_dir)}
+
+    # -- registry ----------------------------------------------------------------
+    def load_registry(self) -> RegistryDoc:
+        return self._registry.load_registry()
+
+    def commit_registry(self, entries: dict[str, Entry], revision: int) -> int:
+        return self._registry.commit_registry(entries, revision)
+
+    # -- intents: only quarantines are kept ---------------------------------------
+    def load_intents(self) -> dict[str, JSON]:
+        if self._quarantined is None:
+            self._quarantined = self._quarantines.load()
+        return {sid: {**rec, "desired": "quarantined"} for sid, rec in self._quarantined.items()}
+
+    def save_intent(self, service_id: str, intent: JSON | None) -> None:
+        if self._quarantined is None:
+            self._quarantined = self._quarantines.load()
+        before = dict(self._quarantined)
+        if intent is not None and intent.get("desired") == "quarantined":
+            self._quarantined[service_id] = {k: v for k, v in intent.items() if k != "desired"}
+        else:
+            self._quarantined.pop(service_id, None)
+        if self._quarantined != before:
+            self._quarantines.save(self._quarantined)
+
+    # -- journals ------------------------------------------------------------------
+    def journal(self, name: str) -> JsonlLog:
+        log = self._journals.get(name)
+        if log is None:
+            log = self._journals[name] = JsonlLog(self.state_dir / f"{name}.jsonl")
+        return log
+
+    async def close(self) -> None:
+        for log in self._journals.values():
+            log.close()
+
+    # -- replicas: just this one -----------------------------------------------------
+    async def announce(self, info: JSON, ttl_s: float) -> None:
+        self._announced = {**info, "replica": self.replica, "seen": time.time()}
+
+    def replicas(self) -> list[JSON]:
+        return [self._announced] if self._announced is not None else []
+
+    # -- keys ----------------------------------------------------------------------
+    def signing_keys(self) -> tuple[str, dict[str, bytes]]:
+        if self._keys is None:
+            self._keys = KEY_ID, {KEY_ID: _file_key(self.state_dir / KEY_FILE)}
+        return self._keys
+
+
+def _file_key(path: Path) -> bytes:
+    """The key kept in ``path`` (made on first use), so a token still verifies after a restart."""
+    try:
+        data = path.read_bytes()
+        if len(data) >= 32:
+            return data[:32]
+    except OSError:
+        pass
+    key = secrets.token_bytes(32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+    except OSError:
+        pass
+    return key
