@@ -22,7 +22,7 @@ from typing import Any
 
 from runtimed import __version__
 from runtimed.config.settings import Settings, load_settings
-from runtimed.errors import ConfigError, RegistryError, StateDirBusy
+from runtimed.errors import ConfigError, RegistryError, StateDirBusy, StoreUnavailable
 from runtimed.state.registry import StateDirLock
 
 
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         daemon = Daemon(settings, say=_say)
         problems = daemon.load()
-    except RegistryError as e:
+    except (RegistryError, StoreUnavailable, ConfigError) as e:
         lock.release()
         return _fail(str(e))
     for p in problems:

@@ -12,7 +12,9 @@ own: each part owns its concept; this module only wires them. Only
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -30,7 +32,10 @@ from runtimed.policy.engine import PolicyEngine
 from runtimed.records.analytics import Analytics
 from runtimed.state.events import EventBus
 from runtimed.state.registry import Registry
-from runtimed.state.store import open_store, replica_id
+from runtimed.state.stores import open_store, replica_id
+
+log = logging.getLogger("runtimed")
+ANNOUNCE_S = 2.0  # how often a replica says it is alive (it is gone after three times that)
 
 
 class Daemon:
@@ -50,13 +55,14 @@ class Daemon:
         self.analytics = Analytics(settings, self.events, self.store.journal("calls"), self.store.journal("intents"))
         self.gateway = Gateway(settings, self.supervisor, self.policy, self.events, recorder=self.analytics,
                                store=self.store)
-        self.metrics = Metrics(self.supervisor, self.started_at, self.client_counts)
+        self.metrics = Metrics(self.supervisor, self.started_at, self.client_counts, self.replica)
         # Every finished tools/call: recorded (audit, stats), then counted (/metrics).
         self.policy.call_sinks.append(self.analytics.record)
         self.policy.call_sinks.append(self.metrics.record)
         self.api = ApiContext(settings=settings, supervisor=self.supervisor, events=self.events,
                               analytics=self.analytics, started_at=self.started_at, pid=self.pid,
-                              client_counts=self.client_counts, live_sessions=self.gateway.live_sessions)
+                              client_counts=self.client_counts, live_sessions=self.gateway.live_sessions,
+                              store=self.store.describe, replicas=self.store.replicas)
 
     def load(self) -> list[str]:
         """Load the registry; returns the problems to say out loud."""
@@ -64,6 +70,21 @@ class Daemon:
         for p in report.problems:
             self.events.emit("registry.recovered", None, message=p)
         return report.problems
+
+    async def _announce(self) -> None:
+        """Tell the store this replica is alive, and how it is, every ``ANNOUNCE_S`` (the page shows
+        every replica's health, and their sum)."""
+        while True:
+            by_state, by_health = self.supervisor.counts()
+            info = {"address": self.settings.base_url, "pid": self.pid, "version": __version__,
+                    "startedAt": self.started_at, "byState": by_state, "byHealth": by_health,
+                    "services": len(self.supervisor.services), "inFlight": self.in_flight(),
+                    "clients": self.client_counts()}
+            try:
+                await self.store.announce(info, ANNOUNCE_S * 3)
+            except Exception as e:  # best effort: the store says when it is back
+                log.debug("could not announce this replica: %s", e)
+            await asyncio.sleep(ANNOUNCE_S)
 
     def client_counts(self) -> dict[str, int]:
         return self.gateway.client_counts()
@@ -77,10 +98,12 @@ class Daemon:
         await self.store.open(self.supervisor.peer_change)
         await self.supervisor.boot()
         await self.gateway.startup()
-        self.events.emit("daemon.started", None, version=__version__, pid=self.pid)
+        self.events.emit("daemon.started", None, version=__version__, pid=self.pid, replica=self.replica)
+        heartbeat = asyncio.ensure_future(self._announce())
         try:
             yield
         finally:
+            heartbeat.cancel()
             self.events.emit("daemon.stopping", None)
             running = [svc.name for svc in self.supervisor.all() if svc.backend is not None]
             self.say(f"stopping {len(running)} service{'s' if len(running) != 1 else ''} ({', '.join(running)})"

@@ -32,7 +32,7 @@ from runtimed.errors import BackendError, InputRequired, PolicyRefusal, RpcError
 from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService, Entry
 from runtimed.gateway.control import ControlTools
 from runtimed.gateway.errors import NotServing, not_serving, rpc_error, tool_refusal
-from runtimed.gateway.sessions import Session
+from runtimed.gateway.sessions import Session, SessionStore
 from runtimed.gateway.stateless import StateSigner, input_required
 from runtimed.policy.service import PolicedService
 from runtimed.protocol.jsonrpc import HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND
@@ -66,6 +66,7 @@ Subscribe = Callable[[CatalogService, str, str], Awaitable[None]]
 class RouterHost(Protocol):
     """What the router reads of the gateway (``server.Gateway``)."""
 
+    sessions: SessionStore
     catalogs: CatalogCache
     signer: StateSigner
 
@@ -373,9 +374,12 @@ class Router:
 
             await self.gw.subscribe_resource(svc, uri, ctx.session.id, forward)
             ctx.session.subscriptions.add(uri)
+            ctx.session.subscribed[uri] = svc.id
         else:
             ctx.session.subscriptions.discard(uri)
+            ctx.session.subscribed.pop(uri, None)
             await self.gw.unsubscribe_resource(svc, uri, ctx.session.id)
+        self.gw.sessions.saved(ctx.session)
         return {}
 
     def route_subscription(self, scope: str | None, uri: str) -> CatalogService | None:
@@ -425,6 +429,7 @@ class Router:
             raise RpcError(INVALID_PARAMS, "Invalid params: logging/setLevel needs a string 'level'", http_status=400)
         if ctx.session is not None:
             ctx.session.log_level = level
+            self.gw.sessions.saved(ctx.session)
         targets = [s for s in cat.services if s.interface and "logging" in s.interface.capabilities]
         if targets:
             # Best effort: one service refusing must not fail the client's request.

@@ -60,7 +60,9 @@ class Gateway:
         self.policy = policy
         self.events = events
         self.sessions = SessionStore(on_end=self._session_ended, idle_s=settings.session_idle_s,
-                                     max_sessions=settings.max_sessions, on_start=self._session_started)
+                                     max_sessions=settings.max_sessions, on_start=self._session_started,
+                                     store=store, on_adopt=self._session_adopted)
+        store.on_answer(self._peer_answer)
         self.session_client_max_bytes = settings.session_client_max_bytes
         self.control = ControlTools(settings, supervisor)
         self.catalogs = CatalogCache(supervisor.serving, self.control.tools, self._renamed,
@@ -318,6 +320,34 @@ class Gateway:
         for (_, uri), (svc, owners) in list(self.resource_subs.items()):
             if owners and svc.name == service:
                 self._spawn(self._upstream_subscription(svc, "resources/subscribe", uri))
+
+    def _session_adopted(self, session: Session) -> None:
+        """A session another replica created is served here now: its resource subscriptions are held
+        here too (best effort: the upstream is asked again)."""
+        self.events.notify("clients", None, era="session", change="adopted", endpoint=session.scope)
+        for uri, service_id in session.subscribed.items():
+            svc = self.supervisor.services.get(service_id)
+            if svc is not None:
+                self._spawn(self.subscribe_resource(svc, uri, session.id))
+
+    async def route_answer(self, session: Session, msg: JSON) -> None:
+        """A client's answer to a server-to-client request this replica did not ask: to the replica
+        that did (through the shared store). When that replica is gone, so is the call that asked:
+        the answer has nowhere to go, and that is logged."""
+        try:
+            routed = await self.store.route_answer(session.id, msg.get("id"), msg)
+        except Exception as e:
+            log.warning("could not route an answer of session %s… to the replica that asked: %s", session.id[:8], e)
+            return
+        if routed is False:
+            log.info("an answer of session %s… arrived for replica-held request %r, but that replica is gone",
+                     session.id[:8], msg.get("id"))
+
+    def _peer_answer(self, session_id: str, msg: JSON) -> None:
+        """An answer another replica received for a request asked here."""
+        session = self.sessions.get(session_id)
+        if session is not None:
+            session.answer(msg)
 
     def _session_started(self, session: Session) -> None:
         self.events.notify("clients", None, era="session", change="started", endpoint=session.scope)

@@ -10,7 +10,11 @@ streams, requests in flight, server-to-client requests awaiting an answer,
 resource subscriptions), ``SessionStore`` (ids minted with
 ``secrets.token_urlsafe``, lookup, end, idle expiry, the cap on how many are
 held: at the cap the session idle the longest is evicted, and with none idle a
-new one is refused with ``SessionLimit``) and ``Listener`` (one stateless-era
+new one is refused with ``SessionLimit``; with a shared state store, each
+session's record is kept there too, so that any replica serves any session:
+``find`` adopts a session another replica created, and a server-to-client
+request is claimed so that the client's answer reaching another replica is
+routed back here) and ``Listener`` (one stateless-era
 ``subscriptions/listen`` stream). A session is idle when nothing of it is in
 flight and no GET stream of it is open. Must not: route calls, know about
 services, or write HTTP.
@@ -21,15 +25,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtimed.errors import RpcError, UpstreamError
 from runtimed.protocol.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, SERVER_ERROR, dumps
 from runtimed.protocol.types import JSON
+
+if TYPE_CHECKING:
+    from runtimed.state.store import Store
+
+log = logging.getLogger("runtimed.gateway")
 
 STREAM_KEEP = 1000  # events kept per stream for resumption
 STREAM_KEEP_BYTES = 4 * 1024 * 1024  # and at most these bytes of them (the newest event always)
@@ -136,7 +146,14 @@ class Session:
         self.inflight: dict[Any, Any] = {}  # request id -> its call, with cancel() (``exchange.Exchange``)
         self.pending: dict[Any, asyncio.Future[JSON]] = {}
         self.subscriptions: set[str] = set()
+        self.subscribed: dict[str, str] = {}  # uri -> id of the service holding the upstream subscription
         self.log_level: str | None = None
+        self.adopted = False  # created by another replica (its streams' events are not here)
+        self.saved_at = 0.0  # monotonic time its shared record was last written or touched
+        # Called with (session, request id) before a server-to-client request is sent: a shared
+        # store then routes the client's answer here, whichever replica it reaches.
+        self.claim: Callable[[Session, str], Awaitable[None]] | None = None
+        self._prefix = secrets.token_hex(3)  # request ids unique across replicas serving this session
         self._ids = itertools.count(1)
 
     def add_stream(self, stream: Stream) -> None:
@@ -173,10 +190,12 @@ class Session:
 
     async def ask(self, stream: Stream, method: str, params: JSON) -> JSON:
         """Send a server-to-client request on ``stream``; await the client's POSTed answer."""
-        req_id = f"rt-{next(self._ids)}"
+        req_id = f"rt-{self._prefix}-{next(self._ids)}"
         fut: asyncio.Future[JSON] = asyncio.get_running_loop().create_future()
         self.pending[req_id] = fut
         try:
+            if self.claim is not None:
+                await self.claim(self, req_id)
             stream.push({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params})
             reply = await fut
         finally:
@@ -241,7 +260,14 @@ def check_client_size(client_info: JSON, capabilities: JSON, limit: int) -> None
 
 class SessionStore:
     def __init__(self, on_end: Callable[[Session], None] | None = None, idle_s: float = SESSION_IDLE_S,
-                 max_sessions: int = MAX_SESSIONS, on_start: Callable[[Session], None] | None = None) -> None:
+                 max_sessions: int = MAX_SESSIONS, on_start: Callable[[Session], None] | None = None,
+                 store: Store | None = None, on_adopt: Callable[[Session], None] | None = None) -> None:
+        """``store``: the state store; when replicas share it, session records are kept there
+        (``on_adopt``: a session another replica created is served here from now on)."""
+        self.store = store
+        self.shared = store is not None and store.shared
+        self._on_adopt = on_adopt
+        self._tasks: set[asyncio.Task[None]] = set()
         self.sessions: dict[str, Session] = {}
         self._on_end = on_end
         self._on_start = on_start
@@ -262,6 +288,112 @@ class SessionStore:
         if self._on_start is not None:
             self._on_start(s)
         return s
+
+    # -- shared records (several replicas) ---------------------------------------------
+    async def open(self, version: str, client_info: JSON, capabilities: JSON, scope: str | None) -> Session:
+        """``create``, and the record kept in a shared store (when it cannot be reached the session
+        still works, on this replica only, and that is logged)."""
+        s = self.create(version, client_info, capabilities, scope)
+        if self.shared:
+            s.claim = self._claim
+            await self.save(s)
+        return s
+
+    @staticmethod
+    def record(s: Session) -> JSON:
+        """What another replica needs to serve ``s``."""
+        return {"version": s.version, "clientInfo": s.client_info, "capabilities": s.capabilities, "scope": s.scope,
+                "initialized": s.initialized, "logLevel": s.log_level, "subscriptions": s.subscribed, "principal": None}
+
+    async def save(self, s: Session) -> None:
+        """Write ``s``'s record (after initialized, logging/setLevel, a subscription change). Best effort."""
+        if not self.shared or self.store is None:
+            return
+        try:
+            await self.store.save_session(s.id, self.record(s), self.idle_s)
+            s.saved_at = time.monotonic()
+        except Exception as e:
+            log.warning("session %s…: its record could not be kept in the shared store (%s): only this replica "
+                        "serves it until the next change", s.id[:8], e)
+
+    def saved(self, s: Session) -> None:
+        """``save`` in the background."""
+        if self.shared:
+            self._spawn(self.save(s))
+
+    async def find(self, sid: str) -> Session | None:
+        """``get``; with a shared store, a session another replica created is adopted from its record."""
+        s = self.get(sid)
+        if s is not None:
+            if self.shared and s.last_seen - s.saved_at > min(60.0, self.idle_s / 4):
+                s.saved_at = s.last_seen
+                self._spawn(self._touch(sid))
+            return s
+        if not self.shared or self.store is None:
+            return None
+        try:
+            rec = await self.store.load_session(sid)
+        except Exception as e:
+            log.warning("could not look session %s… up in the shared store: %s", sid[:8], e)
+            return None
+        if not isinstance(rec, dict) or not isinstance(rec.get("version"), str):
+            return None
+        s = self.sessions.get(sid)
+        if s is not None:  # adopted meanwhile by a concurrent request
+            return s
+        self.expire()
+        while len(self.sessions) >= self.max_sessions:
+            idle = [x for x in self.sessions.values() if x.idle]
+            if not idle:
+                raise SessionLimit(len(self.sessions))
+            self.end(min(idle, key=lambda x: x.last_seen).id, "evicted")
+        info, caps = rec.get("clientInfo"), rec.get("capabilities")
+        scope = rec.get("scope")
+        s = Session(sid, rec["version"], info if isinstance(info, dict) else {}, caps if isinstance(caps, dict) else {},
+                    scope if isinstance(scope, str) else None)
+        s.initialized = bool(rec.get("initialized", True))
+        level = rec.get("logLevel")
+        s.log_level = level if isinstance(level, str) else None
+        subs = rec.get("subscriptions")
+        if isinstance(subs, dict):
+            s.subscribed = {str(k): str(v) for k, v in subs.items()}
+            s.subscriptions = set(s.subscribed)
+        s.adopted = True
+        s.saved_at = time.monotonic()
+        s.claim = self._claim
+        self.sessions[sid] = s
+        if self._on_adopt is not None:
+            self._on_adopt(s)
+        return s
+
+    async def close(self, sid: str) -> Session | None:
+        """The client ended its session (DELETE): here, and for every replica."""
+        s = self.end(sid, "deleted")
+        if self.shared and self.store is not None:
+            try:
+                await self.store.drop_session(sid)
+            except Exception as e:
+                log.warning("could not drop session %s… from the shared store: %s", sid[:8], e)
+        return s
+
+    async def _touch(self, sid: str) -> None:
+        if self.store is not None:
+            try:
+                await self.store.touch_session(sid, self.idle_s)
+            except Exception as e:
+                log.debug("could not touch session %s…: %s", sid[:8], e)
+
+    async def _claim(self, s: Session, req_id: str) -> None:
+        if self.store is not None:
+            try:
+                await self.store.claim_request(s.id, req_id, self.idle_s)
+            except Exception as e:
+                log.warning("the answer to %s may not find this replica: %s", req_id, e)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def get(self, sid: str) -> Session | None:
         s = self.sessions.get(sid)

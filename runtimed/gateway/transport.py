@@ -84,6 +84,8 @@ class EndpointHost(Protocol):
 
     async def subscribe_resource(self, svc: CatalogService, uri: str, owner: str) -> None: ...
 
+    async def route_answer(self, session: Session, msg: JSON) -> None: ...
+
 
 class HttpReply(Exception):
     """Answer at once with this status and (optional) JSON body."""
@@ -125,7 +127,7 @@ class McpEndpoint:
             elif method == "GET":
                 await self.get(scope, receive, send, headers, svc_scope)
             elif method == "DELETE":
-                self.delete(headers, svc_scope)
+                await self.delete(headers, svc_scope)
                 await send_json(send, 200, None)
             else:
                 raise HttpReply(405, {"error": f"method {method} is not allowed on an MCP endpoint (use POST, GET or DELETE)"},
@@ -144,12 +146,15 @@ class McpEndpoint:
         return found
 
     # -- session lookup --------------------------------------------------------
-    def _session(self, headers: dict[str, str], svc_scope: str | None, msg_id: Any = None) -> Session:
+    async def _session(self, headers: dict[str, str], svc_scope: str | None, msg_id: Any = None) -> Session:
         sid = headers.get(h.SESSION_ID_LC)
         if not sid:
             raise HttpReply(400, error_response(msg_id, INVALID_REQUEST,
                             "Bad Request: missing Mcp-Session-Id header (send initialize first)"))
-        session = self.gw.sessions.get(sid)
+        try:
+            session = await self.gw.sessions.find(sid)
+        except RpcError as e:  # no room to adopt it here
+            raise rpc_reply(e, msg_id, 503) from None
         if session is None or session.scope != svc_scope:
             raise HttpReply(404, error_response(msg_id, INVALID_REQUEST,
                             "Session not found: it ended or expired (the daemon may have restarted); initialize again"))
@@ -162,13 +167,13 @@ class McpEndpoint:
             raise HttpReply(400, error_response(msg_id, err.code, f"Bad Request: {err.message}", err.data))
 
     # -- DELETE / GET ------------------------------------------------------------
-    def delete(self, headers: dict[str, str], svc_scope: str | None) -> None:
+    async def delete(self, headers: dict[str, str], svc_scope: str | None) -> None:
         if headers.get(h.PROTOCOL_VERSION_LC) in STATELESS_VERSIONS:
             raise HttpReply(405, error_response(None, INVALID_REQUEST, "DELETE is not used in protocol 2026-07-28 (no sessions)"),
                             [(b"allow", b"POST")])
         self._check_version_header(headers)
-        session = self._session(headers, svc_scope)
-        self.gw.sessions.end(session.id)
+        session = await self._session(headers, svc_scope)
+        await self.gw.sessions.close(session.id)
 
     async def get(self, scope: Scope, receive: Any, send: Any, headers: dict[str, str], svc_scope: str | None) -> None:
         if headers.get(h.PROTOCOL_VERSION_LC) in STATELESS_VERSIONS:
@@ -178,9 +183,13 @@ class McpEndpoint:
         accept = headers.get("accept", "")
         if "text/event-stream" not in accept and "*/*" not in accept:
             raise HttpReply(406, error_response(None, INVALID_REQUEST, "Not Acceptable: GET needs Accept: text/event-stream"))
-        session = self._session(headers, svc_scope)
+        session = await self._session(headers, svc_scope)
         stream, seq = session.standalone, session.standalone.seq
         last = headers.get(h.LAST_EVENT_ID_LC)
+        if last and session.adopted and session.find_stream(last.rpartition(".")[0]) is None:
+            # A stream of the replica that created the session (gone, or another one): its events
+            # are not here. The session goes on, on a new stream, rather than ending.
+            last = None
         if last:
             sid, _, n = last.rpartition(".")
             found = session.find_stream(sid)
@@ -303,15 +312,15 @@ class McpEndpoint:
             if is_notification(msg):
                 raise HttpReply(400, error_response(None, INVALID_REQUEST, "Invalid request: initialize must be a request"))
             try:
-                answer, session_header = self._initialize(msg, svc_scope)
+                answer, session_header = await self._initialize(msg, svc_scope)
             except RpcError as e:  # too large a client declaration, or no room for a session
                 raise rpc_reply(e, msg_id, 200) from None
             await send_json(send, 200, answer, session_header)
             return
-        session = self._session(headers, svc_scope, msg_id)
+        session = await self._session(headers, svc_scope, msg_id)
         if is_response(msg):
-            if msg_id is not None:  # else it answers nothing we asked
-                session.answer(msg)
+            if msg_id is not None and not session.answer(msg):  # else it answers nothing we asked
+                await self.gw.route_answer(session, msg)
             raise HttpReply(202)
         if is_notification(msg):
             await self._notification(session, method, msg.get("params") or {})
@@ -325,14 +334,14 @@ class McpEndpoint:
         await self._exchange(send, receive, msg_id, ctx, method, params, stream, cancel_on_close=False,
                              stateless_status=False)
 
-    def _initialize(self, msg: JSON, svc_scope: str | None) -> tuple[JSON, list[tuple[bytes, bytes]]]:
+    async def _initialize(self, msg: JSON, svc_scope: str | None) -> tuple[JSON, list[tuple[bytes, bytes]]]:
         params = msg.get("params") or {}
         version = negotiate(params.get("protocolVersion"))
         raw_info, raw_caps = params.get("clientInfo"), params.get("capabilities")
         info: JSON = raw_info if isinstance(raw_info, dict) else {}
         caps: JSON = raw_caps if isinstance(raw_caps, dict) else {}
         check_client_size(info, caps, self.gw.session_client_max_bytes)
-        session = self.gw.sessions.create(version, info, caps, svc_scope)
+        session = await self.gw.sessions.open(version, info, caps, svc_scope)
         cat = self.gw.catalogs.get(svc_scope)
         result: JSON = {"protocolVersion": version, "capabilities": self.gw.capabilities(svc_scope, cat),
                         "serverInfo": self.gw.server_info(svc_scope, cat)}
@@ -343,7 +352,9 @@ class McpEndpoint:
 
     async def _notification(self, session: Session, method: str, params: JSON) -> None:
         if method == "notifications/initialized":
-            session.initialized = True
+            if not session.initialized:
+                session.initialized = True
+                self.gw.sessions.saved(session)
         elif method == "notifications/cancelled":
             # Only a request id (a string or an integer) names a call; anything else names none. A
             # notification is never answered, so a malformed one is ignored rather than refused.
@@ -361,14 +372,14 @@ class McpEndpoint:
 
     async def _batch(self, send: Any, msgs: list[Any], headers: dict[str, str], svc_scope: str | None) -> None:
         sid = headers.get(h.SESSION_ID_LC)
-        session = self.gw.sessions.get(sid) if sid else None
+        session = await self.gw.sessions.find(sid) if sid else None
         version = session.version if session else headers.get(h.PROTOCOL_VERSION_LC, DEFAULT_HEADERLESS)
         if version not in BATCH_VERSIONS:
             raise HttpReply(400, error_response(None, INVALID_REQUEST,
                             f"Invalid request: JSON-RPC batches are not supported in protocol {version} (removed in 2025-06-18)"))
         if not msgs:
             raise HttpReply(400, error_response(None, INVALID_REQUEST, "Invalid request: empty batch"))
-        session = self._session(headers, svc_scope)
+        session = await self._session(headers, svc_scope)
         out: list[JSON] = []
         for m in msgs:
             try:
@@ -379,8 +390,8 @@ class McpEndpoint:
             if m.get("method") == "initialize":
                 out.append(error_response(m.get("id"), INVALID_REQUEST, "initialize must not be part of a batch"))
             elif is_response(m):
-                if _is_request_id(m.get("id")):
-                    session.answer(m)
+                if _is_request_id(m.get("id")) and not session.answer(m):
+                    await self.gw.route_answer(session, m)
             elif is_notification(m):
                 await self._notification(session, m["method"], m.get("params") or {})
             else:

@@ -93,6 +93,8 @@ class _Handlers:
             "byState": by_state,
             "byHealth": by_health,
             "clients": ctx.client_counts(),
+            "store": ctx.store(),
+            "replicas": ctx.replicas(),
         })
 
     async def list_services(self, request: Request) -> JSONResponse:

@@ -28,3 +28,6 @@ class ApiContext:
     pid: int
     client_counts: Callable[[], dict[str, int]]
     live_sessions: Callable[[], list[dict[str, Any]]] = field(default=lambda: [])
+    # The state store as shown (kind, where without credentials, reachable) and the live replicas.
+    store: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    replicas: Callable[[], list[dict[str, Any]]] = field(default=lambda: [])

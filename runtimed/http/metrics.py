@@ -6,7 +6,7 @@ per service and tool (fed by a ``PolicyEngine`` call sink), and gauges read at
 scrape time (service states, health, in-flight calls, queue depth, breaker
 state, connected clients). Built by ``runtimed.daemon`` with what the gauges
 read (the supervisor, the start time, the gateway's client counts) and
-registered there as a call sink. Must not hold secrets in labels or decide
+registered there as a call sink. Every series carries the ``replica`` label. Must not hold secrets in labels or decide
 anything.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from starlette.requests import Request
@@ -88,7 +88,11 @@ class _LiveCollector(Collector):
 class Metrics:
     """The metric families of one daemon."""
 
-    def __init__(self, supervisor: Supervisor, started_at: float, client_counts: Callable[[], dict[str, int]]) -> None:
+    def __init__(self, supervisor: Supervisor, started_at: float, client_counts: Callable[[], dict[str, int]],
+                 replica: str = "") -> None:
+        """``replica``: this daemon's name among replicas, a label of every series (several replicas
+        behind one balancer are scraped apart, and summed by it)."""
+        self.replica = replica
         self.registry = CollectorRegistry(auto_describe=True)
         self.calls = Counter("runtimed_tool_calls", "Tool calls by outcome", ["service", "tool", "outcome"],
                              registry=self.registry)
@@ -136,7 +140,20 @@ class Metrics:
         return children
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(_Labelled(self.registry, self.replica))
+
+
+class _Labelled:
+    """``registry``'s metrics with ``replica`` added to every sample's labels (at scrape time only)."""
+
+    def __init__(self, registry: CollectorRegistry, replica: str) -> None:
+        self.registry, self.replica = registry, replica
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.registry.collect():
+            metric.samples = [sample._replace(labels={**sample.labels, "replica": self.replica})
+                              for sample in metric.samples]
+            yield metric
 
 
 def routes(metrics: Metrics) -> list[Route]:

@@ -1,7 +1,7 @@
 """The state store: where everything that must outlive a process, or be shared by
 several replicas, is kept. One base class, two implementations: ``embedded``
 (the files in the state dir, for one daemon; the default) and ``redis`` (one
-Redis shared by N replicas). ``open_store`` picks one from the store URL.
+Redis shared by N replicas).
 
 Owns the contract every part of the daemon persists and shares through:
 
@@ -23,28 +23,23 @@ Owns the contract every part of the daemon persists and shares through:
   clear.
 
 Nothing outside this package knows which implementation is in use: callers ask
-``shared`` (does another replica see this?) where behaviour differs (e.g. a
-stop is persisted only when it must hold on other replicas too). Must not:
+``shared`` (does another replica see this?) where behaviour differs. Which
+implementation a URL names is ``stores.open_store``'s. Must not:
 decide lifecycle or policy, serve HTTP, or import from outside
 ``runtimed.config``, ``runtimed.errors`` and ``runtimed.state``.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from runtimed.errors import ConfigError
 from runtimed.state.registry import Entry, RegistryDoc
 
-__all__ = ["Change", "Journal", "RegistryDoc", "SharedCache", "SharedRateLimit", "Store", "open_store",
-           "replica_id"]
+__all__ = ["Change", "Journal", "RegistryDoc", "SharedCache", "SharedRateLimit", "Store"]
 
 JSON = dict[str, Any]
 
@@ -244,24 +239,3 @@ class Store(ABC):
     @abstractmethod
     def signing_keys(self) -> tuple[str, dict[str, bytes]]:
         """(current key id, key id -> key): what signs and verifies ``requestState``. Blocking."""
-
-
-def replica_id(settings_replica: str | None = None) -> str:
-    """This daemon's name among replicas: the configured one, else ``<host>-<pid>-<random>``."""
-    if settings_replica:
-        return settings_replica
-    return f"{socket.gethostname().split('.')[0]}-{os.getpid()}-{secrets.token_hex(2)}"
-
-
-def open_store(url: str | None, state_dir: Path, replica: str, signing_key: str | None = None) -> Store:
-    """The store the URL names: None/``""``/``embedded`` for the files in ``state_dir``,
-    ``redis://[:password@]host:port/db`` (or ``rediss://``) for Redis. ``ConfigError`` otherwise."""
-    if not url or url == "embedded":
-        from runtimed.state.embedded import EmbeddedStore
-        return EmbeddedStore(state_dir, replica)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from runtimed.state.redis import RedisStore
-        store: Store = RedisStore(url, state_dir, replica, signing_key=signing_key)
-        return store
-    raise ConfigError(f"store {url!r} is not supported: use 'embedded' (the state dir's files, the default) "
-                      "or redis://HOST:PORT/DB")

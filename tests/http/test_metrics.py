@@ -14,11 +14,15 @@ from tests.support.upstream import run_upstream
 TOKEN = "metrics-token-0123456789"
 
 
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def _samples(text: str, replica: str | None = None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The samples by (name, labels other than ``replica``); every one carries ``replica`` (this one's)."""
     out = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+            labels = dict(s.labels)
+            got = labels.pop("replica", None)
+            assert got and (replica is None or got == replica), (s.name, s.labels)
+            out[(s.name, tuple(sorted(labels.items())))] = s.value
     return out
 
 
@@ -46,7 +50,7 @@ def test_metrics_after_calls(make_daemon) -> None:
         r = d.wait_for(lambda: (r := d.api("GET", "/metrics")).status_code == 200
                        and 'tool="fail"' in r.text and r, what="metrics of the calls")
     assert r.headers["content-type"].startswith("text/plain")
-    s = _samples(r.text)
+    s = _samples(r.text, d.api("GET", "/api/status").json()["store"]["replica"])
     assert _get(s, "runtimed_tool_calls_total", service="echo", tool="echo", outcome="ok") == 2
     assert _get(s, "runtimed_tool_calls_total", service="echo", tool="fail", outcome="tool_error") == 1
     assert _get(s, "runtimed_tool_call_errors_total", service="echo", tool="fail", outcome="tool_error") == 1

@@ -239,7 +239,20 @@ def overview_ctx(d: ApiContext) -> dict[str, Any]:
                       ("Metrics", f"{base}/metrics")],
         "auth_required": d.settings.auth_token is not None, "services": len(d.supervisor.services),
         "by_state": by_state, "by_health": by_health, "clients": d.client_counts(), "state_dir": str(d.settings.state_dir),
+        "store": d.store(), **_replicas_ctx(d),
     }
+
+
+def _replicas_ctx(d: ApiContext) -> dict[str, Any]:
+    """Each live replica's health as it last announced it, and their sum (a shared store only)."""
+    store = d.store()
+    replicas = sorted(d.replicas(), key=lambda r: str(r.get("replica"))) if store.get("shared") else []
+    combined: dict[str, int] = {}
+    for r in replicas:
+        for health, n in (r.get("byHealth") or {}).items():
+            if isinstance(n, int):
+                combined[health] = combined.get(health, 0) + n
+    return {"replicas": replicas, "this_replica": store.get("replica"), "combined_health": combined}
 
 
 def services_ctx(d: ApiContext) -> dict[str, Any]:
