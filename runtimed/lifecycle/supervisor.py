@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
 from runtimed.backends import (
@@ -58,7 +56,6 @@ from runtimed.lifecycle.service import ServiceRuntime, State
 from runtimed.policy.service import PolicedService
 from runtimed.protocol.types import JSON
 from runtimed.state.events import EventBus
-from runtimed.state.files import atomic_write
 from runtimed.state.registry import Registry, RegistryDoc
 from runtimed.state.store import Change, Store
 
@@ -83,7 +80,6 @@ class Supervisor:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._mutate = asyncio.Lock()  # serialises registry changes
         self._closing = False
-        self.interfaces_dir = Path(settings.state_dir) / "interfaces"
         # Interface refreshes asked for by clients listing: one task per service id at a time, and
         # when each service's interface was last fetched or tried (monotonic seconds).
         self._refreshing: dict[str, asyncio.Task[None]] = {}
@@ -294,10 +290,7 @@ class Supervisor:
         await self._stop(svc, reason=reason)
         svc.policy.forget()
         svc.logs.delete()
-        try:
-            (self.interfaces_dir / f"{svc.id}.json").unlink()
-        except OSError:
-            pass
+        await asyncio.to_thread(self.store.drop_interface, svc.id)
         self.events.notify("service.removed", svc.name, serviceId=svc.id)
 
     async def _commit(self, change: Callable[[], Any]) -> Any:
@@ -472,10 +465,7 @@ class Supervisor:
         svc.policy.forget()  # a re-added origin must not inherit old rate-limit counts
         svc.logs.delete()  # nor a new service of that name its log
         await self._intend(svc, None, "removed", required=False)  # a re-added origin starts afresh
-        try:
-            (self.interfaces_dir / f"{svc.id}.json").unlink()
-        except OSError:
-            pass
+        await asyncio.to_thread(self.store.drop_interface, svc.id)
         self.events.emit("service.removed", svc.name, serviceId=svc.id)
         return svc
 
@@ -777,21 +767,29 @@ class Supervisor:
                 "interface", svc.name, revision=interface.revision, diff=diff, reason=reason, serviceId=svc.id,
                 changed=old is None or bool(diff), **({"notified": notified} if notified else {}),
             )
-            try:
-                self.interfaces_dir.mkdir(parents=True, exist_ok=True)
-                atomic_write(self.interfaces_dir / f"{svc.id}.json", json.dumps(interface.to_json()).encode())
-            except OSError as e:
-                svc.log("warning", f"could not persist the interface snapshot: {e}")
+            self.spawn(self._save_snapshot(svc, interface))
         elif notified:
             self.events.emit("interface", svc.name, revision=interface.revision, diff={}, reason=reason,
                              serviceId=svc.id, changed=False, notified=notified)
 
-    def _load_snapshot(self, svc: ServiceRuntime) -> None:
-        path = self.interfaces_dir / f"{svc.id}.json"
+    async def _save_snapshot(self, svc: ServiceRuntime, interface: Interface) -> None:
         try:
-            svc.interface = Interface.from_json(json.loads(path.read_text()))
-            svc.interface_at = path.stat().st_mtime
-        except (OSError, ValueError, TypeError, AttributeError):
+            await asyncio.to_thread(self.store.save_interface, svc.id, interface.to_json())
+        except (OSError, StoreUnavailable) as e:
+            svc.log("warning", f"could not persist the interface snapshot: {e}")
+
+    def _load_snapshot(self, svc: ServiceRuntime) -> None:
+        try:
+            found = self.store.load_interface(svc.id)
+        except StoreUnavailable:
+            found = None
+        try:
+            if found is not None:
+                svc.interface = Interface.from_json(found[0])
+                svc.interface_at = found[1]
+            else:
+                svc.interface = None
+        except (ValueError, TypeError, AttributeError, KeyError):
             svc.interface = None
 
 

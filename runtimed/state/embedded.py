@@ -6,7 +6,7 @@ copy, ``registry.RegistryFile``), the quarantines (``quarantine.json``,
 a restart here, as before there were replicas), the journals
 (``<name>.jsonl``, ``events.JsonlLog``) and the ``requestState`` key
 (``gateway.key``, 32 random bytes, mode 0600; a per-process key when it cannot
-be written). Nothing is shared: no other replica exists to tell, so
+be written) and the interface snapshots (``interfaces/<service id>.json``). Nothing is shared: no other replica exists to tell, so
 ``publish``, sessions and answer routing are the base class's no-ops, and the
 policy objects in memory are the whole truth. Must not: decide lifecycle or
 policy, or know about Redis.
@@ -14,17 +14,20 @@ policy, or know about Redis.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
 from pathlib import Path
 
 from runtimed.state.events import JsonlLog
+from runtimed.state.files import atomic_write
 from runtimed.state.quarantines import Quarantines
 from runtimed.state.registry import Entry, RegistryDoc, RegistryFile
 from runtimed.state.store import JSON, Store
 
 KEY_FILE = "gateway.key"
+INTERFACES = "interfaces"
 KEY_ID = "local"
 
 
@@ -67,6 +70,26 @@ class EmbeddedStore(Store):
             self._quarantined.pop(service_id, None)
         if self._quarantined != before:
             self._quarantines.save(self._quarantined)
+
+    # -- interface snapshots: interfaces/<id>.json -----------------------------------------
+    def load_interface(self, service_id: str) -> tuple[JSON, float] | None:
+        path = self.state_dir / INTERFACES / f"{service_id}.json"
+        try:
+            data = json.loads(path.read_text())
+            return (data, path.stat().st_mtime) if isinstance(data, dict) else None
+        except (OSError, ValueError):
+            return None
+
+    def save_interface(self, service_id: str, snapshot: JSON) -> None:
+        folder = self.state_dir / INTERFACES
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / f"{service_id}.json", json.dumps(snapshot).encode())
+
+    def drop_interface(self, service_id: str) -> None:
+        try:
+            (self.state_dir / INTERFACES / f"{service_id}.json").unlink()
+        except OSError:
+            pass
 
     # -- journals ------------------------------------------------------------------
     def journal(self, name: str) -> JsonlLog:

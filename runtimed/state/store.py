@@ -175,6 +175,20 @@ class Store(ABC):
         """Record (or clear, with None) one service's intent; other replicas get a ``Change("intent")``.
         The embedded store keeps only quarantines (a stop does not outlive the daemon there). Blocking."""
 
+    # -- interface snapshots ---------------------------------------------------------
+    @abstractmethod
+    def load_interface(self, service_id: str) -> tuple[JSON, float] | None:
+        """(the interface snapshot as ``Interface.to_json``, when it was taken) or None. Blocking."""
+
+    @abstractmethod
+    def save_interface(self, service_id: str, snapshot: JSON) -> None:
+        """Keep the newest interface of a service (a replica starting shows it before it has fetched
+        its own). Raises ``OSError``/``StoreUnavailable``. Blocking."""
+
+    @abstractmethod
+    def drop_interface(self, service_id: str) -> None:
+        """The service was removed. Best effort. Blocking."""
+
     # -- journals ------------------------------------------------------------------
     @abstractmethod
     def journal(self, name: str) -> Journal:
