@@ -3,9 +3,7 @@ replica (issue 15, deployment).
 
 The command line is rendered from the unit as systemd would (``%i``, ``%S``, ``${NAME}`` from
 ``Environment=`` and the environment files) and run with this interpreter in place of
-``/usr/bin/env runtimed``. Every flag it uses must be one ``runtimed --help`` lists, except those
-issue 15 adds to the daemon (``PENDING``): until the daemon has them they are left out of the run,
-and from then on they are run too, with no change here.
+``/usr/bin/env runtimed``. Every flag it uses must be one ``runtimed --help`` lists.
 """
 
 from __future__ import annotations
@@ -19,25 +17,11 @@ import pytest
 from tests.support.cluster import UNIT, runtimed_flags, unit_argv, unit_environment
 from tests.support.daemon import DaemonProc
 
-PENDING = {"--replica"}  # issue 15: the replica's name; in the daemon once the lead wires the store in
 ENV_FILES = {  # what /etc/runtimed/cluster.env and /etc/runtimed/r1.env would hold, on loopback
     "RUNTIMED_STORE": "embedded",
     "RUNTIMED_HOST": "127.0.0.1",
     "RUNTIMED_PORT": "0",
 }
-
-
-def without(argv: list[str], flags: set[str]) -> list[str]:
-    """``argv`` without each of ``flags`` and the value that follows it."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in flags:
-            skip = True
-        else:
-            out.append(a)
-    return out
 
 
 def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
@@ -58,7 +42,7 @@ def test_exec_start_uses_only_flags_runtimed_has() -> None:
     assert argv[argv.index("--state-dir") + 1] == "/var/lib/runtimed/r1"
     flags = {a for a in argv[2:] if a.startswith("--")}
     known = runtimed_flags()
-    assert flags - known - PENDING == set(), f"the unit uses flags runtimed does not have: {flags - known - PENDING}"
+    assert flags - known == set(), f"the unit uses flags runtimed does not have: {flags - known}"
 
 
 def test_exec_start_defaults_and_environment_files() -> None:
@@ -74,14 +58,14 @@ def test_exec_start_defaults_and_environment_files() -> None:
 def test_a_replica_starts_as_the_unit_starts_it(tmp_path: Path) -> None:
     env = unit_environment(UNIT.read_text(), ENV_FILES)
     argv = unit_argv(UNIT, "r1", env, tmp_path)
-    missing = PENDING - runtimed_flags()  # issue 15's flags the daemon does not have yet are left out
-    flags = without(argv[2:], missing)
+    flags = argv[2:]
     state_dir = tmp_path / "runtimed" / "r1"
     # DaemonProc puts its own --port 0 --state-dir first; the unit's flags come after and win.
     d = DaemonProc(state_dir, args=flags, env=env).start()
     try:
         status = d.api("GET", "/api/status").json()
         assert Path(status["stateDir"]) == state_dir.resolve()
+        assert status["store"]["replica"] == "r1" and status["store"]["kind"] == "embedded"
         assert d.url.startswith("http://127.0.0.1:")
     finally:
         d.stop()
