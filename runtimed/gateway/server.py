@@ -137,6 +137,7 @@ class Gateway:
                 "protocolVersion": s.version,
                 "since": now - (now_mono - s.created), "lastSeen": now - (now_mono - s.last_seen),
                 "streaming": bool(s.get_connected), "inflight": len(s.inflight),
+                "adopted": s.adopted,  # created by another replica, served here too
             })
         return out
 

@@ -97,6 +97,10 @@ class _Handlers:
             "replicas": ctx.replicas(),
         })
 
+    async def sessions(self, request: Request) -> JSONResponse:
+        """The session-era clients this daemon (replica) holds now, as the status page lists them."""
+        return JSONResponse({"sessions": self.ctx.live_sessions()})
+
     async def list_services(self, request: Request) -> JSONResponse:
         return JSONResponse({"services": [s.summary() for s in self.ctx.supervisor.all()]})
 
@@ -183,6 +187,7 @@ def routes(ctx: ApiContext) -> list[Route]:
     h = _Handlers(ctx)
     return [
         Route("/api/status", h.status, methods=["GET"]),
+        Route("/api/sessions", h.sessions, methods=["GET"]),
         Route("/api/services", h.list_services, methods=["GET"]),
         Route("/api/services", h.apply_service, methods=["POST", "PUT"]),
         Route("/api/services/{ref}", h.get_service, methods=["GET"]),

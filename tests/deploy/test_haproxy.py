@@ -27,36 +27,23 @@ import httpx
 import pytest
 from mcp import Client
 
-from tests.support.cluster import HAPROXY_CFG, HAProxy, address_of, haproxy_check, lb_env, start_replicas
+from tests.support.cluster import (
+    BOUND,
+    HAPROXY_CFG,
+    META,
+    HAProxy,
+    S,
+    address_of,
+    answer_of,
+    haproxy_check,
+    lb_env,
+    start_replicas,
+    stateless_call,
+)
 from tests.support.daemon import DaemonProc
 from tests.support.foundation import register_remote
 from tests.support.mcpclient import GUARD, text_of
 from tests.support.upstream import Upstream, run_upstream
-
-S = "2026-07-28"
-META = {"io.modelcontextprotocol/protocolVersion": S, "io.modelcontextprotocol/clientCapabilities": {},
-        "io.modelcontextprotocol/clientInfo": {"name": "deploy-test", "version": "1"}}
-BOUND = 30.0  # the most any one request may take before it counts as a hang (a bound, not a timing claim)
-
-
-def stateless_call(client: httpx.Client | None, url: str, name: str, arguments: dict[str, Any],
-                   timeout: float = BOUND) -> httpx.Response:
-    """A stateless-era ``tools/call`` as a raw POST, with the headers the daemon requires."""
-    headers = {"MCP-Protocol-Version": S, "Mcp-Method": "tools/call", "Mcp-Name": name,
-               "Accept": "application/json, text/event-stream"}
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": name, "arguments": arguments, "_meta": META}}
-    if client is None:
-        return httpx.post(url, json=body, headers=headers, timeout=timeout)
-    return client.post(url, json=body, headers=headers, timeout=timeout)
-
-
-def answer_of(r: httpx.Response) -> Any:
-    """The structured result of a successful tools/call response (None when it is not one)."""
-    if r.status_code != 200:
-        return None
-    result = r.json().get("result") or {}
-    return None if result.get("isError") else (result.get("structuredContent") or {}).get("result")
 
 
 def metric(d: DaemonProc, name: str, **labels: str) -> float:

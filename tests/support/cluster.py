@@ -36,6 +36,35 @@ UNIT = DEPLOY / "systemd" / "runtimed@.service"
 START_TIMEOUT_S = 20.0  # a bound for start-up, not a timing assertion
 
 
+# -- calls through a balancer -----------------------------------------------------------------------
+
+S = "2026-07-28"
+META = {"io.modelcontextprotocol/protocolVersion": S, "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "deploy-test", "version": "1"}}
+BOUND = 30.0  # the most any one request may take before it counts as a hang (a bound, not a timing claim)
+
+
+def stateless_call(client: httpx.Client | None, url: str, name: str, arguments: dict[str, Any],
+                   timeout: float = BOUND) -> httpx.Response:
+    """A stateless-era ``tools/call`` as a raw POST, with the headers the daemon requires."""
+    headers = {"MCP-Protocol-Version": S, "Mcp-Method": "tools/call", "Mcp-Name": name,
+               "Accept": "application/json, text/event-stream"}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": name, "arguments": arguments, "_meta": META}}
+    if client is None:
+        return httpx.post(url, json=body, headers=headers, timeout=timeout)
+    return client.post(url, json=body, headers=headers, timeout=timeout)
+
+
+def answer_of(r: httpx.Response) -> Any:
+    """The structured result of a successful tools/call response (None when it is not one)."""
+    if r.status_code != 200:
+        return None
+    result = r.json().get("result") or {}
+    return None if result.get("isError") else (result.get("structuredContent") or {}).get("result")
+
+
+
 def _required(what: str, problem: str) -> None:
     """Skip the test, or fail it under CI (where .ci/run installs ``what``)."""
     if os.environ.get("CI"):
