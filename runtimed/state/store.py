@@ -214,7 +214,8 @@ class Store(ABC):
         return None
 
     async def load_session(self, session_id: str) -> JSON | None:
-        """The record of a session another replica created, or None (unknown or expired)."""
+        """The record of a session another replica created, or None (unknown or expired). Raises
+        ``StoreUnavailable`` when a shared store cannot be reached (the session may exist: not unknown)."""
         return None
 
     async def touch_session(self, session_id: str, ttl_s: float) -> None:
@@ -227,7 +228,8 @@ class Store(ABC):
 
     async def route_answer(self, session_id: str, request_id: Any, message: JSON) -> bool | None:
         """A client answered a server-to-client request this replica does not hold: pass it to the replica
-        that does. True: delivered; False: that replica is gone; None: no replica asked it."""
+        that does. True: delivered; False: that replica is gone (or a shared store cannot be reached: the
+        answer cannot be delivered); None: no replica asked it (or this one did)."""
         return None
 
     def on_answer(self, callback: Callable[[str, JSON], None]) -> None:
