@@ -7,7 +7,8 @@ under one key prefix (``runtimed:``, or ``?prefix=NAME`` in the URL):
   ``registry:revision`` (integer), changed together by one Lua script that
   checks the revision (``RegistryConflict``), replaces the hash, increments the
   revision and publishes the ``Change`` on ``changes``;
-- ``intents`` (hash: service id -> JSON);
+- ``intents`` (hash: service id -> JSON) and ``interfaces`` (hash: service id ->
+  the newest interface snapshot and when it was taken);
 - ``journal:<name>`` (streams, one field ``r`` holding the record's JSON, trimmed
   with ``MAXLEN ~``); appends are queued in memory and written by a background
   task, so a call never waits for Redis and a Redis outage costs no record
@@ -754,6 +755,28 @@ class RedisStore(Store):
             pipe.execute()
 
         self._call(write)
+
+    # -- interface snapshots ----------------------------------------------------------------
+    def load_interface(self, service_id: str) -> tuple[JSON, float] | None:
+        raw: Any = self._call(lambda: self._sync.hget(self.key("interfaces"), service_id))
+        try:
+            value = json.loads(raw) if raw is not None else None
+        except ValueError:
+            return None
+        if not isinstance(value, dict) or not isinstance(value.get("interface"), dict):
+            return None
+        at = value.get("at")
+        return value["interface"], float(at) if isinstance(at, (int, float)) else 0.0
+
+    def save_interface(self, service_id: str, snapshot: JSON) -> None:
+        data = _dumps({"interface": snapshot, "at": time.time()})
+        self._call(lambda: self._sync.hset(self.key("interfaces"), service_id, data))
+
+    def drop_interface(self, service_id: str) -> None:
+        try:
+            self._call(lambda: self._sync.hdel(self.key("interfaces"), service_id))
+        except StoreUnavailable as e:
+            log.debug("the interface snapshot of %s stays in %s: %s", service_id, self.url, e)
 
     # -- journals ------------------------------------------------------------------------
     def journal(self, name: str) -> RedisJournal:

@@ -1,0 +1,223 @@
+"""Three real replicas on one real Redis behind real HAProxy (issue 15).
+
+Everything is the real program: ``redis-server`` (AOF, fsync always), ``haproxy`` with
+``deploy/haproxy.cfg``, three ``runtimed --store redis://… --replica rN`` processes, a real upstream
+MCP server, and the official SDK client. Covered: a change made on one replica holds on every
+replica (registry, stop, start); a session-era session outlives the replica that created it
+(``kill -9``); under load through the balancer a ``kill -9`` costs only the calls in flight on that
+replica, and nothing hangs; a rate limit and a result cache are cluster-wide; with Redis stopped
+calls go on and changes are refused (503), and once it is back changes work and the replicas
+converge; any replica's API and page show the calls served by the others.
+
+Waits are bounded (``BOUND``): a bound, never a timing claim (the bench measures convergence).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client
+
+from tests.support.cluster import HAPROXY_CFG, HAProxy, address_of, answer_of, stateless_call
+from tests.support.daemon import DaemonProc
+from tests.support.foundation import register_remote
+from tests.support.mcpclient import GUARD, text_of
+from tests.support.redisserver import RedisServer
+from tests.support.upstream import Upstream, run_upstream
+
+BOUND = 20.0  # seconds any one convergence may take before the test fails (a bound, not a claim)
+
+
+def until(pred: Callable[[], Any], what: str, bound: float = BOUND) -> Any:
+    deadline = time.monotonic() + bound
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+        except (httpx.HTTPError, KeyError, ValueError) as e:
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"never happened within {bound} s: {what} (last: {last!r})")
+
+
+def state_of(d: DaemonProc, name: str) -> str | None:
+    r = d.api("GET", f"/api/services/{name}")
+    return r.json()["state"] if r.status_code == 200 else None
+
+
+class Cluster:
+    def __init__(self, redis: RedisServer, replicas: list[DaemonProc], lb: HAProxy, upstream: Upstream) -> None:
+        self.redis, self.replicas, self.lb, self.upstream = redis, replicas, lb, upstream
+
+    def everywhere(self, name: str, state: str, among: list[DaemonProc] | None = None) -> None:
+        for d in among or self.replicas:
+            until(lambda d=d: state_of(d, name) == state, f"{name} {state} on {d.url}")
+
+
+def start_replica(base: Path, i: int, store: str) -> DaemonProc:
+    return DaemonProc(base / f"r{i}", args=["--store", store, "--replica", f"r{i}"]).start()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    with run_upstream("echo_server", "--name", "a") as up:
+        yield up
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, upstream: Upstream) -> Iterator[Cluster]:
+    with RedisServer(tmp_path / "redis") as redis:
+        replicas: list[DaemonProc] = []
+        lb: HAProxy | None = None
+        try:
+            for i in (1, 2, 3):
+                replicas.append(start_replica(tmp_path, i, redis.url))
+            lb = HAProxy(HAPROXY_CFG, [address_of(d.url) for d in replicas], tmp_path / "lb").start()
+            yield Cluster(redis, replicas, lb, upstream)
+        finally:
+            if lb is not None:
+                lb.stop()
+            for d in replicas:
+                d.stop()
+
+
+def test_a_change_on_one_replica_holds_on_every_replica(cluster: Cluster) -> None:
+    a, b, c = cluster.replicas
+    register_remote(a, "a", cluster.upstream.url)
+    cluster.everywhere("a", "RUNNING")
+    for d in (b, c):  # registered through A, called through B and C directly
+        r = stateless_call(None, d.url + "/mcp", "a__add", {"a": 40, "b": 2})
+        assert answer_of(r) == 42, r.text
+    r = b.api("POST", "/api/services/a/stop")
+    assert r.status_code == 200, r.text
+    cluster.everywhere("a", "STOPPED")
+    assert "r2" in a.api("GET", "/api/services/a").json()["stateReason"]  # says where it was stopped
+    r = c.api("POST", "/api/services/a/start")
+    assert r.status_code == 200, r.text
+    cluster.everywhere("a", "RUNNING")
+    r = a.api("DELETE", "/api/services/a")
+    assert r.status_code == 200, r.text
+    for d in (b, c):
+        until(lambda d=d: d.api("GET", "/api/services/a").status_code == 404, f"a removed on {d.url}")
+
+
+def test_a_replica_started_later_gets_the_registry_and_the_stops(cluster: Cluster, tmp_path: Path) -> None:
+    a = cluster.replicas[0]
+    register_remote(a, "a", cluster.upstream.url)
+    register_remote(a, "b", cluster.upstream.url + "?b")
+    cluster.everywhere("b", "RUNNING")
+    assert a.api("POST", "/api/services/b/stop").status_code == 200
+    late = start_replica(tmp_path, 4, cluster.redis.url)
+    try:
+        until(lambda: state_of(late, "a") == "RUNNING", "a RUNNING on the late replica")
+        b = late.api("GET", "/api/services/b").json()  # the stop holds for a replica that was not there
+        assert b["state"] == "REGISTERED" and "stopped" in b["stateReason"], b
+        names = [r["replica"] for r in late.api("GET", "/api/status").json()["replicas"]]
+        until(lambda: {"r1", "r2", "r3", "r4"} <= {r["replica"] for r in
+                                                 late.api("GET", "/api/status").json()["replicas"]},
+              f"every replica announced (saw {names})")
+    finally:
+        late.stop()
+
+
+async def test_a_session_outlives_the_replica_that_created_it(cluster: Cluster) -> None:
+    register_remote(cluster.replicas[0], "a", cluster.upstream.url)
+    cluster.everywhere("a", "RUNNING")
+    async with Client(cluster.lb.mcp_url, mode="legacy", cache=None) as client:
+        r = await asyncio.wait_for(client.call_tool("a__echo", {"text": "before"}), GUARD)
+        assert text_of(r) == "before"
+        holders = {d.url: d.api("GET", "/api/sessions").json()["sessions"] for d in cluster.replicas}
+        created = [d for d in cluster.replicas if any(not s["adopted"] for s in holders[d.url])]
+        assert len(created) == 1, holders
+        ref = next(s["ref"] for s in holders[created[0].url] if not s["adopted"])
+        created[0].kill()  # kill -9
+        others = [d for d in cluster.replicas if d is not created[0]]
+        for i in range(8):  # every surviving replica serves it: no 404, no new session
+            r = await asyncio.wait_for(client.call_tool("a__echo", {"text": f"after {i}"}), GUARD)
+            assert not r.is_error and text_of(r) == f"after {i}"
+        for d in others:
+            sessions = d.api("GET", "/api/sessions").json()["sessions"]
+            assert [s["ref"] for s in sessions] == [ref], sessions  # the same session, adopted
+            assert all(s["adopted"] for s in sessions)
+
+
+def test_rate_limit_and_cache_hold_across_replicas(cluster: Cluster) -> None:
+    a, b, c = cluster.replicas
+    register_remote(a, "a", cluster.upstream.url, policy={"rateLimit": {"calls": 10, "per": "minute"}})
+    register_remote(a, "k", cluster.upstream.url + "?k", policy={"cache": {"ttlSeconds": 300, "tools": ["echo"]}})
+    cluster.everywhere("a", "RUNNING")
+    cluster.everywhere("k", "RUNNING")
+    outcomes = []
+    with httpx.Client() as http:
+        for i in range(11):
+            r = stateless_call(http, cluster.lb.mcp_url, "a__add", {"a": i, "b": 0})
+            outcomes.append(r.json()["result"])
+    assert [o.get("isError", False) for o in outcomes] == [False] * 10 + [True], outcomes
+    refused = outcomes[-1]
+    assert refused["_meta"]["runtimed"]["policy"] == "rateLimit", refused
+    for d in (a, b, c):  # the 11th is refused whichever replica is asked
+        r = stateless_call(None, d.url + "/mcp", "a__add", {"a": 1, "b": 1})
+        assert r.json()["result"].get("isError") and "rateLimit" in str(r.json()["result"]), r.text
+    # The cache: a miss on A, then a hit on B and on C.
+    first = stateless_call(None, a.url + "/mcp", "k__echo", {"text": "cached"}).json()["result"]
+    assert first.get("_meta", {}).get("runtimed", {}).get("cache") != "hit", first
+    for d in (b, c):
+        hit = stateless_call(None, d.url + "/mcp", "k__echo", {"text": "cached"}).json()["result"]
+        assert hit["_meta"]["runtimed"]["cache"] == "hit", hit
+        assert hit["structuredContent"] == first["structuredContent"]
+
+
+def test_redis_down_calls_go_on_changes_refused_then_converge(cluster: Cluster) -> None:
+    a, b, c = cluster.replicas
+    register_remote(a, "a", cluster.upstream.url)
+    cluster.everywhere("a", "RUNNING")
+    cluster.redis.stop()
+    try:
+        with httpx.Client() as http:
+            for i in range(9):  # through the balancer: every replica serves from memory
+                r = stateless_call(http, cluster.lb.mcp_url, "a__add", {"a": i, "b": 1})
+                assert answer_of(r) == i + 1, r.text
+        for d in (a, b, c):
+            r = d.api("POST", "/api/services", json=_manifest("new", cluster.upstream.url + "?new"))
+            assert r.status_code == 503, r.text
+            assert "cannot be reached" in r.json()["error"] and "nothing changed" in r.json()["error"], r.text
+            r = d.api("POST", "/api/services/a/stop")
+            assert r.status_code == 503, r.text
+        assert all(state_of(d, "a") == "RUNNING" for d in (a, b, c))  # a refused stop changed nothing
+    finally:
+        cluster.redis.start()
+    r = until(lambda: (r := b.api("POST", "/api/services", json=_manifest("new", cluster.upstream.url + "?new")))
+              .status_code == 201 and r, "a change accepted once Redis is back")
+    cluster.everywhere("new", "RUNNING")
+
+
+def test_any_replica_shows_the_calls_served_by_the_others(cluster: Cluster) -> None:
+    a, b, c = cluster.replicas
+    register_remote(a, "a", cluster.upstream.url)
+    cluster.everywhere("a", "RUNNING")
+    for i in range(3):
+        assert answer_of(stateless_call(None, a.url + "/mcp", "a__add", {"a": i, "b": 2})) == i + 2
+
+    def seen_on(d: DaemonProc) -> list[dict[str, Any]]:
+        calls = d.api("GET", "/api/audit", params={"service": "a"}).json()["calls"]
+        return [x for x in calls if x.get("replica") == "r1" and x.get("tool") == "add"]
+
+    for d in (b, c):
+        until(lambda d=d: len(seen_on(d)) == 3, f"r1's calls in {d.url}'s audit")
+        page = d.api("GET", "/api/ui/services").text
+        assert "a" in page
+        until(lambda d=d: all(f'data-replica="r{i}"' in d.api("GET", "/api/ui/overview").text for i in (1, 2, 3)),
+              f"every replica on {d.url}'s page")
+
+
+def _manifest(name: str, url: str) -> dict[str, Any]:
+    return {"apiVersion": "runtimed/v1", "kind": "MCPService", "metadata": {"name": name},
+            "spec": {"origin": {"type": "remote_mcp", "url": url}}}
