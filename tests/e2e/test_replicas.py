@@ -24,7 +24,7 @@ import httpx
 import pytest
 from mcp import Client
 
-from tests.support.cluster import HAPROXY_CFG, HAProxy, address_of, answer_of, stateless_call
+from tests.support.cluster import HAPROXY_CFG, META, HAProxy, S, address_of, answer_of, stateless_call
 from tests.support.daemon import DaemonProc
 from tests.support.foundation import register_remote
 from tests.support.mcpclient import GUARD, text_of
@@ -147,6 +147,111 @@ async def test_a_session_outlives_the_replica_that_created_it(cluster: Cluster) 
             sessions = d.api("GET", "/api/sessions").json()["sessions"]
             assert [s["ref"] for s in sessions] == [ref], sessions  # the same session, adopted
             assert all(s["adopted"] for s in sessions)
+
+
+class Load:
+    """``n`` stateless-era workers (raw POSTs) and ``n`` session-era ones (SDK clients, legacy mode)
+    calling ``a__add`` through the balancer, each call recorded: (start, end, outcome)."""
+
+    def __init__(self, url: str, n: int) -> None:
+        self.url, self.n = url, n
+        self.calls: list[tuple[float, float, str]] = []
+        self.stop = asyncio.Event()
+
+    def count(self) -> int:
+        return len(self.calls)
+
+    async def _record(self, coro: Any, expect: int) -> None:
+        started = time.monotonic()
+        try:
+            got = await asyncio.wait_for(coro, BOUND)
+            outcome = "ok" if got == expect else f"wrong {got!r}"
+        except TimeoutError:
+            outcome = "hang"
+        except Exception as e:  # a connection error, a 502 from the balancer...
+            outcome = f"error {type(e).__name__}: {str(e)[:100]}"
+        self.calls.append((started, time.monotonic(), outcome))
+
+    async def stateless(self, w: int) -> None:
+        async with httpx.AsyncClient() as http:
+            i = 0
+            while not self.stop.is_set():
+                i += 1
+                a = w * 1_000_000 + i
+
+                async def one(a: int = a) -> Any:
+                    r = await http.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                        "name": "a__add", "arguments": {"a": a, "b": 1}, "_meta": META}},
+                        headers={"MCP-Protocol-Version": S, "Mcp-Method": "tools/call", "Mcp-Name": "a__add",
+                                 "Accept": "application/json, text/event-stream"})
+                    r.raise_for_status()
+                    return answer_of(r)
+
+                await self._record(one(), a + 1)
+
+    async def session(self, w: int) -> None:
+        """One SDK client at a time; when a dropped connection ends it (the SDK's transport fails the
+        whole client), the call in flight is counted as failed and a new client goes on, as an agent
+        would reconnect."""
+        i = 0
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                async with Client(self.url, mode="legacy", cache=None) as client:
+                    while not self.stop.is_set():
+                        i += 1
+                        a = (self.n + w) * 1_000_000 + i
+                        started = time.monotonic()
+
+                        async def one(a: int = a) -> Any:
+                            r = await client.call_tool("a__add", {"a": a, "b": 1})
+                            return None if r.is_error else (r.structured_content or {}).get("result")
+
+                        await self._record(one(), a + 1)
+            except BaseException as e:  # the client ended under its call (a group of transport errors)
+                if isinstance(e, asyncio.CancelledError) and self.stop.is_set():
+                    raise
+                self.calls.append((started, time.monotonic(), f"error client ended: {type(e).__name__}: {e!s:.80}"))
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self.stateless(w) for w in range(self.n)), *(self.session(w) for w in range(self.n)))
+
+
+async def test_kill_under_load_costs_only_the_calls_in_flight(cluster: Cluster) -> None:
+    register_remote(cluster.replicas[0], "a", cluster.upstream.url)
+    cluster.everywhere("a", "RUNNING")
+    load = Load(cluster.lb.mcp_url, 8)  # c = 16: 8 stateless-era, 8 session-era clients
+    task = asyncio.ensure_future(load.run())
+    try:
+        await _until_async(lambda: load.count() >= 200, "200 calls before the kill")
+        victim = cluster.replicas[1]
+        killed_at = time.monotonic()
+        await asyncio.to_thread(victim.kill)  # kill -9, reaped
+        reaped_at = time.monotonic()
+        await _until_async(lambda: "r2 is DOWN" in cluster.lb.log() or "is DOWN" in cluster.lb.log(),
+                           "HAProxy marks the killed replica down")
+        before = load.count()
+        await _until_async(lambda: load.count() >= before + 300, "300 calls after the kill")
+    finally:
+        load.stop.set()
+        await asyncio.wait_for(task, BOUND + 5)
+    assert not [c for c in load.calls if c[2] == "hang"], "a call hung"
+    assert not [c for c in load.calls if c[2].startswith("wrong")], [c for c in load.calls if c[2].startswith("wrong")]
+    failed = [c for c in load.calls if c[2] != "ok"]
+    # Only calls in flight on the killed replica when it died fail; every call started after it
+    # was reaped succeeds (refused connections are retried on another replica by the balancer).
+    assert all(start < reaped_at and end >= killed_at for start, end, _ in failed), failed
+    after = [c for c in load.calls if c[0] >= reaped_at]
+    assert len(after) >= 300 and all(c[2] == "ok" for c in after), [c for c in after if c[2] != "ok"]
+    print(f"{len(load.calls)} calls, {len(failed)} failed at the kill: {sorted({c[2][:60] for c in failed})}")
+    assert len(failed) <= 16, failed  # at most one call per client was in flight
+
+
+async def _until_async(pred: Callable[[], bool], what: str, bound: float = 60.0) -> None:
+    deadline = time.monotonic() + bound
+    while not pred():
+        assert time.monotonic() < deadline, f"never happened within {bound} s: {what}"
+        await asyncio.sleep(0.05)
 
 
 def test_rate_limit_and_cache_hold_across_replicas(cluster: Cluster) -> None:
