@@ -15,6 +15,8 @@ Waits are bounded (``BOUND``): a bound, never a timing claim (the bench measures
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -96,6 +98,9 @@ def test_a_change_on_one_replica_holds_on_every_replica(cluster: Cluster) -> Non
     for d in (b, c):  # registered through A, called through B and C directly
         r = stateless_call(None, d.url + "/mcp", "a__add", {"a": 40, "b": 2})
         assert answer_of(r) == 42, r.text
+    for d in (b, c):  # the events of the whole cluster on every replica, each saying where it happened
+        until(lambda d=d: any(e["type"] == "service.added" and e.get("replica") == "r1"
+                              for e in d.api("GET", "/api/events").json()["events"]), f"r1's event on {d.url}")
     r = b.api("POST", "/api/services/a/stop")
     assert r.status_code == 200, r.text
     cluster.everywhere("a", "STOPPED")
@@ -245,6 +250,32 @@ async def test_kill_under_load_costs_only_the_calls_in_flight(cluster: Cluster) 
     assert len(after) >= 300 and all(c[2] == "ok" for c in after), [c for c in after if c[2] != "ok"]
     print(f"{len(load.calls)} calls, {len(failed)} failed at the kill: {sorted({c[2][:60] for c in failed})}")
     assert len(failed) <= 16, failed  # at most one call per client was in flight
+
+
+def test_sigterm_drains_a_replica(cluster: Cluster) -> None:
+    """SIGTERM: the replica stops taking calls, finishes the one in flight, then exits 0; the
+    balancer's calls go to the others meanwhile."""
+    register_remote(cluster.replicas[0], "a", cluster.upstream.url)
+    cluster.everywhere("a", "RUNNING")
+    victim = cluster.replicas[1]
+    result: dict[str, Any] = {}
+
+    def slow_call() -> None:
+        result["r"] = stateless_call(None, victim.url + "/mcp", "a__slow", {"seconds": 3, "steps": 3})
+
+    t = threading.Thread(target=slow_call)
+    t.start()
+    until(lambda: victim.api("GET", "/api/services/a").json()["policy"]["inFlight"] == 1, "the slow call in flight")
+    assert victim.proc is not None
+    victim.proc.send_signal(signal.SIGTERM)
+    with httpx.Client() as http:
+        while victim.proc.poll() is None:  # meanwhile the balancer serves every call
+            r = stateless_call(http, cluster.lb.mcp_url, "a__add", {"a": 1, "b": 1})
+            assert answer_of(r) == 2, r.text
+    t.join(BOUND)
+    assert victim.proc.returncode == 0, victim.log()[-2000:]
+    r = result["r"]
+    assert r.status_code == 200 and r.json()["result"]["content"][0]["text"] == "slept 3.0", r.text
 
 
 async def _until_async(pred: Callable[[], bool], what: str, bound: float = 60.0) -> None:
