@@ -99,8 +99,8 @@ class ParkedCalls:
             key = ctx.request_state[len(PREFIX):]
             parked = self._calls.pop(key, None)
             if parked is None:
-                raise UpstreamError(INVALID_PARAMS, "the call this input answers has ended or expired; "
-                                                    "call the tool again")
+                raise UpstreamError(INVALID_PARAMS, "the call this input answers has ended or expired (or is "
+                                                    "held by another replica of the gateway); call the tool again")
             if parked.expiry is not None:
                 parked.expiry.cancel()
             parked.downstream = ctx.relay

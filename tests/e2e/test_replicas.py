@@ -15,6 +15,7 @@ Waits are bounded (``BOUND``): a bound, never a timing claim (the bench measures
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import threading
 import time
@@ -283,6 +284,58 @@ async def _until_async(pred: Callable[[], bool], what: str, bound: float = 60.0)
     while not pred():
         assert time.monotonic() < deadline, f"never happened within {bound} s: {what}"
         await asyncio.sleep(0.05)
+
+
+SESSION_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def open_session(url: str) -> str:
+    """A raw session-era client's initialize (declaring sampling) and initialized, on ``url``."""
+    r = httpx.post(url, headers=SESSION_HEADERS, timeout=BOUND, json={
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {"sampling": {}},
+                   "clientInfo": {"name": "raw-replica-test", "version": "1"}}})
+    assert r.status_code == 200, r.text
+    sid = r.headers["mcp-session-id"]
+    headers = {**SESSION_HEADERS, "Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"}
+    r = httpx.post(url, headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, timeout=BOUND)
+    assert r.status_code == 202, r.text
+    return sid
+
+
+def sse_messages(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    for line in response.iter_lines():
+        if line.startswith("data:") and line[5:].strip():
+            yield json.loads(line[5:])
+
+
+def test_an_answer_reaching_another_replica_is_routed_to_the_one_that_asked(cluster: Cluster) -> None:
+    a, b, c = cluster.replicas
+    register_remote(a, "a", cluster.upstream.url)
+    cluster.everywhere("a", "RUNNING")
+    sid = open_session(a.url + "/mcp")
+    headers = {**SESSION_HEADERS, "Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"}
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a__sample", "arguments": {"prompt": "hi"}}}
+    with httpx.stream("POST", a.url + "/mcp", headers=headers, json=call, timeout=BOUND) as stream:
+        assert stream.status_code == 200 and "text/event-stream" in stream.headers["content-type"]
+        messages = sse_messages(stream)
+        asked = next(m for m in messages if m.get("method") == "sampling/createMessage")
+        answer = {"jsonrpc": "2.0", "id": asked["id"], "result": {
+            "role": "assistant", "content": {"type": "text", "text": "routed"}, "model": "m"}}
+        r = httpx.post(b.url + "/mcp", headers=headers, json=answer, timeout=BOUND)  # to another replica
+        assert r.status_code == 202, r.text
+        final = next(m for m in messages if m.get("id") == 1)
+    assert final["result"]["content"][0]["text"] == "model said: routed", final
+    assert [s["adopted"] for s in b.api("GET", "/api/sessions").json()["sessions"]] == [True]
+    # The replica that asked is gone: the answer has nowhere to go, and is accepted without a hang.
+    with httpx.stream("POST", a.url + "/mcp", headers=headers, json={**call, "id": 2}, timeout=BOUND) as stream:
+        asked = next(m for m in sse_messages(stream) if m.get("method") == "sampling/createMessage")
+        a.kill()
+    r = httpx.post(c.url + "/mcp", headers=headers, timeout=BOUND, json={
+        "jsonrpc": "2.0", "id": asked["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "x"},
+                                                        "model": "m"}})
+    assert r.status_code == 202, r.text
+    assert "that replica is gone" in c.log(), c.log()[-2000:]
 
 
 def test_rate_limit_and_cache_hold_across_replicas(cluster: Cluster) -> None:
