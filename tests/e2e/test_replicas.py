@@ -29,7 +29,7 @@ from mcp import Client
 
 from tests.support.cluster import HAPROXY_CFG, META, HAProxy, S, address_of, answer_of, stateless_call
 from tests.support.daemon import DaemonProc
-from tests.support.foundation import register_remote
+from tests.support.foundation import closed_port, register_remote, run_daemon_expect_exit
 from tests.support.mcpclient import GUARD, text_of
 from tests.support.redisserver import RedisServer
 from tests.support.upstream import Upstream, run_upstream
@@ -90,6 +90,18 @@ def cluster(tmp_path: Path, upstream: Upstream) -> Iterator[Cluster]:
                 lb.stop()
             for d in replicas:
                 d.stop()
+
+
+def test_a_store_that_cannot_be_used_stops_the_daemon_with_a_message(tmp_path: Path) -> None:
+    port = closed_port()
+    r = run_daemon_expect_exit(tmp_path / "s1", "--store", f"redis://:hunter2secret@127.0.0.1:{port}/0")
+    assert r.returncode == 1, r.stderr
+    assert f"the shared store redis://127.0.0.1:{port}/0 cannot be reached" in r.stderr, r.stderr
+    assert "hunter2secret" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = run_daemon_expect_exit(tmp_path / "s2", "--store", "http://127.0.0.1:6379")
+    assert r.returncode == 2 and "must be 'embedded' or a Redis URL" in r.stderr, r.stderr
+    r = run_daemon_expect_exit(tmp_path / "s3", "--replica", "no spaces")
+    assert r.returncode == 2 and "replica" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def test_a_change_on_one_replica_holds_on_every_replica(cluster: Cluster) -> None:
