@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +113,10 @@ class Procs:
 
 
 class Daemon:
-    def __init__(self, procs: Procs, state_dir: Path) -> None:
+    def __init__(self, procs: Procs, state_dir: Path, args: list[str] | None = None, name: str = "runtimed") -> None:
+        """``args``: extra ``runtimed`` flags (e.g. ``--store``, ``--replica``); ``name``: its log file's name."""
         self.procs, self.state_dir = procs, state_dir
+        self.args, self.name = list(args or []), name
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -123,11 +126,11 @@ class Daemon:
         with contextlib.suppress(OSError):
             pidfile.unlink()
         t0 = time.perf_counter()
-        self.proc = self.procs.spawn("runtimed", [sys.executable, "-m", "runtimed", "--port", "0",
-                                                  "--state-dir", str(self.state_dir)])
+        self.proc = self.procs.spawn(self.name, [sys.executable, "-m", "runtimed", "--port", "0",
+                                                 "--state-dir", str(self.state_dir), *self.args])
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"runtimed exited with {self.proc.returncode}; see {self.procs.logdir}/runtimed.log")
+                raise RuntimeError(f"runtimed exited with {self.proc.returncode}; see {self.procs.logdir}/{self.name}.log")
             if time.perf_counter() - t0 > 60:
                 raise RuntimeError("runtimed did not answer /healthz within 60 s")
             try:
@@ -720,13 +723,41 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(L) + "\n"
 
 
-def update_doc(md: str) -> None:
-    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{DOC_BEGIN}\n{DOC_END}\n"
-    if DOC_BEGIN not in text or DOC_END not in text:
-        text += f"\n{DOC_BEGIN}\n{DOC_END}\n"
-    head, rest = text.split(DOC_BEGIN, 1)
-    _, tail = rest.split(DOC_END, 1)
-    DOC.write_text(f"{head}{DOC_BEGIN}\n{md}{DOC_END}{tail}")
+def update_doc(md: str, begin: str = DOC_BEGIN, end: str = DOC_END, intro: str = "") -> None:
+    """Replace what stands between ``begin`` and ``end`` in docs/benchmarks.md with ``md``; without
+    the markers, append them (after ``intro``, e.g. a heading) at the end of the doc."""
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    if begin not in text or end not in text:
+        text += f"\n{intro}{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    DOC.write_text(f"{head}{begin}\n{md}{end}{tail}")
+
+
+def run_and_report(scenarios: Callable[[argparse.Namespace, Path, Procs], Coroutine[Any, Any, dict[str, Any]]],
+                   args: argparse.Namespace, to_markdown: Callable[[dict[str, Any]], str],
+                   prefix: str = "") -> tuple[dict[str, Any], str, Path]:
+    """Run ``scenarios`` (every child it starts is stopped at the end, whatever happens) in a fresh work dir,
+    write ``bench/results/<prefix><timestamp>.json`` and ``.md`` and print the markdown and the verdicts;
+    (results, markdown, work dir with the process logs)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"runtimed-{prefix or 'bench-'}"))
+    procs = Procs(work)
+    t0 = time.perf_counter()
+    try:
+        res = asyncio.run(scenarios(args, work, procs))
+    finally:
+        procs.stop_all()
+    res["duration_s"] = round(time.perf_counter() - t0, 1)
+    out = RESULTS / f"{prefix}{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out.with_suffix(".json").write_text(json.dumps(res, indent=2))
+    md = to_markdown(res)
+    out.with_suffix(".md").write_text(md)
+    print("\n" + md)
+    for t in res["targets"]:
+        print(f"{t['verdict']:5} {t['target']}: {t['value']} (limit {t['limit']})")
+    print(f"\nresults: {out}.json and .md ({res['duration_s']} s); process logs in {work}")
+    return res, md, work
 
 
 def main() -> int:
@@ -735,23 +766,7 @@ def main() -> int:
     ap.add_argument("--no-proxies", action="store_true", help="skip FastMCP's proxy and mcp-proxy")
     ap.add_argument("--update-doc", action="store_true", help="replace the generated part of docs/benchmarks.md")
     args = ap.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="runtimed-bench-"))
-    procs = Procs(work)
-    t0 = time.perf_counter()
-    try:
-        res = asyncio.run(run(args, work, procs))
-    finally:
-        procs.stop_all()
-    res["duration_s"] = round(time.perf_counter() - t0, 1)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    (RESULTS / f"{stamp}.json").write_text(json.dumps(res, indent=2))
-    md = markdown(res)
-    (RESULTS / f"{stamp}.md").write_text(md)
-    print("\n" + md)
-    for t in res["targets"]:
-        print(f"{t['verdict']:5} {t['target']}: {t['value']} (limit {t['limit']})")
-    print(f"\nresults: {RESULTS / stamp}.json and .md ({res['duration_s']} s); process logs in {work}")
+    _, md, work = run_and_report(run, args, markdown)
     if args.update_doc:
         update_doc(md)
         print(f"updated {DOC}")
