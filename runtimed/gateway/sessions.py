@@ -274,14 +274,19 @@ class SessionStore:
         self.idle_s = idle_s
         self.max_sessions = max_sessions
 
-    def create(self, version: str, client_info: JSON, capabilities: JSON, scope: str | None) -> Session:
-        """A new session; at the cap, first ends the one idle the longest. Raises ``SessionLimit``."""
+    def _make_room(self) -> None:
+        """Below the cap: the expired sessions end, then, at the cap, the one idle the longest.
+        Raises ``SessionLimit`` when every session is active."""
         self.expire()
         while len(self.sessions) >= self.max_sessions:
             idle = [s for s in self.sessions.values() if s.idle]
             if not idle:
                 raise SessionLimit(len(self.sessions))
             self.end(min(idle, key=lambda s: s.last_seen).id, "evicted")
+
+    def create(self, version: str, client_info: JSON, capabilities: JSON, scope: str | None) -> Session:
+        """A new session; at the cap, first ends the one idle the longest. Raises ``SessionLimit``."""
+        self._make_room()
         sid = secrets.token_urlsafe(24)
         s = Session(sid, version, client_info, capabilities, scope)
         self.sessions[sid] = s
@@ -341,12 +346,7 @@ class SessionStore:
         s = self.sessions.get(sid)
         if s is not None:  # adopted meanwhile by a concurrent request
             return s
-        self.expire()
-        while len(self.sessions) >= self.max_sessions:
-            idle = [x for x in self.sessions.values() if x.idle]
-            if not idle:
-                raise SessionLimit(len(self.sessions))
-            self.end(min(idle, key=lambda x: x.last_seen).id, "evicted")
+        self._make_room()
         info, caps = rec.get("clientInfo"), rec.get("capabilities")
         scope = rec.get("scope")
         s = Session(sid, rec["version"], info if isinstance(info, dict) else {}, caps if isinstance(caps, dict) else {},
