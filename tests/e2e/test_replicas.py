@@ -376,6 +376,24 @@ def test_rate_limit_and_cache_hold_across_replicas(cluster: Cluster) -> None:
         assert hit["structuredContent"] == first["structuredContent"]
 
 
+def test_a_breaker_opened_on_one_replica_is_open_on_every_replica(cluster: Cluster) -> None:
+    a, b, c = cluster.replicas
+    with run_upstream("echo_server", "--name", "f") as failing:
+        register_remote(a, "f", failing.url)
+        cluster.everywhere("f", "RUNNING")
+        failing.stop()  # every call now fails to connect: an upstream fault
+        for _ in range(5):  # breakerThreshold (5) faults in a row on A open A's breaker
+            r = stateless_call(None, a.url + "/mcp", "f__echo", {"text": "x"}).json()["result"]
+            assert r["isError"], r
+        refused = stateless_call(None, a.url + "/mcp", "f__echo", {"text": "x"}).json()["result"]
+        assert refused["_meta"]["runtimed"]["policy"] == "breaker", refused
+    for d in (b, c):  # B and C never called it: their breakers are open too, naming where it tripped
+        until(lambda d=d: d.api("GET", "/api/services/f").json()["policy"]["breaker"]["state"] == "open",
+              f"the breaker open on {d.url}")
+        r = stateless_call(None, d.url + "/mcp", "f__echo", {"text": "x"}).json()["result"]
+        assert r["_meta"]["runtimed"]["policy"] == "breaker" and "on replica r1" in r["content"][0]["text"], r
+
+
 def test_redis_down_calls_go_on_changes_refused_then_converge(cluster: Cluster) -> None:
     a, b, c = cluster.replicas
     register_remote(a, "a", cluster.upstream.url)
