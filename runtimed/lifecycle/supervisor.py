@@ -334,6 +334,7 @@ class Supervisor:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for svc in self.all():
             svc.logs.close()
+            svc.policy.flush()
 
     # -- registry changes -------------------------------------------------
     async def apply(self, manifest: ServiceManifest, start: bool | None = None,

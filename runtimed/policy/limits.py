@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from runtimed.state.store import SharedRateLimit
 
 log = logging.getLogger("runtimed.policy")
+SAVE_AFTER_S = 0.1  # a rate limiter's log reaches its file at most this long after an admission
 
 PER_SECONDS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 
@@ -110,8 +111,12 @@ class RateLimiter:
     never lets through more than ``calls`` in *any* span of that length, so it
     stays within an upstream's quota however the upstream counts (rolling or
     calendar windows). When ``path`` is given the log is written there
-    (temp file + rename, no fsync: it survives a daemon crash or restart, not
-    a power cut) after every admission and refund.
+    (temp file + rename, no fsync) at most ``SAVE_AFTER_S`` after an admission
+    or refund, in one write for every change since the last (the log holds
+    every admission of the window: writing it per call would cost per call what
+    the window holds), and at ``flush`` (the daemon stopping): it survives a
+    restart, and a crash loses at most the last ``SAVE_AFTER_S`` of admissions;
+    not a power cut. Without a running event loop it is written at once.
     """
 
     def __init__(self, calls: int, per: str, path: Path | None = None, shared: SharedRateLimit | None = None) -> None:
@@ -123,6 +128,7 @@ class RateLimiter:
         self.window = PER_SECONDS[per]
         self.path = path
         self._log: collections.deque[float] = collections.deque()
+        self._save_handle: asyncio.TimerHandle | None = None
         self._shared_error: str | None = None
         self.persist_error: str | None = None
         if path is not None:
@@ -221,6 +227,30 @@ class RateLimiter:
         self._trim(time.time())
 
     def _save(self) -> None:
+        """Write the log soon (``SAVE_AFTER_S``), once for every change until then."""
+        if self.path is None or self._save_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write()
+            return
+        self._save_handle = loop.call_later(SAVE_AFTER_S, self.flush)
+
+    def flush(self) -> None:
+        """Write the log now if a write is pending (the daemon is stopping)."""
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
+            self._write()
+
+    def discard(self) -> None:
+        """The service was removed: a pending write is dropped (its file is deleted by the caller)."""
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
+
+    def _write(self) -> None:
         if self.path is None:
             return
         body: dict[str, Any] = {

@@ -135,8 +135,15 @@ class ServicePolicy:
             if old_cache is None or (old_cache.tools, old_cache.readOnlyHint) != (p.cache.tools, p.cache.readOnlyHint):
                 self.cache.clear()
 
+    def flush(self) -> None:
+        """The daemon is stopping: what is persisted lazily is written now (the rate limiter's log)."""
+        if self.rate is not None:
+            self.rate.flush()
+
     def forget(self) -> None:
         """The service was removed: drop its persisted state (a shared limiter's admissions too)."""
+        if self.rate is not None:
+            self.rate.discard()
         try:
             self.state_path.unlink()
         except OSError:

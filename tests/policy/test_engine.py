@@ -197,8 +197,9 @@ async def test_rate_limit_says_when_calls_resume_and_persists(tmp_path):
     assert 86000 < meta["retryAfterSeconds"] <= 86400
     assert svc.up.attempts["echo"] == 3
     assert h.records[-1]["outcome"] == "rate_limited"
-    state = json.loads(svc.policy.state_path.read_text())
-    assert len(state["rateLimit"]["admissions"]) == 3
+    await until(lambda: svc.policy.state_path.exists()
+                and len(json.loads(svc.policy.state_path.read_text())["rateLimit"]["admissions"]) == 3,
+                "the log written, at most SAVE_AFTER_S late")
     assert svc.policy.describe()["rateLimit"]["remaining"] == 0
     # A new daemon (new engine, new policy object) remembers today's calls.
     h2 = Harness(tmp_path)
