@@ -124,9 +124,16 @@ redis.call('PUBLISH', KEYS[3], '{"kind": "registry", "service": null, "data": {"
 return {1, revision}
 """
 
+# Rate-limit admissions and cached results are kept in Redis's memory only (``set_repl(REPL_NONE)``:
+# not written to the append-only file, not sent to Redis replicas). With ``appendfsync always`` a
+# propagated write costs an fsync before Redis answers, on every rate-limited call (measured: a
+# script call 0.41 ms p50 with it, 0.16 ms without); a Redis restart then forgets the windows (a
+# service may get up to one more window's calls) and the cache (misses): neither is a record.
+_EPHEMERAL = "redis.set_repl(redis.REPL_NONE)\n"
+
 # KEYS: the admissions. ARGV: now, horizon (now - window), calls, member, expiry in ms.
 # Nil: admitted; else the score of the admission that must leave the window first.
-_RATE_ACQUIRE = """
+_RATE_ACQUIRE = _EPHEMERAL + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 local n = redis.call('ZCARD', KEYS[1])
 local calls = tonumber(ARGV[3])
@@ -140,7 +147,7 @@ return oldest[2]
 """
 
 # KEYS: the admissions. ARGV: member ('' when unknown), admission time. Removes one admission.
-_RATE_REFUND = """
+_RATE_REFUND = _EPHEMERAL + """
 if ARGV[1] ~= '' and redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   return 1
 end
@@ -153,7 +160,7 @@ return 0
 
 # KEYS: the entry, the index. ARGV: value, ttl ms, now, index member, max entries, entry key prefix,
 # horizon (entries stored before it have expired).
-_CACHE_PUT = """
+_CACHE_PUT = _EPHEMERAL + """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[7])
