@@ -30,8 +30,9 @@ from mcp import Client
 from tests.support.cluster import HAPROXY_CFG, META, HAProxy, S, address_of, answer_of, stateless_call
 from tests.support.daemon import DaemonProc
 from tests.support.foundation import closed_port, register_remote, run_daemon_expect_exit
-from tests.support.mcpclient import GUARD, text_of
+from tests.support.mcpclient import GUARD, call_text, sampling, text_of
 from tests.support.redisserver import RedisServer
+from tests.support.thirdparty import everything_stdio_argv, run_everything
 from tests.support.upstream import Upstream, run_upstream
 
 BOUND = 20.0  # seconds any one convergence may take before the test fails (a bound, not a claim)
@@ -60,9 +61,9 @@ class Cluster:
     def __init__(self, redis: RedisServer, replicas: list[DaemonProc], lb: HAProxy, upstream: Upstream) -> None:
         self.redis, self.replicas, self.lb, self.upstream = redis, replicas, lb, upstream
 
-    def everywhere(self, name: str, state: str, among: list[DaemonProc] | None = None) -> None:
+    def everywhere(self, name: str, state: str, among: list[DaemonProc] | None = None, bound: float = BOUND) -> None:
         for d in among or self.replicas:
-            until(lambda d=d: state_of(d, name) == state, f"{name} {state} on {d.url}")
+            until(lambda d=d: state_of(d, name) == state, f"{name} {state} on {d.url}", bound)
 
 
 def start_replica(base: Path, i: int, store: str) -> DaemonProc:
@@ -348,6 +349,49 @@ def test_an_answer_reaching_another_replica_is_routed_to_the_one_that_asked(clus
                                                         "model": "m"}})
     assert r.status_code == 202, r.text
     assert "that replica is gone" in c.log(), c.log()[-2000:]
+
+
+@pytest.mark.parametrize("kind", ["stdio", "http"])
+async def test_server_everything_through_the_balancer(cluster: Cluster, kind: str) -> None:
+    """A server nobody here wrote (the reference server-everything), as a stdio child of each
+    replica or over streamable HTTP: a session-era client's calls and its sampling answers spread
+    over the replicas (answers routed to the replica that asked); a stateless-era client's calls."""
+    a = cluster.replicas[0]
+    if kind == "stdio":
+        argv = everything_stdio_argv()
+        r = a.api("POST", "/api/services", json={"apiVersion": "runtimed/v1", "kind": "MCPService",
+                                                   "metadata": {"name": "ev"},
+                                                   "spec": {"origin": {"type": "stdio", "command": argv[0],
+                                                                       "args": argv[1:]}}})
+        assert r.status_code == 201, r.text
+        await _everything_calls(cluster)
+    else:
+        with run_everything() as ev:
+            register_remote(a, "ev", ev.url)
+            await _everything_calls(cluster)
+
+
+async def _everything_calls(cluster: Cluster) -> None:
+    cluster.everywhere("ev", "RUNNING", bound=60)
+    async with Client(cluster.lb.mcp_url, mode="legacy", cache=None, sampling_callback=sampling) as c:
+        for i in range(6):
+            assert await call_text(c, "ev__echo", {"message": f"m{i}"}) == f"Echo: m{i}"
+            got = await call_text(c, "ev__trigger-sampling-request", {"prompt": "meaning of life?"})
+            assert "forty-two" in got and not got.startswith("<"), got
+    async with Client(cluster.lb.mcp_url, mode="auto", cache=None) as c:  # the stateless era
+        for i in range(6):
+            assert await call_text(c, "ev__echo", {"message": f"s{i}"}) == f"Echo: s{i}"
+    served = [calls_served(d, "ev") for d in cluster.replicas]
+    assert sum(served) == 18 and sum(1 for n in served if n) >= 2, served  # spread over the replicas
+
+
+def calls_served(d: DaemonProc, service: str) -> float:
+    """The tool calls replica ``d`` itself served for ``service`` (its own /metrics)."""
+    total = 0.0
+    for line in d.api("GET", "/metrics").text.splitlines():
+        if line.startswith("runtimed_tool_calls_total{") and f'service="{service}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def test_rate_limit_and_cache_hold_across_replicas(cluster: Cluster) -> None:
