@@ -211,10 +211,6 @@ class Supervisor:
                 if svc.policy.breaker is not None:
                     svc.policy.breaker.open_until(float(change.data.get("until") or 0),
                                                   f"{change.data.get('reason')} (on replica {change.replica})")
-            elif change.kind == "cache-clear" and change.service in self.services:
-                cache = self.services[change.service].policy.cache
-                if cache is not None:
-                    cache.clear()
         except Exception:  # a peer's message must not take anything down
             log.exception("could not apply a change from replica %s (%s)", change.replica, change.kind)
 
@@ -232,14 +228,18 @@ class Supervisor:
                 async with svc.lock:
                     await self._stop_backend(svc, svc.quarantine_reason)
                     self._transition(svc, State.QUARANTINED, svc.quarantine_reason)
-        else:
+        elif desired == "running":
             if svc.state == State.QUARANTINED:
                 svc.failures.clear()
                 svc.quarantine_reason = None
                 self._transition(svc, State.STOPPED, f"unquarantined {where}")
-            if svc.manifest.spec.enabled and (desired == "running" or svc.manifest.spec.autostart) \
-                    and svc.state in (State.REGISTERED, State.STOPPED, State.CRASHED):
+            if svc.manifest.spec.enabled and svc.state in (State.REGISTERED, State.STOPPED, State.CRASHED):
                 await self.start(svc.id, reason=f"started {where}")
+        elif svc.manifest.spec.enabled and svc.manifest.spec.autostart and svc.state in (State.REGISTERED,
+                                                                                          State.STOPPED):
+            # No intent (cleared, or none after a resync): as the manifest says. A quarantine or a
+            # pending restart here is this replica's own, and stays.
+            await self.start(svc.id, reason="autostart")
 
     async def sync_registry(self, resync: bool = False) -> None:
         """Take the stored registry when another replica changed it: services added there are added

@@ -19,8 +19,7 @@ Owns the contract every part of the daemon persists and shares through:
 - the key that signs ``requestState`` (``signing_keys``, with a key id for
   rotation);
 - changes made by other replicas, delivered to the callback given to ``open``
-  (``Change``): a registry revision, a lifecycle intent, a breaker trip, a cache
-  clear.
+  (``Change``): a registry revision, a lifecycle intent, a breaker trip.
 
 Nothing outside this package knows which implementation is in use: callers ask
 ``shared`` (does another replica see this?) where behaviour differs. Which
@@ -53,7 +52,6 @@ class Change:
     - ``"intent"``: ``service`` (an id) has a new lifecycle intent ``data["intent"]`` (None: cleared).
     - ``"breaker"``: ``service``'s circuit breaker was opened by ``replica`` until ``data["until"]``
       (wall-clock seconds) because of ``data["reason"]``.
-    - ``"cache-clear"``: ``service``'s result cache was emptied.
     - ``"resync"``: the store reconnected after messages may have been lost: reload everything.
     """
 
@@ -204,7 +202,7 @@ class Store(ABC):
         return None
 
     async def publish(self, change: Change) -> None:
-        """Tell the other replicas (breaker trips, cache clears). Best effort; never raises."""
+        """Tell the other replicas (breaker trips). Best effort; never raises."""
         return None
 
     # -- sessions ------------------------------------------------------------------
