@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 from runtimed import __version__
 from runtimed.backends.base import CallContext
 from runtimed.config.settings import Settings
-from runtimed.errors import RelayUnavailable
+from runtimed.errors import RelayUnavailable, StoreUnavailable
 from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService
 from runtimed.gateway.control import ControlTools
 from runtimed.gateway.router import CallPath, IntentRecorder, Router, Subscribe
@@ -337,7 +337,7 @@ class Gateway:
         the answer has nowhere to go, and that is logged."""
         try:
             routed = await self.store.route_answer(session.id, msg.get("id"), msg)
-        except Exception as e:
+        except StoreUnavailable as e:
             log.warning("could not route an answer of session %s… to the replica that asked: %s", session.id[:8], e)
             return
         if routed is False:

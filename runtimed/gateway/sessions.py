@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from runtimed.errors import RpcError, UpstreamError
+from runtimed.errors import RpcError, StoreUnavailable, UpstreamError
 from runtimed.protocol.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, SERVER_ERROR, dumps
 from runtimed.protocol.types import JSON
 
@@ -317,7 +317,7 @@ class SessionStore:
         try:
             await self.store.save_session(s.id, self.record(s), self.idle_s)
             s.saved_at = time.monotonic()
-        except Exception as e:
+        except StoreUnavailable as e:
             log.warning("session %s…: its record could not be kept in the shared store (%s): only this replica "
                         "serves it until the next change", s.id[:8], e)
 
@@ -338,7 +338,7 @@ class SessionStore:
             return None
         try:
             rec = await self.store.load_session(sid)
-        except Exception as e:
+        except StoreUnavailable as e:
             log.warning("could not look session %s… up in the shared store: %s", sid[:8], e)
             return None
         if not isinstance(rec, dict) or not isinstance(rec.get("version"), str):
@@ -372,7 +372,7 @@ class SessionStore:
         if self.shared and self.store is not None:
             try:
                 await self.store.drop_session(sid)
-            except Exception as e:
+            except StoreUnavailable as e:
                 log.warning("could not drop session %s… from the shared store: %s", sid[:8], e)
         return s
 
@@ -380,14 +380,14 @@ class SessionStore:
         if self.store is not None:
             try:
                 await self.store.touch_session(sid, self.idle_s)
-            except Exception as e:
+            except StoreUnavailable as e:
                 log.debug("could not touch session %s…: %s", sid[:8], e)
 
     async def _claim(self, s: Session, req_id: str) -> None:
         if self.store is not None:
             try:
                 await self.store.claim_request(s.id, req_id, self.idle_s)
-            except Exception as e:
+            except StoreUnavailable as e:
                 log.warning("the answer to %s may not find this replica: %s", req_id, e)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

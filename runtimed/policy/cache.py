@@ -17,6 +17,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from runtimed.errors import StoreUnavailable
 from runtimed.protocol.types import JSON
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class ResultCache:
             return self.get(key)
         try:
             found = await self.shared.get(key)
-        except Exception as e:  # the store is down: a miss
+        except StoreUnavailable as e:  # a miss
             log.debug("shared cache unavailable: %s", e)
             found = None
         if found is None:
@@ -77,7 +78,7 @@ class ResultCache:
             return False
         try:
             await self.shared.put(key, result, self.ttl, self.max_entries)
-        except Exception as e:
+        except StoreUnavailable as e:
             log.debug("shared cache unavailable: %s", e)
             return False
         return True
@@ -134,7 +135,7 @@ class ResultCache:
     async def _clear_shared(shared: SharedCache) -> None:
         try:
             await shared.clear()
-        except Exception as e:
+        except StoreUnavailable as e:
             log.warning("could not clear the shared cache: %s", e)
 
     def __len__(self) -> int:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtimed.errors import QueueFull, QueueTimeout
+from runtimed.errors import QueueFull, QueueTimeout, StoreUnavailable
 
 if TYPE_CHECKING:
     from runtimed.state.store import SharedRateLimit
@@ -173,7 +173,7 @@ class RateLimiter:
         if self.shared is not None:
             try:
                 resume = await self.shared.try_acquire(self.calls, self.window, now)
-            except Exception as e:  # the store is down: the limit holds per replica meanwhile
+            except StoreUnavailable as e:  # the limit holds per replica meanwhile
                 if self._shared_error is None:
                     log.warning("shared rate limit unavailable (%s): counting on this replica until it is back", e)
                 self._shared_error = str(e)
@@ -193,7 +193,7 @@ class RateLimiter:
         if self.shared is not None and self._shared_error is None:
             try:
                 await self.shared.refund(admitted_at)
-            except Exception as e:
+            except StoreUnavailable as e:
                 log.warning("could not refund a shared rate-limit admission: %s", e)
 
     def refund(self, admitted_at: float | None = None) -> None:
