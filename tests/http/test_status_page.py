@@ -1,5 +1,5 @@
 """The status page in a real headless Chromium (Debian's ``chromium`` driven by
-Playwright), against real daemons and a real upstream MCP server.
+Playwright, ``tests/support/browser.py``), against real daemons and a real upstream MCP server.
 
 Skipped with a reason when chromium or Playwright is missing, except under
 ``CI=true`` where that is a failure. Screenshots go to ``tests/_artifacts/``.
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,40 +18,19 @@ import httpx
 import pytest
 from mcp import Client
 
+from tests.support.browser import launch_chromium
 from tests.support.daemon import DaemonProc
 from tests.support.upstream import free_port, run_upstream
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "_artifacts"
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TOKEN = "page-token-0123456789abcdef"
 WAIT_MS = 20_000
 
 
-def _browser_or_skip() -> Any:
-    problem = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        problem = "Playwright for Python is not installed (pip install playwright)"
-        sync_playwright = None
-    if problem is None and not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        problem = f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"browser tests cannot run under CI: {problem}")
-        pytest.skip(problem)
-    return sync_playwright
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_playwright = _browser_or_skip()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with launch_chromium() as b:
         yield b
-        b.close()
 
 
 class Page:
