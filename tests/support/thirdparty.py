@@ -1,6 +1,7 @@
 """Third-party MCP servers for tests, installed from npm by ``.ci/run`` (``npm ci --prefix
 tests/thirdparty``, pinned by ``tests/thirdparty/package-lock.json``): server-everything and
-server-filesystem.
+server-filesystem. (The same install pins ``oidc-provider``, the authorization server that
+``tests/support/oauth.py`` runs.)
 
 Owns starting the TypeScript reference server ``@modelcontextprotocol/server-everything``
 in streamable HTTP mode (``node dist/index.js streamableHttp`` with ``PORT``) on a free
@@ -71,12 +72,12 @@ def pinned_version(package: str) -> str:
     return lock["packages"][f"node_modules/{package}"]["version"]
 
 
-def package_problem(package: str) -> str | None:
-    """Why the npm ``package`` (its ``dist/index.js``) cannot run here, or None when it can."""
+def package_problem(package: str, entry: str = "dist/index.js") -> str | None:
+    """Why the npm ``package`` (its ``entry`` file) cannot run here, or None when it can."""
     if shutil.which("node") is None:
         return "node is not installed"
     directory = THIRDPARTY / "node_modules" / package
-    if not (directory / "dist" / "index.js").exists():
+    if not (directory / entry).exists():
         return f"{package} is not installed ({INSTALL_HINT})"
     installed = json.loads((directory / "package.json").read_text())["version"]
     if installed != pinned_version(package):
@@ -89,9 +90,9 @@ def everything_problem() -> str | None:
     return package_problem(EVERYTHING)
 
 
-def require_package(package: str) -> None:
-    """Skip (fail under CI=true) when ``package`` is not installed as pinned."""
-    problem = package_problem(package)
+def require_package(package: str, entry: str = "dist/index.js") -> None:
+    """Skip (fail under CI=true) when ``package`` (its ``entry`` file) is not installed as pinned."""
+    problem = package_problem(package, entry)
     if problem is None:
         return
     if os.environ.get("CI"):
