@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="where state is kept and shared: 'embedded' (default: the state dir) or "
                                     "redis://HOST:PORT/DB for several replicas (or RUNTIMED_STORE)")
     p.add_argument("--replica", help="this daemon's name among replicas (default host-pid-random; or RUNTIMED_REPLICA)")
+    p.add_argument("--oauth-issuer", help="accept on /mcp the OAuth access tokens of this authorization server "
+                                           "(or RUNTIMED_OAUTH_ISSUER; docs/spec/auth.md)")
+    p.add_argument("--oauth-audience", help="the resource URI tokens must be issued for (default <base url>/mcp)")
+    p.add_argument("--oauth-scopes", help="comma-separated scopes every token must carry")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--admin-tools", action="store_true", default=None,
                    help="offer the mutating runtime__* tools on /mcp")
@@ -137,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     flags = {
         "host": args.host, "port": args.port, "state_dir": args.state_dir, "auth_token": args.auth_token,
         "log_level": args.log_level, "admin_tools": args.admin_tools, "store": args.store, "replica": args.replica,
+        "oauth_issuer": args.oauth_issuer, "oauth_audience": args.oauth_audience,
+        "oauth_scopes": [x.strip() for x in args.oauth_scopes.split(",") if x.strip()] if args.oauth_scopes else None,
     }
     try:
         settings = load_settings(flags)

@@ -190,6 +190,9 @@ class CallContext:
     # ``tools/call``: the upstream tool's cached ``inputSchema``, or None when the tool is not in the
     # cached interface; a transport mirrors its ``x-mcp-header`` arguments into ``Mcp-Param-*`` headers.
     input_schema: JSON | None = None
+    # Who the downstream client is (``Principal.to_json``: subject, client id; never a token), for the
+    # call record. A backend must not send it upstream.
+    principal: JSON | None = None
 
 
 class BackendHost(Protocol):

@@ -20,6 +20,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_snake
@@ -130,6 +131,19 @@ class Settings(BaseModel):
         default=None, repr=False,
         description="KID:SECRET[,KID:SECRET...] signing requestState (the first signs, all verify: rotation); "
                     "default: a key kept in the store.")
+    oauth_issuer: str | None = Field(
+        default=None,
+        description="An OAuth authorization server whose access tokens /mcp accepts (the gateway as an MCP resource "
+                    "server, docs/spec/auth.md); then /mcp needs a token from it (or the static auth_token).")
+    oauth_audience: str | None = Field(
+        default=None,
+        description="This gateway's resource URI, the audience its tokens must name (default: <base url>/mcp; behind "
+                    "a proxy, the URL clients use).")
+    oauth_scopes: list[str] = Field(default_factory=list,
+                                    description="Scopes every token must carry (403 insufficient_scope otherwise).")
+    oauth_client_id: str | None = Field(default=None, description="Client id for introspecting opaque tokens (RFC 7662).")
+    oauth_client_secret: str | None = Field(default=None, repr=False,
+                                            description="Its secret (the introspection endpoint's client authentication).")
     policy: PolicyDefaults = Field(default_factory=PolicyDefaults)
     wasm: WasmDefaults = Field(default_factory=WasmDefaults)
 
@@ -142,6 +156,24 @@ class Settings(BaseModel):
         if not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be 'embedded' or a Redis URL, redis://HOST:PORT/DB (rediss:// for TLS)")
         return v
+
+    @field_validator("oauth_issuer", "oauth_audience")
+    @classmethod
+    def _oauth_url(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        assert v is not None
+        parts = urlsplit(v)
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.fragment:
+            raise ValueError("must be an absolute http(s) URL without a fragment")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+            raise ValueError("must use https (http only on loopback, for tests)")
+        return v
+
+    @property
+    def resource_uri(self) -> str:
+        """The audience tokens must name: ``oauth_audience``, else this daemon's ``/mcp``."""
+        return self.oauth_audience or f"{self.base_url}/mcp"
 
     @field_validator("auth_token")
     @classmethod
@@ -175,7 +207,7 @@ def is_loopback_host(host: str) -> bool:
 
 # Environment variables: RUNTIMED_<FIELD>, and RUNTIMED_<TABLE>_<FIELD> for the nested tables
 # (e.g. RUNTIMED_POLICY_TIMEOUT_MS for [policy] timeout_ms).
-_LIST_FIELDS = {"allowed_hosts", "remote_allowed_hosts"}
+_LIST_FIELDS = {"allowed_hosts", "remote_allowed_hosts", "oauth_scopes"}
 
 
 class _Layer:

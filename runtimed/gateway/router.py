@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from runtimed.auth.resource import Principal
 from runtimed.backends.base import CallContext, NullRelay
 from runtimed.errors import BackendError, InputRequired, PolicyRefusal, RpcError
 from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService, Entry
@@ -111,6 +112,9 @@ class RequestCtx:
     # Stateless era: the request's headers as (lower-case name, value) pairs, for the Mcp-Param-*
     # check; None in the session era (2025-11-25 and earlier define no Mcp-Param headers).
     param_headers: list[tuple[str, str]] | None = None
+    # Who sent it (an OAuth token's subject and client, or the static token), when the gateway has an
+    # issuer; None otherwise.
+    principal: Principal | None = None
 
 
 _STRIP = tuple(k for k in ENVELOPE_KEYS if k != LOG_LEVEL)
@@ -465,6 +469,9 @@ class Router:
         request_state = None
         if "requestState" in params:
             payload = self.gw.signer.verify(params["requestState"])
+            if payload.get("p") != (ctx.principal.key if ctx.principal is not None else None):
+                raise RpcError(INVALID_PARAMS, "Invalid params: requestState was issued to another principal",
+                               http_status=400)
             if payload.get("s") != svc.id or payload.get("m") != method:
                 raise RpcError(INVALID_PARAMS, "Invalid params: requestState belongs to another request", http_status=400)
             # The upstream's own state; none (or empty) means the retry carries no requestState.
@@ -476,14 +483,18 @@ class Router:
         cctx = CallContext(relay=ctx.relay, progress_token=ctx.progress_token, client_info=ctx.client_info,
                            client_capabilities=ctx.client_capabilities, protocol_version=ctx.version,
                            request_state=request_state, client_id=client_id,
-                           input_schema=input_schema)
+                           input_schema=input_schema,
+                           principal=ctx.principal.to_json() if ctx.principal is not None else None)
         try:
             result = await self.policy.call(svc, method, params, cctx)
             return result if ctx.era == STATELESS else _strip_stateless_residue(result)
         except InputRequired as e:
             if ctx.era != STATELESS:
                 raise rpc_error(e, svc.name) from None
-            token = self.gw.signer.sign({"s": svc.id, "m": method, "st": e.request_state})
+            signed: JSON = {"s": svc.id, "m": method, "st": e.request_state}
+            if ctx.principal is not None:
+                signed["p"] = ctx.principal.key
+            token = self.gw.signer.sign(signed)
             return input_required(e.requests, token)
         except PolicyRefusal as e:
             if method == "tools/call":

@@ -149,6 +149,7 @@ class Session:
         self.subscribed: dict[str, str] = {}  # uri -> id of the service holding the upstream subscription
         self.log_level: str | None = None
         self.adopted = False  # created by another replica (its streams' events are not here)
+        self.principal: str | None = None  # ``Principal.key`` of who initialized it (OAuth); None without
         self.saved_at = 0.0  # monotonic time its shared record was last written or touched
         # Called with (session, request id) before a server-to-client request is sent: a shared
         # store then routes the client's answer here, whichever replica it reaches.
@@ -295,10 +296,12 @@ class SessionStore:
         return s
 
     # -- shared records (several replicas) ---------------------------------------------
-    async def open(self, version: str, client_info: JSON, capabilities: JSON, scope: str | None) -> Session:
+    async def open(self, version: str, client_info: JSON, capabilities: JSON, scope: str | None,
+                   principal: str | None = None) -> Session:
         """``create``, and the record kept in a shared store (when it cannot be reached the session
-        still works, on this replica only, and that is logged)."""
+        still works, on this replica only, and that is logged). ``principal``: who it belongs to."""
         s = self.create(version, client_info, capabilities, scope)
+        s.principal = principal
         if self.shared:
             s.claim = self._claim
             await self.save(s)
@@ -308,7 +311,8 @@ class SessionStore:
     def record(s: Session) -> JSON:
         """What another replica needs to serve ``s``."""
         return {"version": s.version, "clientInfo": s.client_info, "capabilities": s.capabilities, "scope": s.scope,
-                "initialized": s.initialized, "logLevel": s.log_level, "subscriptions": s.subscribed, "principal": None}
+                "initialized": s.initialized, "logLevel": s.log_level, "subscriptions": s.subscribed,
+                "principal": s.principal}
 
     async def save(self, s: Session) -> None:
         """Write ``s``'s record (after initialized, logging/setLevel, a subscription change). Best effort."""
@@ -358,6 +362,8 @@ class SessionStore:
         if isinstance(subs, dict):
             s.subscribed = {str(k): str(v) for k, v in subs.items()}
             s.subscriptions = set(s.subscribed)
+        principal = rec.get("principal")
+        s.principal = principal if isinstance(principal, str) else None
         s.adopted = True
         s.saved_at = time.monotonic()
         s.claim = self._claim

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from runtimed.auth.resource import Principal
 from runtimed.errors import BackendError, RpcError
 from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService
 from runtimed.gateway.errors import error_reply, unexpected_reply
@@ -104,6 +105,13 @@ async def send_json(send: Callable[..., Awaitable[None]], status: int, body: Any
     await send({"type": "http.response.body", "body": data})
 
 
+def principal_of(scope: Scope) -> Principal | None:
+    """Who sent the request, as ``runtimed.http.security`` found it (None: the gateway has no issuer)."""
+    state = scope.get("state")
+    found = state.get("principal") if isinstance(state, dict) else None
+    return found if isinstance(found, Principal) else None
+
+
 def rpc_reply(err: RpcError, msg_id: Any, status: int) -> HttpReply:
     return HttpReply(err.http_status or status, error_reply(msg_id, err))
 
@@ -127,7 +135,7 @@ class McpEndpoint:
             elif method == "GET":
                 await self.get(scope, receive, send, headers, svc_scope)
             elif method == "DELETE":
-                await self.delete(headers, svc_scope)
+                await self.delete(headers, svc_scope, principal_of(scope))
                 await send_json(send, 200, None)
             else:
                 raise HttpReply(405, {"error": f"method {method} is not allowed on an MCP endpoint (use POST, GET or DELETE)"},
@@ -146,7 +154,9 @@ class McpEndpoint:
         return found
 
     # -- session lookup --------------------------------------------------------
-    async def _session(self, headers: dict[str, str], svc_scope: str | None, msg_id: Any = None) -> Session:
+    async def _session(self, headers: dict[str, str], svc_scope: str | None, msg_id: Any = None,
+                       principal: Principal | None = None) -> Session:
+        """The request's session, or 404: unknown, ended, of another endpoint, or another principal's."""
         sid = headers.get(h.SESSION_ID_LC)
         if not sid:
             raise HttpReply(400, error_response(msg_id, INVALID_REQUEST,
@@ -155,6 +165,8 @@ class McpEndpoint:
             session = await self.gw.sessions.find(sid)
         except RpcError as e:  # no room to adopt it here
             raise rpc_reply(e, msg_id, 503) from None
+        if session is not None and session.principal != (principal.key if principal is not None else None):
+            session = None  # another principal's session: as unknown to this one as a made-up id
         if session is None or session.scope != svc_scope:
             raise HttpReply(404, error_response(msg_id, INVALID_REQUEST,
                             "Session not found: it ended or expired (the daemon may have restarted); initialize again"))
@@ -167,12 +179,12 @@ class McpEndpoint:
             raise HttpReply(400, error_response(msg_id, err.code, f"Bad Request: {err.message}", err.data))
 
     # -- DELETE / GET ------------------------------------------------------------
-    async def delete(self, headers: dict[str, str], svc_scope: str | None) -> None:
+    async def delete(self, headers: dict[str, str], svc_scope: str | None, principal: Principal | None) -> None:
         if headers.get(h.PROTOCOL_VERSION_LC) in STATELESS_VERSIONS:
             raise HttpReply(405, error_response(None, INVALID_REQUEST, "DELETE is not used in protocol 2026-07-28 (no sessions)"),
                             [(b"allow", b"POST")])
         self._check_version_header(headers)
-        session = await self._session(headers, svc_scope)
+        session = await self._session(headers, svc_scope, principal=principal)
         await self.gw.sessions.close(session.id)
 
     async def get(self, scope: Scope, receive: Any, send: Any, headers: dict[str, str], svc_scope: str | None) -> None:
@@ -183,7 +195,7 @@ class McpEndpoint:
         accept = headers.get("accept", "")
         if "text/event-stream" not in accept and "*/*" not in accept:
             raise HttpReply(406, error_response(None, INVALID_REQUEST, "Not Acceptable: GET needs Accept: text/event-stream"))
-        session = await self._session(headers, svc_scope)
+        session = await self._session(headers, svc_scope, principal=principal_of(scope))
         stream, seq = session.standalone, session.standalone.seq
         last = headers.get(h.LAST_EVENT_ID_LC)
         if last and session.adopted and session.find_stream(last.rpartition(".")[0]) is None:
@@ -293,14 +305,14 @@ class McpEndpoint:
         stream = Stream()
         ctx = RequestCtx(STATELESS, envelope.protocol_version, svc_scope, envelope.client_info,
                          envelope.client_capabilities, None, ExchangeRelay(stream, None, _progress_token(params), can_sse),
-                         _progress_token(params), _param_headers(raw_headers))
+                         _progress_token(params), _param_headers(raw_headers), principal_of(scope))
         await self._exchange(send, receive, msg_id, ctx, method, params, stream, cancel_on_close=True, stateless_status=True)
 
     async def _post_session(self, scope: Scope, receive: Any, send: Any, msg: Any, headers: dict[str, str],
                             svc_scope: str | None, can_sse: bool) -> None:
         self._check_version_header(headers, _reply_id(msg))
         if isinstance(msg, list):
-            await self._batch(send, msg, headers, svc_scope)
+            await self._batch(send, msg, headers, svc_scope, principal_of(scope))
             return
         try:
             check_envelope(msg)
@@ -312,12 +324,12 @@ class McpEndpoint:
             if is_notification(msg):
                 raise HttpReply(400, error_response(None, INVALID_REQUEST, "Invalid request: initialize must be a request"))
             try:
-                answer, session_header = await self._initialize(msg, svc_scope)
+                answer, session_header = await self._initialize(msg, svc_scope, principal_of(scope))
             except RpcError as e:  # too large a client declaration, or no room for a session
                 raise rpc_reply(e, msg_id, 200) from None
             await send_json(send, 200, answer, session_header)
             return
-        session = await self._session(headers, svc_scope, msg_id)
+        session = await self._session(headers, svc_scope, msg_id, principal_of(scope))
         if is_response(msg):
             if msg_id is not None and not session.answer(msg):  # else it answers nothing we asked
                 await self.gw.route_answer(session, msg)
@@ -330,18 +342,20 @@ class McpEndpoint:
         session.add_stream(stream)
         token = _progress_token(params)
         ctx = RequestCtx(SESSION, session.version, svc_scope, session.client_info, session.capabilities, session,
-                         ExchangeRelay(stream, session, token, can_sse), token)
+                         ExchangeRelay(stream, session, token, can_sse), token, principal=principal_of(scope))
         await self._exchange(send, receive, msg_id, ctx, method, params, stream, cancel_on_close=False,
                              stateless_status=False)
 
-    async def _initialize(self, msg: JSON, svc_scope: str | None) -> tuple[JSON, list[tuple[bytes, bytes]]]:
+    async def _initialize(self, msg: JSON, svc_scope: str | None,
+                          principal: Principal | None) -> tuple[JSON, list[tuple[bytes, bytes]]]:
         params = msg.get("params") or {}
         version = negotiate(params.get("protocolVersion"))
         raw_info, raw_caps = params.get("clientInfo"), params.get("capabilities")
         info: JSON = raw_info if isinstance(raw_info, dict) else {}
         caps: JSON = raw_caps if isinstance(raw_caps, dict) else {}
         check_client_size(info, caps, self.gw.session_client_max_bytes)
-        session = await self.gw.sessions.open(version, info, caps, svc_scope)
+        session = await self.gw.sessions.open(version, info, caps, svc_scope,
+                                              principal.key if principal is not None else None)
         cat = self.gw.catalogs.get(svc_scope)
         result: JSON = {"protocolVersion": version, "capabilities": self.gw.capabilities(svc_scope, cat),
                         "serverInfo": self.gw.server_info(svc_scope, cat)}
@@ -370,7 +384,8 @@ class McpEndpoint:
                     except BackendError:
                         pass
 
-    async def _batch(self, send: Any, msgs: list[Any], headers: dict[str, str], svc_scope: str | None) -> None:
+    async def _batch(self, send: Any, msgs: list[Any], headers: dict[str, str], svc_scope: str | None,
+                     principal: Principal | None) -> None:
         sid = headers.get(h.SESSION_ID_LC)
         session = await self.gw.sessions.find(sid) if sid else None
         version = session.version if session else headers.get(h.PROTOCOL_VERSION_LC, DEFAULT_HEADERLESS)
@@ -379,7 +394,7 @@ class McpEndpoint:
                             f"Invalid request: JSON-RPC batches are not supported in protocol {version} (removed in 2025-06-18)"))
         if not msgs:
             raise HttpReply(400, error_response(None, INVALID_REQUEST, "Invalid request: empty batch"))
-        session = await self._session(headers, svc_scope)
+        session = await self._session(headers, svc_scope, principal=principal)
         out: list[JSON] = []
         for m in msgs:
             try:
@@ -397,7 +412,7 @@ class McpEndpoint:
             else:
                 stream = Stream()
                 ctx = RequestCtx(SESSION, session.version, svc_scope, session.client_info, session.capabilities, session,
-                                 ExchangeRelay(stream, session, None, False), None)
+                                 ExchangeRelay(stream, session, None, False), None, principal=principal)
                 out.append(await self._run(ctx, m["id"], m["method"], m.get("params") or {}))
         if not out:
             raise HttpReply(202)

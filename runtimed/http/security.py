@@ -15,6 +15,12 @@ request that can change something (``/api`` with a method other than GET/HEAD,
 POST on ``/mcp``) must say ``Content-Type: application/json``, body or not:
 no web page can send that across sites without a CORS preflight, which the
 daemon never grants, so no simple cross-site request can mutate.
+With an OAuth issuer (``oauth_issuer``), ``/mcp`` takes OAuth access tokens instead
+(``runtimed.auth.resource``: on loopback too): a missing or refused token is a 401
+whose ``WWW-Authenticate`` names the Protected Resource Metadata, served here at
+``/.well-known/oauth-protected-resource`` (and ``…/mcp``) to anyone; a token
+without the required scopes is a 403 ``insufficient_scope``; the static token
+still passes, as the admin. The ``Principal`` goes on in ``scope["state"]``.
 Must not: route, parse bodies, or log tokens.
 """
 
@@ -29,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from runtimed.auth.resource import ADMIN, AuthFailure, ResourceServer
 from runtimed.config.settings import Settings, is_loopback_host
 from runtimed.protocol.jsonrpc import INVALID_REQUEST, UNAUTHORIZED
 
@@ -39,6 +46,7 @@ OPEN_PATHS = ("/healthz", "/static/")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 TOKEN_FREE_PATHS = ("/status",)  # the page shell; its data comes from /api with the token
+WELL_KNOWN = "/.well-known/oauth-protected-resource"
 
 
 def _wildcard(host: str) -> bool:
@@ -72,6 +80,13 @@ class SecurityMiddleware:
         self.app = app
         self.settings = settings
         self.token = settings.auth_token.encode() if settings.auth_token else None
+        self.resource: ResourceServer | None = None
+        if settings.oauth_issuer:
+            self.resource = ResourceServer(settings.oauth_issuer, settings.resource_uri, settings.oauth_scopes,
+                                           settings.oauth_client_id, settings.oauth_client_secret)
+            parts = urlsplit(settings.resource_uri)
+            self.metadata_paths = (WELL_KNOWN, WELL_KNOWN + parts.path.rstrip("/"))
+            self.metadata_url = f"{parts.scheme}://{parts.netloc}{WELL_KNOWN}{parts.path.rstrip('/')}"
         self.names = allowed_host_names(settings)
         self.own_names = own_host_names(settings)
         self.proxy_names = {h.lower() for h in settings.allowed_hosts}
@@ -84,12 +99,54 @@ class SecurityMiddleware:
         if path.startswith(OPEN_PATHS):
             await self.app(scope, receive, send)
             return
-        problem = self._check(scope, path, _wanted_headers(scope.get("headers", ())))
+        headers = _wanted_headers(scope.get("headers", ()))
+        if self.resource is not None and path.startswith(WELL_KNOWN):
+            await self._metadata(scope, path, headers, send)
+            return
+        problem = self._check(scope, path, headers)
+        if problem is None and self.resource is not None and _is_mcp(path):
+            failure = await self._oauth(scope, headers)
+            if failure is not None:
+                await _deny(send, path, failure.status, failure.description,
+                            challenge=self.resource.challenge(self.metadata_url, failure if failure.error else None))
+                return
         if problem is None:
             await self.app(scope, receive, send)
             return
         status, message = problem
-        await _deny(send, path, status, message, www_auth=status == 401)
+        await _deny(send, path, status, message, challenge='Bearer realm="runtimed"' if status == 401 else None)
+
+    async def _oauth(self, scope: Scope, headers: dict[str, str]) -> AuthFailure | None:
+        """``/mcp`` with an issuer: the static token (the admin) or a valid access token; the principal
+        goes on in the request's state."""
+        assert self.resource is not None
+        scheme, _, value = headers.get("authorization", "").partition(" ")
+        token = value.strip() if scheme.lower() == "bearer" else ""
+        if self.token is not None and token and hmac.compare_digest(token.encode(), self.token):
+            principal = ADMIN
+        else:
+            try:
+                principal = await self.resource.authenticate(token or None)
+            except AuthFailure as e:
+                return e
+        scope.setdefault("state", {})["principal"] = principal
+        return None
+
+    async def _metadata(self, scope: Scope, path: str, headers: dict[str, str], send: Any) -> None:
+        """RFC 9728 Protected Resource Metadata (no token: it says where to get one)."""
+        assert self.resource is not None
+        host, _ = _split_host(headers.get("host", ""))
+        if not host or host not in self.names:
+            await _deny(send, path, 403, f"Host {headers.get('host', '')!r} is not this daemon's address")
+            return
+        if path.rstrip("/") not in self.metadata_paths or scope.get("method") not in SAFE_METHODS:
+            await _deny(send, path, 404, f"no metadata at {path} (see {self.metadata_url})")
+            return
+        data = json.dumps(self.resource.metadata()).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+            (b"cache-control", b"max-age=300")]})
+        await send({"type": "http.response.body", "body": data})
 
     def _check(self, scope: Scope, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
         host_header = headers.get("host", "")
@@ -103,7 +160,9 @@ class SecurityMiddleware:
         method = scope.get("method", "GET")
         if path.startswith(TOKEN_FREE_PATHS) and method == "GET":
             return None if self.token or self._loopback_client(scope) else (403, "only loopback clients are served without a token")
-        if self.token is not None:
+        if self.resource is not None and _is_mcp(path):
+            pass  # the access token is checked by _oauth (loopback or not)
+        elif self.token is not None:
             auth = headers.get("authorization", "")
             scheme, _, value = auth.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.token):
@@ -199,7 +258,11 @@ def _is_loopback_peer(host: str) -> bool:
         return is_loopback_host(host)
 
 
-async def _deny(send: Any, path: str, status: int, message: str, www_auth: bool) -> None:
+def _is_mcp(path: str) -> bool:
+    return path == "/mcp" or path.startswith("/mcp/")
+
+
+async def _deny(send: Any, path: str, status: int, message: str, challenge: str | None = None) -> None:
     if path.startswith("/mcp"):
         body = {"jsonrpc": "2.0", "id": None, "error": {"code": UNAUTHORIZED if status == 401 else INVALID_REQUEST,
                                                          "message": message}}
@@ -207,7 +270,7 @@ async def _deny(send: Any, path: str, status: int, message: str, www_auth: bool)
         body = {"error": message}
     data = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    if www_auth:
-        headers.append((b"www-authenticate", b'Bearer realm="runtimed"'))
+    if challenge is not None:
+        headers.append((b"www-authenticate", challenge.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})

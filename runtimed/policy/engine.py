@@ -96,6 +96,8 @@ class PolicyEngine:
                 "cache": None, "protocolVersion": ctx.protocol_version, "era": _era(ctx.protocol_version),
                 "client": (ctx.client_info or {}).get("name"), "attempts": 0,
             }
+            if ctx.principal is not None:  # who called (an OAuth subject and client; never a token)
+                rec["principal"] = ctx.principal
             if self.settings.capture_arguments:  # the sinks redact and bound them
                 rec["arguments"] = params.get("arguments")
         outcome = _Outcome(rec)

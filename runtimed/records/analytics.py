@@ -295,7 +295,8 @@ class Analytics:
         self._schedule_flush()
         self._remember(out)
         self.events.notify("call", out.get("service"), tool=out.get("tool"), outcome=out.get("outcome"),
-                                  durationMs=out.get("durationMs"), callId=out["id"])
+                           durationMs=out.get("durationMs"), callId=out["id"],
+                           **({"principal": out["principal"]} if out.get("principal") else {}))
 
     def _remember(self, rec: JSON) -> None:
         name = str(rec["service"])
