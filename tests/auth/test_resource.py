@@ -26,7 +26,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.support.daemon import DaemonProc
-from tests.support.foundation import register_remote
+from tests.support.foundation import register_remote, run_daemon_expect_exit
 from tests.support.mcpclient import GUARD, text_of
 from tests.support.oauth import OidcProvider, new_signing_key, run_oidc_provider
 from tests.support.upstream import Upstream, run_upstream
@@ -217,6 +217,14 @@ def test_the_downstream_token_never_reaches_the_upstream(d: DaemonProc, op: Oidc
     assert stateless_call(d, token, "a__echo", {"text": "x"}).status_code == 200
     seen = json.loads(stateless_call(d, token, "a__stats", {}).json()["result"]["content"][0]["text"])
     assert not any(token in h for h in seen["authorization"]), "the client's token was passed upstream"
+
+
+def test_a_bad_issuer_setting_stops_the_daemon_with_a_message(tmp_path: Path) -> None:
+    for value, says in (("http://auth.example.com", "must use https"), ("auth.example.com", "absolute http(s) URL"),
+                        ("https://auth.example.com/#x", "without a fragment")):
+        r = run_daemon_expect_exit(tmp_path / "s", "--oauth-issuer", value)
+        assert r.returncode == 2 and "oauth_issuer" in r.stderr and says in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
 
 
 def _b64(part: str) -> bytes:
