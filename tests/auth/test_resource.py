@@ -29,6 +29,7 @@ from tests.support.daemon import DaemonProc
 from tests.support.foundation import register_remote, run_daemon_expect_exit
 from tests.support.mcpclient import GUARD, text_of
 from tests.support.oauth import OidcProvider, new_signing_key, run_oidc_provider
+from tests.support.redisserver import RedisServer
 from tests.support.upstream import Upstream, run_upstream
 
 ADMIN = "admin-token-0123456789abcdef"
@@ -210,6 +211,32 @@ def test_request_state_belongs_to_its_principal(d: DaemonProc, op: OidcProvider)
     assert r.json()["error"]["code"] == -32602 and "another principal" in r.json()["error"]["message"], r.text
     r = stateless_call(d, mine, "a__sample", {"prompt": "hi"}, answer)
     assert r.json()["result"]["content"][0]["text"] == "model said: x", r.text
+
+
+def test_a_session_stays_bound_to_its_principal_on_every_replica(tmp_path: Path, op: OidcProvider,
+                                                                 upstream: Upstream) -> None:
+    """Two replicas on one Redis: the session's record carries its principal, so the replica that
+    adopts it serves its owner and nobody else."""
+    with RedisServer(tmp_path / "redis") as redis:
+        r1 = start(tmp_path / "r1", op, upstream, "--store", redis.url, "--replica", "r1")
+        r2 = DaemonProc(tmp_path / "r2", args=["--oauth-issuer", op.issuer, "--store", redis.url, "--replica", "r2",
+                                               "--oauth-audience", r1.url + "/mcp"], token=ADMIN).start()
+        try:
+            r2.wait_state("a", "RUNNING")
+            # One resource for the cluster: r1's own URL stands for the balancer's here.
+            mine, theirs = token_for(op, A, r1.url + "/mcp"), token_for(op, B, r1.url + "/mcp")
+            init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "a", "version": "1"}}}
+            r = post(r1, mine, init)
+            assert r.status_code == 200, r.text
+            session = {"Mcp-Session-Id": r.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-11-25"}
+            ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+            assert post(r2, theirs, ping, **session).status_code == 404  # adopted for nobody but its owner
+            assert post(r2, mine, ping, **session).status_code == 200  # adopted on r2, for its owner
+            assert post(r2, theirs, ping, **session).status_code == 404
+        finally:
+            r2.stop()
+            r1.stop()
 
 
 def test_the_downstream_token_never_reaches_the_upstream(d: DaemonProc, op: OidcProvider) -> None:
