@@ -244,17 +244,20 @@ class Supervisor:
     async def sync_registry(self, resync: bool = False) -> None:
         """Take the stored registry when another replica changed it: services added there are added
         (and started as their intents say), changed ones follow their new manifest, removed ones stop."""
-        try:
-            doc = await asyncio.to_thread(self.store.load_registry)
-        except (StoreUnavailable, RegistryError, OSError) as e:
-            log.warning("could not reload the shared registry: %s", e)
-            return
-        async with self._mutate:
-            if doc.revision == self.registry.revision and not resync:
+        async with self._mutate:  # loaded under the lock: never older than a change this replica just made
+            try:
+                doc = await asyncio.to_thread(self.store.load_registry)
+            except (StoreUnavailable, RegistryError, OSError) as e:
+                log.warning("could not reload the shared registry: %s", e)
                 return
-            self._take_registry(doc)
-        if resync:
-            intents = await asyncio.to_thread(self.store.load_intents)
+            if doc.revision > self.registry.revision:  # else nothing newer than what this replica holds
+                self._take_registry(doc)
+        if resync:  # intents changed while this replica could not hear of it are followed now
+            try:
+                intents = await asyncio.to_thread(self.store.load_intents)
+            except StoreUnavailable as e:
+                log.warning("could not reload the shared intents: %s", e)
+                return
             for sid in list(self.services):
                 await self._follow_intent(sid, intents.get(sid), str((intents.get(sid) or {}).get("replica") or "?"))
 
@@ -282,7 +285,11 @@ class Supervisor:
                     self.spawn(self.start(sid, reason="updated on another replica"))
 
     async def _first_start_later(self, svc: ServiceRuntime) -> None:
-        intents = await asyncio.to_thread(self.store.load_intents)
+        try:
+            intents = await asyncio.to_thread(self.store.load_intents)
+        except StoreUnavailable as e:  # as its manifest says; a resync brings the intent once the store is back
+            log.warning("could not read the intents of %s (%s): it starts as its manifest says", svc.name, e)
+            intents = {}
         self._first_start(svc, intents.get(svc.id))
 
     async def _forget(self, svc: ServiceRuntime, reason: str) -> None:
@@ -540,7 +547,10 @@ class Supervisor:
             async with self._mutate:
                 if self.services.get(svc.id) is not svc:  # removed while starting: never registered again
                     raise BackendStartError(f"service {svc.name!r} was removed")
-                await asyncio.to_thread(self.registry.put, fresh)
+                try:
+                    await self._commit(functools.partial(self.registry.put, fresh))
+                except (StoreUnavailable, RegistryError) as e:
+                    raise BackendStartError(f"could not record the origin's new fingerprint: {e}") from None
             svc.manifest = fresh
             svc.log("info", "origin re-checked at start: recorded its new fingerprint")
 
