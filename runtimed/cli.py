@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                                            "(or RUNTIMED_OAUTH_ISSUER; docs/spec/auth.md)")
     p.add_argument("--oauth-audience", help="the resource URI tokens must be issued for (default <base url>/mcp)")
     p.add_argument("--oauth-scopes", help="comma-separated scopes every token must carry")
+    p.add_argument("--public-url", help="this daemon's address as browsers reach it (https behind a proxy): the "
+                                        "redirect of OAuth sign-ins to upstreams, and the Client ID Metadata Document")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--admin-tools", action="store_true", default=None,
                    help="offer the mutating runtime__* tools on /mcp")
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     flags = {
         "host": args.host, "port": args.port, "state_dir": args.state_dir, "auth_token": args.auth_token,
         "log_level": args.log_level, "admin_tools": args.admin_tools, "store": args.store, "replica": args.replica,
-        "oauth_issuer": args.oauth_issuer, "oauth_audience": args.oauth_audience,
+        "oauth_issuer": args.oauth_issuer, "oauth_audience": args.oauth_audience, "public_url": args.public_url,
         "oauth_scopes": [x.strip() for x in args.oauth_scopes.split(",") if x.strip()] if args.oauth_scopes else None,
     }
     try:

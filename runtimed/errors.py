@@ -19,6 +19,7 @@ The tree::
     ├── StoreUnavailable            the shared store cannot be reached: changes are refused (503)
     ├── SupervisorError             a lifecycle request refused (carries the HTTP status)
     ├── ApiError                    a REST request refused (carries the HTTP status)
+    ├── OAuthError                  a step of an OAuth flow failed (discovery, registration, token...)
     ├── BootstrapError              client bootstrap cannot proceed
     │   ├── ConfigParseError        an existing client file that cannot be parsed
     │   └── FileOpError             a read or write of a client file failed
@@ -29,6 +30,7 @@ The tree::
     ├── BackendError                what a backend raises on purpose
     │   ├── UpstreamError           the upstream answered a JSON-RPC error: pass it on
     │   ├── BackendFault            the service failed us (timeout, connect, http, protocol, payload...)
+    │   │   └── SignInRequired      an OAuth service has no usable sign-in (says the command to run)
     │   ├── BackendStartError       start() failed
     │   ├── InvalidOrigin           a manifest's origin cannot be used
     │   ├── RelayUnavailable        no client can answer a server-to-client request
@@ -101,6 +103,17 @@ class ApiError(RuntimedError):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class OAuthError(RuntimedError):
+    """A step of an OAuth flow failed: discovery, registration, the authorization response or a
+    token request. ``error`` is the OAuth error code when the server gave one (``invalid_grant``...);
+    the message says which server and step, never a token or secret."""
+
+    def __init__(self, message: str, error: str | None = None, status: int = 502) -> None:
+        super().__init__(message)
+        self.error = error
+        self.status = status
 
 
 # -- client bootstrap -------------------------------------------------------------------
@@ -213,6 +226,15 @@ class BackendFault(BackendError):
         self.kind = kind
         self.safe_to_retry = safe_to_retry
         self.status = status
+
+
+class SignInRequired(BackendFault):
+    """A service signed in with OAuth (``authRef: "oauth"``) has no usable token: never signed in,
+    signed out, or its refresh was refused. The message says what to run; the supervisor waits for
+    the sign-in instead of restarting."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="unauthorized")
 
 
 class BackendStartError(BackendError):

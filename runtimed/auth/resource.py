@@ -27,14 +27,14 @@ import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from joserfc import jwt
 from joserfc.errors import DecodeError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
+from runtimed.auth.metadata import authorization_server, canonical
+from runtimed.errors import OAuthError
 from runtimed.protocol.types import JSON
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
@@ -79,17 +79,6 @@ class AuthFailure(Exception):
     def __init__(self, status: int, description: str, error: str | None = "invalid_token") -> None:
         super().__init__(description)
         self.status, self.description, self.error = status, description, error
-
-
-def canonical(uri: str) -> str:
-    """A resource URI as compared: scheme and host lower-cased, no trailing slash, no fragment."""
-    try:
-        p = urlsplit(uri.strip())
-    except ValueError:
-        return uri
-    netloc = p.netloc.lower()
-    path = p.path.rstrip("/")
-    return f"{p.scheme.lower()}://{netloc}{path}" + (f"?{p.query}" if p.query else "")
 
 
 class ResourceServer:
@@ -258,34 +247,9 @@ class ResourceServer:
 
 
 async def discover(issuer: str) -> JSON:
-    """The authorization server's metadata: RFC 8414 then OpenID discovery, path insertion first
-    (the order of the MCP authorization spec); its ``issuer`` must be exactly ``issuer``."""
-    p = urlsplit(issuer)
-    base, path = f"{p.scheme}://{p.netloc}", p.path.rstrip("/")
-    candidates = ([f"{base}/.well-known/oauth-authorization-server{path}", f"{base}/.well-known/openid-configuration{path}",
-                   f"{issuer.rstrip('/')}/.well-known/openid-configuration"] if path else
-                  [f"{base}/.well-known/oauth-authorization-server", f"{base}/.well-known/openid-configuration"])
-    problems: list[str] = []
-    async with httpx.AsyncClient(timeout=TIMEOUT_S) as http:
-        for url in candidates:
-            try:
-                r = await http.get(url)
-            except httpx.HTTPError as e:
-                problems.append(f"{url}: {type(e).__name__}")
-                continue
-            if r.status_code != 200:
-                problems.append(f"{url}: {r.status_code}")
-                continue
-            try:
-                doc: Any = r.json()
-            except ValueError:
-                problems.append(f"{url}: not JSON")
-                continue
-            if not isinstance(doc, dict):
-                problems.append(f"{url}: not an object")
-                continue
-            if doc.get("issuer") != issuer:
-                raise AuthFailure(401, f"{url} names the issuer {doc.get('issuer')!r}, not {issuer!r} "
-                                       "(RFC 8414: refused)")
-            return doc
-    raise AuthFailure(401, f"no authorization server metadata for {issuer} ({'; '.join(problems)})")
+    """The authorization server's metadata (``metadata.authorization_server``); a failure is a 401."""
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT_S) as http:
+            return await authorization_server(http, issuer)
+    except OAuthError as e:
+        raise AuthFailure(401, str(e)) from None

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from runtimed.auth.upstream import UpstreamAuth
 from runtimed.backends.secrets import NO_SECRETS, SecretMask
 from runtimed.config.manifest import ServiceManifest
 from runtimed.errors import (  # re-exported: defined in the one error tree
@@ -220,6 +221,9 @@ class BackendHost(Protocol):
     def on_failure(self, reason: str) -> None:
         """The service died between calls (connection lost for good, etc.)."""
 
+    def upstream_auth(self) -> UpstreamAuth:
+        """The service's OAuth sign-in (``authRef: "oauth"``): kept across restarts of its backend."""
+
     async def on_server_request(self, method: str, params: JSON, client_id: str | None = None) -> JSON:
         """A server-to-client request not tied to any call; may raise RelayUnavailable.
 
@@ -253,6 +257,9 @@ class HostProxy:
 
     def on_failure(self, reason: str) -> None:
         self._host.on_failure(reason)
+
+    def upstream_auth(self) -> UpstreamAuth:
+        return self._host.upstream_auth()
 
     async def on_server_request(self, method: str, params: JSON, client_id: str | None = None) -> JSON:
         return await self._host.on_server_request(method, params, client_id)

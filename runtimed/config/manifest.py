@@ -105,7 +105,29 @@ class LocalWasmOrigin(_Model):
         return f"local_wasm:{self.path}"
 
 
-AUTH_REF_PATTERN = r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:[^\s]+|header_env:[A-Za-z0-9-]+:[A-Za-z_][A-Za-z0-9_]*)$"
+AUTH_REF_PATTERN = r"^(oauth|env:[A-Za-z_][A-Za-z0-9_]*|file:[^\s]+|header_env:[A-Za-z0-9-]+:[A-Za-z_][A-Za-z0-9_]*)$"
+SECRET_REF_PATTERN = r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:[^\s]+)$"
+
+
+class OAuthOptions(_Model):
+    """How the gateway signs in to a service whose ``authRef`` is ``oauth`` (all optional)."""
+
+    grant: Literal["authorization_code", "client_credentials"] = Field(
+        default="authorization_code",
+        description="authorization_code: a user signs in (runtimectl auth login); client_credentials: the "
+                    "gateway gets tokens with its own client id and secret (machine to machine).")
+    clientId: str | None = Field(default=None, min_length=1, max_length=2048,
+                                 description="A client registered beforehand with the authorization server.")
+    clientSecretRef: str | None = Field(default=None, pattern=SECRET_REF_PATTERN,
+                                        description="Where that client's secret lives: env:VAR or file:relative/path.")
+    scopes: list[str] | None = Field(default=None, description="Scopes to ask for (default: what the server asks).")
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and any(not s or any(c.isspace() or c == '"' for c in s) for s in v):
+            raise ValueError("each scope must be a non-empty word (no spaces or quotes)")
+        return v
 
 
 class RemoteMcpOrigin(_Model):
@@ -115,8 +137,10 @@ class RemoteMcpOrigin(_Model):
     authRef: str | None = Field(
         default=None,
         pattern=AUTH_REF_PATTERN,
-        description="Where the credential lives: env:VAR, file:relative/path (under secrets/), header_env:Header-Name:VAR.",
+        description="Where the credential lives: env:VAR, file:relative/path (under secrets/), header_env:Header-Name:VAR, "
+                    "or oauth (the MCP authorization flow: runtimectl auth login).",
     )
+    oauth: OAuthOptions | None = Field(default=None, description="Options of authRef: oauth.")
     allowedHosts: list[str] | None = Field(
         default=None, description="Hosts this service may connect to (in addition to the daemon-wide list)."
     )
@@ -144,6 +168,17 @@ class RemoteMcpOrigin(_Model):
         if parts.port:
             netloc += f":{parts.port}"
         return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
+
+    @model_validator(mode="after")
+    def _oauth(self) -> RemoteMcpOrigin:
+        if self.oauth is not None and self.authRef != "oauth":
+            raise ValueError('oauth options need authRef: "oauth"')
+        if self.authRef == "oauth" and self.oauth is not None and self.oauth.grant == "client_credentials" and not (
+                self.oauth.clientId and self.oauth.clientSecretRef):
+            raise ValueError("the client_credentials grant needs oauth.clientId and oauth.clientSecretRef")
+        if self.oauth is not None and self.oauth.clientSecretRef and not self.oauth.clientId:
+            raise ValueError("oauth.clientSecretRef needs oauth.clientId")
+        return self
 
     def identity(self) -> str:
         return f"remote_mcp:{self.url}"

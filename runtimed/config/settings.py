@@ -144,6 +144,12 @@ class Settings(BaseModel):
     oauth_client_id: str | None = Field(default=None, description="Client id for introspecting opaque tokens (RFC 7662).")
     oauth_client_secret: str | None = Field(default=None, repr=False,
                                             description="Its secret (the introspection endpoint's client authentication).")
+    public_url: str | None = Field(
+        default=None,
+        description="This daemon's address as browsers and authorization servers reach it (https behind a proxy). "
+                    "Signing in to OAuth services redirects to <public_url>/oauth/callback, and an https one serves the "
+                    "gateway's Client ID Metadata Document at <public_url>/oauth/client-metadata.json. Default: the "
+                    "daemon's loopback address.")
     policy: PolicyDefaults = Field(default_factory=PolicyDefaults)
     wasm: WasmDefaults = Field(default_factory=WasmDefaults)
 
@@ -157,7 +163,7 @@ class Settings(BaseModel):
             raise ValueError("must be 'embedded' or a Redis URL, redis://HOST:PORT/DB (rediss:// for TLS)")
         return v
 
-    @field_validator("oauth_issuer", "oauth_audience")
+    @field_validator("oauth_issuer", "oauth_audience", "public_url")
     @classmethod
     def _oauth_url(cls, v: str | None) -> str | None:
         if v in (None, ""):
@@ -183,6 +189,13 @@ class Settings(BaseModel):
         if v is not None and len(v) < 16:
             raise ValueError("must be at least 16 characters")
         return v
+
+    @property
+    def callback_base_url(self) -> str:
+        """Where a browser on this machine reaches the daemon (a wildcard bind answers on loopback)."""
+        if self.host in ("0.0.0.0", "::", "[::]", ""):
+            return f"http://127.0.0.1:{self.port}"
+        return self.base_url
 
     @property
     def is_loopback(self) -> bool:

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from runtimed.errors import ApiError, SupervisorError
+from runtimed.errors import ApiError, OAuthError, SupervisorError
 
 log = logging.getLogger("runtimed")
 Handler = Callable[[Request, Exception], Awaitable[Response]]
@@ -33,7 +33,7 @@ async def refused(request: Request, exc: Exception) -> Response:
     """``ApiError`` and ``SupervisorError``: the status they carry, their message."""
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.message)
-    if isinstance(exc, SupervisorError):
+    if isinstance(exc, SupervisorError | OAuthError):
         return error_response(exc.status, str(exc))
     raise exc
 
@@ -62,6 +62,7 @@ async def unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS: Mapping[type[Exception], Handler] = {
     ApiError: refused,
     SupervisorError: refused,
+    OAuthError: refused,
     HTTPException: http_error,
     Exception: unexpected,
 }

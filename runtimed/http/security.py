@@ -45,7 +45,10 @@ ASGIApp = Callable[[Scope, Callable[..., Awaitable[Any]], Callable[..., Awaitabl
 OPEN_PATHS = ("/healthz", "/static/")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 DEFAULT_PORTS = {"http": 80, "https": 443}
-TOKEN_FREE_PATHS = ("/status",)  # the page shell; its data comes from /api with the token
+# The page shell (its data comes from /api with the token); the OAuth callback (its one-time state is
+# the proof: the browser coming back from an authorization server has no token) and the gateway's
+# Client ID Metadata Document (an authorization server fetches it).
+TOKEN_FREE_PATHS = ("/status", "/oauth/callback", "/oauth/client-metadata.json")
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 
 

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
 
+from runtimed.auth.upstream import SignIns, UpstreamAuth
 from runtimed.backends import origin_label
 from runtimed.backends.base import Backend, Health, Interface
 from runtimed.config.manifest import ServiceManifest
@@ -40,6 +41,7 @@ class ServiceOwner(Protocol):
 
     settings: Settings
     store: Store
+    sign_ins: SignIns
     notification_sinks: list[Callable[[ServiceRuntime, str, JSON, str | None], None]]
     server_request_handler: Callable[[ServiceRuntime, str, JSON, str | None], Awaitable[JSON]] | None
 
@@ -172,6 +174,9 @@ class ServiceRuntime:
                 sink(self, method, params, client_id)
             except Exception:  # a sink must never break a backend
                 log.exception("notification sink failed")
+
+    def upstream_auth(self) -> UpstreamAuth:
+        return self._sup.sign_ins.get(self.id, self.name, self.manifest.spec.origin)
 
     def on_failure(self, reason: str) -> None:
         self._sup.spawn(self._sup.handle_failure(self, reason))

@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from runtimed.auth.upstream import SignIns
 from runtimed.backends import (
     UNREACHABLE_CAUSES,
     create_backend,
@@ -38,6 +39,7 @@ from runtimed.backends import (
     release_leftovers,
 )
 from runtimed.backends.base import Backend, Health, Interface, ProbeResult
+from runtimed.backends.secrets import resolve_reference
 from runtimed.config.changes import field_changes, merge_patch
 from runtimed.config.manifest import ServiceManifest, parse_manifest
 from runtimed.config.settings import Settings
@@ -49,6 +51,7 @@ from runtimed.errors import (
     ManifestError,
     RegistryConflict,
     RegistryError,
+    SignInRequired,
     StoreUnavailable,
     SupervisorError,
 )
@@ -84,6 +87,49 @@ class Supervisor:
         # when each service's interface was last fetched or tried (monotonic seconds).
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._checked: dict[str, float] = {}
+        # OAuth sign-ins of services whose authRef is "oauth": kept across their backends' restarts.
+        self.sign_ins = SignIns(store, settings.callback_base_url, public_url=settings.public_url,
+                                secret=lambda ref, name: resolve_reference(ref, settings.state_dir, f"oauth.clientSecretRef {ref}"),
+                                log=self._service_log)
+        self.sign_ins.on_signed_in = self._signed_in
+        self.sign_ins.on_signed_out = self._signed_out
+
+    # -- OAuth sign-ins ---------------------------------------------------
+    def _service_log(self, service_id: str, level: str, message: str) -> None:
+        svc = self.services.get(service_id)
+        if svc is not None:
+            svc.log(level, message)
+
+    async def _signed_in(self, service_id: str) -> None:
+        """A sign-in completed: the service starts (again) with its new token."""
+        svc = self.services.get(service_id)
+        if svc is None:
+            return
+        self.events.emit("auth.signed_in", svc.name, serviceId=svc.id)
+        if svc.state == State.QUARANTINED or not svc.manifest.spec.enabled:
+            return
+        self.spawn(self.restart(svc.id, reason="signed in"))
+
+    def _signed_out(self, service_id: str, reason: str) -> None:
+        """A service's sign-in ended (refused refresh, revoked token, sign-out): it waits for a new one."""
+        svc = self.services.get(service_id)
+        if svc is None:
+            return
+        self.events.emit("auth.signed_out", svc.name, serviceId=svc.id, reason=reason)
+        self._set_health(svc, Health.UNAUTHORIZED, reason, None)
+        if svc.state in (State.RUNNING, State.STARTING, State.CRASHED):
+            self.spawn(self._wait_for_sign_in(svc, reason))
+
+    async def _wait_for_sign_in(self, svc: ServiceRuntime, reason: str) -> None:
+        if svc._restart_task:
+            svc._restart_task.cancel()
+            svc._restart_task = None
+            svc.next_restart_at = None
+        async with svc.lock:
+            if svc.state in (State.RUNNING, State.CRASHED):
+                await self._stop_backend(svc, reason)
+                self._set_health(svc, Health.UNAUTHORIZED, reason, None)
+                self._transition(svc, State.STOPPED, f"waiting for a sign-in: {reason}")
 
     # -- plumbing --------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -474,6 +520,7 @@ class Supervisor:
         svc.logs.delete()  # nor a new service of that name its log
         await self._intend(svc, None, "removed", required=False)  # a re-added origin starts afresh
         await asyncio.to_thread(self.store.drop_interface, svc.id)
+        await asyncio.to_thread(self.sign_ins.forget, svc.id)  # its tokens go with it
         self.events.emit("service.removed", svc.name, serviceId=svc.id)
         return svc
 
@@ -516,6 +563,12 @@ class Supervisor:
         except (BackendError, OSError) as e:
             if backend is not None:
                 await _quiet_stop(backend)
+            needed = _sign_in_required(e)
+            if needed is not None:  # not a failure: the service waits for its user, without restarts
+                svc.last_error, svc.last_error_at, svc.last_error_cause = str(needed), time.time(), "unauthorized"
+                self._set_health(svc, Health.UNAUTHORIZED, str(needed), None)
+                self._transition(svc, State.STOPPED, f"waiting for a sign-in: {needed}")
+                return
             await self._failed(svc, f"start failed: {e}", health=_start_failure_health(e),
                                cause=failure_cause(e, svc.manifest))
             return
@@ -814,6 +867,13 @@ def _same_content(a: Interface, b: Interface) -> bool:
     """Everything but ``ttl_ms`` equal (plain comparisons: cheaper than hashing two revisions)."""
     return (a.tools, a.resources, a.resource_templates, a.prompts, a.capabilities, a.server_info, a.instructions) == (
         b.tools, b.resources, b.resource_templates, b.prompts, b.capabilities, b.server_info, b.instructions)
+
+
+def _sign_in_required(e: BaseException) -> SignInRequired | None:
+    """The sign-in an OAuth service's start lacked (raised, or the cause of a refused handshake)."""
+    if isinstance(e, SignInRequired):
+        return e
+    return e.__cause__ if isinstance(e.__cause__, SignInRequired) else None
 
 
 def _start_failure_health(e: BaseException) -> Health:

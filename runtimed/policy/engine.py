@@ -160,7 +160,8 @@ class PolicyEngine:
         # 3. A backend to call.
         backend = svc.backend
         if backend is None:
-            raise refuse("unavailable", "state", f"service {svc.name!r} is not running ({svc.state.value})")
+            why = f": {svc.state_reason}" if svc.state_reason else ""
+            raise refuse("unavailable", "state", f"service {svc.name!r} is not running ({svc.state.value}{why})")
         breaker = pol.breaker
         if breaker.subject is not None and breaker.subject is not backend:
             breaker.reset()  # a new backend instance (restarted): it gets a fresh chance

@@ -61,6 +61,9 @@ class PolicedService(Protocol):
     @property
     def state(self) -> _StateLike: ...
 
+    @property
+    def state_reason(self) -> str | None: ...
+
     def log(self, level: str, message: str) -> None: ...
 
 

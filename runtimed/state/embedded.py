@@ -6,7 +6,9 @@ copy, ``registry.RegistryFile``), the quarantines (``quarantine.json``,
 a restart here, as before there were replicas), the journals
 (``<name>.jsonl``, ``events.JsonlLog``) and the ``requestState`` key
 (``gateway.key``, 32 random bytes, mode 0600; a per-process key when it cannot
-be written) and the interface snapshots (``interfaces/<service id>.json``). Nothing is shared: no other replica exists to tell, so
+be written), the interface snapshots (``interfaces/<service id>.json``) and the
+OAuth sign-ins (``oauth/<service id>.json``, mode 0600 in a 0700 directory;
+pending flows in memory). Nothing is shared: no other replica exists to tell, so
 ``publish``, sessions and answer routing are the base class's no-ops, and the
 policy objects in memory are the whole truth. Must not: decide lifecycle or
 policy, or know about Redis.
@@ -27,6 +29,7 @@ from runtimed.state.registry import Entry, RegistryDoc, RegistryFile
 from runtimed.state.store import JSON, Store
 
 KEY_FILE = "gateway.key"
+OAUTH = "oauth"
 INTERFACES = "interfaces"
 KEY_ID = "local"
 
@@ -90,6 +93,27 @@ class EmbeddedStore(Store):
             (self.state_dir / INTERFACES / f"{service_id}.json").unlink()
         except OSError:
             pass
+
+    # -- OAuth sign-ins: oauth/<id>.json, 0600 ----------------------------------------
+    def load_credentials(self, service_id: str) -> JSON | None:
+        try:
+            data = json.loads((self.state_dir / OAUTH / f"{service_id}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def save_credentials(self, service_id: str, record: JSON | None) -> None:
+        folder = self.state_dir / OAUTH
+        path = folder / f"{service_id}.json"
+        if record is None:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            return
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+        atomic_write(path, json.dumps(record).encode(), mode=0o600)
 
     # -- journals ------------------------------------------------------------------
     def journal(self, name: str) -> JsonlLog:

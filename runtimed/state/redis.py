@@ -22,7 +22,11 @@ under one key prefix (``runtimed:``, or ``?prefix=NAME`` in the URL):
   answer), ``answers:<replica>`` (the channel answers are passed on),
   ``replica:<replica>`` (each replica's announcement, expiring), and
   ``signing-key`` (the ``requestState`` key when none is configured: the first
-  replica makes it, every replica reads the same one).
+  replica makes it, every replica reads the same one);
+- ``oauth`` (hash: service id -> its OAuth sign-in record: tokens and client
+  registration, so every replica calls with the same sign-in; protect Redis
+  accordingly) and ``oauth-flow:<state>`` (a pending sign-in, 10 minutes, taken
+  once with GETDEL by whichever replica the browser's callback reaches).
 
 Durability: a change is acknowledged only once Redis has it, and Redis must run
 with ``appendonly yes`` and ``appendfsync always`` for "has it" to mean "on its
@@ -784,6 +788,34 @@ class RedisStore(Store):
             self._call(lambda: self._sync.hdel(self.key("interfaces"), service_id))
         except StoreUnavailable as e:
             log.debug("the interface snapshot of %s stays in %s: %s", service_id, self.url, e)
+
+    # -- OAuth sign-ins: one hash field per service; flows as keys with a TTL ---------------
+    def load_credentials(self, service_id: str) -> JSON | None:
+        raw: Any = self._call(lambda: self._sync.hget(self.key("oauth"), service_id))
+        try:
+            value = json.loads(raw) if raw is not None else None
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def save_credentials(self, service_id: str, record: JSON | None) -> None:
+        if record is None:
+            self._call(lambda: self._sync.hdel(self.key("oauth"), service_id))
+        else:
+            data = _dumps(record)
+            self._call(lambda: self._sync.hset(self.key("oauth"), service_id, data))
+
+    async def save_flow(self, state: str, record: JSON, ttl_s: float) -> None:
+        value = _dumps(record)
+        await self._acall(lambda r: r.set(self.key("oauth-flow", state), value, px=_ms(ttl_s)))
+
+    async def take_flow(self, state: str) -> JSON | None:
+        raw = await self._acall(lambda r: r.getdel(self.key("oauth-flow", state)))
+        try:
+            value = json.loads(raw) if raw is not None else None
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
     # -- journals ------------------------------------------------------------------------
     def journal(self, name: str) -> RedisJournal:

@@ -18,6 +18,9 @@ Owns the contract every part of the daemon persists and shares through:
   the replica that waits for it;
 - the key that signs ``requestState`` (``signing_keys``, with a key id for
   rotation);
+- OAuth sign-ins to upstreams (``load_credentials``/``save_credentials``: tokens and client
+  registrations, secret: a 0600 file or a Redis key, never shown) and the pending sign-in flows
+  (``save_flow``/``take_flow``, by ``state``, taken once);
 - changes made by other replicas, delivered to the callback given to ``open``
   (``Change``): a registry revision, a lifecycle intent, a breaker trip.
 
@@ -30,6 +33,7 @@ decide lifecycle or policy, serve HTTP, or import from outside
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -248,6 +252,27 @@ class Store(ABC):
         """The live replicas' latest ``announce`` info, each with ``replica`` (this one included). The
         embedded store: just this one (empty until announced)."""
         return []
+
+    # -- OAuth sign-ins to upstreams ---------------------------------------------------
+    @abstractmethod
+    def load_credentials(self, service_id: str) -> JSON | None:
+        """A service's OAuth sign-in record (``auth.upstream``), or None. Blocking."""
+
+    @abstractmethod
+    def save_credentials(self, service_id: str, record: JSON | None) -> None:
+        """Keep (None: forget) a service's sign-in record; durable when it returns, readable by the
+        daemon's user only. Raises ``OSError``/``StoreUnavailable``. Blocking."""
+
+    async def save_flow(self, state: str, record: JSON, ttl_s: float) -> None:
+        """A sign-in waiting for its callback, by its ``state``, for ``ttl_s`` (memory: one daemon)."""
+        now = time.time()
+        self._flows = {k: v for k, v in getattr(self, "_flows", {}).items() if v[0] > now}
+        self._flows[state] = (now + ttl_s, record)
+
+    async def take_flow(self, state: str) -> JSON | None:
+        """The flow of ``state``, removed (a callback is used once); None when unknown or expired."""
+        found = getattr(self, "_flows", {}).pop(state, None)
+        return found[1] if found is not None and found[0] > time.time() else None
 
     # -- keys ----------------------------------------------------------------------
     @abstractmethod

@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 
 from runtimed import __version__
+from runtimed.auth.upstream import UpstreamAuth
 from runtimed.backends.base import Backend, BackendHost, CallContext, Health, Interface, ProbeResult
 from runtimed.backends.introspection import read_interface
 from runtimed.backends.messages import error_text
@@ -104,6 +105,9 @@ class RemoteBackend(Backend):
         # New connections resolve the host once and check its addresses (DNS rebinding), against the lists as they are then.
         self._resolve = _http.make_resolver(
             lambda: (self.host.settings.remote_allowed_hosts, self.origin.allowedHosts), manifest.name)
+        # authRef "oauth": the service's sign-in (``auth.upstream``), and the header it last made fresh.
+        self._oauth: UpstreamAuth | None = host.upstream_auth() if self.origin.authRef == "oauth" else None
+        self._oauth_headers: dict[str, str] = {}
 
     # -- settings ----------------------------------------------------------
     @property
@@ -128,7 +132,10 @@ class RemoteBackend(Backend):
             raise BackendFault(str(e), kind="connect") from None
 
     def _auth_headers(self) -> dict[str, str]:
-        """Resolved at every request: a rotated secret is picked up without a restart."""
+        """Resolved at every request: a rotated secret is picked up without a restart. An OAuth
+        service's header is the one ``_fresh`` made before the request."""
+        if self._oauth is not None:
+            return self._oauth_headers
         try:
             headers = resolve_auth_headers(self.origin.authRef, self.host.state_dir)
         except SecretError as e:
@@ -150,6 +157,26 @@ class RemoteBackend(Backend):
     def secret_mask(self) -> SecretMask:
         return self._mask
 
+    async def _fresh(self) -> None:
+        """An OAuth service: make its token fresh before a request (refreshed ahead of expiry, or got
+        with client credentials). ``SignInRequired`` when there is none to be had."""
+        if self._oauth is not None:
+            headers = await self._oauth.ensure()
+            if headers is not self._oauth_headers:
+                self._remember(headers)
+                self._oauth_headers = headers
+
+    async def _renewed(self, fault: BackendFault) -> bool:
+        """The upstream refused an OAuth service's token: True when a renewed one is worth one more
+        try; ``SignInRequired`` when the sign-in is gone."""
+        if self._oauth is None or fault.kind != "unauthorized" or fault.status not in (401, 403):
+            return False
+        if not await self._oauth.refused(self._oauth_headers):
+            return False
+        self._oauth_headers = {}
+        await self._fresh()
+        return True
+
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
         origin = self.origin
@@ -158,6 +185,7 @@ class RemoteBackend(Backend):
             self._remember(resolve_auth_headers(origin.authRef, self.host.state_dir))
         except (InvalidOrigin, SecretError) as e:
             raise BackendStartError(str(e)) from None
+        await self._fresh()  # an OAuth service without a sign-in waits for one (SignInRequired)
         await self._close_conn()
         self._client = _http.make_client(self._connect_timeout_s(), self._resolve)
         self._transport = origin.transport
@@ -169,7 +197,10 @@ class RemoteBackend(Backend):
                 try:
                     await conn.open()
                 except BackendFault as e:
-                    conn = await self._sse_instead(e)
+                    if await self._renewed(e):
+                        await conn.open()
+                    else:
+                        conn = await self._sse_instead(e)
         except TimeoutError:
             await self._close_conn()
             raise BackendStartError(f"{origin.url}: the upstream did not complete the MCP handshake in time") from None
@@ -253,9 +284,15 @@ class RemoteBackend(Backend):
         try:
             conn = self._require_conn()
             async with asyncio.timeout(timeout_s):
+                await self._fresh()
                 if conn.era is None:
                     await conn.open()
-                await conn.ping(timeout_s)
+                try:
+                    await conn.ping(timeout_s)
+                except BackendFault as e:
+                    if not await self._renewed(e):
+                        raise
+                    await conn.ping(timeout_s)
         except TimeoutError:
             return ProbeResult(Health.TIMEOUT, f"no answer within {timeout_s * 1000:.0f} ms")
         except BackendFault as e:
@@ -278,6 +315,7 @@ class RemoteBackend(Backend):
     # -- interface ---------------------------------------------------------
     async def introspect(self) -> Interface:
         conn = self._require_conn()
+        await self._fresh()
         if conn.era is None:
             await conn.open()
         return await read_interface(
@@ -287,6 +325,17 @@ class RemoteBackend(Backend):
 
     # -- calls -------------------------------------------------------------
     async def call(self, method: str, params: JSON, ctx: CallContext) -> JSON:
+        if self._oauth is None:
+            return await self._call(method, params, ctx)
+        await self._fresh()
+        try:
+            return await self._call(method, params, ctx)
+        except BackendFault as e:
+            if not await self._renewed(e):  # a 401/403 means the call was refused before it ran
+                raise
+        return await self._call(method, params, ctx)
+
+    async def _call(self, method: str, params: JSON, ctx: CallContext) -> JSON:
         conn = self._require_conn()
         if ctx.client_id is not None and self._sessions_offered and self._clients is not None:
             conn = await self._client_session(ctx.client_id, ctx)
@@ -351,6 +400,7 @@ class RemoteBackend(Backend):
             "transport": origin.transport,
             "transportInUse": self._transport,  # "sse" for a streamable_http service found speaking HTTP+SSE
             "authRef": origin.authRef,  # a reference, never the value
+            "oauth": origin.oauth.model_dump(mode="json", exclude_none=True) if origin.oauth else None,  # no secret
             "allowedHosts": origin.allowedHosts,
             "redirects": "same-origin only",
         }

@@ -17,9 +17,13 @@ from collections.abc import Mapping
 from runtimed.backends.secrets import read_secret_file, relative_secret_path
 from runtimed.errors import SecretError
 
+OAUTH = "oauth"  # the MCP authorization flow: tokens come from the service's sign-in
+
 
 def check_auth_ref(auth_ref: str) -> None:
     """Static checks, usable at registration: the form and, for files, the path shape."""
+    if auth_ref == OAUTH:
+        return
     kind, _, rest = auth_ref.partition(":")
     if kind == "env":
         if not rest:
@@ -31,7 +35,7 @@ def check_auth_ref(auth_ref: str) -> None:
     elif kind == "file":
         relative_secret_path(rest)
     else:
-        raise SecretError(f"authRef must start with env:, file: or header_env: (got {kind!r})")
+        raise SecretError(f"authRef must be oauth or start with env:, file: or header_env: (got {kind!r})")
 
 
 def _header_safe(value: str, where: str) -> str:
@@ -43,8 +47,9 @@ def _header_safe(value: str, where: str) -> str:
 def resolve_auth_headers(
     auth_ref: str | None, state_dir: str | os.PathLike[str], environ: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """The headers an ``authRef`` stands for, read now (env and files may change)."""
-    if not auth_ref:
+    """The headers an ``authRef`` stands for, read now (env and files may change). ``oauth`` stands
+    for none here: the backend adds its sign-in's token (``auth.upstream``)."""
+    if not auth_ref or auth_ref == OAUTH:
         return {}
     env = os.environ if environ is None else environ
     kind, _, rest = auth_ref.partition(":")
@@ -62,7 +67,7 @@ def resolve_auth_headers(
     if kind == "file":
         value = read_secret_file(state_dir, rest)
         return {"Authorization": "Bearer " + _header_safe(value, f"authRef file:{rest}")}
-    raise SecretError(f"authRef must start with env:, file: or header_env: (got {kind!r})")
+    raise SecretError(f"authRef must be oauth or start with env:, file: or header_env: (got {kind!r})")
 
 
 def credential_values(headers: Mapping[str, str]) -> set[str]:
