@@ -145,8 +145,7 @@ async def register(http: httpx.AsyncClient, server: JSON, redirect_uri: str, *, 
     body: JSON = {"client_name": client_name, "redirect_uris": [redirect_uri], "application_type": "native",
                   "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
                   "token_endpoint_auth_method": "none"}
-    if scope:
-        body["scope"] = scope
+    # No "scope": an authorization server may list only its own scopes there, not a resource's.
     try:
         r = await http.post(endpoint, json=body, follow_redirects=False)
     except httpx.HTTPError as e:

@@ -108,7 +108,13 @@ class Supervisor:
         self.events.emit("auth.signed_in", svc.name, serviceId=svc.id)
         if svc.state == State.QUARANTINED or not svc.manifest.spec.enabled:
             return
-        self.spawn(self.restart(svc.id, reason="signed in"))
+        self.spawn(self._start_signed_in(svc))
+
+    async def _start_signed_in(self, svc: ServiceRuntime) -> None:
+        try:  # recorded as an intent: with a shared store, every replica starts it with the new sign-in
+            await self.restart(svc.id, reason="signed in", intend=True)
+        except (SupervisorError, StoreUnavailable) as e:
+            svc.log("warning", f"signed in, but could not start: {e}")
 
     def _signed_out(self, service_id: str, reason: str) -> None:
         """A service's sign-in ended (refused refresh, revoked token, sign-out): it waits for a new one."""
