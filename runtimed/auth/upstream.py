@@ -310,6 +310,7 @@ class UpstreamAuth:
 
     async def complete(self, flow: JSON, code: str, iss: str | None) -> None:
         async with self._lock:
+            self._loaded = False  # the flow may have been begun by another replica: read what it kept
             record = await self._load()
             server, registration = record.get("server"), self._registration()
             if not isinstance(server, dict) or registration is None or server.get("issuer") != flow.get("issuer"):

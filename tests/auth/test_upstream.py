@@ -37,6 +37,7 @@ from tests.support.foundation import events
 from tests.support.mcpclient import GUARD, text_of
 from tests.support.oauth import OidcProvider, browser_login, run_oidc_provider
 from tests.support.protected import ProtectedServer, run_protected_server
+from tests.support.redisserver import RedisServer
 from tests.support.upstream import free_port
 
 ACCESS_TTL = 6  # seconds: short, so that refreshes happen within a test
@@ -328,3 +329,26 @@ def test_an_oauth_service_shows_no_secret_in_its_manifest(d: DaemonProc, up: Pro
     origin = detail["origin"]
     assert origin["authRef"] == "oauth" and origin["oauth"]["clientSecretRef"] == "env:M2M_SECRET", origin
     assert os.environ.get("M2M_SECRET") is None  # the secret lives in the daemon's environment only
+
+
+# -- several replicas --------------------------------------------------------------------------------------
+def test_a_sign_in_on_one_replica_serves_every_replica(tmp_path: Path, up: ProtectedServer, browser: Any) -> None:
+    """Two replicas on one Redis: the sign-in begun on r2 completes at r1's callback (r2's public_url
+    names r1, as a balancer's would), and both call with the kept tokens."""
+    with RedisServer(tmp_path / "redis") as redis:
+        r1 = DaemonProc(tmp_path / "r1", args=["--store", redis.url, "--replica", "r1"]).start()
+        r2 = DaemonProc(tmp_path / "r2", args=["--store", redis.url, "--replica", "r2", "--public-url", r1.url]).start()
+        try:
+            add(r1, "notes", up.url)
+            waiting(r1, "notes")
+            waiting(r2, "notes")
+            url = r2.api("POST", "/api/services/notes/auth/login", json={}).json()["url"]
+            assert parse_qs(urlsplit(url).query)["redirect_uri"] == [r1.url + "/oauth/callback"]
+            browser_login(url, username="carol", browser=browser)
+            for r in (r1, r2):
+                r.wait_state("notes", "RUNNING", timeout=30)
+                assert run(whoami(r, "notes__whoami", "auto"))["sub"] == "carol"
+            assert not (r1.state_dir / "oauth").exists()  # kept in Redis, not in a replica's files
+        finally:
+            r2.stop()
+            r1.stop()
