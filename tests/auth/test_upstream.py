@@ -205,6 +205,10 @@ def test_sign_in_from_a_401_then_calls_in_both_eras_and_refresh(d: DaemonProc, o
     assert up.bearer_tokens()[-1] == renewed["access_token"]
     assert "refreshed the OAuth access token" in d.api("GET", "/api/services/notes/logs").text
 
+    # An upstream that echoes the token it received (its `received` tool) has it masked on the way back.
+    echoed = json.dumps(stateless_call(d, "notes__received", {}))
+    assert renewed["access_token"] not in echoed and "Bearer [secret]" in echoed, echoed[:500]
+
     # No token, code or verifier anywhere a user can see.
     shown = everything_shown(d, "notes")
     for secret in (first, renewed["access_token"], renewed["refresh_token"], kept["tokens"]["refresh_token"]):
