@@ -115,6 +115,9 @@ def run_checks(client: DaemonClient, home: Path | None = None, codex_home: Path 
             elif s["state"] == "RUNNING":
                 checks.append(Check(name, WARN, f"RUNNING but {s['health']}: {s.get('healthDetail') or ''}".strip(),
                                     f"runtimectl show {s['name']}"))
+            elif s["health"] == "UNAUTHORIZED" and (s.get("origin") or {}).get("authRef") == "oauth":
+                checks.append(Check(name, WARN, f"{s['state']}: waiting for a sign-in ({s.get('healthDetail') or ''})",
+                                    f"runtimectl auth login {s['name']}"))
             elif s["state"] in ("CRASHED", "QUARANTINED"):
                 checks.append(Check(name, FAIL, f"{s['state']}: {s.get('lastError') or s.get('quarantineReason') or ''}",
                                     failed_service_hint(s)))

@@ -32,7 +32,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.support.browser import launch_chromium
-from tests.support.daemon import DaemonProc
+from tests.support.daemon import DaemonProc, run_cli
 from tests.support.foundation import events
 from tests.support.mcpclient import GUARD, text_of
 from tests.support.oauth import OidcProvider, browser_login, run_oidc_provider
@@ -170,9 +170,11 @@ def test_sign_in_from_a_401_then_calls_in_both_eras_and_refresh(d: DaemonProc, o
     assert "runtimectl auth login notes" in svc["stateReason"], svc
     status = d.api("GET", "/api/services/notes/auth").json()
     assert status["state"] == "signed-out" and status["login"] == "runtimectl auth login notes", status
-    # A call meanwhile says what to do (the service is not running: the gateway says why).
+    # A call meanwhile says what to do (the service is not running: the gateway says why); so does doctor.
     out = stateless_call(d, "notes__whoami", {})
     assert "runtimectl auth login notes" in json.dumps(out), out
+    doctor = run_cli(d, "doctor")
+    assert "waiting for a sign-in" in doctor.stdout and "→ runtimectl auth login notes" in doctor.stdout, doctor.stdout
 
     query = sign_in(d, "notes", browser)
     # The authorization request: PKCE S256, the upstream as the resource, the daemon's callback, a state.
