@@ -5,7 +5,10 @@ Rules: ``/healthz`` and the static assets are open; every other path
 (``/api``, ``/mcp``, ``/metrics``, ``/status``) needs, when a token is
 configured, ``Authorization: Bearer <token>`` (compared in constant time), and
 when none is, a loopback client. ``/status`` HTML itself is served without the
-token (the page asks for it and sends it with its API calls). Any request
+token (the page asks for it and sends it with its API calls), and so are the
+OAuth sign-in callback ``/oauth/callback`` (the one-time ``state`` it carries is
+the proof; the browser back from an authorization server has no token) and the
+gateway's Client ID Metadata Document. Any request
 whose ``Host`` names something other than this daemon is refused (DNS
 rebinding), token or not; an ``Origin`` must be this daemon's whole origin
 (``http``, one of its names, its port), or the very origin the request was
@@ -56,9 +59,17 @@ def _wildcard(host: str) -> bool:
     return host in ("0.0.0.0", "::", "[::]", "")
 
 
+def proxy_host_names(settings: Settings) -> set[str]:
+    """Names a proxy in front of the daemon uses: ``allowed_hosts`` and the host of ``public_url``."""
+    names = {h.lower() for h in settings.allowed_hosts}
+    if settings.public_url:
+        names.add((urlsplit(settings.public_url).hostname or "").lower())
+    return names - {""}
+
+
 def allowed_host_names(settings: Settings) -> set[str]:
-    """Host names (without port) this daemon answers to: its own and ``allowed_hosts``."""
-    return own_host_names(settings) | {h.lower() for h in settings.allowed_hosts}
+    """Host names (without port) this daemon answers to: its own, ``allowed_hosts`` and ``public_url``'s."""
+    return own_host_names(settings) | proxy_host_names(settings)
 
 
 def own_host_names(settings: Settings) -> set[str]:
@@ -92,7 +103,7 @@ class SecurityMiddleware:
             self.metadata_url = f"{parts.scheme}://{parts.netloc}{WELL_KNOWN}{parts.path.rstrip('/')}"
         self.names = allowed_host_names(settings)
         self.own_names = own_host_names(settings)
-        self.proxy_names = {h.lower() for h in settings.allowed_hosts}
+        self.proxy_names = proxy_host_names(settings)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":

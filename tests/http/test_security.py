@@ -98,6 +98,17 @@ def test_allowed_hosts_config_lets_a_proxy_name_through(make_daemon) -> None:
     assert r.status_code == 403
 
 
+def test_the_public_urls_host_is_the_daemons_name_too(make_daemon) -> None:
+    """``public_url`` names the daemon as a TLS proxy serves it (the OAuth callback comes back there)."""
+    d = make_daemon("public", env={"RUNTIMED_PUBLIC_URL": "https://gw.example.test"})
+    r = _req(d, "GET", "/api/status", {"Host": "gw.example.test", "Origin": "https://gw.example.test"})
+    assert r.status_code == 200, r.text
+    r = httpx.get(d.url + "/oauth/callback", headers={"Host": "gw.example.test"}, params={"state": "x", "code": "y"},
+                  timeout=30)
+    assert r.status_code == 400 and "unknown or expired" in r.text, r.text  # reached, and refused for its state
+    assert _req(d, "GET", "/api/status", {"Host": "evil.example"}).status_code == 403
+
+
 def test_non_loopback_bind_without_token_is_refused(tmp_path: Path) -> None:
     res = run_daemon_expect_exit(tmp_path / "state", "--host", "0.0.0.0")
     assert res.returncode == 2
