@@ -347,7 +347,25 @@ class UpstreamAuth:
 
     async def status(self) -> JSON:
         """What may be shown: never a token, a secret or a code."""
-        record = await self._load()
+        await self._load()
+        return self.shown()
+
+    def status_now(self) -> JSON:
+        """``status()`` without awaiting (the page's fragments are rendered synchronously): the record
+        is read now if it was not yet (a small file, or one Redis read)."""
+        if not self._loaded:
+            try:
+                record = self.owner.keeper.load_credentials(self.service_id)
+            except Exception:  # a store that cannot be read: shown as not signed in
+                record = None
+            self._record = record if isinstance(record, dict) and record.get("resource") == self.url else None
+            self._loaded = True
+        if self._record is None:
+            self._record = {"resource": self.url}
+        return self.shown()
+
+    def shown(self) -> JSON:
+        record = self._record or {}
         tokens, registration = self._tokens(), self._registration()
         found = record.get("server")
         server: JSON = found if isinstance(found, dict) else {}

@@ -173,6 +173,8 @@ def test_sign_in_from_a_401_then_calls_in_both_eras_and_refresh(d: DaemonProc, o
     # A call meanwhile says what to do (the service is not running: the gateway says why); so does doctor.
     out = stateless_call(d, "notes__whoami", {})
     assert "runtimectl auth login notes" in json.dumps(out), out
+    page = d.api("GET", "/api/ui/services/notes/summary").text
+    assert 'data-signin="signed-out"' in page and "runtimectl auth login notes" in page, page
     doctor = run_cli(d, "doctor")
     assert "waiting for a sign-in" in doctor.stdout and "→ runtimectl auth login notes" in doctor.stdout, doctor.stdout
 
@@ -184,6 +186,8 @@ def test_sign_in_from_a_401_then_calls_in_both_eras_and_refresh(d: DaemonProc, o
     status = d.api("GET", "/api/services/notes/auth").json()
     assert status["signedIn"] and status["issuer"] == op.issuer and status["registration"] == "dcr", status
     assert status["clientId"] == query["client_id"] and status["refreshable"], status
+    page = d.api("GET", "/api/ui/services/notes/summary").text
+    assert 'data-signin="signed-in"' in page and op.issuer in page, page
     # The upstream's 401 led to discovery (an unauthenticated request came first).
     assert None in up.authorizations()
 

@@ -279,7 +279,10 @@ def service_ctx(d: ApiContext, ref: str, part: str) -> dict[str, Any]:
             backend = {**backend, "process": {**process, "stderrTail": [redact_text(str(line))
                                                                         for line in process["stderrTail"]]}}
         ctx.update(manifest=detail["manifest"], policy=detail["policy"], backend=backend,
-                   stats=d.analytics.service_stats(svc.name))
+                   stats=d.analytics.service_stats(svc.name),
+                   # An OAuth service's sign-in as shown (never a token): state, issuer, expiry.
+                   signin=svc.upstream_auth().status_now()
+                   if getattr(svc.manifest.spec.origin, "authRef", None) == "oauth" else None)
     elif part == "interface":
         iface = svc.interface.to_json() if svc.interface is not None else None
         ctx.update(iface=iface, updated_at=svc.interface_at, last_diff=svc.last_diff, hidden=svc.hidden_tools())
