@@ -40,7 +40,12 @@ What the provider does (oidc-provider 9.13.3, see tests/thirdparty/oidc_provider
   (``no_rfc8414=True`` hides the latter, so a client must fall back to OpenID discovery);
 - loopback redirect URIs: ``http://127.0.0.1`` or ``localhost``, matched exactly for ``web``
   clients (the default), on any port for ``application_type: native`` (RFC 8252);
-- the first key in ``keys`` that fits RS256 signs; all are published at ``jwks_url``.
+- the first key in ``keys`` that fits RS256 signs; all are published at ``jwks_url``;
+- with ``cimd=True``, Client ID Metadata Documents (draft-02: an https URL as the ``client_id``, its
+  document fetched by the provider; ``client_id_metadata_document_supported: true`` in its metadata),
+  fetched from loopback addresses too (the provider's SSRF guard is dropped for the test: see
+  ``OIDC_FETCH_LOOPBACK`` in the script); ``extra_ca``: a PEM file Node trusts besides its own roots
+  (``NODE_EXTRA_CA_CERTS``), e.g. the test's self-signed certificate of the document's https server.
 State (clients, grants, refresh tokens) is kept in a file across ``restart`` unless
 ``keep_state=False``; the browser session is not (its cookie key is new on each start).
 """
@@ -143,6 +148,7 @@ def browser_login(authorize_url: str, *, username: str = "alice", password: str 
     The redirect is seen as the browser's request to ``redirect_uri``: whatever listens there (a
     daemon's callback) gets it, and nothing needs to listen (the connection is then refused, the
     URL is still returned). Requests to non-loopback hosts (the pages' web fonts) are aborted.
+    Certificate errors are ignored (a loopback https callback has a test's self-signed certificate).
     ``browser``: a Playwright ``Browser`` to reuse (a new chromium for this login otherwise).
     Raises ``OAuthError`` when the provider shows its error page instead (a bad request)."""
     redirect_uri = callback_params(authorize_url).get("redirect_uri")
@@ -157,7 +163,7 @@ def browser_login(authorize_url: str, *, username: str = "alice", password: str 
 def _login(browser: Any, authorize_url: str, redirect_uri: str, username: str, password: str, timeout_s: float) -> str:
     from playwright.sync_api import Error as PlaywrightError
 
-    context = browser.new_context()
+    context = browser.new_context(ignore_https_errors=True)
     try:
         context.route(lambda url: not _is_loopback(url), lambda route: route.abort())
         page = context.new_page()
@@ -211,7 +217,7 @@ class OidcProvider(ServerProcess):
                  keys: list[dict[str, Any]] | None = None, scopes: str = DEFAULT_SCOPES,
                  resources: list[str] | None = None, token_format: str = "jwt", opaque_resources: list[str] | None = None,
                  clients: list[dict[str, Any]] | None = None, persist: bool = True, no_rfc8414: bool = False,
-                 port: int | None = None) -> None:
+                 port: int | None = None, cimd: bool = False, extra_ca: Path | None = None) -> None:
         require_oidc_provider()
         super().__init__("oidc-provider", port)
         self.dir = Path(tmp_dir)
@@ -229,6 +235,8 @@ class OidcProvider(ServerProcess):
         self.opaque_resources = opaque_resources or []
         self.clients = clients or []
         self.no_rfc8414 = no_rfc8414
+        self.cimd = cimd
+        self.extra_ca = extra_ca
         self.http = httpx.Client(timeout=HTTP_TIMEOUT_S)
         self._discovery: dict[str, Any] | None = None
 
@@ -253,6 +261,11 @@ class OidcProvider(ServerProcess):
             env["OIDC_STATE_FILE"] = str(self.state_file)
         if self.no_rfc8414:
             env["OIDC_NO_RFC8414"] = "1"
+        if self.cimd:
+            env["OIDC_CIMD"] = "1"
+            env["OIDC_FETCH_LOOPBACK"] = "1"  # the documents of the tests are served on loopback
+        if self.extra_ca is not None:
+            env["NODE_EXTRA_CA_CERTS"] = str(self.extra_ca)
         return [node_binary(), str(SCRIPT), str(self.port)], env, THIRDPARTY
 
     def start(self) -> OidcProvider:

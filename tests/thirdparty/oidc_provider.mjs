@@ -34,6 +34,13 @@
 //                              client must fall back to OpenID discovery; unset: both serve the same metadata
 //   OIDC_CIMD                  "1": enable the experimental Client ID Metadata Document support
 //                              (draft-02; client ids must then be https URLs)
+//   OIDC_FETCH_LOOPBACK        "1" (tests only): let the provider's outgoing fetches (the CIMD document) reach
+//                              loopback and other special-use addresses. oidc-provider's fetch goes through
+//                              an SSRF guard (lib/helpers/fetch_request.js: options.dispatcher) that refuses
+//                              them; the `fetch` override below drops that dispatcher, so a client id like
+//                              https://127.0.0.1:P/... can be fetched. Every such fetch is logged
+//                              ("fetch GET <url> -> <status>"). The fetched server's certificate must still
+//                              verify: give Node a test CA with NODE_EXTRA_CA_CERTS=<pem file>.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -59,6 +66,19 @@ if (!['jwt', 'opaque'].includes(accessTokenFormat)) {
   process.exit(2);
 }
 const log = (...parts) => console.log(new Date().toISOString(), ...parts);
+
+// Outgoing fetches without the SSRF guard's dispatcher (OIDC_FETCH_LOOPBACK=1, tests only), logged.
+async function loopbackFetch(url, options) {
+  const { dispatcher: _guard, ...rest } = options;
+  try {
+    const response = await globalThis.fetch(url, rest);
+    log('fetch', rest.method || 'GET', String(url), '->', response.status);
+    return response;
+  } catch (err) {
+    log('fetch', rest.method || 'GET', String(url), 'failed:', err.cause?.code || err.cause?.message || err.message);
+    throw err;
+  }
+}
 
 // -- signing keys -------------------------------------------------------------------------------
 function loadJwks() {
@@ -234,6 +254,7 @@ const configuration = {
     },
     ...(env.OIDC_CIMD === '1' ? { clientIdMetadataDocument: { enabled: true, ack: 'draft-02' } } : {}),
   },
+  ...(env.OIDC_FETCH_LOOPBACK === '1' ? { fetch: loopbackFetch } : {}),
   // Access tokens and refresh tokens are not tied to the browser session's end.
   expiresWithSession: () => false,
   clientBasedCORS: () => true,
