@@ -119,6 +119,7 @@ class Svc:
         self.backend: ScriptedUpstream | None = ScriptedUpstream(manifest, self)
         self.interface = Interface(tools=list(TOOLS))
         self.state = State()
+        self.state_reason: str | None = None
         self.logs: list[tuple[str, str]] = []
 
     @property

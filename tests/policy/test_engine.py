@@ -449,8 +449,10 @@ async def test_service_not_running(tmp_path):
     svc = h.service()
     svc.backend = None
     svc.state.value = "STOPPED"
+    svc.state_reason = "waiting for a sign-in: run `runtimectl auth login svc`"
     r = await h.tool(svc, "echo")
-    assert r["isError"] and "not running" in text_of(r) and h.records[-1]["outcome"] == "unavailable"
+    assert r["isError"] and h.records[-1]["outcome"] == "unavailable"
+    assert text_of(r) == "service 'svc' is not running (STOPPED: waiting for a sign-in: run `runtimectl auth login svc`)"
     with pytest.raises(PolicyRefusal):
         await h.engine.call(svc, "prompts/get", {"name": "p"}, CallContext())
 
