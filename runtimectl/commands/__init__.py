@@ -1,7 +1,8 @@
 """``runtimectl``'s commands, one module per group, each with a
 ``register(app)`` that ``runtimectl.cli`` calls: ``services`` (add, add-all,
 apply, list, status, start/stop/restart/unquarantine, introspect, remove),
-``show`` (show, logs), ``tools`` (tools, call), ``bootstrap``, ``imports``
+``show`` (show, logs), ``tools`` (tools, call), ``auth`` (login, status,
+logout: sign-ins to OAuth-protected remote services), ``bootstrap``, ``imports``
 (``import --from CLIENT|FILE``; the clients' files are read by
 ``runtimectl.importers``), ``doctor``, ``gateway`` (``gateway serve
 --stdio``; the relaying is ``runtimectl.bridge``) and ``daemon`` (start, stop,

@@ -2,7 +2,8 @@
 turned into the manifest documents the daemon's ``/api/services`` takes.
 
 Owns deriving a service name from a URL, a file or a stdio command line,
-parsing ``--rate-limit``, ``--env`` and sizes, building a manifest from flags
+parsing ``--rate-limit``, ``--env``, sizes and the ``--oauth-*`` options
+(``oauth_options``), building a manifest from flags
 (remote, WASM or stdio origin), the merge patches that change a registered
 service (what ``add``'s flags gave: ``update_patch``; ``set --unset``:
 ``unset_patch``) and the text ``edit`` puts in the editor, the hint that
@@ -462,12 +463,44 @@ def parse_rate(value: str) -> dict[str, Any]:
     return {"calls": int(m.group(1)), "per": _PER[m.group(2)]}
 
 
+OAUTH_GRANTS = ("authorization_code", "client_credentials")
+
+
+def oauth_options(*, is_oauth: bool, client_id: str | None, client_secret_ref: str | None, scopes: str | None,
+                  grant: str | None) -> dict[str, Any] | None:
+    """The ``--oauth-*`` flags as a remote origin's ``oauth`` options (None: none given). They need the service's
+    auth to be ``oauth`` (``is_oauth``: ``--auth oauth`` given, or for ``set`` the service's own); whether a grant
+    has what it needs (client_credentials: a client id and a secret reference) is for the daemon to say."""
+    given = {"--oauth-client-id": client_id, "--oauth-client-secret-ref": client_secret_ref,
+             "--oauth-scopes": scopes, "--oauth-grant": grant}
+    flags = [flag for flag, value in given.items() if value is not None]
+    if not flags:
+        return None
+    if not is_oauth:
+        verb = "applies" if len(flags) == 1 else "apply"
+        raise usage(f"{', '.join(flags)} {verb} to a service that signs in with OAuth: give --auth oauth too")
+    if grant is not None and grant not in OAUTH_GRANTS:
+        raise usage(f"--oauth-grant must be authorization_code or client_credentials, not {grant!r}")
+    options: dict[str, Any] = {}
+    if grant is not None:
+        options["grant"] = grant
+    if client_id is not None:
+        options["clientId"] = client_id
+    if client_secret_ref is not None:
+        options["clientSecretRef"] = client_secret_ref
+    if scopes is not None:
+        options["scopes"] = split_list(scopes) or []
+    return options
+
+
 def build_manifest(target: str | None, name: str | None, namespace: str | None, transport: str | None,
                    auth_ref: str | None, policy: dict[str, Any], description: str | None, labels: list[str],
                    restart: str | None, max_restarts: int | None, autostart: bool, command: list[str] | None = None,
-                   stdio: StdioFlags | None = None, here: Path | None = None) -> dict[str, Any]:
+                   stdio: StdioFlags | None = None, here: Path | None = None,
+                   oauth: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``MCPService`` manifest for a URL (remote_mcp), a .wasm/.wat file (local_wasm) or, given ``command``
-    (the words after ``--``), a stdio server. ``here`` is where runtimectl runs (default: the working dir)."""
+    (the words after ``--``), a stdio server. ``here`` is where runtimectl runs (default: the working dir);
+    ``oauth``: a remote origin's ``oauth`` options (``oauth_options``)."""
     stdio = stdio or StdioFlags()
     here = here or Path.cwd()
     if target is not None and command is not None:
@@ -494,6 +527,8 @@ def build_manifest(target: str | None, name: str | None, namespace: str | None, 
                 origin["transport"] = transport
             if auth_ref:
                 origin["authRef"] = auth_ref
+            if oauth:
+                origin["oauth"] = oauth
         elif "://" in target:
             raise usage(f"TARGET must be an http(s) URL or a path to a .wasm/.wat file, not {target!r}")
         else:
@@ -611,7 +646,8 @@ def update_patch(manifest: dict[str, Any], *, name_given: bool, autostart_given:
             out[key] = spec[key]
     if autostart_given:
         out["autostart"] = spec["autostart"]
-    origin = {k: v for k, v in spec["origin"].items() if k in ("transport", "authRef", "env", "limits", "clientSessions")}
+    origin = {k: v for k, v in spec["origin"].items()
+              if k in ("transport", "authRef", "oauth", "env", "limits", "clientSessions")}
     if origin:
         out["origin"] = origin
     patch: dict[str, Any] = {}
@@ -626,6 +662,10 @@ def update_patch(manifest: dict[str, Any], *, name_given: bool, autostart_given:
 UNSET_FIELDS: dict[str, tuple[str, ...]] = {
     "namespace": ("spec", "toolNamespace"), "description": ("metadata", "description"),
     "transport": ("spec", "origin", "transport"), "auth-ref": ("spec", "origin", "authRef"),
+    "auth": ("spec", "origin", "authRef"), "oauth": ("spec", "origin", "oauth"),
+    "oauth-client-id": ("spec", "origin", "oauth", "clientId"),
+    "oauth-client-secret-ref": ("spec", "origin", "oauth", "clientSecretRef"),
+    "oauth-scopes": ("spec", "origin", "oauth", "scopes"), "oauth-grant": ("spec", "origin", "oauth", "grant"),
     "timeout-ms": ("spec", "policy", "timeoutMs"), "allow-tools": ("spec", "policy", "allowedTools"),
     "deny-tools": ("spec", "policy", "deniedTools"), "read-only": ("spec", "policy", "readOnly"),
     "max-payload-bytes": ("spec", "policy", "maxPayloadBytes"), "max-concurrency": ("spec", "policy", "maxConcurrency"),
@@ -648,6 +688,8 @@ def unset_patch(items: list[str]) -> dict[str, Any]:
             path = ("metadata", "labels", key) if kind == "label" else ("spec", "origin", "env", key)
         elif flag in UNSET_FIELDS:
             path = UNSET_FIELDS[flag]
+            if flag in ("auth", "auth-ref"):  # the oauth options go with the auth they belong to
+                patch = combine(patch, nested(UNSET_FIELDS["oauth"], None))
         else:
             raise usage(f"--unset {item}: not a field; give a flag's name ({', '.join(sorted(UNSET_FIELDS))}), "
                         f"label:KEY or env:KEY")

@@ -38,6 +38,7 @@ from runtimectl.commands.manifests import (
     edited_body,
     is_target_like,
     load_manifest_file,
+    oauth_options,
     parse_env,
     parse_labels,
     parse_rate,
@@ -87,6 +88,13 @@ def _say_applied(res: dict[str, Any]) -> None:
         out.print(f"note: {origin.get('url')} speaks the older HTTP+SSE transport, not Streamable HTTP: runtimed "
                   f"falls back to it at each start (runtimectl set {svc['name']} --transport sse skips the first "
                   f"try)", markup=False)
+
+
+def _say_sign_in(svc: dict[str, Any]) -> None:
+    """The hint for a service that waits for an OAuth sign-in (``authRef: "oauth"``, stopped or refused)."""
+    waiting = svc.get("state") == "STOPPED" or (svc.get("health") == "UNAUTHORIZED" and svc.get("state") != "RUNNING")
+    if (svc.get("origin") or {}).get("authRef") == "oauth" and waiting:
+        out.print(f"{svc['name']} needs a sign-in: runtimectl auth login {svc['name']}", markup=False)
 
 
 _STDIO_ARGV = "runtimectl.add.stdio_argv"  # ctx.meta key: the words after --, when there is a --
@@ -145,7 +153,19 @@ def add(
     name: str | None = typer.Option(None, "--name", help="service name (default: derived from TARGET or the command)"),
     namespace: str | None = typer.Option(None, "--namespace", help="tool namespace (default: the name)"),
     transport: str | None = typer.Option(None, "--transport", help="streamable_http (default) or sse"),
-    auth_ref: str | None = typer.Option(None, "--auth-ref", help="env:VAR, file:relative/path or header_env:Header:VAR"),
+    auth_ref: str | None = typer.Option(None, "--auth-ref", "--auth", help="env:VAR, file:relative/path, "
+                                        "header_env:Header:VAR, or oauth (the gateway signs in: runtimectl auth login)"),
+    oauth_client_id: str | None = typer.Option(None, "--oauth-client-id", metavar="ID",
+                                               help="--auth oauth: a client registered beforehand with the "
+                                                    "authorization server (default: registered by the gateway)"),
+    oauth_client_secret_ref: str | None = typer.Option(None, "--oauth-client-secret-ref", metavar="REF",
+                                                       help="--auth oauth: that client's secret, env:VAR or "
+                                                            "file:relative/path"),
+    oauth_scopes: str | None = typer.Option(None, "--oauth-scopes", metavar="A,B",
+                                            help="--auth oauth: scopes to ask for (default: what the server asks)"),
+    oauth_grant: str | None = typer.Option(None, "--oauth-grant", metavar="GRANT",
+                                           help="--auth oauth: authorization_code (a user signs in; the default) or "
+                                                "client_credentials (the client id and secret; no user)"),
     timeout_ms: int | None = typer.Option(None, "--timeout-ms", help="per-call timeout"),
     allow_tools: str | None = typer.Option(None, "--allow-tools", help="comma-separated names or globs"),
     deny_tools: str | None = typer.Option(None, "--deny-tools", help="comma-separated names or globs"),
@@ -192,9 +212,12 @@ def add(
     stdio = StdioFlags(env=tuple(env), cwd=cwd, per_client=per_client, limits={
         "memoryBytes": parse_size(memory_bytes, "--memory-bytes") if memory_bytes is not None else None,
         "cpuSeconds": cpu_seconds, "openFiles": open_files, "startTimeoutMs": start_timeout_ms})
+    oauth = oauth_options(is_oauth=auth_ref == "oauth", client_id=oauth_client_id,
+                          client_secret_ref=oauth_client_secret_ref, scopes=oauth_scopes, grant=oauth_grant)
     here = Path.cwd()
     manifest = build_manifest(target, name, namespace, transport, auth_ref, policy, description, label, restart,
-                              max_restarts, autostart=not no_autostart, command=command, stdio=stdio, here=here)
+                              max_restarts, autostart=not no_autostart, command=command, stdio=stdio, here=here,
+                              oauth=oauth)
     if command is not None and cwd is None:
         for arg in relative_paths_in(command[1:], here):
             err.print(f"runtimectl: note: {arg} is relative, and the server does not run here (it runs in a folder "
@@ -211,6 +234,7 @@ def add(
     elif res["created"] or res["changes"]:
         _say_applied(res)
         _say_changes(res.get("changes") or [])
+        _say_sign_in(res["service"])
     else:
         svc = res["service"]
         out.print(f"{svc['name']} ({svc['id']}) is already registered: nothing changed ({svc['state']}); "
@@ -322,8 +346,19 @@ def set_(
     description: str | None = typer.Option(None, "--description"),
     label: list[str] = typer.Option([], "--label", help="key=value, added to the others (repeatable)"),
     transport: str | None = typer.Option(None, "--transport", help="remote: streamable_http or sse"),
-    auth_ref: str | None = typer.Option(None, "--auth-ref", help="remote: env:VAR, file:relative/path or "
-                                        "header_env:Header:VAR"),
+    auth_ref: str | None = typer.Option(None, "--auth-ref", "--auth", help="remote: env:VAR, file:relative/path, "
+                                        "header_env:Header:VAR, or oauth (runtimectl auth login signs it in)"),
+    oauth_client_id: str | None = typer.Option(None, "--oauth-client-id", metavar="ID",
+                                               help="--auth oauth: a client registered beforehand with the "
+                                                    "authorization server (default: registered by the gateway)"),
+    oauth_client_secret_ref: str | None = typer.Option(None, "--oauth-client-secret-ref", metavar="REF",
+                                                       help="--auth oauth: that client's secret, env:VAR or "
+                                                            "file:relative/path"),
+    oauth_scopes: str | None = typer.Option(None, "--oauth-scopes", metavar="A,B",
+                                            help="--auth oauth: scopes to ask for (default: what the server asks)"),
+    oauth_grant: str | None = typer.Option(None, "--oauth-grant", metavar="GRANT",
+                                           help="--auth oauth: authorization_code (a user signs in; the default) or "
+                                                "client_credentials (the client id and secret; no user)"),
     timeout_ms: int | None = typer.Option(None, "--timeout-ms", help="per-call timeout"),
     allow_tools: str | None = typer.Option(None, "--allow-tools", help="comma-separated names or globs"),
     deny_tools: str | None = typer.Option(None, "--deny-tools", help="comma-separated names or globs"),
@@ -370,14 +405,23 @@ def set_(
     limits = {"memoryBytes": parse_size(memory_bytes, "--memory-bytes") if memory_bytes is not None else None,
               "cpuSeconds": cpu_seconds, "openFiles": open_files, "startTimeoutMs": start_timeout_ms}
     labels = parse_labels(label)
+    oauth_flags = {"client_id": oauth_client_id, "client_secret_ref": oauth_client_secret_ref, "scopes": oauth_scopes,
+                   "grant": oauth_grant}
+    # Checked again below once the service's own auth is known; here: the flags alone (a grant's name, --auth).
+    oauth = oauth_options(is_oauth=auth_ref in (None, "oauth"), **oauth_flags)
     origin: dict[str, Any] = {"transport": transport, "authRef": auth_ref, "env": parse_env(env) or None,
                               "limits": {k: v for k, v in limits.items() if v is not None} or None,
                               "clientSessions": None if per_client is None else ("per-client" if per_client else "shared")}
+    origin_patch = {k: v for k, v in origin.items() if v is not None}
+    if oauth is not None:
+        origin_patch["oauth"] = oauth
+    elif auth_ref is not None and auth_ref != "oauth":
+        origin_patch["oauth"] = None  # another auth: the oauth options go (the daemon refuses them without it)
     spec: dict[str, Any] = {
         "toolNamespace": namespace, "autostart": autostart, "enabled": enabled,
         "policy": {k: v for k, v in pol.items() if v is not None} or None,
         "restartPolicy": {k: v for k, v in (("mode", restart), ("maxRestarts", max_restarts)) if v is not None} or None,
-        "origin": {k: v for k, v in origin.items() if v is not None} or None,
+        "origin": origin_patch or None,
     }
     meta = {"name": name, "description": description, "labels": labels or None}
     patch: dict[str, Any] = {}
@@ -390,12 +434,16 @@ def set_(
         raise usage("nothing to change: give the flags to change (runtimectl set SERVICE --timeout-ms 5000), "
                     "--unset FLAG, or runtimectl edit SERVICE")
     c = client(ctx)
-    kind = c.get(f"/api/services/{service}")["origin"]["type"]
+    current = c.get(f"/api/services/{service}")
+    kind = current["origin"]["type"]
     _only_for(kind, "stdio", [f for f, given in (("--env", env), ("--per-client/--shared", per_client is not None),
                                                   *((STDIO_LIMIT_FLAGS[k], v is not None) for k, v in limits.items()))
                               if given], "stdio servers (a command after --)")
-    _only_for(kind, "remote_mcp", [f for f, given in (("--transport", transport), ("--auth-ref", auth_ref)) if given],
-              "remote URLs")
+    oauth_given = [f"--oauth-{k.replace('_', '-')}" for k, v in oauth_flags.items() if v is not None]
+    _only_for(kind, "remote_mcp", [f for f, given in (("--transport", transport), ("--auth-ref", auth_ref)) if given]
+              + oauth_given, "remote URLs")
+    if oauth is not None and auth_ref is None:  # the flags change the oauth options of a service that has them
+        oauth_options(is_oauth=current["origin"].get("authRef") == "oauth", **oauth_flags)
     res = c.patch(f"/api/services/{service}", json=patch)
     if as_json:
         emit_json(res)
@@ -406,6 +454,7 @@ def set_(
         return
     out.print(f"{svc['name']}: {plural(len(changes), 'change')}", markup=False)
     _say_changes(changes)
+    _say_sign_in(svc)
 
 
 _KIND_WORDS = {"stdio": "stdio servers", "remote_mcp": "remote URLs", "local_wasm": "WASM files"}

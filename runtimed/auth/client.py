@@ -145,11 +145,14 @@ async def register(http: httpx.AsyncClient, server: JSON, redirect_uri: str, *, 
     body: JSON = {"client_name": client_name, "redirect_uris": [redirect_uri], "application_type": "native",
                   "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
                   "token_endpoint_auth_method": "none"}
-    # No "scope": an authorization server may list only its own scopes there, not a resource's.
-    try:
-        r = await http.post(endpoint, json=body, follow_redirects=False)
-    except httpx.HTTPError as e:
-        raise OAuthError(f"dynamic client registration at {endpoint} failed ({type(e).__name__})") from None
+    if scope:
+        body["scope"] = scope
+    r = await _post_registration(http, endpoint, body)
+    if r.status_code == 400 and scope and _error_code(r) == "invalid_client_metadata":
+        # The registration's ``scope`` is optional (RFC 7591 §2), and some servers accept there only their own
+        # scopes, not a resource server's (oidc-provider: "scope must only contain Authorization Server supported
+        # scope values"): registered without it, the client still asks for the scopes in the authorization request.
+        r = await _post_registration(http, endpoint, {k: v for k, v in body.items() if k != "scope"})
     if r.status_code not in (200, 201):
         raise _oauth_error(r, f"dynamic client registration at {endpoint}")
     try:
@@ -159,6 +162,21 @@ async def register(http: httpx.AsyncClient, server: JSON, redirect_uri: str, *, 
         raise OAuthError(f"dynamic client registration at {endpoint} answered no client_id") from None
     auth_method = str(data.get("token_endpoint_auth_method") or "none")
     return Registration(str(client_id), "dcr", auth_method, data.get("client_secret"), redirect_uri)
+
+
+async def _post_registration(http: httpx.AsyncClient, endpoint: str, body: JSON) -> httpx.Response:
+    try:
+        return await http.post(endpoint, json=body, follow_redirects=False)
+    except httpx.HTTPError as e:
+        raise OAuthError(f"dynamic client registration at {endpoint} failed ({type(e).__name__})") from None
+
+
+def _error_code(r: httpx.Response) -> str | None:
+    try:
+        body: Any = r.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), str) else None
 
 
 def authorize_url(server: JSON, registration: Registration, *, redirect_uri: str, state: str, challenge: str,

@@ -119,11 +119,39 @@
 
   // ------------------------------------------------------------- actions
   const verbs = { start: "Start", stop: "Stop", restart: "Restart", introspect: "Introspect",
-                  unquarantine: "Unquarantine", remove: "Remove" };
+                  unquarantine: "Unquarantine", remove: "Remove", signin: "Sign in", signout: "Sign out" };
+
+  // An OAuth service's sign-in: the daemon answers the authorization server's URL (the browser goes
+  // there, signs in, and comes back to the daemon's /oauth/callback, which links back here), or,
+  // for the client-credentials grant, signs in at once. Sign out revokes and forgets the tokens.
+  async function runSignIn(btn, name, verb) {
+    const base = "/api/services/" + encodeURIComponent(name) + "/auth";
+    if (verb === "signout" && !window.confirm("Sign the gateway out of " + name + "? It stops until someone signs in again.")) return;
+    btn.disabled = true;
+    try {
+      const r = verb === "signin" ? await request("POST", base + "/login", { json: {} })
+                                  : await request("DELETE", base, { json: {} });
+      const data = await r.json().catch(function () { return {}; });
+      if (!r.ok) {
+        toast(verbs[verb] + " " + name + ": " + (data.error || r.statusText), "error");
+      } else if (verb === "signin" && data.url) {
+        window.location.assign(data.url);
+        return;
+      } else if (verb === "signin") {
+        toast(name + ": signed in" + (data.issuer ? " at " + data.issuer : ""), "ok");
+      } else {
+        toast(name + ": signed out" + (data.revoked ? " (the server revoked the tokens)" : ""), "ok");
+      }
+    } catch (e) {
+      if (!(e instanceof Unauthorized)) toast(verbs[verb] + " " + name + ": the daemon did not answer", "error");
+    }
+    btn.disabled = false;
+  }
 
   async function runAction(btn) {
     const name = btn.dataset.service;
     const verb = btn.dataset.action;
+    if (verb === "signin" || verb === "signout") return runSignIn(btn, name, verb);
     if (verb === "remove" && !window.confirm("Remove service " + name + "? It is stopped and unregistered.")) return;
     btn.disabled = true;
     try {
