@@ -80,6 +80,8 @@ class Supervisor:
         self._serving_cache: tuple[int, list[ServiceRuntime]] | None = None
         self.notification_sinks: list[Callable[[ServiceRuntime, str, JSON, str | None], None]] = []
         self.server_request_handler: Callable[[ServiceRuntime, str, JSON, str | None], Awaitable[JSON]] | None = None
+        # Told when another replica changed a keyed document (profiles, tokens, pins): (collection, key).
+        self.doc_listeners: list[Callable[[str | None, str | None], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._mutate = asyncio.Lock()  # serialises registry changes
         self._closing = False
@@ -256,6 +258,10 @@ class Supervisor:
         try:
             if change.kind in ("registry", "resync"):
                 await self.sync_registry(resync=change.kind == "resync")
+                if change.kind == "resync":
+                    self._docs_changed(None, None)
+            elif change.kind == "docs":
+                self._docs_changed(change.data.get("collection"), change.data.get("key"))
             elif change.kind == "intent" and change.service:
                 await self._follow_intent(change.service, change.data.get("intent"), change.replica)
             elif change.kind == "breaker" and change.service in self.services:
@@ -265,6 +271,15 @@ class Supervisor:
                                                   f"{change.data.get('reason')} (on replica {change.replica})")
         except Exception:  # a peer's message must not take anything down
             log.exception("could not apply a change from replica %s (%s)", change.replica, change.kind)
+
+    def _docs_changed(self, collection: Any, key: Any) -> None:
+        """Another replica changed a keyed document (None, None: maybe any, after a resync): its owners
+        reload it."""
+        for listener in list(self.doc_listeners):
+            try:
+                listener(collection if isinstance(collection, str) else None, key if isinstance(key, str) else None)
+            except Exception:
+                log.exception("a listener of %s failed", collection)
 
     async def _follow_intent(self, sid: str, intent: Any, replica: str) -> None:
         svc = self.services.get(sid)

@@ -8,7 +8,8 @@ a restart here, as before there were replicas), the journals
 (``gateway.key``, 32 random bytes, mode 0600; a per-process key when it cannot
 be written), the interface snapshots (``interfaces/<service id>.json``) and the
 OAuth sign-ins (``oauth/<service id>.json``, mode 0600 in a 0700 directory;
-pending flows in memory). Nothing is shared: no other replica exists to tell, so
+pending flows in memory) and the keyed collections (``profiles.json``,
+``tokens.json``, ``pins.json``: one JSON object by key, mode 0600). Nothing is shared: no other replica exists to tell, so
 ``publish``, sessions and answer routing are the base class's no-ops, and the
 policy objects in memory are the whole truth. Must not: decide lifecycle or
 policy, or know about Redis.
@@ -26,7 +27,7 @@ from runtimed.state.events import JsonlLog
 from runtimed.state.files import atomic_write
 from runtimed.state.quarantines import Quarantines
 from runtimed.state.registry import Entry, RegistryDoc, RegistryFile
-from runtimed.state.store import JSON, Store
+from runtimed.state.store import COLLECTIONS, JSON, Store
 
 KEY_FILE = "gateway.key"
 OAUTH = "oauth"
@@ -93,6 +94,26 @@ class EmbeddedStore(Store):
             (self.state_dir / INTERFACES / f"{service_id}.json").unlink()
         except OSError:
             pass
+
+    # -- keyed collections: <collection>.json (one object by key), 0600 --------------------
+    def load_docs(self, collection: str) -> dict[str, JSON]:
+        assert collection in COLLECTIONS, collection
+        try:
+            data = json.loads((self.state_dir / f"{collection}.json").read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            raise OSError(f"{self.state_dir / f'{collection}.json'} cannot be read: {e}") from None
+        return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+
+    def save_doc(self, collection: str, key: str, doc: JSON | None) -> None:
+        docs = self.load_docs(collection)
+        if doc is None:
+            if docs.pop(key, None) is None:
+                return
+        else:
+            docs[key] = doc
+        atomic_write(self.state_dir / f"{collection}.json", json.dumps(docs, indent=1, sort_keys=True).encode(), mode=0o600)
 
     # -- OAuth sign-ins: oauth/<id>.json, 0600 ----------------------------------------
     def load_credentials(self, service_id: str) -> JSON | None:

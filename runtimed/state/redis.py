@@ -23,6 +23,8 @@ under one key prefix (``runtimed:``, or ``?prefix=NAME`` in the URL):
   ``replica:<replica>`` (each replica's announcement, expiring), and
   ``signing-key`` (the ``requestState`` key when none is configured: the first
   replica makes it, every replica reads the same one);
+- ``docs:<collection>`` (hashes: ``profiles``, ``tokens``, ``pins``; key -> JSON;
+  each change published as ``Change("docs")``);
 - ``oauth`` (hash: service id -> its OAuth sign-in record: tokens and client
   registration, so every replica calls with the same sign-in; protect Redis
   accordingly) and ``oauth-flow:<state>`` (a pending sign-in, 10 minutes, taken
@@ -83,7 +85,7 @@ from redis.backoff import NoBackoff
 
 from runtimed.errors import ConfigError, RegistryConflict, StoreUnavailable
 from runtimed.state.registry import FORMAT_VERSION, Entry, LoadReport, parse_document
-from runtimed.state.store import JSON, Change, RegistryDoc, Store
+from runtimed.state.store import COLLECTIONS, JSON, Change, RegistryDoc, Store
 
 log = logging.getLogger("runtimed.store")
 
@@ -788,6 +790,35 @@ class RedisStore(Store):
             self._call(lambda: self._sync.hdel(self.key("interfaces"), service_id))
         except StoreUnavailable as e:
             log.debug("the interface snapshot of %s stays in %s: %s", service_id, self.url, e)
+
+    # -- keyed collections: one hash each (key -> JSON) ----------------------------------------
+    def load_docs(self, collection: str) -> dict[str, JSON]:
+        assert collection in COLLECTIONS, collection
+        raw: Any = self._call(lambda: self._sync.hgetall(self.key("docs", collection)))
+        out: dict[str, JSON] = {}
+        for k, v in (raw or {}).items():
+            try:
+                doc = json.loads(v)
+            except ValueError:
+                continue
+            if isinstance(doc, dict):
+                out[k.decode() if isinstance(k, bytes) else str(k)] = doc
+        return out
+
+    def save_doc(self, collection: str, key: str, doc: JSON | None) -> None:
+        assert collection in COLLECTIONS, collection
+        change = _dumps({"kind": "docs", "data": {"collection": collection, "key": key}, "replica": self.replica})
+
+        def write() -> None:
+            pipe = self._sync.pipeline(transaction=True)
+            if doc is None:
+                pipe.hdel(self.key("docs", collection), key)
+            else:
+                pipe.hset(self.key("docs", collection), key, _dumps(doc))
+            pipe.publish(self.changes_channel, change)
+            pipe.execute()
+
+        self._call(write)
 
     # -- OAuth sign-ins: one hash field per service; flows as keys with a TTL ---------------
     def load_credentials(self, service_id: str) -> JSON | None:

@@ -18,6 +18,10 @@ Owns the contract every part of the daemon persists and shares through:
   the replica that waits for it;
 - the key that signs ``requestState`` (``signing_keys``, with a key id for
   rotation);
+- small keyed collections (``load_docs``/``save_doc``): ``profiles`` (profile
+  manifests by name), ``tokens`` (scoped access tokens by id, hashed), ``pins``
+  (the pinned tool fingerprints of a service, by service id); a change to one is
+  a ``Change("docs", data={"collection": ..., "key": ...})`` to the others;
 - OAuth sign-ins to upstreams (``load_credentials``/``save_credentials``: tokens and client
   registrations, secret: a 0600 file or a Redis key, never shown) and the pending sign-in flows
   (``save_flow``/``take_flow``, by ``state``, taken once);
@@ -45,6 +49,7 @@ from runtimed.state.registry import Entry, RegistryDoc
 __all__ = ["Change", "Journal", "RegistryDoc", "SharedCache", "SharedRateLimit", "Store"]
 
 JSON = dict[str, Any]
+COLLECTIONS = frozenset({"profiles", "tokens", "pins"})
 
 
 @dataclass
@@ -56,6 +61,7 @@ class Change:
     - ``"intent"``: ``service`` (an id) has a new lifecycle intent ``data["intent"]`` (None: cleared).
     - ``"breaker"``: ``service``'s circuit breaker was opened by ``replica`` until ``data["until"]``
       (wall-clock seconds) because of ``data["reason"]``.
+    - ``"docs"``: the collection ``data["collection"]``'s document ``data["key"]`` changed; reload it.
     - ``"resync"``: the store reconnected after messages may have been lost: reload everything.
     """
 
@@ -252,6 +258,16 @@ class Store(ABC):
         """The live replicas' latest ``announce`` info, each with ``replica`` (this one included). The
         embedded store: just this one (empty until announced)."""
         return []
+
+    # -- small keyed collections: profiles, tokens, pins ---------------------------------
+    @abstractmethod
+    def load_docs(self, collection: str) -> dict[str, JSON]:
+        """Every document of ``collection`` (one of ``COLLECTIONS``), by key. Blocking."""
+
+    @abstractmethod
+    def save_doc(self, collection: str, key: str, doc: JSON | None) -> None:
+        """Keep (None: remove) one document; durable when it returns (a 0600 file, or Redis); other
+        replicas get a ``Change("docs")``. Raises ``OSError``/``StoreUnavailable``. Blocking."""
 
     # -- OAuth sign-ins to upstreams ---------------------------------------------------
     @abstractmethod

@@ -130,6 +130,18 @@ async def test_intents_are_shared(pair: tuple[Replica, Replica]) -> None:
     assert await asyncio.to_thread(b.store.load_intents) == {}
 
 
+async def test_keyed_documents_are_shared(pair: tuple[Replica, Replica]) -> None:
+    a, b = pair
+    await asyncio.to_thread(a.store.save_doc, "profiles", "coding", {"kind": "MCPProfile", "n": 1})
+    got = await wait_until("the docs change", lambda: [c for c in b.changes if c.kind == "docs"])
+    assert got[0].data == {"collection": "profiles", "key": "coding"}
+    assert await asyncio.to_thread(b.store.load_docs, "profiles") == {"coding": {"kind": "MCPProfile", "n": 1}}
+    assert await asyncio.to_thread(b.store.load_docs, "tokens") == {}
+    await asyncio.to_thread(a.store.save_doc, "profiles", "coding", None)
+    await wait_until("the removal", lambda: len([c for c in b.changes if c.kind == "docs"]) == 2)
+    assert await asyncio.to_thread(b.store.load_docs, "profiles") == {}
+
+
 # -- journals ----------------------------------------------------------------------------
 
 async def test_journal_records_reach_the_other_replica(pair: tuple[Replica, Replica]) -> None:
