@@ -1,7 +1,7 @@
 """The daemon's composition root: builds every part, in one place, and the ASGI app.
 
 Owns ``Daemon``: the order the parts are built in (settings, the state store, registry, events,
-supervisor, policy engine, analytics, gateway, metrics), each given the few
+supervisor, policy engine, analytics, gateway, metrics, scoped tokens), each given the few
 collaborators it needs as constructor arguments; the call sinks it registers
 on the policy engine; the ``ApiContext`` the HTTP routes get; the start-up and
 shutdown order (``lifespan``, telling ``say`` what the shutdown does). ``build_app`` hands the parts to
@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from starlette.applications import Starlette
 
 from runtimed import __version__
+from runtimed.auth.tokens import TokenRegistry
 from runtimed.config.settings import Settings
 from runtimed.gateway.server import Gateway
 from runtimed.http import asgi
@@ -59,10 +60,18 @@ class Daemon:
         # Every finished tools/call: recorded (audit, stats), then counted (/metrics).
         self.policy.call_sinks.append(self.analytics.record)
         self.policy.call_sinks.append(self.metrics.record)
+        # Scoped access tokens, kept in the store's "tokens" collection; peers' changes reload them.
+        self.tokens = TokenRegistry(lambda: self.store.load_docs("tokens"),
+                                    lambda key, doc: self.store.save_doc("tokens", key, doc), self.profile_exists)
+        self.supervisor.doc_listeners.append(self.tokens.on_change)
         self.api = ApiContext(settings=settings, supervisor=self.supervisor, events=self.events,
                               analytics=self.analytics, started_at=self.started_at, pid=self.pid,
                               client_counts=self.client_counts, live_sessions=self.gateway.live_sessions,
-                              store=self.store.describe, replicas=self.store.replicas)
+                              store=self.store.describe, replicas=self.store.replicas, tokens=self.tokens)
+
+    def profile_exists(self, name: str) -> bool:
+        """Whether a profile ``name`` is stored (a scoped token may be created for it). Blocking."""
+        return name in self.store.load_docs("profiles")
 
     def load(self) -> list[str]:
         """Load the registry; returns the problems to say out loud."""
@@ -97,6 +106,10 @@ class Daemon:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.store.open(self.supervisor.peer_change)
         await self.supervisor.boot()
+        try:
+            await self.tokens.reload()
+        except Exception as e:  # the store is away: a token presented later reads it again
+            log.warning("could not load the scoped tokens: %s", e)
         await self.gateway.startup()
         self.events.emit("daemon.started", None, version=__version__, pid=self.pid, replica=self.replica)
         heartbeat = asyncio.ensure_future(self._announce())

@@ -5,5 +5,9 @@ accepts (JWTs validated against the issuer's JWKS, with key rotation; opaque tok
 introspection), the Protected Resource Metadata it serves, the 401/403 challenges, and the
 ``Principal`` a valid token names. The JOSE mechanics are ``joserfc``'s (no hand-written crypto).
 
+``tokens``: scoped access tokens (``rtk_<id>_<secret>``, kept hashed) that reach one profile's
+endpoint: their format, creation, revocation and checking; stored through callables the daemon
+gives (this package never imports the store).
+
 Must not: route MCP, know about services or backends, or log a token.
 """

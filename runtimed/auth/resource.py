@@ -47,18 +47,22 @@ TIMEOUT_S = 5.0
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request is from: an OAuth token's subject and client, or the daemon's own static token."""
+    """Who a request is from: an OAuth token's subject and client, the daemon's own static token, or a
+    scoped token (``runtimed.auth.tokens``: its id and the one profile it reaches)."""
 
-    kind: str  # "oauth" | "token"
+    kind: str  # "oauth" | "token" (the admin) | "profile-token"
     subject: str | None = None
     client_id: str | None = None
     issuer: str | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
+    token_id: str | None = None  # a scoped token's id (never the token)
+    profile: str | None = None  # the profile a scoped token reaches
 
     @property
     def key(self) -> str:
         """What binds a session or a ``requestState`` to this principal."""
-        return f"{self.kind}|{self.issuer or ''}|{self.subject or ''}|{self.client_id or ''}"
+        key = f"{self.kind}|{self.issuer or ''}|{self.subject or ''}|{self.client_id or ''}"
+        return key + f"|{self.token_id}" if self.token_id is not None else key
 
     def to_json(self) -> JSON:
         """As call records and events show it (never a token)."""
@@ -67,6 +71,10 @@ class Principal:
             out["sub"] = self.subject
         if self.client_id is not None:
             out["clientId"] = self.client_id
+        if self.token_id is not None:
+            out["tokenId"] = self.token_id
+        if self.profile is not None:
+            out["profile"] = self.profile
         return out
 
 

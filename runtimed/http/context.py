@@ -1,9 +1,10 @@
 """What the HTTP routes are given: ``ApiContext``, built once by ``runtimed.daemon``.
 
 Owns the list of collaborators a route may use (settings, the supervisor, the
-event bus, the call analytics, the daemon's start time and pid, and the client
-counts and live session-era sessions of the gateway). Routes receive it when they are built, never through
-``request.app.state``. Must not: hold behaviour.
+event bus, the call analytics, the daemon's start time and pid, the client
+counts and live session-era sessions of the gateway, and the scoped tokens).
+Routes receive it when they are built, never through ``request.app.state``.
+Must not: hold behaviour.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtimed.auth.tokens import TokenRegistry
 from runtimed.config.settings import Settings
 from runtimed.lifecycle.supervisor import Supervisor
 from runtimed.records.analytics import Analytics
@@ -31,3 +33,5 @@ class ApiContext:
     # The state store as shown (kind, where without credentials, reachable) and the live replicas.
     store: Callable[[], dict[str, Any]] = field(default=lambda: {})
     replicas: Callable[[], list[dict[str, Any]]] = field(default=lambda: [])
+    # The scoped access tokens (``/api/tokens``, and the access check); None: none are served.
+    tokens: TokenRegistry | None = None

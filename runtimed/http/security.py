@@ -24,6 +24,11 @@ whose ``WWW-Authenticate`` names the Protected Resource Metadata, served here at
 ``/.well-known/oauth-protected-resource`` (and ``…/mcp``) to anyone; a token
 without the required scopes is a 403 ``insufficient_scope``; the static token
 still passes, as the admin. The ``Principal`` goes on in ``scope["state"]``.
+A scoped token (``rtk_…``, ``runtimed.auth.tokens``), in every mode and ahead of
+OAuth validation, reaches its profile's endpoint ``/mcp/@NAME`` and nothing else:
+elsewhere a 403 that names the one endpoint it reaches; unknown, revoked or
+expired, a 401 that says which (its id only). A loopback client without a token
+keeps full access; with a scoped token it is held to that token's profile.
 Must not: route, parse bodies, or log tokens.
 """
 
@@ -39,6 +44,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from runtimed.auth.resource import ADMIN, AuthFailure, ResourceServer
+from runtimed.auth.tokens import TokenRegistry, looks_scoped
 from runtimed.config.settings import Settings, is_loopback_host
 from runtimed.protocol.jsonrpc import INVALID_REQUEST, UNAUTHORIZED
 
@@ -90,9 +96,10 @@ def own_host_names(settings: Settings) -> set[str]:
 
 
 class SecurityMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, tokens: TokenRegistry | None = None) -> None:
         self.app = app
         self.settings = settings
+        self.tokens = tokens
         self.token = settings.auth_token.encode() if settings.auth_token else None
         self.resource: ResourceServer | None = None
         if settings.oauth_issuer:
@@ -116,6 +123,16 @@ class SecurityMiddleware:
         headers = _wanted_headers(scope.get("headers", ()))
         if self.resource is not None and path.startswith(WELL_KNOWN):
             await self._metadata(scope, path, headers, send)
+            return
+        scoped = self._scoped_bearer(headers)
+        if scoped is not None:
+            problem = await self._scoped(scope, path, headers, scoped)
+            if problem is None:
+                await self.app(scope, receive, send)
+                return
+            status, message = problem
+            await _deny(send, path, status, message,
+                        challenge='Bearer realm="runtimed", error="invalid_token"' if status == 401 else None)
             return
         problem = self._check(scope, path, headers)
         if problem is None and self.resource is not None and _is_mcp(path):
@@ -162,7 +179,42 @@ class SecurityMiddleware:
             (b"cache-control", b"max-age=300")]})
         await send({"type": "http.response.body", "body": data})
 
-    def _check(self, scope: Scope, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
+    def _scoped_bearer(self, headers: dict[str, str]) -> str | None:
+        """The bearer value when it is meant as a scoped token (``rtk_``…) and is not the admin's token."""
+        scheme, _, value = headers.get("authorization", "").partition(" ")
+        token = value.strip()
+        if scheme.lower() != "bearer" or not looks_scoped(token):
+            return None
+        if self.token is not None and hmac.compare_digest(token.encode(), self.token):
+            return None
+        return token
+
+    async def _scoped(self, scope: Scope, path: str, headers: dict[str, str], token: str) -> tuple[int, str] | None:
+        """A scoped token: valid (401 if not: unknown, revoked, expired) and presented on its profile's
+        endpoint ``/mcp/@NAME`` and nowhere else (403), whatever the mode (static token, loopback only, an
+        OAuth issuer); its principal goes on in the request's state."""
+        problem = self._place(headers)
+        if problem is not None:
+            return problem
+        method = scope.get("method", "GET")
+        if path.startswith(TOKEN_FREE_PATHS) and method == "GET":
+            return None if self.token or self._loopback_client(scope) else (403, "only loopback clients are served without a token")
+        if self.tokens is None:
+            return 401, "this daemon serves no scoped tokens"
+        try:
+            principal = await self.tokens.authenticate(token)
+        except AuthFailure as e:
+            return 401, e.description
+        endpoint = f"/mcp/@{principal.profile}"
+        if path != endpoint:
+            return 403, (f"scoped token {principal.token_id} only reaches {endpoint} (the endpoint of profile "
+                         f"{principal.profile}), not {path}")
+        scope.setdefault("state", {})["principal"] = principal
+        return self._content_type(method, path, headers)
+
+    def _place(self, headers: dict[str, str]) -> tuple[int, str] | None:
+        """Where the request is addressed and from which page: ``Host`` and ``Origin`` (DNS rebinding,
+        cross-site requests)."""
         host_header = headers.get("host", "")
         host, _ = _split_host(host_header)
         if not host or host not in self.names:
@@ -171,6 +223,12 @@ class SecurityMiddleware:
         if origin is not None and not self._origin_ok(origin, host_header):
             return 403, (f"Origin {origin!r} is not allowed: only pages served by this daemon itself "
                          f"(http://{host_header or '<its address>'}) may call it (cross-site request refused)")
+        return None
+
+    def _check(self, scope: Scope, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
+        problem = self._place(headers)
+        if problem is not None:
+            return problem
         method = scope.get("method", "GET")
         if path.startswith(TOKEN_FREE_PATHS) and method == "GET":
             return None if self.token or self._loopback_client(scope) else (403, "only loopback clients are served without a token")
@@ -183,6 +241,10 @@ class SecurityMiddleware:
                 return 401, "missing or wrong bearer token (send Authorization: Bearer <token>)"
         elif not self._loopback_client(scope):
             return 403, "only loopback clients are served when no token is configured"
+        return self._content_type(method, path, headers)
+
+    @staticmethod
+    def _content_type(method: str, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
         if _mutating(method, path) and not _is_json(headers.get("content-type", "")):
             sent = headers.get("content-type")
             area = "/mcp" if path.startswith("/mcp") else "/api"

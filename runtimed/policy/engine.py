@@ -98,6 +98,8 @@ class PolicyEngine:
             }
             if ctx.principal is not None:  # who called (an OAuth subject and client; never a token)
                 rec["principal"] = ctx.principal
+                if ctx.principal.get("tokenId"):  # a scoped token's id (runtimed.auth.tokens)
+                    rec["tokenId"] = ctx.principal["tokenId"]
             if self.settings.capture_arguments:  # the sinks redact and bound them
                 rec["arguments"] = params.get("arguments")
         outcome = _Outcome(rec)

@@ -218,7 +218,8 @@ class Analytics:
         out["id"] = next(self._ids)
         self._remember(out)
         self.events.notify("call", out.get("service"), tool=out.get("tool"), outcome=out.get("outcome"),
-                           durationMs=out.get("durationMs"), callId=out["id"], replica=out.get("replica"))
+                           durationMs=out.get("durationMs"), callId=out["id"], replica=out.get("replica"),
+                           **({"tokenId": out["tokenId"]} if out.get("tokenId") else {}))
 
     # -- start-up ------------------------------------------------------------
     def _load(self) -> None:
@@ -296,7 +297,8 @@ class Analytics:
         self._remember(out)
         self.events.notify("call", out.get("service"), tool=out.get("tool"), outcome=out.get("outcome"),
                            durationMs=out.get("durationMs"), callId=out["id"],
-                           **({"principal": out["principal"]} if out.get("principal") else {}))
+                           **({"principal": out["principal"]} if out.get("principal") else {}),
+                           **({"tokenId": out["tokenId"]} if out.get("tokenId") else {}))
 
     def _remember(self, rec: JSON) -> None:
         name = str(rec["service"])
