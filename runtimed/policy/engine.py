@@ -98,6 +98,8 @@ class PolicyEngine:
             }
             if ctx.principal is not None:  # who called (an OAuth subject and client; never a token)
                 rec["principal"] = ctx.principal
+            if ctx.record_fields:  # where it was called (e.g. a profile, and the name used there)
+                rec.update(ctx.record_fields)
             if self.settings.capture_arguments:  # the sinks redact and bound them
                 rec["arguments"] = params.get("arguments")
         outcome = _Outcome(rec)
