@@ -1,7 +1,7 @@
 """The daemon's composition root: builds every part, in one place, and the ASGI app.
 
 Owns ``Daemon``: the order the parts are built in (settings, the state store, registry, events,
-supervisor, policy engine, analytics, gateway, metrics, scoped tokens), each given the few
+supervisor, profiles, policy engine, analytics, gateway, metrics, scoped tokens), each given the few
 collaborators it needs as constructor arguments; the call sinks it registers
 on the policy engine; the ``ApiContext`` the HTTP routes get; the start-up and
 shutdown order (``lifespan``, telling ``say`` what the shutdown does). ``build_app`` hands the parts to
@@ -30,6 +30,7 @@ from runtimed.http.context import ApiContext
 from runtimed.http.metrics import Metrics
 from runtimed.lifecycle.supervisor import Supervisor
 from runtimed.policy.engine import PolicyEngine
+from runtimed.profiles.registry import ProfileRegistry
 from runtimed.records.analytics import Analytics
 from runtimed.state.events import EventBus
 from runtimed.state.registry import Registry
@@ -52,10 +53,13 @@ class Daemon:
         self.registry = Registry(self.store, settings.state_dir)
         self.events = EventBus(self.store.journal("events"))
         self.supervisor = Supervisor(settings, self.registry, self.events, self.store)
+        # Profiles: loaded with the registry (``load``); another replica's change reloads them.
+        self.profiles = ProfileRegistry(self.store)
+        self.supervisor.doc_listeners.append(self.profiles.peer_changed)
         self.policy = PolicyEngine(settings, report_fault=self.supervisor.report_fault, store=self.store)
         self.analytics = Analytics(settings, self.events, self.store.journal("calls"), self.store.journal("intents"))
         self.gateway = Gateway(settings, self.supervisor, self.policy, self.events, recorder=self.analytics,
-                               store=self.store)
+                               store=self.store, profiles=self.profiles)
         self.metrics = Metrics(self.supervisor, self.started_at, self.client_counts, self.replica)
         # Every finished tools/call: recorded (audit, stats), then counted (/metrics).
         self.policy.call_sinks.append(self.analytics.record)
@@ -67,18 +71,25 @@ class Daemon:
         self.api = ApiContext(settings=settings, supervisor=self.supervisor, events=self.events,
                               analytics=self.analytics, started_at=self.started_at, pid=self.pid,
                               client_counts=self.client_counts, live_sessions=self.gateway.live_sessions,
-                              store=self.store.describe, replicas=self.store.replicas, tokens=self.tokens)
+                              store=self.store.describe, replicas=self.store.replicas, tokens=self.tokens,
+                              profiles=self.profiles, profile_tools=self.gateway.profile_tools)
 
     def profile_exists(self, name: str) -> bool:
         """Whether a profile ``name`` is stored (a scoped token may be created for it). Blocking."""
-        return name in self.store.load_docs("profiles")
+        return self.profiles.get(name) is not None
 
     def load(self) -> list[str]:
-        """Load the registry; returns the problems to say out loud."""
+        """Load the registry and the profiles; returns the problems to say out loud."""
         report = self.registry.load()
         for p in report.problems:
             self.events.emit("registry.recovered", None, message=p)
-        return report.problems
+        try:
+            profile_problems = self.profiles.load()
+        except OSError as e:  # an unreadable profiles file: the daemon serves no profile, and says so
+            profile_problems = [f"profiles could not be loaded: {e}"]
+        for p in profile_problems:
+            self.events.emit("profile.invalid", None, message=p)
+        return report.problems + profile_problems
 
     async def _announce(self) -> None:
         """Tell the store this replica is alive, and how it is, every ``ANNOUNCE_S`` (the page shows

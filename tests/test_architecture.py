@@ -135,6 +135,11 @@ def test_only_the_entry_point_imports_the_composition_root() -> None:
         ("runtimed.records", ["runtimed.gateway", "runtimed.http", "runtimed.lifecycle", "runtimectl"]),
         ("runtimed.bootstrap", ["runtimed.gateway", "runtimed.policy", "runtimed.backends", "runtimed.lifecycle",
                                 "runtimed.http", "runtimectl"]),
+        # Profiles are kept here and served by the gateway: the registry and the search index know
+        # the store and the manifest model, nothing that serves or calls.
+        ("runtimed.profiles", ["runtimed.gateway", "runtimed.http", "runtimed.lifecycle", "runtimed.policy",
+                               "runtimed.backends", "runtimed.records", "runtimed.bootstrap", "runtimed.auth",
+                               "runtimed.daemon", "runtimectl"]),
         ("runtimed.auth", ["runtimed.gateway", "runtimed.policy", "runtimed.backends", "runtimed.lifecycle",
                            "runtimed.http", "runtimed.state", "runtimed.records", "runtimectl"]),
     ],

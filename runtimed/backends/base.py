@@ -194,6 +194,9 @@ class CallContext:
     # Who the downstream client is (``Principal.to_json``: subject, client id; never a token), for the
     # call record. A backend must not send it upstream.
     principal: JSON | None = None
+    # More fields for the call record of a ``tools/call`` (e.g. on a profile's endpoint: ``profile``
+    # and ``profileTool``, the name the client used). A backend must not send them upstream.
+    record_fields: JSON = field(default_factory=dict)
 
 
 class BackendHost(Protocol):

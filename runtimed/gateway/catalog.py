@@ -4,8 +4,10 @@ Owns ``Catalog`` (tools, prompts, resources and templates of a set of serving
 services, with public names mapped back to (service, upstream name), resource
 routing by URI, and paging with gateway cursors) and ``CatalogCache`` (one
 catalog per endpoint, rebuilt only when a service's interface, manifest or
-running set changes). Must not: call upstreams (lists come from each service's
-cached interface), enforce call policies beyond visibility, or speak HTTP.
+running set changes; a profile's, ``@NAME``, is derived from the aggregate one by
+``gateway.profiles`` and rebuilt when either changes). Must not: call upstreams
+(lists come from each service's cached interface), enforce call policies beyond
+visibility, or speak HTTP.
 
 Collision rules: services are taken in name order. Two tools (or prompts) with
 the same public name: the first service keeps it, the later one gets a
@@ -23,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from runtimed.config.profile import ProfileManifest
 from runtimed.errors import RpcError
 from runtimed.gateway.naming import disambiguate, public_name
 from runtimed.policy.service import PolicedService
@@ -34,6 +37,17 @@ from runtimed.records.intents import add_intent_property
 PAGE_SIZE = 1000  # the default of settings.list_page_size
 SERVICE_META = meta.SERVICE  # added to each tool/prompt listed on /mcp
 KINDS = ("tools", "prompts", "resources", "resourceTemplates")
+PROFILE_PREFIX = "@"  # a scope "@NAME" is profile NAME's endpoint, /mcp/@NAME (service names cannot start with it)
+
+
+def profile_of(scope: str | None) -> str | None:
+    """The profile a scope names ("@NAME" -> NAME), or None (``/mcp`` or a service's endpoint)."""
+    return scope[len(PROFILE_PREFIX):] if scope is not None and scope.startswith(PROFILE_PREFIX) else None
+
+
+def service_of(scope: str | None) -> str | None:
+    """The service a scope names (``/mcp/<service>``), or None (``/mcp`` or a profile's endpoint)."""
+    return scope if scope is not None and not scope.startswith(PROFILE_PREFIX) else None
 
 
 class CatalogService(PolicedService, Protocol):
@@ -67,6 +81,14 @@ class Catalog:
     renamed: list[tuple[CatalogService, str, str, str]] = field(default_factory=list)  # svc, kind, upstream, public
     intent: bool = False  # service tools are listed with the optional ``_intent`` argument
     page_size: int = PAGE_SIZE
+    # A profile's endpoint (``gateway.profiles``): the profile; its tools' names on /mcp by the name
+    # shown (``originals``); the tools withheld from it, with the reason a call is answered with;
+    # in search mode, ``full`` is the catalog of every tool the three search tools reach.
+    profile: ProfileManifest | None = None
+    originals: dict[str, str] = field(default_factory=dict)
+    withheld: dict[str, str] = field(default_factory=dict)
+    full: Catalog | None = None
+    search_index: Any = field(default=None, repr=False, compare=False)  # built on the first search
     # (kind, start) -> a page at a multiple of page_size, items pre-encoded (the catalog never changes).
     _pages: dict[tuple[str, int], tuple[Encoded, str | None]] = field(default_factory=dict, repr=False, compare=False)
     # Per kind: owner -> (index of its first entry, its entry count); built on first paging.
@@ -186,20 +208,7 @@ def build(services: list[CatalogService], aggregate: bool, builtins: list[JSON] 
             _add_named(cat, svc, "tool", tool, cat.tools, cat.tool_map, aggregate)
         for prompt in iface.prompts:
             _add_named(cat, svc, "prompt", prompt, cat.prompts, cat.prompt_map, aggregate)
-        for res in iface.resources:
-            uri = res.get("uri")
-            if not isinstance(uri, str) or uri in cat.resource_map:
-                continue  # first service in name order wins
-            entry = Entry(svc, uri, res)
-            cat.resources.append(entry)
-            cat.resource_map[uri] = entry
-        for tpl in iface.resource_templates:
-            t = tpl.get("uriTemplate")
-            if not isinstance(t, str):
-                continue
-            entry = Entry(svc, t, tpl)
-            cat.templates.append(entry)
-            cat.template_matchers.append((template_regex(t), entry))
+        add_resources(cat, svc)
     # Tools hidden by a policy are indexed after every listed name is settled (so hiding a tool
     # never renames another): a call to one reaches the policy engine, which answers with an
     # isError result naming the policy instead of a bare "Unknown tool".
@@ -216,6 +225,28 @@ def build(services: list[CatalogService], aggregate: bool, builtins: list[JSON] 
             if public not in cat.tool_map and public not in cat.hidden_map:
                 cat.hidden_map[public] = Entry(svc, tool["name"], tool)
     return cat
+
+
+def add_resources(cat: Catalog, svc: CatalogService) -> None:
+    """``svc``'s resources and templates, after those of the services added before it (a URI
+    another service already serves is not listed again)."""
+    iface = svc.interface
+    if iface is None:
+        return
+    for res in iface.resources:
+        uri = res.get("uri")
+        if not isinstance(uri, str) or uri in cat.resource_map:
+            continue  # first service in name order wins
+        entry = Entry(svc, uri, res)
+        cat.resources.append(entry)
+        cat.resource_map[uri] = entry
+    for tpl in iface.resource_templates:
+        t = tpl.get("uriTemplate")
+        if not isinstance(t, str):
+            continue
+        entry = Entry(svc, t, tpl)
+        cat.templates.append(entry)
+        cat.template_matchers.append((template_regex(t), entry))
 
 
 def _add_named(cat: Catalog, svc: CatalogService, kind: str, item: JSON, out: list[Entry],
@@ -244,8 +275,14 @@ def _add_named(cat: Catalog, svc: CatalogService, kind: str, item: JSON, out: li
     index[public] = entry
 
 
+# ``withhold(profile, service, upstream tool)``: why the tool is withheld from the profile, or None.
+Withhold = Callable[[ProfileManifest, CatalogService, JSON], str | None]
+# ``build_profile(aggregate, profile or None, name, withhold)``: a profile's catalog (``gateway.profiles.build``).
+ProfileBuilder = Callable[[Catalog, ProfileManifest | None, str, Withhold | None], Catalog]
+
+
 class CatalogCache:
-    """One catalog per scope (None = aggregate, else a service name).
+    """One catalog per scope (None = aggregate, "@NAME" = profile NAME, else a service name).
 
     When ``serving`` returns the very list it returned last time (the supervisor
     caches it until a service's state, interface or manifest is set, or the set
@@ -255,21 +292,36 @@ class CatalogCache:
     supervisor replaces them on any change; the service id is a function of the
     manifest), so ``tools/call`` never rebuilds name maps. The cache entry keeps
     those objects alive, so an identity in a key cannot be reused by a new object.
+
+    A profile's catalog is keyed by the identities of the aggregate catalog it is derived from and of
+    the profile's manifest (the profile registry replaces the object on any change), and the
+    generation (``invalidate``: e.g. a pinned tool was approved). ``withhold`` (set by whoever
+    decides it, None: nothing is withheld) may keep a tool out of a profile's catalog.
     """
 
     def __init__(self, serving: Callable[[], Sequence[CatalogService]], builtins: Callable[[], list[JSON]],
                  on_renamed: Callable[[Catalog], None], intent: Callable[[], bool] = lambda: False,
-                 page_size: int = PAGE_SIZE) -> None:
+                 page_size: int = PAGE_SIZE,
+                 profiles: Callable[[str], ProfileManifest | None] = lambda _name: None,
+                 build_profile: ProfileBuilder | None = None) -> None:
         self._serving = serving
         self.page_size = page_size
         self._builtins = builtins
         self._on_renamed = on_renamed
         self._intent = intent
+        self._profiles = profiles
+        self._build_profile = build_profile
+        self.withhold: Withhold | None = None
         # scope -> (key, catalog, the serving() list it was checked against, (generation, intent), pinned objects)
         self._cache: dict[str | None, tuple[tuple[Any, ...], Catalog, Any, tuple[int, bool], list[Any]]] = {}
+        # profile name -> (key, catalog, pinned objects)
+        self._profile_cache: dict[str, tuple[tuple[Any, ...], Catalog, list[Any]]] = {}
         self.generation = 0
 
     def get(self, scope: str | None) -> Catalog:
+        profile = profile_of(scope)
+        if profile is not None:
+            return self._profile(profile)
         serving = self._serving()
         intent = bool(self._intent())
         hit = self._cache.get(scope)
@@ -288,5 +340,24 @@ class CatalogCache:
             self._on_renamed(cat)
         return cat
 
-    def invalidate(self) -> None:
+    def _profile(self, name: str) -> Catalog:
+        """Profile ``name``'s catalog (a profile that does not exist, or no longer: an empty one)."""
+        agg = self.get(None)
+        manifest = self._profiles(name)
+        key = (self.generation, id(agg), id(manifest), id(self.withhold))
+        hit = self._profile_cache.get(name)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        if self._build_profile is None:
+            cat = Catalog(services=[], aggregate=True, page_size=self.page_size, profile=manifest)
+        else:
+            cat = self._build_profile(agg, manifest, name, self.withhold)
+        self._profile_cache[name] = (key, cat, [agg, manifest, self.withhold])
+        return cat
+
+    def invalidate(self, profile: str | None = None) -> None:
+        """Rebuild every catalog on next use; ``profile``: only that profile's."""
+        if profile is not None:
+            self._profile_cache.pop(profile, None)
+            return
         self.generation += 1

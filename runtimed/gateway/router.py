@@ -2,7 +2,10 @@
 
 Owns ``RequestCtx`` (who asks, in which era, on which endpoint) and
 ``Router.handle``: lists from the catalog, ``tools/call`` / ``prompts/get`` by
-public name, ``resources/*`` by URI, ``completion/complete`` by reference,
+public name (on a profile's endpoint, ``/mcp/@NAME``, by the name the profile shows:
+a renamed tool routes to the original, a name the profile does not offer is unknown,
+and the search-mode tools ``search_tools``/``describe_tool``/``call_tool`` are
+answered here, ``call_tool`` taking the very path of a direct ``tools/call``), ``resources/*`` by URI, ``completion/complete`` by reference,
 ``logging/setLevel`` to every service in scope, ``ping``, ``server/discover``;
 the stateless era's input-required results with signed ``requestState``; the
 ``Mcp-Param-*`` check of a stateless client's ``tools/call`` and the cached
@@ -24,19 +27,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from runtimed.auth.resource import Principal
 from runtimed.backends.base import CallContext, NullRelay
 from runtimed.errors import BackendError, InputRequired, PolicyRefusal, RpcError
-from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService, Entry
+from runtimed.gateway import profiles
+from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService, Entry, service_of
 from runtimed.gateway.control import ControlTools
 from runtimed.gateway.errors import NotServing, not_serving, rpc_error, tool_refusal
 from runtimed.gateway.sessions import Session, SessionStore
 from runtimed.gateway.stateless import StateSigner, input_required
 from runtimed.policy.service import PolicedService
-from runtimed.protocol.jsonrpc import HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND
+from runtimed.protocol.jsonrpc import (
+    HEADER_MISMATCH,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    RESOURCE_NOT_FOUND,
+    tool_error,
+)
 from runtimed.protocol.meta import ENVELOPE_KEYS, LOG_LEVEL, SERVER_INFO
 from runtimed.protocol.params import check_param_headers
 from runtimed.protocol.types import JSON
@@ -103,7 +114,7 @@ REMOVED_STATELESS = frozenset({"initialize", "ping", "logging/setLevel", "resour
 class RequestCtx:
     era: str
     version: str
-    scope: str | None  # None: aggregate (/mcp); else the service of /mcp/<name>
+    scope: str | None  # None: aggregate (/mcp); "@NAME": profile NAME (/mcp/@NAME); else the service of /mcp/<name>
     client_info: JSON = field(default_factory=dict)
     client_capabilities: JSON = field(default_factory=dict)
     session: Session | None = None
@@ -255,12 +266,19 @@ class Router:
         args = params.get("arguments", {})
         if args is not None and not isinstance(args, dict):
             raise RpcError(INVALID_PARAMS, "Invalid params: 'arguments' must be an object", http_status=400)
+        withheld = cat.withheld.get(name)
+        if withheld is not None:
+            return tool_error(withheld, outcome="withheld", tool=name)
         entry = cat.tool_map.get(name) or cat.hidden_map.get(name)
         if entry is None:
-            idle = self._not_serving_owners(ctx, cat, name)
-            if idle:
-                return not_serving(idle)
-            entry = self._unlisted_tool(ctx, cat, name)
+            found = self._profile_unlisted(ctx, cat, name) if cat.profile is not None else None
+            if isinstance(found, Entry):
+                entry = found
+            else:
+                idle = found if found is not None else self._not_serving_owners(ctx, cat, name)
+                if idle:
+                    return not_serving(idle)
+                entry = self._unlisted_tool(ctx, cat, name)
         schema = entry.item.get("inputSchema")
         if ctx.param_headers is not None:
             why = check_param_headers(schema, args, ctx.param_headers)
@@ -269,6 +287,8 @@ class Router:
         analytics = self.recorder
         client = (ctx.client_info or {}).get("name")
         if entry.svc is None:
+            if cat.full is not None and name in profiles.SEARCH_MODE_NAMES:
+                return await self._search_mode(ctx, cat, name, args or {}, params)
             if name == CAPABILITY_TOOL:
                 if analytics is None:
                     return capability_result(False, "capability requests are not recorded by this daemon")
@@ -286,8 +306,10 @@ class Router:
         svc = entry.svc
         if not entry.item:  # not in the cached interface: the upstream answers; then look again
             self.gw.refetch_later(svc)
+        # On a profile's endpoint the call record names the profile and the name the client used.
+        record = {"profile": cat.profile.name, "profileTool": name} if cat.profile is not None else None
         try:
-            return await self._forward(ctx, svc, "tools/call", fwd, params, input_schema=schema)
+            return await self._forward(ctx, svc, "tools/call", fwd, params, input_schema=schema, record=record)
         except RpcError as e:
             if e.code != HEADER_MISMATCH:
                 raise
@@ -297,14 +319,64 @@ class Router:
             fresh = _upstream_schema(svc, entry.upstream)
             if fresh is None or fresh == schema:
                 raise
-            return await self._forward(ctx, svc, "tools/call", fwd, params, input_schema=fresh)
+            return await self._forward(ctx, svc, "tools/call", fwd, params, input_schema=fresh, record=record)
+
+    async def _search_mode(self, ctx: RequestCtx, cat: Catalog, name: str, args: JSON, params: JSON) -> JSON:
+        """The three tools of a search-mode profile. ``call_tool`` is a ``tools/call`` of the named
+        tool on the profile's full catalog: the same routing, policies and call record (which names
+        the real tool); only an unknown name is answered here, as an ``isError`` result."""
+        if name == profiles.SEARCH_TOOLS:
+            return profiles.search(cat, args)
+        if name == profiles.DESCRIBE_TOOL:
+            return profiles.describe(cat, args)
+        full = cat.full
+        assert full is not None
+        target, arguments = args.get("name"), args.get("arguments")
+        if not isinstance(target, str) or not (target in full.tool_map or target in full.hidden_map
+                                               or target in full.withheld):
+            return profiles.unknown_tool(cat, target)
+        if arguments is not None and not isinstance(arguments, dict):
+            return tool_error(f"{profiles.CALL_TOOL}: 'arguments' must be an object (the arguments of {target!r}; "
+                              f"see {profiles.DESCRIBE_TOOL})")
+        inner = {k: v for k, v in params.items() if k not in ("name", "arguments")}
+        inner.update(name=target, arguments=arguments or {})
+        # No Mcp-Param-* check: the client sent call_tool's headers, not the inner tool's (the
+        # backend still mirrors the tool's x-mcp-header arguments upstream).
+        return await self._tools_call(replace(ctx, param_headers=None), full, inner)
+
+    def _profile_unlisted(self, ctx: RequestCtx, cat: Catalog, name: str) -> Entry | list[NotServing]:
+        """A name a profile's catalog lacks: the services that are not serving and would own it
+        (answered with what is true about them), or the entry of a tool the cached interfaces lack
+        (forwarded, as on /mcp), when the profile offers that tool; else -32602 unknown tool."""
+        profile = cat.profile
+        assert profile is not None
+        unknown = RpcError(INVALID_PARAMS, f"Unknown tool: {name!r} (profile {profile.name!r} offers no such tool; "
+                                           "see tools/list)", http_status=400)
+        original = profiles.resolve_name(profile, name)
+        if original is None or cat.full is not None:
+            raise unknown
+        agg = self.gw.catalogs.get(None)
+        if original in agg.tool_map or original in agg.hidden_map:
+            raise unknown  # a tool /mcp knows, and this profile does not list: outside the profile
+        admits = profile.spec.services.admits
+        idle = [s for s in self._not_serving_owners(RequestCtx(ctx.era, ctx.version, None), cat, original)
+                if admits(s.name)]
+        if idle:
+            return idle
+        try:
+            entry = self._unlisted_tool(RequestCtx(ctx.era, ctx.version, None), cat, original)
+        except RpcError:
+            raise unknown from None
+        if entry.svc is None or not admits(entry.svc.name):
+            raise unknown
+        return entry
 
     def _not_serving_owners(self, ctx: RequestCtx, cat: Catalog, name: str) -> list[NotServing]:
         """The registered services that are not serving and would own the tool ``name``: on
         ``/mcp/<service>`` that service when it is not serving; on ``/mcp`` those whose namespace
         is the longest prefix ``<namespace>__`` of ``name``, unless a serving service's is as long."""
         serving = {s.id for s in cat.services}
-        if ctx.scope is not None:
+        if service_of(ctx.scope) is not None:
             if cat.services:
                 return []
             return [s for s in self.gw.registered() if s.name == ctx.scope and s.id not in serving][:1]
@@ -326,7 +398,7 @@ class Router:
         svc: CatalogService | None = None
         upstream = name
         hint = f" (service {ctx.scope!r} offers no such tool)" if ctx.scope else " (see tools/list)"
-        if ctx.scope is not None:
+        if service_of(ctx.scope) is not None:
             svc = cat.services[0] if cat.services else None
         else:
             owners = [s for s in cat.services if name.startswith(s.namespace + "__") and len(name) > len(s.namespace) + 2]
@@ -352,7 +424,7 @@ class Router:
         entry = cat.route_resource(uri)
         if entry is not None and entry.svc is not None:
             return entry.svc
-        if ctx.scope is not None and cat.services:
+        if service_of(ctx.scope) is not None and cat.services:
             return cat.services[0]  # transparent proxy: the one service decides
         raise RpcError(RESOURCE_NOT_FOUND, f"Resource not found: {uri!r} matches no resource or template of a running service",
                        data={"uri": uri})
@@ -458,9 +530,10 @@ class Router:
     # -- the one call path ---------------------------------------------------
     async def _forward(self, ctx: RequestCtx, svc: CatalogService | None, method: str, params: JSON,
                        original: JSON, input_schema: JSON | None = None, *,
-                       shared: bool = False) -> JSON:
+                       shared: bool = False, record: JSON | None = None) -> JSON:
         """Call ``svc`` through the policy path on behalf of ``ctx``'s client (its own upstream
-        session in the session era; ``shared``: on the service's shared session)."""
+        session in the session era; ``shared``: on the service's shared session). ``record``: fields
+        for the call record of a ``tools/call``."""
         if svc is None:
             raise RpcError(INTERNAL_ERROR, "internal routing error: no service")
         # Session-era servers may send log messages without logging/setLevel; a stateless-era
@@ -484,7 +557,8 @@ class Router:
                            client_capabilities=ctx.client_capabilities, protocol_version=ctx.version,
                            request_state=request_state, client_id=client_id,
                            input_schema=input_schema,
-                           principal=ctx.principal.to_json() if ctx.principal is not None else None)
+                           principal=ctx.principal.to_json() if ctx.principal is not None else None,
+                           record_fields=record or {})
         try:
             result = await self.policy.call(svc, method, params, cctx)
             return result if ctx.era == STATELESS else _strip_stateless_residue(result)

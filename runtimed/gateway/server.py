@@ -6,7 +6,9 @@ recorder): it wires the catalog cache, the session store, the control tools,
 the router and the transport endpoints, bounds how long a list waits for stale
 interfaces (``fresh_catalog``), feeds ``list_changed`` and upstream
 notifications to connected clients, routes server-to-client requests not tied
-to a call, and counts clients. Each concept lives in its own module (see
+to a call, and counts clients. Profiles (``/mcp/@NAME``) come from the profile
+registry it is given: a profile's change rebuilds that endpoint's catalog and tells
+its clients (``list_changed``). Each concept lives in its own module (see
 docs/spec/gateway.md). Must not: check tokens or Host/Origin
 (``runtimed.http.security``), enforce call policies (``runtimed.policy``) or
 change lifecycle state except through the control tools.
@@ -18,16 +20,18 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from starlette.routing import BaseRoute, Route
 
 from runtimed import __version__
 from runtimed.backends.base import CallContext
+from runtimed.config.profile import ProfileManifest
 from runtimed.config.settings import Settings
 from runtimed.errors import RelayUnavailable, StoreUnavailable
-from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService
+from runtimed.gateway import profiles as profile_views
+from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService, profile_of, service_of
 from runtimed.gateway.control import ControlTools
 from runtimed.gateway.router import CallPath, IntentRecorder, Router, Subscribe
 from runtimed.gateway.sessions import Listener, Session, SessionStore, Stream
@@ -50,11 +54,35 @@ AGGREGATE_REFRESH_WAIT_S = 0.25
 SCOPED_REFRESH_WAIT_S = 2.0
 
 
+class ProfileSource(Protocol):
+    """What the gateway reads of the profiles (``runtimed.profiles.ProfileRegistry``)."""
+
+    listeners: list[Callable[[str | None], None]]
+
+    def get(self, name: str) -> ProfileManifest | None: ...
+
+    def names(self) -> list[str]: ...
+
+
+class _NoProfiles:
+    def __init__(self) -> None:
+        self.listeners: list[Callable[[str | None], None]] = []
+
+    def get(self, name: str) -> ProfileManifest | None:
+        return None
+
+    def names(self) -> list[str]:
+        return []
+
+
 class Gateway:
     def __init__(self, settings: Settings, supervisor: Supervisor, policy: CallPath, events: EventBus,
-                 recorder: IntentRecorder | None, store: Store) -> None:
-        """``store``: the daemon's state store (signing keys, shared session records)."""
+                 recorder: IntentRecorder | None, store: Store, profiles: ProfileSource | None = None) -> None:
+        """``store``: the daemon's state store (signing keys, shared session records); ``profiles``:
+        the profiles served at ``/mcp/@NAME`` (None: none)."""
         self.settings = settings
+        self.profiles: ProfileSource = profiles if profiles is not None else _NoProfiles()
+        self.profiles.listeners.append(self.profile_changed)
         self.store = store
         self.supervisor = supervisor
         self.policy = policy
@@ -66,7 +94,8 @@ class Gateway:
         self.session_client_max_bytes = settings.session_client_max_bytes
         self.control = ControlTools(settings, supervisor)
         self.catalogs = CatalogCache(supervisor.serving, self.control.tools, self._renamed,
-                                     lambda: settings.capture_intent, page_size=settings.list_page_size)
+                                     lambda: settings.capture_intent, page_size=settings.list_page_size,
+                                     profiles=self.profiles.get, build_profile=profile_views.build)
         self.signer = StateSigner(self.store.signing_keys())
         self.router = Router(self, policy, self.control, recorder)
         self.listeners: set[Listener] = set()
@@ -98,6 +127,32 @@ class Gateway:
         """The name of the service named (or with the id) ``ref``, or None."""
         svc = self.supervisor.find(ref)
         return None if svc is None else svc.name
+
+    # -- profiles ----------------------------------------------------------------------
+    def profile_names(self) -> list[str]:
+        return self.profiles.names()
+
+    def has_profile(self, name: str) -> bool:
+        return self.profiles.get(name) is not None
+
+    def profile_tools(self, name: str) -> list[JSON] | None:
+        """The tools profile ``name`` serves (in search mode: the ones its search reaches), each
+        {name: as shown, original: its name on /mcp, service}; None when there is no such profile."""
+        if self.profiles.get(name) is None:
+            return None
+        cat = self.catalogs.get("@" + name)
+        full = cat.full or cat
+        return [{"name": shown, "original": full.originals.get(shown, shown),
+                 "service": e.svc.name if e.svc is not None else None} for shown, e in full.tool_map.items()]
+
+    def profile_changed(self, name: str | None) -> None:
+        """A profile was created, replaced or removed (None: any may have): its endpoint's catalog is
+        rebuilt and its clients are told their lists changed."""
+        self.catalogs.invalidate(name)
+        self._fresh_until.clear()
+        scope = None if name is None else "@" + name
+        self._push_list_changed(lambda s: profile_of(s) is not None and (scope is None or s == scope),
+                                ("tools", "prompts", "resources"))
 
     async def startup(self) -> None:
         sup = self.supervisor
@@ -165,12 +220,13 @@ class Gateway:
         if now < self._fresh_until.get(scope, 0.0):
             return cat  # every interface in scope was fresh until then: no per-service look
         sup = self.supervisor
-        floor = 0 if scope is not None else self.settings.interface_refresh_min_ms
+        one = service_of(scope) is not None  # a service's own endpoint (else /mcp or a profile's)
+        floor = 0 if one else self.settings.interface_refresh_min_ms
         tasks = [t for t in (sup.refresh_stale(s.id, floor) for s in cat.services) if t is not None]
         if not tasks:
             self._fresh_until[scope] = now + min((sup.fresh_for(s.id, floor) for s in cat.services), default=0.0)
             return cat
-        await asyncio.wait(tasks, timeout=SCOPED_REFRESH_WAIT_S if scope is not None else AGGREGATE_REFRESH_WAIT_S)
+        await asyncio.wait(tasks, timeout=SCOPED_REFRESH_WAIT_S if one else AGGREGATE_REFRESH_WAIT_S)
         return self.catalogs.get(scope)
 
     async def refetch_interface(self, svc: CatalogService) -> None:
@@ -188,7 +244,7 @@ class Gateway:
     def capabilities(self, scope: str | None, cat: Catalog) -> JSON:
         caps: JSON = {"tools": {"listChanged": True}, "prompts": {"listChanged": True},
                       "resources": {"subscribe": True, "listChanged": True}, "completions": {}, "logging": {}}
-        if scope is not None and cat.services and cat.services[0].interface is not None:
+        if service_of(scope) is not None and cat.services and cat.services[0].interface is not None:
             # Transparent: what the upstream offers, with its own listChanged and subscribe flags.
             up = cat.services[0].interface.capabilities
             caps = {k: v for k, v in caps.items() if k in up or k in ("tools",)}
@@ -200,18 +256,34 @@ class Gateway:
         return caps
 
     def server_info(self, scope: str | None, cat: Catalog) -> JSON:
-        if scope is not None and cat.services and cat.services[0].interface and cat.services[0].interface.server_info:
+        if service_of(scope) is not None and cat.services and cat.services[0].interface \
+                and cat.services[0].interface.server_info:
             info = dict(cat.services[0].interface.server_info)
             info.setdefault("version", "unknown")
             return info
         return {"name": "runtimed" if scope is None else f"runtimed/{scope}", "version": __version__}
 
     def instructions(self, scope: str | None, cat: Catalog) -> str | None:
+        profile = profile_of(scope)
+        if profile is not None:
+            return self._profile_instructions(profile, cat)
         if scope is not None:
             return cat.services[0].interface.instructions if cat.services and cat.services[0].interface else None
         names = ", ".join(s.name for s in cat.services) or "none running"
         return (f"MCP Runtime gateway. Tools and prompts are named <service>__<name>; services: {names}. "
                 "runtime__* tools report on the services themselves.")
+
+    def _profile_instructions(self, name: str, cat: Catalog) -> str:
+        manifest = self.profiles.get(name)
+        about = f" {manifest.metadata.description.strip()}" if manifest and manifest.metadata.description else ""
+        names = ", ".join(s.name for s in cat.services) or "none running"
+        if cat.full is not None:
+            how = (f"It lists three tools over its {len(cat.full.tool_map)} tools: {profile_views.SEARCH_TOOLS} finds "
+                   f"tools by what they do, {profile_views.DESCRIBE_TOOL} shows one's arguments, and "
+                   f"{profile_views.CALL_TOOL} calls it.")
+        else:
+            how = "Tools and prompts are named <service>__<name> unless the profile renames them."
+        return f"MCP Runtime gateway, profile {name!r}.{about} {how} Services: {names}."
 
     # -- naming events ---------------------------------------------------------------
     def _renamed(self, cat: Catalog) -> None:
@@ -257,14 +329,33 @@ class Gateway:
             return ("tools", "prompts", "resources")
         return ()
 
+    def concerns(self, scope: str | None, service: str | None) -> bool:
+        """Whether a change of ``service`` (None: of the gateway itself) concerns the clients of
+        endpoint ``scope``: /mcp, that service's own, and the profiles that may serve from it."""
+        if scope is None:
+            return True
+        profile = profile_of(scope)
+        if profile is None:
+            return scope == service
+        manifest = self.profiles.get(profile)
+        if manifest is None:
+            return False
+        if service is None:
+            return True
+        spec = manifest.spec
+        return any(sel.admits(service) for sel in (spec.services, spec.prompts, spec.resources) if sel is not None)
+
     def broadcast_list_changed(self, service: str | None, kinds: tuple[str, ...]) -> None:
+        self._push_list_changed(lambda scope: self.concerns(scope, service), kinds)
+
+    def _push_list_changed(self, concerned: Callable[[str | None], bool], kinds: tuple[str, ...]) -> None:
         for session in self.sessions.all():
-            if session.scope is not None and session.scope != service:
+            if not concerned(session.scope):
                 continue
             for k in kinds:
                 session.standalone.push(notification(f"notifications/{k}/list_changed"))
         for lst in list(self.listeners):
-            if lst.scope is not None and lst.scope != service:
+            if not concerned(lst.scope):
                 continue
             for k, flag in LIST_KINDS:
                 if k in kinds and lst.agreed.get(flag):
@@ -394,14 +485,14 @@ class Gateway:
         if method == "notifications/resources/updated":
             uri = params.get("uri")
             for session in self.sessions.all():
-                if (session.scope in (None, svc.name)) and uri in session.subscriptions:
+                if self.concerns(session.scope, svc.name) and uri in session.subscriptions:
                     session.standalone.push(notification(method, params))
             for lst in list(self.listeners):
-                if lst.scope in (None, svc.name) and uri in (lst.agreed.get("resourceSubscriptions") or ()):
+                if self.concerns(lst.scope, svc.name) and uri in (lst.agreed.get("resourceSubscriptions") or ()):
                     lst.stream.push(notification(method, {**params, "_meta": lst.meta}))
         elif method == "notifications/message":
             for session in self.sessions.all():
-                if session.scope in (None, svc.name) and session.get_connected:
+                if self.concerns(session.scope, svc.name) and session.get_connected:
                     session.standalone.push(notification(method, params))
 
     async def _on_server_request(self, svc: CatalogService, method: str, params: JSON, client_id: str | None) -> JSON:

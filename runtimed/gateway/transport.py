@@ -1,4 +1,4 @@
-"""Streamable HTTP endpoints ``/mcp`` and ``/mcp/{service}``, both eras.
+"""Streamable HTTP endpoints ``/mcp``, ``/mcp/{service}`` and ``/mcp/@{profile}``, both eras.
 
 Owns the HTTP side of MCP: POST (single messages, session-era batches), GET
 (the session-era server-to-client stream, ``Last-Event-ID`` resume) and DELETE
@@ -6,7 +6,9 @@ Owns the HTTP side of MCP: POST (single messages, session-era batches), GET
 ``notifications/cancelled``; ``subscriptions/listen`` streams. Each request's
 answer (JSON, or SSE once the call emits) is ``exchange.Exchange``'s; errors
 become answers through ``gateway.errors``. Runs as a raw ASGI app so it sees
-disconnects. Reads the gateway's shared state through ``EndpointHost``. Must
+disconnects. Reads the gateway's shared state through ``EndpointHost``. A
+profile's endpoint behaves as ``/mcp`` does (its scope is "@NAME"); an unknown
+profile or service is a 404 whose JSON-RPC error names what exists. Must
 not: route methods to services (``router``), or check tokens, Host or Origin
 (``runtimed.http.security`` does before routing).
 """
@@ -21,7 +23,7 @@ from typing import Any, Protocol
 
 from runtimed.auth.resource import Principal
 from runtimed.errors import BackendError, RpcError
-from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService
+from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService, profile_of
 from runtimed.gateway.errors import error_reply, unexpected_reply
 from runtimed.gateway.exchange import PING_S, SSE_HEADERS, Exchange
 from runtimed.gateway.relay import ExchangeRelay
@@ -73,6 +75,10 @@ class EndpointHost(Protocol):
 
     def find_service(self, ref: str) -> str | None: ...
 
+    def has_profile(self, name: str) -> bool: ...
+
+    def profile_names(self) -> list[str]: ...
+
     def capabilities(self, scope: str | None, cat: Catalog) -> JSON: ...
 
     def server_info(self, scope: str | None, cat: Catalog) -> JSON: ...
@@ -117,7 +123,7 @@ def rpc_reply(err: RpcError, msg_id: Any, status: int) -> HttpReply:
 
 
 class McpEndpoint:
-    """ASGI app for one path: ``scoped`` means ``/mcp/{service}``."""
+    """ASGI app for one path: ``scoped`` means ``/mcp/{service}`` (and ``/mcp/@{profile}``)."""
 
     def __init__(self, host: EndpointHost, scoped: bool) -> None:
         self.gw = host
@@ -146,7 +152,15 @@ class McpEndpoint:
     def _service_scope(self, scope: Scope) -> str | None:
         if not self.scoped:
             return None
-        name = scope.get("path_params", {}).get("service", "")
+        name = str(scope.get("path_params", {}).get("service", ""))
+        profile = profile_of(name)
+        if profile is not None:
+            if not self.gw.has_profile(profile):
+                known = ", ".join(self.gw.profile_names()) or "none"
+                raise HttpReply(404, error_response(None, INVALID_REQUEST,
+                                f"no profile named {profile!r} (profiles: {known}): see GET /api/profiles, "
+                                "or use /mcp for every service"))
+            return name
         found = self.gw.find_service(name)
         if found is None:
             raise HttpReply(404, error_response(None, INVALID_REQUEST,

@@ -1,6 +1,6 @@
 """The daemon's HTTP surface besides the gateway's ``/mcp`` endpoints: the ASGI
 app (``asgi``: routes in match order, ``/healthz``, the ``/mcp`` fast path),
-access control (``security``), the REST API (``api``, ``audit``,
+access control (``security``), the REST API (``api``, ``audit``, ``profiles``,
 ``bootstrap_api``, ``tokens_api``), ``/metrics`` (``metrics``), the status page (``status``),
 what routes are given (``context.ApiContext``) and exceptions into JSON error
 responses (``errors``).

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from runtimed import __version__
 from runtimed.config.settings import Settings
-from runtimed.http import api, audit, metrics, signin, tokens_api
+from runtimed.http import api, audit, metrics, profiles, signin, tokens_api
 from runtimed.http.context import ApiContext
 from runtimed.http.errors import EXCEPTION_HANDLERS, unexpected_body
 from runtimed.http.security import SecurityMiddleware
@@ -86,11 +86,11 @@ class McpDispatch:
 def build(settings: Settings, ctx: ApiContext, mcp_routes: Sequence[BaseRoute], mcp_endpoint: ASGIApp,
           mcp_scoped_endpoint: ASGIApp, metrics_of: metrics.Metrics,
           lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]]) -> ASGIApp:
-    """The app: ``/healthz``, the REST API (``/api/tokens`` too), ``/mcp``, the audit routes, the status page,
-    ``/metrics``."""
+    """The app: ``/healthz``, the REST API (profiles and ``/api/tokens`` too), ``/mcp``, the audit routes, the
+    status page, ``/metrics``."""
     routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET"]), *signin.routes(ctx), *api.routes(ctx), *tokens_api.routes(ctx),
-        *mcp_routes, *audit.routes(ctx), *status_routes.routes(ctx), *metrics.routes(metrics_of)]
+        Route("/healthz", healthz, methods=["GET"]), *signin.routes(ctx), *api.routes(ctx), *profiles.routes(ctx),
+        *tokens_api.routes(ctx), *mcp_routes, *audit.routes(ctx), *status_routes.routes(ctx), *metrics.routes(metrics_of)]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict(EXCEPTION_HANDLERS))
     inner = McpDispatch(app, mcp_endpoint, mcp_scoped_endpoint)
     return SecurityMiddleware(inner, settings, ctx.tokens)

@@ -2,9 +2,9 @@
 
 Owns the list of collaborators a route may use (settings, the supervisor, the
 event bus, the call analytics, the daemon's start time and pid, the client
-counts and live session-era sessions of the gateway, and the scoped tokens).
-Routes receive it when they are built, never through ``request.app.state``.
-Must not: hold behaviour.
+counts and live session-era sessions of the gateway, the profile registry and
+the tools each profile serves, and the scoped tokens). Routes receive it when they are built, never through
+``request.app.state``. Must not: hold behaviour.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from runtimed.auth.tokens import TokenRegistry
 from runtimed.config.settings import Settings
 from runtimed.lifecycle.supervisor import Supervisor
+from runtimed.profiles.registry import ProfileRegistry
 from runtimed.records.analytics import Analytics
 from runtimed.state.events import EventBus
 
@@ -35,3 +36,7 @@ class ApiContext:
     replicas: Callable[[], list[dict[str, Any]]] = field(default=lambda: [])
     # The scoped access tokens (``/api/tokens``, and the access check); None: none are served.
     tokens: TokenRegistry | None = None
+    # The profiles (None: this daemon serves none), and the tools each serves (the gateway's
+    # ``profile_tools``: None for an unknown profile).
+    profiles: ProfileRegistry | None = None
+    profile_tools: Callable[[str], list[dict[str, Any]] | None] = field(default=lambda _name: None)

@@ -100,6 +100,8 @@ class PolicyEngine:
                 rec["principal"] = ctx.principal
                 if ctx.principal.get("tokenId"):  # a scoped token's id (runtimed.auth.tokens)
                     rec["tokenId"] = ctx.principal["tokenId"]
+            if ctx.record_fields:  # where it was called (e.g. a profile, and the name used there)
+                rec.update(ctx.record_fields)
             if self.settings.capture_arguments:  # the sinks redact and bound them
                 rec["arguments"] = params.get("arguments")
         outcome = _Outcome(rec)
