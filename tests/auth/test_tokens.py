@@ -110,13 +110,14 @@ def refused_elsewhere(d: DaemonProc, token: str, name: str) -> None:
         assert f"/mcp/@{name}" in message(r) and token not in r.text, (path, r.text)
 
 
-def reaches(d: DaemonProc, token: str, name: str) -> httpx.Response:
-    """Past the access check on ``/mcp/@<name>``."""
+def reaches(d: DaemonProc, token: str, name: str, served: bool = True) -> httpx.Response:
+    """Past the access check on ``/mcp/@<name>``: the call is served (``served``: the profile's service
+    runs there), or answered by the profile's endpoint itself (no such tool in it)."""
     r = call(d, token, f"/mcp/@{name}")
-    # TIGHTEN once /mcp/@NAME is served (helper P's branch): expect 200 and the echo's result here
-    # (r.json()["result"]["content"][0]["text"] == "hi"). Until then the scoped endpoint answers it as
-    # an unknown service (404): what matters here is that the access check let it through.
-    assert r.status_code not in (401, 403), r.text
+    if served:
+        assert r.status_code == 200 and r.json()["result"]["content"][0]["text"] == "hi", r.text
+    else:
+        assert r.status_code == 400 and f"profile {name!r} offers no such tool" in r.text, r.text
     return r
 
 
@@ -202,7 +203,7 @@ def test_with_an_oauth_issuer_scoped_tokens_are_recognised_first(tmp_path: Path)
     issuer = f"http://127.0.0.1:{closed_port()}"
     with DaemonProc(with_profiles(tmp_path / "state"), args=["--oauth-issuer", issuer], token=ADMIN) as d:
         made = create(d)
-        reaches(d, made["token"], "coding")
+        reaches(d, made["token"], "coding", served=False)  # no service here: the profile itself answers
         r = call(d, made["token"], "/mcp")
         assert r.status_code == 403 and "/mcp/@coding" in message(r), r.text
         r = call(d, "rtk_0badc0de_" + "B" * 43, "/mcp/@coding")
@@ -212,10 +213,7 @@ def test_with_an_oauth_issuer_scoped_tokens_are_recognised_first(tmp_path: Path)
 
 def test_a_call_through_the_profile_carries_the_token_id(d: DaemonProc) -> None:
     made = create(d)
-    r = reaches(d, made["token"], "coding")
-    if r.status_code == 404 and "no service named '@coding'" in r.text:
-        pytest.skip("/mcp/@NAME is not served on this branch yet (helper P): the call record cannot be made")
-    assert r.json()["result"]["content"][0]["text"] == "hi", r.text
+    reaches(d, made["token"], "coding")
     calls = d.wait_for(lambda: d.api("GET", "/api/audit", params={"service": "a"}).json()["calls"], what="the record")
     assert calls[0]["tokenId"] == made["id"], calls[0]
     assert calls[0]["principal"] == {"kind": "profile-token", "tokenId": made["id"], "profile": "coding"}, calls[0]
@@ -230,7 +228,7 @@ def test_a_token_made_on_one_replica_works_on_another(tmp_path: Path, upstream: 
         r2 = DaemonProc(tmp_path / "r2", args=["--store", server.url, "--replica", "r2"], token=ADMIN).start()
         try:
             made = create(r1)
-            reaches(r2, made["token"], "coding")  # at once: an unknown id makes r2 read the store
+            reaches(r2, made["token"], "coding", served=False)  # at once: an unknown id makes r2 read the store
             refused_elsewhere(r2, made["token"], "coding")
             assert [t["id"] for t in r2.api("GET", "/api/tokens").json()["tokens"]] == [made["id"]]
             assert r2.api("DELETE", f"/api/tokens/{made['id']}").status_code == 200  # revoked on r2 ...
