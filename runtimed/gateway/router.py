@@ -10,6 +10,7 @@ schema handed to the backend (one retry after a re-list on an upstream -32020);
 forwarding tool names the cache lacks (docs/spec/gateway.md, Live interfaces);
 a tool name of a registered service that is not serving (stopped, crashed,
 quarantined...) answered with what is true about it (``gateway.errors.not_serving``);
+a tool the catalog withholds (``pinTools``: changed since it was approved) answered with the reason;
 and refreshing stale interfaces before a list starts (through the host).
 Every upstream call goes through the ``CallPath`` it is given (the policy
 engine); what a call raises becomes an answer through ``gateway.errors``.
@@ -32,7 +33,7 @@ from runtimed.backends.base import CallContext, NullRelay
 from runtimed.errors import BackendError, InputRequired, PolicyRefusal, RpcError
 from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService, Entry
 from runtimed.gateway.control import ControlTools
-from runtimed.gateway.errors import NotServing, not_serving, rpc_error, tool_refusal
+from runtimed.gateway.errors import NotServing, not_serving, rpc_error, tool_refusal, withheld_tool
 from runtimed.gateway.sessions import Session, SessionStore
 from runtimed.gateway.stateless import StateSigner, input_required
 from runtimed.policy.service import PolicedService
@@ -255,6 +256,9 @@ class Router:
         args = params.get("arguments", {})
         if args is not None and not isinstance(args, dict):
             raise RpcError(INVALID_PARAMS, "Invalid params: 'arguments' must be an object", http_status=400)
+        held = cat.withheld.get(name)
+        if held is not None and held[0].svc is not None:  # pinTools: changed since it was approved
+            return withheld_tool(held[1], held[0].svc.name, held[0].upstream)
         entry = cat.tool_map.get(name) or cat.hidden_map.get(name)
         if entry is None:
             idle = self._not_serving_owners(ctx, cat, name)

@@ -66,7 +66,9 @@ class Gateway:
         self.session_client_max_bytes = settings.session_client_max_bytes
         self.control = ControlTools(settings, supervisor)
         self.catalogs = CatalogCache(supervisor.serving, self.control.tools, self._renamed,
-                                     lambda: settings.capture_intent, page_size=settings.list_page_size)
+                                     lambda: settings.capture_intent, page_size=settings.list_page_size,
+                                     withheld=supervisor.pins.withheld)
+        supervisor.pins.listeners.append(self._pins_changed)
         self.signer = StateSigner(self.store.signing_keys())
         self.router = Router(self, policy, self.control, recorder)
         self.listeners: set[Listener] = set()
@@ -224,6 +226,15 @@ class Gateway:
                                     reason="shortened or cleaned to fit 64 characters and the tool-name rules, "
                                            "or disambiguated from another service", serviceId=svc.id)
             svc.log("info", f"{kind} {upstream!r} is listed as {public!r} on /mcp")
+
+    # -- tool pinning ------------------------------------------------------------------
+    def _pins_changed(self, service_id: str) -> None:
+        """A tool of ``service_id`` was withheld or approved: the catalogs are built again, and its
+        clients told their tool list changed."""
+        self.catalogs.invalidate()
+        svc = self.supervisor.services.get(service_id)
+        if svc is not None:
+            self.broadcast_list_changed(svc.name, ("tools",))
 
     # -- list_changed ----------------------------------------------------------------
     async def _follow_events(self) -> None:
