@@ -135,6 +135,8 @@ def test_only_the_entry_point_imports_the_composition_root() -> None:
         ("runtimed.records", ["runtimed.gateway", "runtimed.http", "runtimed.lifecycle", "runtimectl"]),
         ("runtimed.bootstrap", ["runtimed.gateway", "runtimed.policy", "runtimed.backends", "runtimed.lifecycle",
                                 "runtimed.http", "runtimectl"]),
+        ("runtimed.pins", ["runtimed.gateway", "runtimed.policy", "runtimed.backends", "runtimed.lifecycle",
+                           "runtimed.http", "runtimed.records", "runtimectl"]),
         ("runtimed.auth", ["runtimed.gateway", "runtimed.policy", "runtimed.backends", "runtimed.lifecycle",
                            "runtimed.http", "runtimed.state", "runtimed.records", "runtimectl"]),
     ],

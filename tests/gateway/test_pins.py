@@ -100,13 +100,15 @@ def rug_pull(env: Env, service: str, tool: str, description: str, param: str = "
         found = changes(env.daemon, service, tool)
         return found[before:]
 
-    return env.daemon.wait_for(seen, timeout=30, interval=0.3, what=f"tool.changed of {service}/{tool}")[-1]
+    found: list[dict[str, Any]] = env.daemon.wait_for(seen, timeout=30, interval=0.3, what=f"tool.changed of {service}/{tool}")
+    return found[-1]
 
 
 def pins(d: DaemonProc, service: str) -> dict[str, Any]:
     r = d.api("GET", f"/api/services/{service}/pins")
     assert r.status_code == 200, r.text
-    return r.json()
+    doc: dict[str, Any] = r.json()
+    return doc
 
 
 async def test_a_change_is_reported_with_a_diff_and_served_without_pin_tools(env: Env) -> None:
