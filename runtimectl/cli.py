@@ -18,7 +18,7 @@ import sys
 
 import typer
 
-from runtimectl.commands import auth, bootstrap, daemon, doctor, gateway, imports, services, show, tokens, tools
+from runtimectl.commands import auth, bootstrap, daemon, doctor, gateway, imports, pins, services, show, tokens, tools
 from runtimectl.context import EXIT_FAILURE, err, global_options
 from runtimed.errors import ClientError
 
@@ -36,6 +36,7 @@ app.callback()(global_options)
 services.register(app)  # add, set, edit, add-all, apply, list, status, start, stop, restart, unquarantine, introspect, remove
 show.register(app)  # logs, show
 tools.register(app)  # tools, call
+pins.register(app)  # approve
 auth.register(app)  # auth login|status|logout (group)
 tokens.register(app)  # token create|list|revoke (group)
 bootstrap.register(app)  # bootstrap (group)

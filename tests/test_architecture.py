@@ -140,6 +140,8 @@ def test_only_the_entry_point_imports_the_composition_root() -> None:
         ("runtimed.profiles", ["runtimed.gateway", "runtimed.http", "runtimed.lifecycle", "runtimed.policy",
                                "runtimed.backends", "runtimed.records", "runtimed.bootstrap", "runtimed.auth",
                                "runtimed.daemon", "runtimectl"]),
+        ("runtimed.pins", ["runtimed.gateway", "runtimed.policy", "runtimed.backends", "runtimed.lifecycle",
+                           "runtimed.http", "runtimed.records", "runtimectl"]),
         ("runtimed.auth", ["runtimed.gateway", "runtimed.policy", "runtimed.backends", "runtimed.lifecycle",
                            "runtimed.http", "runtimed.state", "runtimed.records", "runtimectl"]),
     ],

@@ -497,10 +497,11 @@ def build_manifest(target: str | None, name: str | None, namespace: str | None, 
                    auth_ref: str | None, policy: dict[str, Any], description: str | None, labels: list[str],
                    restart: str | None, max_restarts: int | None, autostart: bool, command: list[str] | None = None,
                    stdio: StdioFlags | None = None, here: Path | None = None,
-                   oauth: dict[str, Any] | None = None) -> dict[str, Any]:
+                   oauth: dict[str, Any] | None = None, pin_tools: bool | None = None) -> dict[str, Any]:
     """The ``MCPService`` manifest for a URL (remote_mcp), a .wasm/.wat file (local_wasm) or, given ``command``
     (the words after ``--``), a stdio server. ``here`` is where runtimectl runs (default: the working dir);
-    ``oauth``: a remote origin's ``oauth`` options (``oauth_options``)."""
+    ``oauth``: a remote origin's ``oauth`` options (``oauth_options``); ``pin_tools``: ``spec.pinTools``
+    (None: not given)."""
     stdio = stdio or StdioFlags()
     here = here or Path.cwd()
     if target is not None and command is not None:
@@ -555,6 +556,8 @@ def build_manifest(target: str | None, name: str | None, namespace: str | None, 
                             "autostart": autostart}
     if namespace:
         spec["toolNamespace"] = namespace
+    if pin_tools is not None:
+        spec["pinTools"] = pin_tools
     if restart or max_restarts is not None:
         rp: dict[str, Any] = {}
         if restart:
@@ -641,7 +644,7 @@ def update_patch(manifest: dict[str, Any], *, name_given: bool, autostart_given:
     out: dict[str, Any] = {}
     if spec.get("policy"):
         out["policy"] = spec["policy"]
-    for key in ("toolNamespace", "restartPolicy"):
+    for key in ("toolNamespace", "restartPolicy", "pinTools"):
         if key in spec:
             out[key] = spec[key]
     if autostart_given:
@@ -673,6 +676,7 @@ UNSET_FIELDS: dict[str, tuple[str, ...]] = {
     "rate-limit": ("spec", "policy", "rateLimit"), "cache-ttl": ("spec", "policy", "cache"),
     "cache-tools": ("spec", "policy", "cache", "tools"), "restart": ("spec", "restartPolicy", "mode"),
     "max-restarts": ("spec", "restartPolicy", "maxRestarts"), "per-client": ("spec", "origin", "clientSessions"),
+    "pin-tools": ("spec", "pinTools"),
     **{flag.removeprefix("--"): ("spec", "origin", "limits", key) for key, flag in STDIO_LIMIT_FLAGS.items()},
 }
 

@@ -170,6 +170,9 @@ def add(
     allow_tools: str | None = typer.Option(None, "--allow-tools", help="comma-separated names or globs"),
     deny_tools: str | None = typer.Option(None, "--deny-tools", help="comma-separated names or globs"),
     read_only: bool = typer.Option(False, "--read-only", help="expose only tools annotated readOnlyHint"),
+    pin_tools: bool | None = typer.Option(None, "--pin-tools/--no-pin-tools", show_default=False,
+                                          help="withhold a tool whose definition changed since it was first seen "
+                                               "until it is approved (runtimectl approve)"),
     max_payload_bytes: int | None = typer.Option(None, "--max-payload-bytes"),
     max_concurrency: int | None = typer.Option(None, "--max-concurrency"),
     max_queue: int | None = typer.Option(None, "--max-queue"),
@@ -217,7 +220,7 @@ def add(
     here = Path.cwd()
     manifest = build_manifest(target, name, namespace, transport, auth_ref, policy, description, label, restart,
                               max_restarts, autostart=not no_autostart, command=command, stdio=stdio, here=here,
-                              oauth=oauth)
+                              oauth=oauth, pin_tools=pin_tools)
     if command is not None and cwd is None:
         for arg in relative_paths_in(command[1:], here):
             err.print(f"runtimectl: note: {arg} is relative, and the server does not run here (it runs in a folder "
@@ -364,6 +367,9 @@ def set_(
     deny_tools: str | None = typer.Option(None, "--deny-tools", help="comma-separated names or globs"),
     read_only: bool | None = typer.Option(None, "--read-only/--no-read-only",
                                           help="expose only tools annotated readOnlyHint", show_default=False),
+    pin_tools: bool | None = typer.Option(None, "--pin-tools/--no-pin-tools", show_default=False,
+                                          help="withhold a tool whose definition changed since it was approved, "
+                                               "until it is approved again (runtimectl approve)"),
     max_payload_bytes: int | None = typer.Option(None, "--max-payload-bytes"),
     max_concurrency: int | None = typer.Option(None, "--max-concurrency"),
     max_queue: int | None = typer.Option(None, "--max-queue"),
@@ -418,7 +424,7 @@ def set_(
     elif auth_ref is not None and auth_ref != "oauth":
         origin_patch["oauth"] = None  # another auth: the oauth options go (the daemon refuses them without it)
     spec: dict[str, Any] = {
-        "toolNamespace": namespace, "autostart": autostart, "enabled": enabled,
+        "toolNamespace": namespace, "autostart": autostart, "enabled": enabled, "pinTools": pin_tools,
         "policy": {k: v for k, v in pol.items() if v is not None} or None,
         "restartPolicy": {k: v for k, v in (("mode", restart), ("maxRestarts", max_restarts)) if v is not None} or None,
         "origin": origin_patch or None,

@@ -2,8 +2,8 @@
 
 Owns the two read-only views of a single service: everything the daemon
 knows about it (origin, state, health, policies, breaker, its process when
-it has one, interface, recent events) and its log, once or followed. Must not: change anything or import
-``runtimectl.cli``.
+it has one, interface, pending tool changes, recent events) and its log, once
+or followed. Must not: change anything or import ``runtimectl.cli``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import typer
 
+from runtimectl.commands.pins import pending_lines
 from runtimectl.context import JsonOpt, client, emit_json, out, plural, service_argument, shorten
 
 
@@ -92,8 +93,9 @@ def show(ctx: typer.Context, service: str = service_argument(), as_json: bool = 
     svc = c.get(f"/api/services/{service}")
     iface = c.get(f"/api/services/{service}/interface")
     events = c.get("/api/events", params={"service": svc["name"], "limit": 10})["events"]
+    pins = c.get(f"/api/services/{service}/pins")
     if as_json:
-        emit_json({"service": svc, "interface": iface, "events": events})
+        emit_json({"service": svc, "interface": iface, "events": events, "pins": pins})
         return
     origin = svc["origin"]
     p = out.print
@@ -133,10 +135,21 @@ def show(ctx: typer.Context, service: str = service_argument(), as_json: bool = 
         p(f"breaker:    {breaker.get('state', breaker) if isinstance(breaker, dict) else breaker}", markup=False)
     p(f"interface:  {iface.get('revision') or 'never introspected'} — {interface_counts(iface)}", markup=False)
     hidden = {h["name"]: h["policy"] for h in iface.get("hiddenTools", [])}
+    pending = pins.get("pending") or []
+    changed = {ch["tool"] for ch in pending}
     for t in iface["tools"]:
         mark = f"  [hidden: {hidden[t['name']]}]" if t["name"] in hidden else ""
+        if t["name"] in changed:
+            mark += "  [withheld: changed]" if pins.get("pinTools") else "  [changed]"
         desc = shorten(t.get("description"))
         p(f"  - {t['name']}{mark}  {desc}", markup=False)
+    if pending:
+        held = "withheld until approved (pinTools)" if pins.get("pinTools") else "served as they are now (pinTools off)"
+        p(f"Pending tool changes ({len(pending)}; {held}):", markup=False)
+        for ch in pending:
+            for line in pending_lines(ch):
+                p(line, markup=False)
+        p(f"  approve: runtimectl approve {svc['name']} [TOOL...]", markup=False)
     if events:
         p("recent events:", markup=False)
         for e in events:

@@ -341,6 +341,9 @@ class Spec(_Model):
     restartPolicy: RestartPolicy = Field(default_factory=RestartPolicy)
     healthCheck: HealthCheck = Field(default_factory=HealthCheck)
     toolNamespace: str | None = Field(default=None, pattern=NAME_PATTERN, description="Default: the service name.")
+    pinTools: bool = Field(default=False, description="Withhold a tool whose definition (name, description, schemas, "
+                                                      "annotations) changed since it was first seen or approved, "
+                                                      "until it is approved (runtimectl approve).")
 
 
 class ServiceManifest(_Model):

@@ -14,6 +14,11 @@ the same public name: the first service keeps it, the later one gets a
 hash-suffixed name (``naming.disambiguate``). Two services offering the same
 resource URI: the first service in name order serves it; the other's copy is
 not listed. Built-in ``runtime__*`` tools win over a service's.
+
+Withheld tools: the catalog is given a predicate ``withheld(svc, upstream name) -> reason | None``
+(``pins.ToolPins.withheld``: a tool whose definition changed since it was approved, on a service with
+``pinTools``). A withheld tool is not listed; its public name is kept in ``Catalog.withheld`` with the
+reason, which the router answers a call to it with (an ``isError`` result).
 """
 
 from __future__ import annotations
@@ -58,6 +63,10 @@ class CatalogService(PolicedService, Protocol):
     def namespace(self) -> str: ...
 
 
+# Why a service's tool (by upstream name) is not served now, or None (``pins.ToolPins.withheld``).
+Withheld = Callable[[CatalogService, str], str | None]
+
+
 @dataclass
 class Entry:
     svc: CatalogService | None  # None: a built-in tool
@@ -76,17 +85,19 @@ class Catalog:
     tool_map: dict[str, Entry] = field(default_factory=dict)
     prompt_map: dict[str, Entry] = field(default_factory=dict)
     hidden_map: dict[str, Entry] = field(default_factory=dict)  # tools hidden by policy: never listed, still routed
+    # Tools not served now, by public (or shown) name -> why (``pinTools``: changed since it was approved);
+    # the router answers a call to one with the reason.
+    withheld: dict[str, str] = field(default_factory=dict)
     resource_map: dict[str, Entry] = field(default_factory=dict)
     template_matchers: list[tuple[re.Pattern[str], Entry]] = field(default_factory=list)
     renamed: list[tuple[CatalogService, str, str, str]] = field(default_factory=list)  # svc, kind, upstream, public
     intent: bool = False  # service tools are listed with the optional ``_intent`` argument
     page_size: int = PAGE_SIZE
     # A profile's endpoint (``gateway.profiles``): the profile; its tools' names on /mcp by the name
-    # shown (``originals``); the tools withheld from it, with the reason a call is answered with;
-    # in search mode, ``full`` is the catalog of every tool the three search tools reach.
+    # shown (``originals``); in search mode, ``full`` is the catalog of every tool the three search
+    # tools reach.
     profile: ProfileManifest | None = None
     originals: dict[str, str] = field(default_factory=dict)
-    withheld: dict[str, str] = field(default_factory=dict)
     full: Catalog | None = None
     search_index: Any = field(default=None, repr=False, compare=False)  # built on the first search
     # (kind, start) -> a page at a multiple of page_size, items pre-encoded (the catalog never changes).
@@ -193,18 +204,24 @@ def template_regex(template: str) -> re.Pattern[str]:
 
 
 def build(services: list[CatalogService], aggregate: bool, builtins: list[JSON] | None = None,
-          intent: bool = False, page_size: int = PAGE_SIZE) -> Catalog:
-    """``intent``: list every service tool with the optional ``_intent`` argument (intent capture)."""
+          intent: bool = False, page_size: int = PAGE_SIZE, withheld: Withheld | None = None) -> Catalog:
+    """``intent``: list every service tool with the optional ``_intent`` argument (intent capture).
+    ``withheld``: why a tool is not served now (see the module's docstring), or None."""
     cat = Catalog(services=services, aggregate=aggregate, intent=intent, page_size=max(1, page_size))
     for tool in builtins or []:
         entry = Entry(None, tool["name"], tool)
         cat.tools.append(entry)
         cat.tool_map[tool["name"]] = entry
+    held: dict[int, str] = {}  # id(tool) -> why it is withheld
     for svc in services:
         iface = svc.interface
         if iface is None:
             continue
         for tool in svc.policy.visible_tools(iface.tools):
+            why = withheld(svc, tool["name"]) if withheld is not None and isinstance(tool.get("name"), str) else None
+            if why is not None:
+                held[id(tool)] = why
+                continue
             _add_named(cat, svc, "tool", tool, cat.tools, cat.tool_map, aggregate)
         for prompt in iface.prompts:
             _add_named(cat, svc, "prompt", prompt, cat.prompts, cat.prompt_map, aggregate)
@@ -217,13 +234,16 @@ def build(services: list[CatalogService], aggregate: bool, builtins: list[JSON] 
             continue
         visible = {id(t) for t in svc.policy.visible_tools(svc.interface.tools)}
         for tool in svc.interface.tools:
-            if id(tool) in visible or not isinstance(tool.get("name"), str):
+            if (id(tool) in visible and id(tool) not in held) or not isinstance(tool.get("name"), str):
                 continue
             public = public_name(svc.namespace, tool["name"])[0] if aggregate else tool["name"]
-            if public in cat.tool_map or public in cat.hidden_map:
+            if public in cat.tool_map or public in cat.hidden_map or public in cat.withheld:
                 public = disambiguate(public, svc.id) if aggregate else public
-            if public not in cat.tool_map and public not in cat.hidden_map:
-                cat.hidden_map[public] = Entry(svc, tool["name"], tool)
+            if public not in cat.tool_map and public not in cat.hidden_map and public not in cat.withheld:
+                if id(tool) in held:  # withheld (pinTools): the router answers a call with the reason
+                    cat.withheld[public] = held[id(tool)]
+                else:
+                    cat.hidden_map[public] = Entry(svc, tool["name"], tool)
     return cat
 
 
@@ -303,8 +323,10 @@ class CatalogCache:
                  on_renamed: Callable[[Catalog], None], intent: Callable[[], bool] = lambda: False,
                  page_size: int = PAGE_SIZE,
                  profiles: Callable[[str], ProfileManifest | None] = lambda _name: None,
-                 build_profile: ProfileBuilder | None = None) -> None:
+                 build_profile: ProfileBuilder | None = None, withheld: Withheld | None = None) -> None:
+        """``withheld``: see ``build``; when what it answers changes, call ``invalidate``."""
         self._serving = serving
+        self.withheld = withheld
         self.page_size = page_size
         self._builtins = builtins
         self._on_renamed = on_renamed
@@ -334,7 +356,7 @@ class CatalogCache:
             self._cache[scope] = (key, hit[1], serving, (self.generation, intent), hit[4])
             return hit[1]
         cat = build(services, aggregate=scope is None, builtins=self._builtins() if scope is None else None,
-                    intent=intent, page_size=self.page_size)
+                    intent=intent, page_size=self.page_size, withheld=self.withheld)
         self._cache[scope] = (key, cat, serving, (self.generation, intent), [(s.interface, s.manifest) for s in services])
         if cat.renamed:
             self._on_renamed(cat)

@@ -4,7 +4,8 @@ into a JSON-RPC error or a ``tools/call`` ``isError`` result.
 Owns ``rpc_error`` (a refusal or a backend's error, raised on a call to a
 service, as the ``RpcError`` the transport answers with), ``tool_refusal`` (a
 policy's refusal of a ``tools/call`` as the ``isError`` result the agent
-reads), ``tool_failure`` (a refused control-tool action, likewise), ``not_serving``
+reads), ``withheld_tool`` (a call to a tool withheld by ``pinTools``, likewise),
+``tool_failure`` (a refused control-tool action, likewise), ``not_serving``
 (a call to a tool of a registered service that is not serving: its state,
 since when, why, and the command that starts it, as an ``isError`` result),
 ``error_reply`` (an ``RpcError`` as a JSON-RPC error response) and
@@ -60,6 +61,12 @@ def tool_refusal(e: PolicyRefusal) -> JSON:
     """A policy's refusal of a ``tools/call``: an ``isError`` result whose text says which policy
     refused and why, with ``_meta.runtimed`` = {policy, outcome, the policy's facts}."""
     return tool_error(str(e), policy=e.policy, **e.meta)
+
+
+def withheld_tool(reason: str, tool: str) -> JSON:
+    """A ``tools/call`` of a tool the catalog withholds (``pinTools``: its definition changed since it
+    was approved): an ``isError`` result with the reason, which names the command that approves it."""
+    return tool_error(reason, outcome="withheld", policy="pinTools", tool=tool)
 
 
 def tool_failure(e: SupervisorError) -> JSON:

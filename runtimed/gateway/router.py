@@ -13,6 +13,7 @@ schema handed to the backend (one retry after a re-list on an upstream -32020);
 forwarding tool names the cache lacks (docs/spec/gateway.md, Live interfaces);
 a tool name of a registered service that is not serving (stopped, crashed,
 quarantined...) answered with what is true about it (``gateway.errors.not_serving``);
+a tool the catalog withholds (``pinTools``: changed since it was approved) answered with the reason;
 and refreshing stale interfaces before a list starts (through the host).
 Every upstream call goes through the ``CallPath`` it is given (the policy
 engine); what a call raises becomes an answer through ``gateway.errors``.
@@ -36,7 +37,7 @@ from runtimed.errors import BackendError, InputRequired, PolicyRefusal, RpcError
 from runtimed.gateway import profiles
 from runtimed.gateway.catalog import Catalog, CatalogCache, CatalogService, Entry, service_of
 from runtimed.gateway.control import ControlTools
-from runtimed.gateway.errors import NotServing, not_serving, rpc_error, tool_refusal
+from runtimed.gateway.errors import NotServing, not_serving, rpc_error, tool_refusal, withheld_tool
 from runtimed.gateway.sessions import Session, SessionStore
 from runtimed.gateway.stateless import StateSigner, input_required
 from runtimed.policy.service import PolicedService
@@ -267,8 +268,8 @@ class Router:
         if args is not None and not isinstance(args, dict):
             raise RpcError(INVALID_PARAMS, "Invalid params: 'arguments' must be an object", http_status=400)
         withheld = cat.withheld.get(name)
-        if withheld is not None:
-            return tool_error(withheld, outcome="withheld", tool=name)
+        if withheld is not None:  # pinTools: changed since it was approved
+            return withheld_tool(withheld, name)
         entry = cat.tool_map.get(name) or cat.hidden_map.get(name)
         if entry is None:
             found = self._profile_unlisted(ctx, cat, name) if cat.profile is not None else None

@@ -95,7 +95,14 @@ class Gateway:
         self.control = ControlTools(settings, supervisor)
         self.catalogs = CatalogCache(supervisor.serving, self.control.tools, self._renamed,
                                      lambda: settings.capture_intent, page_size=settings.list_page_size,
-                                     profiles=self.profiles.get, build_profile=profile_views.build)
+                                     profiles=self.profiles.get, build_profile=profile_views.build,
+                                     withheld=supervisor.pins.withheld)
+        supervisor.pins.listeners.append(self._pins_changed)
+        # A profile with pinTools withholds a changed tool even where its service does not pin (a service
+        # with pinTools withholds it from /mcp, and so from every profile, already).
+        pins = supervisor.pins
+        self.catalogs.withhold = lambda profile, svc, tool: (
+            pins.withheld(svc, str(tool.get("name", "")), enforce=True) if profile.spec.pinTools else None)
         self.signer = StateSigner(self.store.signing_keys())
         self.router = Router(self, policy, self.control, recorder)
         self.listeners: set[Listener] = set()
@@ -296,6 +303,15 @@ class Gateway:
                                     reason="shortened or cleaned to fit 64 characters and the tool-name rules, "
                                            "or disambiguated from another service", serviceId=svc.id)
             svc.log("info", f"{kind} {upstream!r} is listed as {public!r} on /mcp")
+
+    # -- tool pinning ------------------------------------------------------------------
+    def _pins_changed(self, service_id: str) -> None:
+        """A tool of ``service_id`` was withheld or approved: the catalogs are built again, and its
+        clients told their tool list changed."""
+        self.catalogs.invalidate()
+        svc = self.supervisor.services.get(service_id)
+        if svc is not None:
+            self.broadcast_list_changed(svc.name, ("tools",))
 
     # -- list_changed ----------------------------------------------------------------
     async def _follow_events(self) -> None:

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from runtimed import __version__
 from runtimed.config.settings import Settings
-from runtimed.http import api, audit, metrics, profiles, signin, tokens_api
+from runtimed.http import api, audit, metrics, pins, profiles, signin, tokens_api
 from runtimed.http.context import ApiContext
 from runtimed.http.errors import EXCEPTION_HANDLERS, unexpected_body
 from runtimed.http.security import SecurityMiddleware
@@ -90,7 +90,8 @@ def build(settings: Settings, ctx: ApiContext, mcp_routes: Sequence[BaseRoute], 
     status page, ``/metrics``."""
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]), *signin.routes(ctx), *api.routes(ctx), *profiles.routes(ctx),
-        *tokens_api.routes(ctx), *mcp_routes, *audit.routes(ctx), *status_routes.routes(ctx), *metrics.routes(metrics_of)]
+        *tokens_api.routes(ctx), *pins.routes(ctx), *mcp_routes, *audit.routes(ctx), *status_routes.routes(ctx),
+        *metrics.routes(metrics_of)]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict(EXCEPTION_HANDLERS))
     inner = McpDispatch(app, mcp_endpoint, mcp_scoped_endpoint)
     return SecurityMiddleware(inner, settings, ctx.tokens)

@@ -12,7 +12,8 @@ refusing to keep a new service whose origin cannot be reached when asked
 (``apply(..., keep_unreachable=False)``), the health-probe schedule,
 the interface snapshot (cached, persisted under ``interfaces/``, diffed on
 refresh, refreshed when stale by its ``ttl_ms`` as clients list:
-``refresh_stale``), and the operations the API and the control tools call.
+``refresh_stale``; each interface is handed to the tool pins, ``runtimed.pins``, before it is
+served), and the operations the API and the control tools call.
 One service's state is ``service.ServiceRuntime``. Must not: know which kind a service is
 (it holds a ``Backend``), enforce call policies (``runtimed.policy``), speak
 MCP to clients (``runtimed.gateway``), or touch ``registry.json`` except
@@ -56,6 +57,7 @@ from runtimed.errors import (
     SupervisorError,
 )
 from runtimed.lifecycle.service import ServiceRuntime, State
+from runtimed.pins.book import ToolPins
 from runtimed.policy.service import PolicedService
 from runtimed.protocol.types import JSON
 from runtimed.state.events import EventBus
@@ -95,6 +97,9 @@ class Supervisor:
                                 log=self._service_log)
         self.sign_ins.on_signed_in = self._signed_in
         self.sign_ins.on_signed_out = self._signed_out
+        # Tool pinning: each interface is observed before it is served (``_store_interface``).
+        self.pins = ToolPins(store, events, self.spawn)
+        self.doc_listeners.append(self.pins.peer_change)
 
     # -- OAuth sign-ins ---------------------------------------------------
     def _service_log(self, service_id: str, level: str, message: str) -> None:
@@ -213,6 +218,7 @@ class Supervisor:
         for line in await asyncio.to_thread(release_leftovers, str(self.settings.state_dir)):
             log.warning("%s", line)
             self.events.emit("daemon.leftovers", None, message=line)
+        await self.pins.load()  # before any interface arrives: a change made while down is still a change
         for entry in self.registry:
             svc = ServiceRuntime(self, entry.manifest)
             self._load_snapshot(svc)
@@ -365,6 +371,7 @@ class Supervisor:
         svc.policy.forget()
         svc.logs.delete()
         await asyncio.to_thread(self.store.drop_interface, svc.id)
+        self.pins.dropped(svc.id)
         self.events.notify("service.removed", svc.name, serviceId=svc.id)
 
     async def _commit(self, change: Callable[[], Any]) -> Any:
@@ -403,6 +410,7 @@ class Supervisor:
             if svc.backend is not None:
                 svc.log("info", f"daemon stopping: {svc.state.value} -> stopped with the daemon")
         await asyncio.gather(*(self._stop_backend(s, "daemon shutdown") for s in self.all()), return_exceptions=True)
+        await self.pins.flush()  # the pins found last are kept
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -542,6 +550,7 @@ class Supervisor:
         await self._intend(svc, None, "removed", required=False)  # a re-added origin starts afresh
         await asyncio.to_thread(self.store.drop_interface, svc.id)
         await asyncio.to_thread(self.sign_ins.forget, svc.id)  # its tokens go with it
+        await self.pins.forget(svc.id)  # and its tool pins
         self.events.emit("service.removed", svc.name, serviceId=svc.id)
         return svc
 
@@ -837,6 +846,7 @@ class Supervisor:
         self._checked[svc.id] = time.monotonic()
         if old is not None and _same_content(old, interface):
             # The same content: keep the object (the gateway's catalogs stay as they are).
+            self.pins.observe(svc, old.tools)  # nothing to do unless it was never observed
             old.ttl_ms = interface.ttl_ms
             svc.interface_at = time.time()
             if notified:
@@ -844,6 +854,7 @@ class Supervisor:
                                  serviceId=svc.id, changed=False, notified=notified)
             return
         diff = interface.diff(old)
+        self.pins.observe(svc, interface.tools)  # before it is served: a changed tool may be withheld
         svc.interface = interface
         svc.interface_at = time.time()
         if old is None or old.revision != interface.revision:

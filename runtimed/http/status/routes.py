@@ -285,7 +285,9 @@ def service_ctx(d: ApiContext, ref: str, part: str) -> dict[str, Any]:
                    if getattr(svc.manifest.spec.origin, "authRef", None) == "oauth" else None)
     elif part == "interface":
         iface = svc.interface.to_json() if svc.interface is not None else None
-        ctx.update(iface=iface, updated_at=svc.interface_at, last_diff=svc.last_diff, hidden=svc.hidden_tools())
+        ctx.update(iface=iface, updated_at=svc.interface_at, last_diff=svc.last_diff, hidden=svc.hidden_tools(),
+                   # Tool pinning: changes since a tool was approved, each with its diff (an Approve button).
+                   pending=d.supervisor.pins.pending(svc.id), pin_tools=svc.manifest.spec.pinTools)
     elif part == "calls":
         a = d.analytics
         ctx.update(calls=a.recent(service=svc.name, limit=50), stats=a.service_stats(svc.name),

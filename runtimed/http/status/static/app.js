@@ -119,7 +119,8 @@
 
   // ------------------------------------------------------------- actions
   const verbs = { start: "Start", stop: "Stop", restart: "Restart", introspect: "Introspect",
-                  unquarantine: "Unquarantine", remove: "Remove", signin: "Sign in", signout: "Sign out" };
+                  unquarantine: "Unquarantine", remove: "Remove", signin: "Sign in", signout: "Sign out",
+                  approve: "Approve" };
 
   // An OAuth service's sign-in: the daemon answers the authorization server's URL (the browser goes
   // there, signs in, and comes back to the daemon's /oauth/callback, which links back here), or,
@@ -155,8 +156,11 @@
     if (verb === "remove" && !window.confirm("Remove service " + name + "? It is stopped and unregistered.")) return;
     btn.disabled = true;
     try {
-      const path = "/api/services/" + encodeURIComponent(name) + (verb === "remove" ? "" : "/" + verb);
-      const r = await request(verb === "remove" ? "DELETE" : "POST", path, { json: {} });
+      // approve: a tool's pending change (data-tool), or every pending one, becomes the pinned definition.
+      const path = "/api/services/" + encodeURIComponent(name)
+        + (verb === "remove" ? "" : verb === "approve" ? "/tools/approve" : "/" + verb);
+      const body = verb === "approve" ? { tools: btn.dataset.tool ? [btn.dataset.tool] : null } : {};
+      const r = await request(verb === "remove" ? "DELETE" : "POST", path, { json: body });
       const data = await r.json().catch(function () { return {}; });
       if (!r.ok) {
         toast(verbs[verb] + " " + name + ": " + (data.error || r.statusText), "error");

@@ -1,0 +1,1 @@
+"""Tests of tool pinning (runtimed.pins)."""
