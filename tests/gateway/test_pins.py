@@ -219,7 +219,8 @@ def test_set_pin_tools_from_the_cli(env: Env) -> None:
     call = stateless(env.url("open"), "tools/call", {"name": "notify_same", "arguments": {}})
     result = call.json()["result"]
     assert result["isError"] and result["_meta"][RUNTIMED]["outcome"] == "withheld", result
-    assert result["_meta"][RUNTIMED]["approve"] == "runtimectl approve open notify_same"
+    assert result["_meta"][RUNTIMED]["policy"] == "pinTools", result
+    assert "runtimectl approve open notify_same" in result["content"][0]["text"], result
     res = run_cli(d, "approve", "open", "--json")  # every pending change
     assert res.returncode == 0 and "notify_same" in json.loads(res.stdout)["approved"], res.stdout
     r = stateless(env.url("open"), "tools/list", {})
