@@ -91,8 +91,11 @@ class AuthFailure(Exception):
 
 class ResourceServer:
     def __init__(self, issuer: str, audience: str, scopes: list[str] | None = None,
-                 client_id: str | None = None, client_secret: str | None = None) -> None:
+                 client_id: str | None = None, client_secret: str | None = None,
+                 profile_claim: str | None = None) -> None:
         self.issuer = issuer  # compared exactly (RFC 8414 §3.3, RFC 9207)
+        # A claim naming the one profile a token reaches (like a scoped token), when configured.
+        self.profile_claim = profile_claim
         self.audience = audience
         self.scopes = list(scopes or [])
         self._client_auth = (client_id, client_secret or "") if client_id else None
@@ -162,9 +165,15 @@ class ResourceServer:
                                    f"{' '.join(missing)}", error="insufficient_scope")
         client = claims.get("client_id") or claims.get("azp")
         sub = claims.get("sub")
+        profile: str | None = None
+        if self.profile_claim is not None and self.profile_claim in claims:
+            value = claims[self.profile_claim]
+            if not isinstance(value, str) or not value:
+                raise AuthFailure(401, f"the token's {self.profile_claim} claim must name one profile")
+            profile = value
         return Principal("oauth", subject=sub if isinstance(sub, str) else None,
                          client_id=client if isinstance(client, str) else None, issuer=self.issuer,
-                         scopes=frozenset(granted))
+                         scopes=frozenset(granted), profile=profile)
 
     async def _verify_jwt(self, token: str) -> JSON:
         keys = await self._key_set()

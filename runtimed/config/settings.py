@@ -144,6 +144,10 @@ class Settings(BaseModel):
     oauth_client_id: str | None = Field(default=None, description="Client id for introspecting opaque tokens (RFC 7662).")
     oauth_client_secret: str | None = Field(default=None, repr=False,
                                             description="Its secret (the introspection endpoint's client authentication).")
+    oauth_profile_claim: str | None = Field(
+        default=None, min_length=1, max_length=100,
+        description="A claim of the issuer's access tokens that names a profile: a token carrying it reaches only "
+                    "/mcp/@<that profile>, as a scoped token does (docs/spec/profiles.md).")
     public_url: str | None = Field(
         default=None,
         description="This daemon's address as browsers and authorization servers reach it (https behind a proxy). "

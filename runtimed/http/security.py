@@ -23,7 +23,9 @@ With an OAuth issuer (``oauth_issuer``), ``/mcp`` takes OAuth access tokens inst
 whose ``WWW-Authenticate`` names the Protected Resource Metadata, served here at
 ``/.well-known/oauth-protected-resource`` (and ``…/mcp``) to anyone; a token
 without the required scopes is a 403 ``insufficient_scope``; the static token
-still passes, as the admin. The ``Principal`` goes on in ``scope["state"]``.
+still passes, as the admin. The ``Principal`` goes on in ``scope["state"]``. A
+token whose ``oauth_profile_claim`` claim names a profile reaches only that
+profile's endpoint ``/mcp/@NAME`` (403 elsewhere).
 A scoped token (``rtk_…``, ``runtimed.auth.tokens``), in every mode and ahead of
 OAuth validation, reaches its profile's endpoint ``/mcp/@NAME`` and nothing else:
 elsewhere a 403 that names the one endpoint it reaches; unknown, revoked or
@@ -104,7 +106,8 @@ class SecurityMiddleware:
         self.resource: ResourceServer | None = None
         if settings.oauth_issuer:
             self.resource = ResourceServer(settings.oauth_issuer, settings.resource_uri, settings.oauth_scopes,
-                                           settings.oauth_client_id, settings.oauth_client_secret)
+                                           settings.oauth_client_id, settings.oauth_client_secret,
+                                           settings.oauth_profile_claim)
             parts = urlsplit(settings.resource_uri)
             self.metadata_paths = (WELL_KNOWN, WELL_KNOWN + parts.path.rstrip("/"))
             self.metadata_url = f"{parts.scheme}://{parts.netloc}{WELL_KNOWN}{parts.path.rstrip('/')}"
@@ -160,6 +163,11 @@ class SecurityMiddleware:
                 principal = await self.resource.authenticate(token or None)
             except AuthFailure as e:
                 return e
+            # A token whose profile claim (oauth_profile_claim) names a profile reaches that profile only.
+            endpoint = f"/mcp/@{principal.profile}" if principal.profile is not None else None
+            if endpoint is not None and scope.get("path") != endpoint:
+                return AuthFailure(403, f"this token's {self.resource.profile_claim} claim limits it to {endpoint} (the "
+                                        f"endpoint of profile {principal.profile}), not {scope.get('path')}", error=None)
         scope.setdefault("state", {})["principal"] = principal
         return None
 

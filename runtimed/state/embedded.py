@@ -8,8 +8,9 @@ a restart here, as before there were replicas), the journals
 (``gateway.key``, 32 random bytes, mode 0600; a per-process key when it cannot
 be written), the interface snapshots (``interfaces/<service id>.json``) and the
 OAuth sign-ins (``oauth/<service id>.json``, mode 0600 in a 0700 directory;
-pending flows in memory) and the keyed collections (``profiles.json``,
-``tokens.json``, ``pins.json``: one JSON object by key, mode 0600). Nothing is shared: no other replica exists to tell, so
+pending flows in memory) and the keyed collections (``profiles.json`` and
+``tokens.json``: one JSON object by key; ``pins/<service id>.json``: a file per
+key; mode 0600). Nothing is shared: no other replica exists to tell, so
 ``publish``, sessions and answer routing are the base class's no-ops, and the
 policy objects in memory are the whole truth. Must not: decide lifecycle or
 policy, or know about Redis.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -31,6 +33,10 @@ from runtimed.state.store import COLLECTIONS, JSON, Store
 
 KEY_FILE = "gateway.key"
 OAUTH = "oauth"
+# Collections kept as a file per key (<collection>/<key>.json): large documents changed one at a time
+# (a service's pins), so that one change does not rewrite the others.
+PER_KEY = frozenset({"pins"})
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}$")
 INTERFACES = "interfaces"
 KEY_ID = "local"
 
@@ -95,9 +101,11 @@ class EmbeddedStore(Store):
         except OSError:
             pass
 
-    # -- keyed collections: <collection>.json (one object by key), 0600 --------------------
+    # -- keyed collections: <collection>.json (one object by key), or a file per key, 0600 ----
     def load_docs(self, collection: str) -> dict[str, JSON]:
         assert collection in COLLECTIONS, collection
+        if collection in PER_KEY:
+            return self._load_per_key(collection)
         try:
             data = json.loads((self.state_dir / f"{collection}.json").read_text())
         except FileNotFoundError:
@@ -107,6 +115,9 @@ class EmbeddedStore(Store):
         return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
 
     def save_doc(self, collection: str, key: str, doc: JSON | None) -> None:
+        if collection in PER_KEY:
+            self._save_per_key(collection, key, doc)
+            return
         docs = self.load_docs(collection)
         if doc is None:
             if docs.pop(key, None) is None:
@@ -114,6 +125,38 @@ class EmbeddedStore(Store):
         else:
             docs[key] = doc
         atomic_write(self.state_dir / f"{collection}.json", json.dumps(docs, indent=1, sort_keys=True).encode(), mode=0o600)
+
+    def _load_per_key(self, collection: str) -> dict[str, JSON]:
+        folder = self.state_dir / collection
+        out: dict[str, JSON] = {}
+        try:
+            paths = sorted(folder.glob("*.json"))
+        except OSError:
+            return out
+        for path in paths:
+            try:
+                doc = json.loads(path.read_text())
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError) as e:
+                raise OSError(f"{path} cannot be read: {e}") from None
+            if isinstance(doc, dict):
+                out[path.stem] = doc
+        return out
+
+    def _save_per_key(self, collection: str, key: str, doc: JSON | None) -> None:
+        if not _SAFE_KEY.match(key):
+            raise OSError(f"{key!r} cannot name a file of the {collection} collection")
+        folder = self.state_dir / collection
+        path = folder / f"{key}.json"
+        if doc is None:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            return
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(doc, sort_keys=True).encode(), mode=0o600)
 
     # -- OAuth sign-ins: oauth/<id>.json, 0600 ----------------------------------------
     def load_credentials(self, service_id: str) -> JSON | None:

@@ -1,6 +1,6 @@
 """Tool pinning's rules, on the real parts: fingerprints and diffs (``runtimed.pins.fingerprint``), and
 ``ToolPins`` on a real embedded store and event bus (first seen, changed, changed again, reverted,
-removed and back, approved, kept in ``pins.json`` and read back by a new ``ToolPins``).
+removed and back, approved, kept in ``pins/<service id>.json`` and read back by a new ``ToolPins``).
 
 The end-to-end behaviour (both eras, restart, the CLI, the page) is in tests/gateway/test_pins.py and
 tests/http/test_status_pins.py.
@@ -130,9 +130,9 @@ async def test_first_seen_changed_reverted_removed_approved(tmp_path: Path) -> N
     await pins.flush()
 
     # Kept in the state dir (0600), read back as they were by the next daemon.
-    path = tmp_path / "pins.json"
+    path = tmp_path / "pins" / f"{svc.id}.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    doc: dict[str, Any] = json.loads(path.read_text())[svc.id]
+    doc: dict[str, Any] = json.loads(path.read_text())
     assert doc["other"]["definition"]["description"] == "Other, now different." and doc["other"]["approvedAt"]
     assert doc["search"]["approvedAt"] is None and "pending" not in doc["search"]
     later = ToolPins(EmbeddedStore(tmp_path, "r1"), EventBus(), asyncio.ensure_future)
@@ -141,4 +141,4 @@ async def test_first_seen_changed_reverted_removed_approved(tmp_path: Path) -> N
     assert later.withheld(svc, "search") is not None and later.withheld(svc, "other") is None
 
     await later.forget(svc.id)
-    assert svc.id not in json.loads(path.read_text())
+    assert not path.exists()

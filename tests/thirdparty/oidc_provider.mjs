@@ -26,6 +26,8 @@
 //   OIDC_RESOURCES             space-separated resource URLs allowed as `resource`; unset: any absolute URL
 //   OIDC_ACCESS_TOKEN_FORMAT   "jwt" (default, RFC 9068, aud = the resource) or "opaque" (introspect it)
 //   OIDC_OPAQUE_RESOURCES      space-separated resource URLs whose access tokens are opaque whatever the default
+//   OIDC_EXTRA_CLAIMS          a JSON object {client_id: {claim: value, ...}}: claims added to that client's
+//                              JWT access tokens (e.g. a claim naming the gateway profile it may reach)
 //   OIDC_CLIENTS               a JSON array of client metadata registered at start (static clients,
 //                              e.g. a confidential client for client_credentials or introspection)
 //   OIDC_STATE_FILE            a JSON file persisting clients, grants, sessions and tokens across restarts;
@@ -196,6 +198,7 @@ class Adapter {
 
 // -- the provider ---------------------------------------------------------------------------------
 const staticClients = env.OIDC_CLIENTS ? JSON.parse(env.OIDC_CLIENTS) : [];
+const extraClaims = env.OIDC_EXTRA_CLAIMS ? JSON.parse(env.OIDC_EXTRA_CLAIMS) : {};
 
 const configuration = {
   adapter: Adapter,
@@ -258,6 +261,9 @@ const configuration = {
   // Access tokens and refresh tokens are not tied to the browser session's end.
   expiresWithSession: () => false,
   clientBasedCORS: () => true,
+  async extraTokenClaims(_ctx, token) {
+    return extraClaims[token.clientId] || undefined;
+  },
   renderError(ctx, out) {
     ctx.type = 'html';
     ctx.body = `<!DOCTYPE html><html><head><title>oops</title></head><body><h1>oops! something went wrong</h1>${
