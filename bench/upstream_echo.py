@@ -9,9 +9,11 @@ do any work beyond decoding the request and encoding the answer.
 
 Endpoints: ``/mcp`` serves one tool, ``echo``; with ``--services N`` the paths
 ``/s0/mcp`` ... ``/s{N-1}/mcp`` each serve ``--tools T`` tools (``t0`` ...),
-so one process can stand in for N distinct upstream services.
+so one process can stand in for N distinct upstream services. With ``--connectors`` the paths
+``/c/<service>/mcp`` serve the generated connector-shaped catalog of ``bench/connectors.py`` (100
+services named after products, 50 tools each, with real descriptions and parameters).
 
-    python bench/upstream_echo.py --port 8765 [--services 100 --tools 50]
+    python bench/upstream_echo.py --port 8765 [--services 100 --tools 50] [--connectors]
 """
 
 from __future__ import annotations
@@ -47,11 +49,16 @@ def _dumps(obj: Any) -> bytes:
 
 
 class EchoApp:
-    def __init__(self, services: int = 0, tools: int = 50) -> None:
+    def __init__(self, services: int = 0, tools: int = 50, connectors: bool = False) -> None:
         self.tools: dict[str, list[dict[str, Any]]] = {"/mcp": [ECHO_TOOL]}
         many = tool_set(tools)
         for i in range(services):
             self.tools[f"/s{i}/mcp"] = many
+        if connectors:
+            from connectors import connector_catalog
+
+            for name, listed in connector_catalog().items():
+                self.tools[f"/c/{name}/mcp"] = listed
         self.calls = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -130,8 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--services", type=int, default=0, help="also serve /s0/mcp ... /s{N-1}/mcp")
     ap.add_argument("--tools", type=int, default=50, help="tools per /sN/mcp path")
+    ap.add_argument("--connectors", action="store_true", help="also serve bench/connectors.py's catalog at /c/NAME/mcp")
     a = ap.parse_args(argv)
-    uvicorn.run(EchoApp(a.services, a.tools), host="127.0.0.1", port=a.port, log_level="warning",
+    uvicorn.run(EchoApp(a.services, a.tools, a.connectors), host="127.0.0.1", port=a.port, log_level="warning",
                 access_log=False, server_header=False, date_header=False, lifespan="on")
 
 
