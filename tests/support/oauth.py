@@ -217,6 +217,7 @@ class OidcProvider(ServerProcess):
                  keys: list[dict[str, Any]] | None = None, scopes: str = DEFAULT_SCOPES,
                  resources: list[str] | None = None, token_format: str = "jwt", opaque_resources: list[str] | None = None,
                  clients: list[dict[str, Any]] | None = None, persist: bool = True, no_rfc8414: bool = False,
+                 extra_claims: dict[str, dict[str, Any]] | None = None,
                  port: int | None = None, cimd: bool = False, extra_ca: Path | None = None) -> None:
         require_oidc_provider()
         super().__init__("oidc-provider", port)
@@ -235,6 +236,7 @@ class OidcProvider(ServerProcess):
         self.opaque_resources = opaque_resources or []
         self.clients = clients or []
         self.no_rfc8414 = no_rfc8414
+        self.extra_claims = extra_claims or {}  # client id -> claims added to its JWT access tokens
         self.cimd = cimd
         self.extra_ca = extra_ca
         self.http = httpx.Client(timeout=HTTP_TIMEOUT_S)
@@ -259,6 +261,8 @@ class OidcProvider(ServerProcess):
             env["OIDC_RESOURCES"] = " ".join(self.resources)
         if self.state_file is not None:
             env["OIDC_STATE_FILE"] = str(self.state_file)
+        if self.extra_claims:
+            env["OIDC_EXTRA_CLAIMS"] = json.dumps(self.extra_claims)
         if self.no_rfc8414:
             env["OIDC_NO_RFC8414"] = "1"
         if self.cimd:
