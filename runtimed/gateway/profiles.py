@@ -19,6 +19,7 @@ is listed, never what a policy sees. Must not: enforce policies, call upstreams,
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -222,8 +223,10 @@ def _param_names(item: JSON) -> list[str]:
     return [k for k in props if k != INTENT_PROPERTY] if isinstance(props, dict) else []
 
 
-def search(cat: Catalog, args: JSON) -> JSON:
-    """``search_tools(query, limit)``."""
+async def search(cat: Catalog, args: JSON) -> JSON:
+    """``search_tools(query, limit)``. The index is built (the first time) and queried in a worker
+    thread: over thousands of tools that takes tens of milliseconds the event loop would otherwise
+    not serve anything else in."""
     query, limit = args.get("query"), args.get("limit", DEFAULT_LIMIT)
     if not isinstance(query, str) or not query.strip():
         return tool_error(f"{SEARCH_TOOLS} needs a 'query': a few words saying what the tool should do")
@@ -233,7 +236,7 @@ def search(cat: Catalog, args: JSON) -> JSON:
         return tool_error(f"{SEARCH_TOOLS}: 'limit' must be an integer from 1 to {MAX_LIMIT}, not {limit!r}")
     full = cat.full or cat
     try:
-        hits = _index(full, cat).search(query, limit)
+        hits = await asyncio.to_thread(lambda: _index(full, cat).search(query, limit))
     except SearchUnavailable as e:
         return tool_error(f"{SEARCH_TOOLS} is not available on this daemon: {e}")
     found = [{"name": h.name, "description": h.description, "service": h.service} for h in hits]

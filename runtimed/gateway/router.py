@@ -327,7 +327,7 @@ class Router:
         tool on the profile's full catalog: the same routing, policies and call record (which names
         the real tool); only an unknown name is answered here, as an ``isError`` result."""
         if name == profiles.SEARCH_TOOLS:
-            return profiles.search(cat, args)
+            return await profiles.search(cat, args)
         if name == profiles.DESCRIBE_TOOL:
             return profiles.describe(cat, args)
         full = cat.full
