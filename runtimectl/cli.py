@@ -18,7 +18,20 @@ import sys
 
 import typer
 
-from runtimectl.commands import auth, bootstrap, daemon, doctor, gateway, imports, pins, services, show, tokens, tools
+from runtimectl.commands import (
+    auth,
+    bootstrap,
+    daemon,
+    doctor,
+    gateway,
+    imports,
+    pins,
+    profiles,
+    services,
+    show,
+    tokens,
+    tools,
+)
 from runtimectl.context import EXIT_FAILURE, err, global_options
 from runtimed.errors import ClientError
 
@@ -37,6 +50,7 @@ services.register(app)  # add, set, edit, add-all, apply, list, status, start, s
 show.register(app)  # logs, show
 tools.register(app)  # tools, call
 pins.register(app)  # approve
+profiles.register(app)  # profile create|list|show|edit|remove (group)
 auth.register(app)  # auth login|status|logout (group)
 tokens.register(app)  # token create|list|revoke (group)
 bootstrap.register(app)  # bootstrap (group)

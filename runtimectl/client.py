@@ -31,6 +31,8 @@ class DaemonClient:
         self.url = resolve_url(url)
         self.token = resolve_token(token)
         self.timeout = timeout
+        # The HTTP status of the last answer (a 201 from a POST: created; 200: replaced).
+        self.last_status: int | None = None
         if not self.url.startswith(("http://", "https://")):
             raise ClientError(f"--url must be an http(s) URL, not {self.url!r}")
 
@@ -55,6 +57,7 @@ class DaemonClient:
             raise DaemonUnavailable(f"runtimed at {self.url} did not answer in time") from None
         except httpx.HTTPError as e:
             raise DaemonUnavailable(f"cannot talk to runtimed at {self.url}: {e}") from None
+        self.last_status = r.status_code
         body: Any
         try:
             body = r.json()

@@ -6,7 +6,8 @@ and ``--version``, how they reach a command (typer's context object,
 ``ctx.obj``), building the ``DaemonClient`` from them, the SERVICE argument
 (completed from the daemon's service names: ``service_argument``), the two
 consoles (stdout for results, stderr for messages), ``--json`` output, the
-text helpers every table shares (``plural``, ``shorten``), and the exit codes
+text helpers every table shares (``plural``, ``shorten``), a manifest's changes
+(``say_changes``), and the exit codes
 (0 ok, 1 failure, 2 usage). Must not: define commands, talk to the daemon
 itself (completion's one quiet lookup aside), or import ``runtimectl.cli`` or
 any command module (they import this one).
@@ -127,6 +128,19 @@ def shorten(text: str | None, width: int = 80) -> str:
         space = cut.rfind(" ")
         first = (cut[:space] if space > width // 2 else cut).rstrip()
     return first + "…"
+
+
+def _change_value(value: Any) -> str:
+    if value is None:
+        return "(default)"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def say_changes(changes: list[dict[str, Any]]) -> None:
+    """A manifest's changes (``runtimed.config.changes.field_changes``), one line each:
+    ``  spec.policy.timeoutMs: (default) → 5000``."""
+    for c in changes:
+        out.print(f"  {c['field']}: {_change_value(c['from'])} → {_change_value(c['to'])}", markup=False)
 
 
 def emit_json(data: Any) -> None:

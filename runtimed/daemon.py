@@ -56,6 +56,8 @@ class Daemon:
         # Profiles: loaded with the registry (``load``); another replica's change reloads them.
         self.profiles = ProfileRegistry(self.store)
         self.supervisor.doc_listeners.append(self.profiles.peer_changed)
+        # A profile created, replaced or removed (here or on a peer): live subscribers (the status page) are told.
+        self.profiles.listeners.append(self._profile_changed)
         self.policy = PolicyEngine(settings, report_fault=self.supervisor.report_fault, store=self.store)
         self.analytics = Analytics(settings, self.events, self.store.journal("calls"), self.store.journal("intents"))
         self.gateway = Gateway(settings, self.supervisor, self.policy, self.events, recorder=self.analytics,
@@ -73,6 +75,11 @@ class Daemon:
                               client_counts=self.client_counts, live_sessions=self.gateway.live_sessions,
                               store=self.store.describe, replicas=self.store.replicas, tokens=self.tokens,
                               profiles=self.profiles, profile_tools=self.gateway.profile_tools)
+
+    def _profile_changed(self, name: str | None) -> None:
+        """A profile was created, replaced or removed (here or on a peer; None: any may have): live
+        subscribers of the event stream (the status page's Profiles panel) are told."""
+        self.events.notify("profiles", None, profile=name)
 
     def profile_exists(self, name: str) -> bool:
         """Whether a profile ``name`` is stored (a scoped token may be created for it). Blocking."""

@@ -1,9 +1,10 @@
-"""Generate ``schemas/service-manifest.schema.json`` from the manifest models.
+"""Generate the manifests' JSON Schemas from their models: ``schemas/service-manifest.schema.json``
+(``MCPService``) and ``schemas/profile-manifest.schema.json`` (``MCPProfile``).
 
 Owns only the generation command: ``python scripts/generate_schema.py`` writes
-the file; ``python scripts/generate_schema.py --check`` exits 1 when the
+both files; ``python scripts/generate_schema.py --check`` exits 1 when a
 committed file is stale. Must not define models (they live in
-``runtimed.config.manifest``).
+``runtimed.config.manifest`` and ``runtimed.config.profile``).
 """
 
 from __future__ import annotations
@@ -12,32 +13,51 @@ import json
 import sys
 from pathlib import Path
 
-from runtimed.config.manifest import ServiceManifest
+from pydantic import BaseModel
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "service-manifest.schema.json"
+from runtimed.config.manifest import ServiceManifest
+from runtimed.config.profile import ProfileManifest
+
+SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
+SCHEMA_PATH = SCHEMAS_DIR / "service-manifest.schema.json"
+PROFILE_SCHEMA_PATH = SCHEMAS_DIR / "profile-manifest.schema.json"
+
+
+def _render(model: type[BaseModel], file_name: str, title: str) -> str:
+    schema = model.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://mcp-runtime.dev/schemas/runtimed/v1/{file_name}"
+    schema["title"] = title
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
 def render() -> str:
-    schema = ServiceManifest.model_json_schema(mode="validation")
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = "https://mcp-runtime.dev/schemas/runtimed/v1/service-manifest.schema.json"
-    schema["title"] = "runtimed/v1 MCPService"
-    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    """The service manifest's schema."""
+    return _render(ServiceManifest, SCHEMA_PATH.name, "runtimed/v1 MCPService")
+
+
+def render_profile() -> str:
+    """The profile manifest's schema."""
+    return _render(ProfileManifest, PROFILE_SCHEMA_PATH.name, "runtimed/v1 MCPProfile")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    text = render()
+    outputs = ((SCHEMA_PATH, render()), (PROFILE_SCHEMA_PATH, render_profile()))
     if "--check" in args:
-        current = SCHEMA_PATH.read_text(encoding="utf-8") if SCHEMA_PATH.exists() else ""
-        if current != text:
-            print(f"{SCHEMA_PATH} is stale: run `python scripts/generate_schema.py`", file=sys.stderr)
+        stale = [path for path, text in outputs
+                 if (path.read_text(encoding="utf-8") if path.exists() else "") != text]
+        for path in stale:
+            print(f"{path} is stale: run `python scripts/generate_schema.py`", file=sys.stderr)
+        if stale:
             return 1
-        print(f"{SCHEMA_PATH} is up to date")
+        for path, _ in outputs:
+            print(f"{path} is up to date")
         return 0
-    SCHEMA_PATH.parent.mkdir(parents=True, exist_ok=True)
-    SCHEMA_PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {SCHEMA_PATH}")
+    SCHEMAS_DIR.mkdir(parents=True, exist_ok=True)
+    for path, text in outputs:
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
     return 0
 
 

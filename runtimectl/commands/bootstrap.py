@@ -2,7 +2,9 @@
 
 A thin wrapper over ``runtimed.bootstrap`` (which owns the file formats and
 the safe writes): resolves the endpoint and whether a token is needed from the
-running daemon, then plans, shows and applies. With ``--replace-imported`` it
+running daemon (with ``--profile NAME``: that profile's endpoint ``/mcp/@NAME``,
+refused when the daemon has no such profile, and the entry ``runtimed-NAME``),
+then plans, shows and applies. With ``--replace-imported`` it
 also asks the daemon which services ``runtimectl import`` registered (their
 ``runtimed/imported-*`` labels) and hands them to the plan, with a check
 (``runtimectl.importers.still_imported``) that each entry still runs what its
@@ -42,6 +44,26 @@ def _daemon_endpoint(ctx: typer.Context) -> tuple[str, bool, str | None, str | N
         opts = options(ctx)
         base = opts.base_url
         return f"{base}/mcp", opts.resolved_token is not None, f"{e}; using {base}/mcp", None
+
+
+def _check_profile(ctx: typer.Context, profile: str) -> None:
+    """Refuse a profile the daemon does not have, naming the ones it has."""
+    try:
+        listed = client(ctx, timeout=10).get("/api/profiles").get("profiles", [])
+    except ClientError as e:
+        raise fail(f"--profile {profile}: cannot ask the daemon which profiles exist: {e}") from None
+    names = [str(p.get("name")) for p in listed]
+    if profile not in names:
+        known = f"the profiles are: {', '.join(names)}" if names else "there is no profile yet"
+        raise fail(f"no profile named {profile!r}: {known} (runtimectl profile create NAME makes one)")
+
+
+def _with_profile(endpoint: str, profile: str) -> str:
+    """Profile ``profile``'s endpoint from the gateway's ``.../mcp`` (``--endpoint`` or the daemon's)."""
+    try:
+        return bs.profile_endpoint(endpoint, profile)
+    except bs.BootstrapError as e:
+        raise fail(str(e), EXIT_USAGE) from None
 
 
 def _backup_dir(daemon_state_dir: str | None) -> Path:
@@ -160,8 +182,13 @@ def bootstrap(
     ctx: typer.Context,
     clients: str = typer.Option("codex,claude", "--clients", help="comma-separated: codex, claude"),
     transport: str = typer.Option("http", "--transport", help="http or stdio"),
-    endpoint: str | None = typer.Option(None, "--endpoint", help="default: the running daemon's /mcp"),
-    name: str = typer.Option("runtime", "--name", help="the server's name in the client configs"),
+    endpoint: str | None = typer.Option(None, "--endpoint", help="default: the running daemon's /mcp (with "
+                                        "--profile, /@NAME is added to it)"),
+    profile: str | None = typer.Option(None, "--profile", metavar="NAME",
+                                       help="wire the clients to profile NAME's endpoint, /mcp/@NAME, as the entry "
+                                            "runtimed-NAME (several profiles sit side by side)"),
+    name: str | None = typer.Option(None, "--name", help="the server's name in the client configs (default: "
+                                                          "runtime; with --profile, runtimed-NAME)"),
     scope: str = typer.Option("user", "--scope", help="user or project"),
     project_dir: Path = typer.Option(Path("."), "--project-dir", help="the project, for --scope project"),
     update_agents_md: bool = typer.Option(False, "--update-agents-md", help="add a managed block to ./AGENTS.md"),
@@ -181,11 +208,14 @@ def bootstrap(
         raise fail(f"--scope must be user or project, not {scope!r}", EXIT_USAGE)
     chosen = _clients(clients)
     found, token_needed, warning, daemon_state_dir = _daemon_endpoint(ctx)
+    if profile is not None:
+        _check_profile(ctx, profile)
+        endpoint = _with_profile(endpoint or found, profile)
     loc = bs.Locations.resolve(project_dir=project_dir)
     imported = _imported(ctx, loc) if replace_imported else []
     try:
         plan = bs.plan_bootstrap(
-            chosen, endpoint=endpoint or found, transport=transport, name=name, scope=scope,
+            chosen, endpoint=endpoint or found, transport=transport, name=name or bs.entry_name(profile), scope=scope,
             project_dir=project_dir, token_configured=token_needed, runtimectl_path=bs.default_runtimectl_path(),
             update_agents_md=update_agents_md, replace=[imp for imp, _ in imported],
         )
@@ -199,7 +229,9 @@ def bootstrap(
 def remove(
     ctx: typer.Context,
     clients: str = typer.Option("codex,claude", "--clients"),
-    name: str = typer.Option("runtime", "--name"),
+    profile: str | None = typer.Option(None, "--profile", metavar="NAME",
+                                       help="remove profile NAME's entry (runtimed-NAME)"),
+    name: str | None = typer.Option(None, "--name", help="default: runtime; with --profile, runtimed-NAME"),
     scope: str = typer.Option("user", "--scope"),
     project_dir: Path = typer.Option(Path("."), "--project-dir"),
     update_agents_md: bool = typer.Option(False, "--update-agents-md", help="also remove the AGENTS.md block"),
@@ -208,7 +240,7 @@ def remove(
 ) -> None:
     """Remove the gateway entry from each client's config (other entries stay)."""
     try:
-        plan = bs.plan_remove(_clients(clients), name=name, scope=scope, project_dir=project_dir,
+        plan = bs.plan_remove(_clients(clients), name=name or bs.entry_name(profile), scope=scope, project_dir=project_dir,
                               update_agents_md=update_agents_md)
         result = None if dry_run else bs.apply_plan(plan, backup_dir=_backup_dir(_daemon_endpoint(ctx)[3]))
     except bs.BootstrapError as e:
@@ -220,13 +252,18 @@ def remove(
 def status(
     ctx: typer.Context,
     clients: str = typer.Option("codex,claude", "--clients"),
-    name: str = typer.Option("runtime", "--name"),
+    profile: str | None = typer.Option(None, "--profile", metavar="NAME",
+                                       help="profile NAME's entry (runtimed-NAME), expected at /mcp/@NAME"),
+    name: str | None = typer.Option(None, "--name", help="default: runtime; with --profile, runtimed-NAME"),
     project_dir: Path = typer.Option(Path("."), "--project-dir"),
     endpoint: str | None = typer.Option(None, "--endpoint"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """For each client: the file, whether the entry exists, its transport and endpoint, and drift."""
     found, token_needed, warning, _ = _daemon_endpoint(ctx)
+    name = name or bs.entry_name(profile)
+    if profile is not None:
+        endpoint = _with_profile(endpoint or found, profile)
     try:
         entries = bs.status(_clients(clients), endpoint=endpoint or found, name=name, scopes=("user", "project"),
                             project_dir=project_dir, token_configured=token_needed)

@@ -6,10 +6,11 @@ parsing ``--rate-limit``, ``--env``, sizes and the ``--oauth-*`` options
 (``oauth_options``), building a manifest from flags
 (remote, WASM or stdio origin), the merge patches that change a registered
 service (what ``add``'s flags gave: ``update_patch``; ``set --unset``:
-``unset_patch``) and the text ``edit`` puts in the editor, the hint that
-points a command given as TARGET to ``--``, reading a manifest file (JSON or
-TOML, a list, or ``{"services": [...]}``) and resolving its relative paths
-against the file's folder. Bad
+``unset_patch``), the hint that points a command given as TARGET to ``--``,
+reading a manifest file (JSON or TOML: one document, a list, or
+``{"services": [...], "profiles": [...]}``; ``MCPService`` and ``MCPProfile``
+documents, told apart by ``is_profile``) and resolving a service's relative
+paths against the file's folder. Bad
 input is a usage error (exit 2). Must not: talk to the daemon or validate what
 the daemon validates (the schema); the one exception, a credential-looking
 ``--env`` with a literal value, is refused here with the daemon's own rule
@@ -32,6 +33,7 @@ from urllib.parse import urlsplit
 
 from runtimectl.context import usage
 from runtimed.config.manifest import is_env_reference, looks_like_secret_name
+from runtimed.config.profile import PROFILE_KIND
 
 _NAME_CLEAN = re.compile(r"[^a-z0-9_-]+")
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|sec|s|minute|min|m|hour|h|day|d)\s*$")
@@ -608,13 +610,21 @@ def load_manifest_file(path: str) -> list[dict[str, Any]]:
                 data = tomllib.loads(raw)
             except tomllib.TOMLDecodeError:
                 raise usage(f"stdin: neither valid JSON ({e}) nor valid TOML") from None
-    if isinstance(data, dict) and isinstance(data.get("services"), list):
-        data = data["services"]
+    lists = [data.get(k) for k in ("services", "profiles")] if isinstance(data, dict) and "kind" not in data else []
+    if any(isinstance(v, list) for v in lists):
+        data = [item for v in lists if isinstance(v, list) for item in v]
     items = data if isinstance(data, list) else [data]
     if not items or not all(isinstance(i, dict) for i in items):
-        raise usage(f"{path}: expected a manifest object, a list of them, or {{\"services\": [...]}}")
+        raise usage(f"{path}: expected a manifest object, a list of them, or "
+                    f"{{\"services\": [...], \"profiles\": [...]}}")
     folder = Path.cwd() if path == "-" else Path(os.path.abspath(path)).parent
-    return [resolve_relative_paths(i, folder) for i in items]
+    return [i if is_profile(i) else resolve_relative_paths(i, folder) for i in items]
+
+
+def is_profile(manifest: dict[str, Any]) -> bool:
+    """Whether a document of a manifest file is a profile (``kind: MCPProfile``), for ``/api/profiles``;
+    anything else goes to ``/api/services`` (which says what is wrong with a kind it does not know)."""
+    return manifest.get("kind") == PROFILE_KIND
 
 
 # -- changing a registered service: add again, set, edit -------------------------------------------------------------
@@ -699,21 +709,3 @@ def unset_patch(items: list[str]) -> dict[str, Any]:
                         f"label:KEY or env:KEY")
         patch = combine(patch, nested(path, None))
     return patch
-
-
-_EDIT_HEADER = ("# runtimectl edit {name} ({id}): the manifest below is checked before anything changes.\n"
-                "# Save and quit to apply it; an unchanged file changes nothing. Lines starting with # are ignored.\n")
-
-
-def edit_text(service: dict[str, Any], body: str, problem: str | None = None) -> str:
-    """What ``edit`` shows in the editor: a header (and the problem with the last try, one line per part), then
-    ``body``."""
-    head = _EDIT_HEADER.format(name=service["name"], id=service["id"])
-    if problem:
-        head += "".join(f"# error: {part}\n" for part in problem.split("; "))
-    return head + body.rstrip("\n") + "\n"
-
-
-def edited_body(text: str) -> str:
-    """The manifest part of an edited file: the ``#`` lines dropped (a JSON line never starts with #)."""
-    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))

@@ -1,4 +1,5 @@
-"""The service commands: ``add``, ``set``, ``edit``, ``add-all``, ``apply``,
+"""The service commands: ``add``, ``set``, ``edit``, ``add-all``, ``apply`` (the profiles of a
+file too, through ``profiles``),
 ``list``, ``status``, ``start``/``stop``/``restart``/``unquarantine``,
 ``introspect`` and ``remove``.
 
@@ -16,11 +17,8 @@ from flags and files come from ``manifests``; ``show`` and ``logs`` live in
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +27,13 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from runtimectl.client import DaemonClient
+from runtimectl.commands.editor import edit_until_valid
 from runtimectl.commands.manifests import (
     STDIO_LIMIT_FLAGS,
     StdioFlags,
     build_manifest,
     combine,
-    edit_text,
-    edited_body,
+    is_profile,
     is_target_like,
     load_manifest_file,
     oauth_options,
@@ -49,6 +47,7 @@ from runtimectl.commands.manifests import (
     unset_patch,
     update_patch,
 )
+from runtimectl.commands.profiles import save_profile, say_saved
 from runtimectl.commands.show import interface_counts
 from runtimectl.context import (
     EXIT_FAILURE,
@@ -59,6 +58,7 @@ from runtimectl.context import (
     fail,
     out,
     plural,
+    say_changes,
     service_argument,
     usage,
 )
@@ -236,7 +236,7 @@ def add(
         emit_json(res)
     elif res["created"] or res["changes"]:
         _say_applied(res)
-        _say_changes(res.get("changes") or [])
+        say_changes(res.get("changes") or [])
         _say_sign_in(res["service"])
     else:
         svc = res["service"]
@@ -328,17 +328,6 @@ def _registered_as(ctx: typer.Context, manifest: dict[str, Any]) -> dict[str, An
             return None
         raise
     return found
-
-
-def _fmt_value(value: Any) -> str:
-    if value is None:
-        return "(default)"
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _say_changes(changes: list[dict[str, Any]]) -> None:
-    for c in changes:
-        out.print(f"  {c['field']}: {_fmt_value(c['from'])} → {_fmt_value(c['to'])}", markup=False)
 
 
 def set_(
@@ -459,7 +448,7 @@ def set_(
         out.print(f"{svc['name']}: nothing changed", markup=False)
         return
     out.print(f"{svc['name']}: {plural(len(changes), 'change')}", markup=False)
-    _say_changes(changes)
+    say_changes(changes)
     _say_sign_in(svc)
 
 
@@ -481,31 +470,8 @@ def edit(ctx: typer.Context, service: str = service_argument(), as_json: bool = 
     c = client(ctx)
     svc = c.get(f"/api/services/{service}")
     original: dict[str, Any] = svc["manifest"]
-    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-    body = json.dumps(original, indent=2)
-    problem: str | None = None
-    with tempfile.TemporaryDirectory(prefix="runtimectl-edit-") as folder:
-        path = Path(folder) / f"{svc['name']}.json"
-        while True:
-            path.write_text(edit_text(svc, body, problem), encoding="utf-8")
-            try:
-                ran = subprocess.run([*shlex.split(editor), str(path)], check=False)
-            except (OSError, ValueError) as e:
-                raise fail(f"cannot run the editor {editor!r}: {getattr(e, 'strerror', None) or e} (set $EDITOR); "
-                           f"nothing changed") from None
-            if ran.returncode != 0:
-                raise fail(f"the editor exited with {ran.returncode}: nothing changed")
-            body = edited_body(path.read_text(encoding="utf-8"))
-            problem, res = _try_edit(c, svc, original, body)
-            if problem is None:
-                break
-            err.print(f"runtimectl: edit {svc['name']}: {problem}", markup=False)
-            try:
-                again = typer.confirm("Edit again?", default=True, err=True)
-            except typer.Abort:
-                again = False
-            if not again:
-                raise fail("aborted: nothing changed")
+    res = edit_until_valid(f"edit {svc['name']} ({svc['id']})", f"edit {svc['name']}", f"{svc['name']}.json",
+                           json.dumps(original, indent=2), lambda body: _try_edit(c, svc, original, body))
     if res is None:
         out.print(f"{svc['name']}: no changes", markup=False)
     elif as_json:
@@ -514,7 +480,7 @@ def edit(ctx: typer.Context, service: str = service_argument(), as_json: bool = 
         out.print(f"{res['service']['name']}: no changes", markup=False)
     else:
         out.print(f"{res['service']['name']}: {plural(len(res['changes']), 'change')}", markup=False)
-        _say_changes(res["changes"])
+        say_changes(res["changes"])
 
 
 def _try_edit(c: DaemonClient, svc: dict[str, Any], original: dict[str, Any],
@@ -578,29 +544,36 @@ def add_all(
 
 def apply(
     ctx: typer.Context,
-    file: str = typer.Option(..., "-f", "--file", help="manifest file (.json or .toml; - for stdin); a relative "
-                             "WASM path or stdio cwd in it is taken from its folder (for -, from here)"),
+    file: str = typer.Option(..., "-f", "--file", help="manifest file (.json or .toml; - for stdin): MCPService and "
+                             "MCPProfile documents; a relative WASM path or stdio cwd in it is taken from its "
+                             "folder (for -, from here)"),
     no_start: bool = typer.Option(False, "--no-start"),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Create or update services from a manifest file."""
+    """Create or update services and profiles from a manifest file (each document whole)."""
     results: list[dict[str, Any]] = []
     failed = 0
     for m in load_manifest_file(file):
         try:
-            results.append(_apply(ctx, m, start=False if no_start else None))
+            if is_profile(m):
+                results.append(save_profile(client(ctx), m))
+            else:
+                results.append(_apply(ctx, m, start=False if no_start else None))
         except DaemonUnavailable:
             raise
         except ClientError as e:
             failed += 1
             name = (m.get("metadata") or {}).get("name") if isinstance(m.get("metadata"), dict) else None
-            results.append({"error": str(e), "name": name})
+            results.append({"error": str(e), "name": name, "kind": m.get("kind")})
     if as_json:
         emit_json({"results": results, "failed": failed})
     else:
         for r in results:
             if "error" in r:
-                err.print(f"runtimectl: {r.get('name') or 'manifest'}: {r['error']}", markup=False)
+                what = f"profile {r['name']}" if r.get("kind") == "MCPProfile" and r.get("name") else r.get("name")
+                err.print(f"runtimectl: {what or 'manifest'}: {r['error']}", markup=False)
+            elif "profile" in r:
+                say_saved(r)
             else:
                 _say_applied(r)
     if failed:

@@ -4,7 +4,8 @@ The one implementation behind ``runtimectl bootstrap ...``, ``runtimectl
 doctor`` and the API's bootstrap status; this module re-exports what they use.
 
 ``entries`` says what is written (the clients, transports and scopes, the
-entry per client and transport, input checks); ``locations`` where (the
+entry per client and transport, a profile's endpoint ``/mcp/@NAME`` and its
+entry name ``runtimed-NAME``, input checks); ``locations`` where (the
 file per client and scope, ``AGENTS.md``, the ``runtimectl`` path); ``plan``
 plans adding or removing the entry (content, action, summary, notes), and
 taking out of the same files the imported entries the gateway now serves
@@ -19,7 +20,15 @@ docs/spec/bootstrap.md for the exact formats.
 """
 
 from runtimed.bootstrap.apply import apply_plan
-from runtimed.bootstrap.entries import CLIENTS, SCOPES, TRANSPORTS, desired_entry
+from runtimed.bootstrap.entries import (
+    CLIENTS,
+    SCOPES,
+    TRANSPORTS,
+    desired_entry,
+    endpoint_profile,
+    entry_name,
+    profile_endpoint,
+)
 from runtimed.bootstrap.locations import Locations, config_path, default_runtimectl_path
 from runtimed.bootstrap.model import (
     BootstrapError,
@@ -51,7 +60,10 @@ __all__ = [
     "config_path",
     "default_runtimectl_path",
     "desired_entry",
+    "endpoint_profile",
+    "entry_name",
     "plan_bootstrap",
     "plan_remove",
+    "profile_endpoint",
     "status",
 ]

@@ -1,5 +1,6 @@
 """The managed block in a project's ``AGENTS.md`` that tells coding agents
-the gateway exists, where it is, and which ``runtime__*`` tools it offers.
+the gateway exists, where it is, and which ``runtime__*`` tools it offers (or,
+for a profile's endpoint, which profile they are given).
 
 Owns the block's text and markers and replacing or removing exactly that
 block; text outside the markers is never changed. Must not touch the disk.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runtimed.bootstrap.entries import endpoint_profile
 from runtimed.bootstrap.model import ConfigParseError
 
 BEGIN = "<!-- runtimed:begin -->"
@@ -24,7 +26,24 @@ TOOLS = (
 
 
 def render_block(endpoint: str, name: str) -> str:
-    """The managed block, markers included, ending with a newline."""
+    """The managed block, markers included, ending with a newline (for a profile's endpoint,
+    ``/mcp/@NAME``, it names the profile instead of listing the gateway's own tools)."""
+    profile = endpoint_profile(endpoint)
+    if profile is not None:
+        return (
+            f"{BEGIN}\n"
+            "## MCP Runtime gateway\n"
+            "\n"
+            f"This machine runs an MCP Runtime gateway. Its profile `{profile}` is at `{endpoint}`, "
+            f"configured in your MCP client as the server `{name}`: it serves the tools chosen for this "
+            "kind of agent (some may be renamed or described for you).\n"
+            "\n"
+            "If a tool fails, `runtimectl status`, `runtimectl doctor` and "
+            f"`runtimectl profile show {profile}` show how the gateway and this profile are.\n"
+            "\n"
+            "_This block is managed by `runtimectl bootstrap --update-agents-md`; edits inside it are replaced._\n"
+            f"{END}\n"
+        )
     tools = "\n".join(f"- `{tool}`: {what}" for tool, what in TOOLS)
     return (
         f"{BEGIN}\n"

@@ -4,8 +4,10 @@ arguments), checking its inputs, and the entry each client gets.
 
 Owns ``desired_entry`` (the managed keys per client and transport, see
 docs/spec/bootstrap.md), input validation (client list, server name, scope,
-transport, endpoint) and URL helpers (the daemon's base URL for an endpoint,
-comparable URLs). Must not: read or write files, know a file format, or ever
+transport, endpoint), a profile's endpoint (``/mcp/@NAME``: ``profile_endpoint``,
+``endpoint_profile``), its default entry name (``entry_name``: ``runtimed-NAME``)
+and its stdio bridge arguments (``--profile NAME``), and URL helpers (the
+daemon's base URL for an endpoint, comparable URLs). Must not: read or write files, know a file format, or ever
 hold a token value except the one ``inline_token`` the caller asks for.
 """
 
@@ -18,6 +20,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from runtimed.bootstrap.model import BootstrapError
+from runtimed.config.manifest import NAME_PATTERN
 from runtimed.config.settings import DEFAULT_PORT
 
 CLIENTS = ("codex", "claude")
@@ -26,8 +29,12 @@ SCOPES = ("user", "project")
 TOKEN_ENV = "RUNTIMED_AUTH_TOKEN"
 URL_ENV = "RUNTIMED_URL"
 STDIO_ARGS = ("gateway", "serve", "--stdio")
+PROFILE_FLAG = "--profile"  # the bridge's option that relays to a profile's endpoint
+PROFILE_PATH = "/mcp/@"  # a profile NAME is served at <base>/mcp/@NAME
+DEFAULT_NAME = "runtime"
 DEFAULT_BASE_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_PROFILE_RE = re.compile(NAME_PATTERN)  # a profile's name, as a service's
 
 Transport = Literal["http", "stdio"]
 Scope = Literal["user", "project"]
@@ -70,12 +77,60 @@ def check_endpoint(endpoint: str) -> None:
         raise BootstrapError(f"invalid endpoint {endpoint!r}: no query or fragment expected")
 
 
-def base_url(endpoint: str) -> str:
-    """The daemon's base URL for an ``.../mcp`` endpoint (what ``RUNTIMED_URL`` holds)."""
+def entry_name(profile: str | None = None) -> str:
+    """The server's default name in the client configs: ``runtime`` for the gateway's ``/mcp``,
+    ``runtimed-NAME`` for profile NAME's endpoint (so that several profiles sit side by side)."""
+    return DEFAULT_NAME if profile is None else f"{DEFAULT_NAME}d-{profile}"
+
+
+def profile_endpoint(endpoint: str, profile: str) -> str:
+    """Profile ``profile``'s endpoint, ``<base>/mcp/@NAME``, from the gateway's ``.../mcp`` (or the
+    profile's endpoint itself)."""
+    if not _PROFILE_RE.match(profile):
+        raise BootstrapError(f"invalid profile name {profile!r}: lowercase letters, digits, '-' and '_', at most 32")
     trimmed = endpoint.rstrip("/")
+    if trimmed.endswith(f"{PROFILE_PATH}{profile}"):
+        return trimmed
     if not trimmed.endswith("/mcp"):
-        raise BootstrapError(f"invalid endpoint {endpoint!r}: the stdio bridge needs the gateway's URL ending in /mcp")
+        raise BootstrapError(f"invalid endpoint {endpoint!r}: a profile's endpoint is the gateway's URL ending in "
+                             f"/mcp, then /@{profile}")
+    return f"{trimmed}/@{profile}"
+
+
+def endpoint_profile(endpoint: str) -> str | None:
+    """The profile an endpoint ``.../mcp/@NAME`` serves, or None (the gateway's ``/mcp``, or another URL)."""
+    trimmed = endpoint.rstrip("/")
+    head, sep, name = trimmed.rpartition(PROFILE_PATH)
+    return name if sep and head and _PROFILE_RE.match(name) else None
+
+
+def base_url(endpoint: str) -> str:
+    """The daemon's base URL for an ``.../mcp`` or ``.../mcp/@NAME`` endpoint (what ``RUNTIMED_URL`` holds)."""
+    trimmed = endpoint.rstrip("/")
+    profile = endpoint_profile(trimmed)
+    if profile is not None:
+        trimmed = trimmed[: -len(f"/@{profile}")]
+    if not trimmed.endswith("/mcp"):
+        raise BootstrapError(f"invalid endpoint {endpoint!r}: the stdio bridge needs the gateway's URL ending in /mcp "
+                             "(or /mcp/@PROFILE)")
     return trimmed[: -len("/mcp")]
+
+
+def stdio_args(endpoint: str) -> list[str]:
+    """The stdio bridge's arguments for ``endpoint``: ``gateway serve --stdio``, and ``--profile NAME``
+    for a profile's endpoint."""
+    profile = endpoint_profile(endpoint)
+    return [*STDIO_ARGS, *((PROFILE_FLAG, profile) if profile is not None else ())]
+
+
+def stdio_endpoint(base: str, args: Sequence[Any]) -> str:
+    """The endpoint a stdio entry's bridge relays to: ``<base>/mcp``, or ``<base>/mcp/@NAME`` with
+    ``--profile NAME`` in its arguments."""
+    words = [str(a) for a in args]
+    endpoint = base.rstrip("/") + "/mcp"
+    if PROFILE_FLAG in words[:-1]:
+        return f"{endpoint}/@{words[words.index(PROFILE_FLAG) + 1]}"
+    return endpoint
 
 
 def normalize_url(url: str) -> str:
@@ -124,13 +179,13 @@ def desired_entry(
         )
     env = {URL_ENV: base_url(endpoint)}
     if client == "codex":
-        entry = {"command": runtimectl_path, "args": list(STDIO_ARGS), "env": env}
+        entry = {"command": runtimectl_path, "args": stdio_args(endpoint), "env": env}
         if token_configured:
             entry["env_vars"] = [TOKEN_ENV]
         return entry
     if token_configured:
         env[TOKEN_ENV] = f"${{{TOKEN_ENV}}}"
-    return {"type": "stdio", "command": runtimectl_path, "args": list(STDIO_ARGS), "env": env}
+    return {"type": "stdio", "command": runtimectl_path, "args": stdio_args(endpoint), "env": env}
 
 
 def managed(entry: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from typing import Any
 from runtimed.bootstrap import agents as bootstrap_agents, claude as bootstrap_claude, codex as bootstrap_codex
 from runtimed.bootstrap.entries import (
     SCOPES,
-    STDIO_ARGS,
     TOKEN_ENV,
     TRANSPORTS,
     check_choice,
@@ -244,7 +243,7 @@ def _plan_client_set(
             mode &= 0o700
         notes.append(f"{path} contains the token written out; the file is kept at mode {mode:o}")
     verb = "add" if current is None else "update"
-    target = endpoint if transport == "http" else f"{desired['command']} {' '.join(STDIO_ARGS)}"
+    target = endpoint if transport == "http" else f"{desired['command']} {' '.join(desired['args'])}"
     summary = f"{where}: " + (f"{label} already up to date" if entry_ok else f"{verb} {label} ({transport} -> {target})")
     if removed:
         summary += "; remove " + ", ".join(r.label for r in removed)

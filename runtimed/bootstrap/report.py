@@ -28,6 +28,7 @@ from runtimed.bootstrap.entries import (
     check_clients,
     check_name,
     normalize_url,
+    stdio_endpoint,
 )
 from runtimed.bootstrap.files import read_snapshot, write_target
 from runtimed.bootstrap.locations import Locations, config_path
@@ -118,7 +119,8 @@ def _describe(client: str, entry: dict[str, Any], token: bool) -> tuple[str | No
         elif not os.path.isabs(command) or not os.access(command, os.X_OK):
             drift.append(f"{command} is not an executable file")
         base = env.get(URL_ENV) if isinstance(env, dict) else None
-        endpoint = (base.rstrip("/") if isinstance(base, str) else DEFAULT_BASE_URL) + "/mcp"
+        endpoint = stdio_endpoint(base if isinstance(base, str) else DEFAULT_BASE_URL,
+                                  args if isinstance(args, list) else [])
         if token:
             forwarded = TOKEN_ENV in (entry.get("env_vars") or []) or (isinstance(env, dict) and TOKEN_ENV in env)
             if client == "codex" and not forwarded:

@@ -402,8 +402,10 @@ def describe_validation_error(err: ValidationError) -> str:
         msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
         if e.get("type") == "extra_forbidden":
             msg = "unknown field"
-        elif e.get("type") == "string_pattern_mismatch" and loc.endswith("name"):
+        elif e.get("type") == "string_pattern_mismatch" and (e.get("ctx") or {}).get("pattern") == NAME_PATTERN:
             msg = "must match [a-z0-9][a-z0-9_-]{0,31} (lowercase letters, digits, '-' and '_', at most 32)"
+        elif e.get("type") == "string_pattern_mismatch" and (e.get("ctx") or {}).get("pattern"):
+            msg = f"must match {str(e['ctx']['pattern']).strip('^$')}"
         elif e.get("type") == "union_tag_invalid":
             msg = "origin.type must be 'local_wasm', 'remote_mcp' or 'stdio'"
         elif e.get("type") == "union_tag_not_found":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,14 @@ from runtimed.bootstrap import (
     BootstrapError,
     ConfigParseError,
     apply_plan,
+    endpoint_profile,
+    entry_name,
     plan_bootstrap,
     plan_remove,
+    profile_endpoint,
     status,
 )
+from runtimed.bootstrap.entries import base_url, stdio_args, stdio_endpoint
 
 EP = "http://127.0.0.1:4707/mcp"
 RTCTL = "/opt/runtimed/bin/runtimectl"
@@ -714,3 +719,102 @@ def test_a_failed_run_keeps_the_previous_backup(env, tmp_path):
     assert files["codex-user"].read_text() == written
     assert codex_bak.read_text() == CODEX_EXISTING  # the last good backup is still there, and only it
     assert _all_files(backups) == [codex_bak]
+
+
+# -- issue 17: a profile's endpoint, /mcp/@NAME, as its own entry (runtimed-NAME), side by side ------------------
+
+PROFILE_EP = EP + "/@dev"
+
+CODEX_PROFILES = """\
+# Codex configuration, edited by hand
+model = "gpt-5-codex"
+
+[mcp_servers.runtime]
+url = "http://127.0.0.1:4707/mcp"
+
+[mcp_servers.runtimed-dev]
+url = "http://127.0.0.1:4707/mcp/@dev"
+bearer_token_env_var = "RUNTIMED_AUTH_TOKEN"
+
+[mcp_servers.runtimed-ops]
+command = "/opt/runtimed/bin/runtimectl"
+args = ["gateway", "serve", "--stdio", "--profile", "ops"]
+env = {RUNTIMED_URL = "http://127.0.0.1:4707"}
+env_vars = ["RUNTIMED_AUTH_TOKEN"]
+"""
+
+CLAUDE_PROFILES = {
+    "numStartups": 42,
+    "mcpServers": {
+        "runtime": {"type": "http", "url": "http://127.0.0.1:4707/mcp"},
+        "runtimed-dev": {"type": "http", "url": "http://127.0.0.1:4707/mcp/@dev",
+                         "headers": {"Authorization": "Bearer ${RUNTIMED_AUTH_TOKEN}"}},
+        "runtimed-ops": {"type": "stdio", "command": "/opt/runtimed/bin/runtimectl",
+                         "args": ["gateway", "serve", "--stdio", "--profile", "ops"],
+                         "env": {"RUNTIMED_URL": "http://127.0.0.1:4707", "RUNTIMED_AUTH_TOKEN": "${RUNTIMED_AUTH_TOKEN}"}},
+    },
+}
+
+
+def test_profile_helpers() -> None:
+    assert entry_name() == "runtime" and entry_name("dev") == "runtimed-dev"
+    assert profile_endpoint(EP, "dev") == profile_endpoint(EP + "/", "dev") == PROFILE_EP
+    assert profile_endpoint(PROFILE_EP, "dev") == PROFILE_EP  # given the profile's endpoint itself
+    assert endpoint_profile(PROFILE_EP) == "dev" and endpoint_profile(EP) is None
+    assert endpoint_profile("http://127.0.0.1:4707/mcp/svc") is None
+    assert base_url(PROFILE_EP) == base_url(EP) == "http://127.0.0.1:4707"
+    assert stdio_args(PROFILE_EP) == ["gateway", "serve", "--stdio", "--profile", "dev"]
+    assert stdio_args(EP) == ["gateway", "serve", "--stdio"]
+    assert stdio_endpoint("http://127.0.0.1:4707", stdio_args(PROFILE_EP)) == PROFILE_EP
+    assert stdio_endpoint("http://127.0.0.1:4707/", ["gateway", "serve", "--stdio"]) == EP
+    with pytest.raises(BootstrapError, match="ending in /mcp, then /@dev"):
+        profile_endpoint("http://127.0.0.1:4707/", "dev")
+    with pytest.raises(BootstrapError, match="invalid profile name"):
+        profile_endpoint(EP, "Dev Team")
+
+
+def test_profiles_are_written_side_by_side_in_the_real_formats(env):
+    """The gateway's entry and two profiles' (http and stdio) in one file per client, each exactly as the
+    client reads it; then one profile removed, the others untouched."""
+    files = _files(env)
+    files["codex-user"].parent.mkdir()
+    files["codex-user"].write_text('# Codex configuration, edited by hand\nmodel = "gpt-5-codex"\n')
+    files["claude-user"].write_text(json.dumps({"numStartups": 42}, indent=2) + "\n")
+    apply_plan(plan_bootstrap(["codex", "claude"], endpoint=EP))
+    plan = plan_bootstrap(["codex", "claude"], endpoint=PROFILE_EP, name="runtimed-dev", token_configured=True)
+    assert [c.summary for c in plan.changes] == [
+        f"codex user: add [mcp_servers.runtimed-dev] (http -> {PROFILE_EP})",
+        f"claude user: add mcpServers.runtimed-dev (http -> {PROFILE_EP})"]
+    apply_plan(plan)
+    plan = plan_bootstrap(["codex", "claude"], endpoint=EP + "/@ops", name="runtimed-ops", transport="stdio",
+                          runtimectl_path=RTCTL, token_configured=True)
+    assert plan.changes[0].summary == (f"codex user: add [mcp_servers.runtimed-ops] (stdio -> {RTCTL} gateway serve "
+                                       "--stdio --profile ops)")
+    apply_plan(plan)
+    assert files["codex-user"].read_text() == CODEX_PROFILES
+    assert json.loads(files["claude-user"].read_text()) == CLAUDE_PROFILES
+    assert tomllib.loads(CODEX_PROFILES)["mcp_servers"]["runtimed-dev"]["url"] == PROFILE_EP
+
+    # Status reads each entry's endpoint back, the stdio one from its --profile.
+    by_name = {n: status(endpoint=ep, name=n, token_configured=True)
+               for n, ep in (("runtimed-dev", PROFILE_EP), ("runtimed-ops", EP + "/@ops"))}
+    for name, rows in by_name.items():
+        for s in rows:
+            assert s.entry_present and s.points_here and s.endpoint == (PROFILE_EP if name == "runtimed-dev"
+                                                                          else EP + "/@ops"), s
+    # An entry of one profile does not point at another's endpoint.
+    (wrong,) = status(["codex"], endpoint=EP + "/@ops", name="runtimed-dev", token_configured=True)
+    assert not wrong.points_here and any(f"points at {PROFILE_EP}" in d for d in wrong.drift)
+
+    apply_plan(plan_remove(["codex", "claude"], name="runtimed-dev"))
+    assert "runtimed-dev" not in files["codex-user"].read_text()
+    assert set(json.loads(files["claude-user"].read_text())["mcpServers"]) == {"runtime", "runtimed-ops"}
+
+
+def test_agents_md_block_for_a_profile_names_it(env):
+    path = env["project"] / "AGENTS.md"
+    apply_plan(plan_bootstrap(["codex"], endpoint=PROFILE_EP, name="runtimed-dev", update_agents_md=True))
+    text = path.read_text()
+    assert f"Its profile `dev` is at `{PROFILE_EP}`" in text and "the server `runtimed-dev`" in text
+    assert "runtime__list_services" not in text and "runtimectl profile show dev" in text
+    assert text.startswith("<!-- runtimed:begin -->\n") and text.endswith("<!-- runtimed:end -->\n")

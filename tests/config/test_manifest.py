@@ -82,6 +82,33 @@ def test_committed_schema_is_not_stale() -> None:
     assert "metadata" in schema["properties"] and "spec" in schema["properties"]
 
 
+def test_committed_profile_schema_is_not_stale() -> None:
+    """schemas/profile-manifest.schema.json is the MCPProfile model's, checked by --check too."""
+    path = REPO / "schemas" / "profile-manifest.schema.json"
+    generator = runpy.run_path(str(REPO / "scripts" / "generate_schema.py"))
+    assert generator["PROFILE_SCHEMA_PATH"] == path
+    assert path.read_text(encoding="utf-8") == generator["render_profile"](), \
+        "stale: run `python scripts/generate_schema.py`"
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    assert schema["title"] == "runtimed/v1 MCPProfile" and schema["properties"]["kind"]["const"] == "MCPProfile"
+    spec = schema["$defs"]["ProfileSpec"]["properties"]
+    assert {"services", "tools", "overrides", "prompts", "resources", "mode", "pinTools"} <= set(spec)
+    # A profile the daemon takes is valid under the schema; one it refuses is not.
+    import jsonschema  # the mcp SDK's dependency (the test extras)
+    good = {"apiVersion": "runtimed/v1", "kind": "MCPProfile", "metadata": {"name": "dev"},
+            "spec": {"services": {"include": ["a*"]}, "mode": "search",
+                     "overrides": {"a__echo": {"name": "say", "annotations": {"readOnlyHint": True}}}}}
+    jsonschema.validate(good, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**good, "spec": {"mode": "sometimes"}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**good, "metadata": {"name": "Dev Team"}}, schema)
+
+    res = subprocess.run([sys.executable, "scripts/generate_schema.py", "--check"], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert res.returncode == 0 and f"{path} is up to date" in res.stdout, res.stderr + res.stdout
+
+
 # -- regression, manifest: credential-named query parameters (found by review; fails with its fix reverted) ---
 
 @pytest.mark.parametrize("query", ["api_key=sekrit-value-123", "token=sekrit-value-123",

@@ -492,3 +492,66 @@ def test_add_a_service_from_the_page(page: Page, make_daemon, tmp_path: Path) ->
         assert origin["command"] == sys.executable and origin["args"] == [str(server), "--name", "my upstream"]
         page.shot("added_from_the_page")
     assert page.errors == [] or all("422" in e or "409" in e or "404" in e for e in page.errors), page.errors
+
+
+# -- issue 17: the Profiles panel -----------------------------------------------------------------------------------
+
+def _profile_row(name: str) -> str:
+    return f'tr[data-profile-row="{name}"]'
+
+
+def test_the_profiles_panel_lists_each_profile_with_its_endpoint(page: Page, make_daemon, tmp_path: Path) -> None:
+    d = make_daemon(env=_home_env(tmp_path))
+    wat = Path(__file__).resolve().parents[2] / "examples" / "wasm" / "math.wat"
+    r = d.api("POST", "/api/services", json={"metadata": {"name": "math"},
+                                             "spec": {"origin": {"type": "local_wasm", "path": str(wat)}}})
+    assert r.status_code == 201, r.text
+    d.wait_state("math", "RUNNING")
+
+    def save(name: str, **spec: Any) -> None:
+        body = {"kind": "MCPProfile", "metadata": {"name": name, "description": f"The {name} agents."}, "spec": spec}
+        res = d.api("POST", "/api/profiles", json=body)
+        assert res.status_code in (200, 201), res.text
+
+    pg = page.page
+    page.ctx.grant_permissions(["clipboard-read", "clipboard-write"], origin=d.url)
+    pg.goto(d.url + "/status")
+    pg.wait_for_selector(".live.on")
+    assert "runtimectl profile create" in pg.locator("#profiles .empty-profiles").inner_text()
+    pg.evaluate("window.__sameDocument = 'yes'")
+
+    # A profile made elsewhere (the API) appears without a reload: name, mode, tool count, endpoint.
+    save("dev", tools={"exclude": ["math__fib"]})
+    pg.wait_for_selector(_profile_row("dev"))
+    row = pg.locator(_profile_row("dev"))
+    assert row.locator("td.name b").inner_text() == "dev"
+    assert row.locator("td.name .muted").inner_text() == "The dev agents."
+    assert row.locator("[data-mode]").inner_text() == "full"
+    assert row.locator("[data-tool-count]").inner_text() == "2"
+    endpoint = f"{d.mcp_url}/@dev"
+    assert row.locator(".endpoint code").inner_text() == endpoint
+    # The copy button copies the endpoint, as the overview's do.
+    row.locator("button.copy").click()
+    pg.wait_for_function("document.querySelector('tr[data-profile-row=\"dev\"] button.copy').textContent === 'Copied'")
+    assert pg.evaluate("navigator.clipboard.readText()") == endpoint
+
+    save("finder", mode="search", pinTools=True)
+    pg.wait_for_selector(_profile_row("finder"))
+    finder = pg.locator(_profile_row("finder"))
+    assert finder.locator("[data-mode]").inner_text() == "search" and "pinned" in finder.inner_text()
+    assert finder.locator("[data-tool-count]").inner_text() == "3"
+    names = pg.locator("#profiles tr[data-profile-row]").evaluate_all("rows => rows.map(r => r.dataset.profileRow)")
+    assert names == ["dev", "finder"]
+    page.shot("profiles_panel")
+
+    # The tool counts follow the services: math stopped, no profile serves a tool.
+    assert d.api("POST", "/api/services/math/stop").status_code == 200
+    pg.wait_for_function("document.querySelector('tr[data-profile-row=\"finder\"] [data-tool-count]')"
+                         ".textContent.trim() === '0'")
+    # A profile removed goes away; the last one gone, the panel says how to make one.
+    assert d.api("DELETE", "/api/profiles/dev").status_code == 200
+    pg.wait_for_selector(_profile_row("dev"), state="detached")
+    assert d.api("DELETE", "/api/profiles/finder").status_code == 200
+    pg.wait_for_selector("#profiles .empty-profiles")
+    assert pg.evaluate("window.__sameDocument") == "yes"
+    assert page.errors == []

@@ -7,8 +7,12 @@ import json
 import os
 import tomllib
 from pathlib import Path
+from typing import Any
 
-from tests.support.daemon import DaemonProc, run_cli
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from tests.support.daemon import REPO, DaemonProc, run_cli
 from tests.support.foundation import temp_homes
 
 
@@ -105,3 +109,84 @@ def test_bootstrap_keeps_one_backup_per_file_in_the_state_dir(daemon: DaemonProc
     rm = run_cli(daemon, "bootstrap", "remove", "--clients", "claude", env=env)
     assert rm.returncode == 0, rm.stderr
     assert json.loads(backup.read_text())["mcpServers"]["runtime"]["url"] == "http://127.0.0.1:4709/mcp"
+
+
+# -- issue 17: bootstrap --profile NAME wires a client to /mcp/@NAME, as the entry runtimed-NAME ---------------------
+
+def _profiles(d: DaemonProc) -> None:
+    """Services math and upper (WASM); profile dev (math, add shown as plus), profile ops (upper)."""
+    for name in ("math", "upper"):
+        r = d.api("POST", "/api/services", json={"metadata": {"name": name}, "spec": {
+            "origin": {"type": "local_wasm", "path": str(REPO / "examples" / "wasm" / f"{name}.wat")}}})
+        assert r.status_code == 201, r.text
+        d.wait_state(name, "RUNNING")
+    for name, spec in (("dev", {"services": {"include": ["math"]}, "overrides": {"math__add": {"name": "plus"}}}),
+                       ("ops", {"services": {"include": ["upper"]}})):
+        r = d.api("POST", "/api/profiles", json={"kind": "MCPProfile", "metadata": {"name": name}, "spec": spec})
+        assert r.status_code == 201, r.text
+
+
+async def _tools(target: Any) -> set[str]:
+    async with Client(target) as c:
+        return {t.name for t in (await c.list_tools()).tools}
+
+
+async def test_bootstrap_per_profile_side_by_side(daemon: DaemonProc, tmp_path: Path) -> None:
+    _profiles(daemon)
+    env = temp_homes(tmp_path)
+    codex = Path(env["CODEX_HOME"]) / "config.toml"
+    claude = Path(env["HOME"]) / ".claude.json"
+    for args in ((), ("--profile", "dev"), ("--profile", "ops")):
+        r = run_cli(daemon, "bootstrap", "--clients", "codex,claude", *args, env=env)
+        assert r.returncode == 0, r.stderr
+    dev_url, ops_url = f"{daemon.mcp_url}/@dev", f"{daemon.mcp_url}/@ops"
+    assert f"add [mcp_servers.x] (http -> {dev_url})" in run_cli(  # --name still names it
+        daemon, "bootstrap", "--profile", "dev", "--clients", "codex", "--name", "x", "--dry-run", env=env).stdout
+    servers = tomllib.loads(codex.read_text())["mcp_servers"]
+    assert servers == {"runtime": {"url": daemon.mcp_url}, "runtimed-dev": {"url": dev_url},
+                       "runtimed-ops": {"url": ops_url}}
+    assert json.loads(claude.read_text())["mcpServers"] == {
+        "runtime": {"type": "http", "url": daemon.mcp_url}, "runtimed-dev": {"type": "http", "url": dev_url},
+        "runtimed-ops": {"type": "http", "url": ops_url}}
+    # What a client connecting to each entry's URL is served: that profile's tools only.
+    assert await _tools(servers["runtimed-dev"]["url"]) == {"plus", "math__hypot", "math__fib"}
+    assert await _tools(servers["runtimed-ops"]["url"]) == {"upper__upper"}
+
+    st = run_cli(daemon, "bootstrap", "status", "--profile", "dev", "--json", env=env)
+    assert st.returncode == 0, st.stdout + st.stderr
+    body = json.loads(st.stdout)
+    assert body["endpoint"] == dev_url
+    assert all(e["entryPresent"] and e["pointsHere"] for e in body["entries"] if e["scope"] == "user")
+
+    # An unknown profile is refused, naming the profiles there are; nothing is written.
+    before = codex.read_text(), claude.read_text()
+    r = run_cli(daemon, "bootstrap", "--profile", "nope", env=env)
+    assert r.returncode == 1 and "no profile named 'nope': the profiles are: dev, ops" in r.stderr, r.stderr
+    assert (codex.read_text(), claude.read_text()) == before
+
+    # remove --profile takes out that profile's entry only.
+    rm = run_cli(daemon, "bootstrap", "remove", "--profile", "dev", env=env)
+    assert rm.returncode == 0, rm.stderr
+    assert set(tomllib.loads(codex.read_text())["mcp_servers"]) == {"runtime", "runtimed-ops"}
+    assert set(json.loads(claude.read_text())["mcpServers"]) == {"runtime", "runtimed-ops"}
+
+
+async def test_bootstrap_profile_over_stdio_runs_the_bridge_to_the_profile(daemon: DaemonProc, tmp_path: Path) -> None:
+    _profiles(daemon)
+    env = temp_homes(tmp_path)
+    r = run_cli(daemon, "bootstrap", "--profile", "dev", "--clients", "codex,claude", "--transport", "stdio",
+                "--scope", "project", "--project-dir", str(tmp_path), env=env)
+    assert r.returncode == 0, r.stderr
+    entry = json.loads((tmp_path / ".mcp.json").read_text())["mcpServers"]["runtimed-dev"]
+    assert entry["type"] == "stdio" and entry["args"] == ["gateway", "serve", "--stdio", "--profile", "dev"]
+    assert entry["env"] == {"RUNTIMED_URL": daemon.url}
+    codex_entry = tomllib.loads((tmp_path / ".codex" / "config.toml").read_text())["mcp_servers"]["runtimed-dev"]
+    assert codex_entry["args"] == entry["args"] and codex_entry["env"] == entry["env"]
+    # The entry as Claude Code would start it: the bridge relays to /mcp/@dev.
+    params = StdioServerParameters(command=entry["command"], args=entry["args"],
+                                   env={**daemon.env_for_cli(), **entry["env"]}, cwd=str(tmp_path))
+    assert await _tools(params) == {"plus", "math__hypot", "math__fib"}
+    st = run_cli(daemon, "bootstrap", "status", "--profile", "dev", "--project-dir", str(tmp_path), "--json", env=env)
+    rows = [e for e in json.loads(st.stdout)["entries"] if e["scope"] == "project"]
+    assert [(e["transport"], e["endpoint"], e["pointsHere"]) for e in rows] == [
+        ("stdio", f"{daemon.mcp_url}/@dev", True)] * 2

@@ -37,7 +37,7 @@ from runtimed.http.context import ApiContext
 from runtimed.records.redaction import redact_text
 
 HERE = Path(__file__).resolve().parent
-FRAGMENTS = ("overview", "services", "clients", "insights")
+FRAGMENTS = ("overview", "services", "profiles", "clients", "insights")
 SERVICE_PARTS = ("summary", "interface", "calls", "logs", "events")
 
 
@@ -259,6 +259,19 @@ def services_ctx(d: ApiContext) -> dict[str, Any]:
     return {"rows": [{**svc.summary(), "stats": d.analytics.service_stats(svc.name)} for svc in d.supervisor.all()]}
 
 
+def profiles_ctx(d: ApiContext) -> dict[str, Any]:
+    """The Profiles panel: each profile's name, description, mode, pinning, how many tools it serves and
+    its endpoint (``/mcp/@NAME``); the stored ones that do not validate, with why."""
+    registry = d.profiles
+    if registry is None:
+        return {"rows": [], "invalid": []}
+    base = d.settings.base_url
+    rows = [{"name": m.name, "description": m.metadata.description, "mode": m.spec.mode,
+             "pinTools": m.spec.pinTools, "toolCount": len(d.profile_tools(m.name) or []),
+             "endpoint": f"{base}/mcp/@{m.name}"} for m in registry.all()]
+    return {"rows": rows, "invalid": sorted(registry.invalid.items())}
+
+
 def insights_ctx(d: ApiContext) -> dict[str, Any]:
     return {
         "capture_intent": d.settings.capture_intent, "capture_arguments": d.settings.capture_arguments,
@@ -307,7 +320,8 @@ def clients_ctx(d: ApiContext) -> dict[str, Any]:
 
 
 _BUILDERS: dict[str, Callable[[ApiContext], dict[str, Any]]] = {
-    "overview": overview_ctx, "services": services_ctx, "clients": clients_ctx, "insights": insights_ctx}
+    "overview": overview_ctx, "services": services_ctx, "profiles": profiles_ctx, "clients": clients_ctx,
+    "insights": insights_ctx}
 
 
 # -- handlers --------------------------------------------------------------------

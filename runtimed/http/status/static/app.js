@@ -551,6 +551,7 @@
     if (type === "hello") return;
     if (type === "capability.requested") { refresh("/api/ui/insights"); return; }
     if (type === "clients") { refresh("/api/ui/overview"); refresh("/api/ui/clients"); return; }
+    if (type === "profiles") { refresh("/api/ui/profiles"); return; }
     if (type === "call") {
       refresh("/api/ui/services");
       if (!serviceName || svc === serviceName) refreshCharts();
@@ -563,6 +564,7 @@
     }
     refresh("/api/ui/overview");
     refresh("/api/ui/services");
+    refresh("/api/ui/profiles"); // the profiles' tool counts follow the services
     if (serviceName && (svc === serviceName || !svc)) {
       ["summary", "interface", "logs", "events"].forEach(function (p) { refresh(servicePart(p)); });
     }
