@@ -160,6 +160,9 @@ async def test_a_renamed_tool_routes_to_the_original_and_records_both_names(daem
     assert repeated and repeated[0]["profileTool"] == "repeat"
     added = [r for r in records(daemon, service="a", tool="add") if r.get("profile") == "dev" and r["era"] == era]
     assert added and added[0]["profileTool"] == "a__add"
+    # The service page's calls show both names too.
+    page = daemon.api("GET", "/api/ui/services/a/calls").text
+    assert 'data-via-profile="dev"' in page and "as <code>say</code> on @dev" in page, page[:2000]
 
 
 @pytest.mark.parametrize("mode", MODES)
