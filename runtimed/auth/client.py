@@ -103,6 +103,17 @@ class Tokens:
         return max(2.0, min(60.0, (self.expires_at - self.obtained_at) / 10))
 
 
+def _authenticate(registration: Registration, data: dict[str, str]) -> httpx.Auth | None:
+    """The registration's client authentication at a token or revocation endpoint: HTTP Basic (returned),
+    or ``client_id`` (and ``client_secret`` for ``client_secret_post``) added to the form ``data``."""
+    if registration.auth_method == "client_secret_basic" and registration.client_secret:
+        return _basic(registration)
+    data["client_id"] = registration.client_id
+    if registration.auth_method == "client_secret_post" and registration.client_secret:
+        data["client_secret"] = registration.client_secret
+    return None
+
+
 def _basic(registration: Registration) -> httpx.Auth:
     """client_secret_basic: id and secret form-urlencoded before base64 (RFC 6749 §2.3.1)."""
     return httpx.BasicAuth(quote(registration.client_id, safe=""), quote(registration.client_secret or "", safe=""))
@@ -212,13 +223,7 @@ async def token_request(http: httpx.AsyncClient, server: JSON, registration: Reg
     """POST ``form`` to the token endpoint with the registration's client authentication."""
     endpoint = check_endpoint(server.get("token_endpoint"), "the token endpoint")
     data = dict(form)
-    auth: httpx.Auth | None = None
-    if registration.auth_method == "client_secret_basic" and registration.client_secret:
-        auth = _basic(registration)
-    else:
-        data["client_id"] = registration.client_id
-        if registration.auth_method == "client_secret_post" and registration.client_secret:
-            data["client_secret"] = registration.client_secret
+    auth = _authenticate(registration, data)
     try:
         r = await http.post(endpoint, data=data, auth=auth or httpx.USE_CLIENT_DEFAULT, headers={"Accept": "application/json"},
                             follow_redirects=False)
@@ -248,13 +253,7 @@ async def revoke(http: httpx.AsyncClient, server: JSON, registration: Registrati
     if not isinstance(endpoint, str):
         return False
     data = {"token": token, "token_type_hint": hint}
-    auth: httpx.Auth | None = None
-    if registration.auth_method == "client_secret_basic" and registration.client_secret:
-        auth = _basic(registration)
-    else:
-        data["client_id"] = registration.client_id
-        if registration.auth_method == "client_secret_post" and registration.client_secret:
-            data["client_secret"] = registration.client_secret
+    auth = _authenticate(registration, data)
     try:
         check_endpoint(endpoint, "the revocation endpoint")
         r = await http.post(endpoint, data=data, auth=auth or httpx.USE_CLIENT_DEFAULT, follow_redirects=False)

@@ -134,10 +134,7 @@ class Supervisor:
             self.spawn(self._wait_for_sign_in(svc, reason))
 
     async def _wait_for_sign_in(self, svc: ServiceRuntime, reason: str) -> None:
-        if svc._restart_task:
-            svc._restart_task.cancel()
-            svc._restart_task = None
-            svc.next_restart_at = None
+        _cancel_restart(svc)
         async with svc.lock:
             if svc.state in (State.RUNNING, State.CRASHED):
                 await self._stop_backend(svc, reason)
@@ -572,10 +569,8 @@ class Supervisor:
             )
         if intend:
             await self._intend(svc, "running", reason)
-        if svc._restart_task and reason != "restart policy":
-            svc._restart_task.cancel()
-            svc._restart_task = None
-            svc.next_restart_at = None
+        if reason != "restart policy":
+            _cancel_restart(svc)
         async with svc.lock:
             if svc.state in (State.RUNNING, State.STARTING) and reason != "restart policy":
                 return svc
@@ -646,10 +641,7 @@ class Supervisor:
         return await self._stop(svc, reason)
 
     async def _stop(self, svc: ServiceRuntime, reason: str) -> ServiceRuntime:
-        if svc._restart_task:
-            svc._restart_task.cancel()
-            svc._restart_task = None
-            svc.next_restart_at = None
+        _cancel_restart(svc)
         async with svc.lock:
             if svc.state in (State.STOPPED, State.REGISTERED) and svc.backend is None:
                 return svc
@@ -899,6 +891,14 @@ def _same_content(a: Interface, b: Interface) -> bool:
     """Everything but ``ttl_ms`` equal (plain comparisons: cheaper than hashing two revisions)."""
     return (a.tools, a.resources, a.resource_templates, a.prompts, a.capabilities, a.server_info, a.instructions) == (
         b.tools, b.resources, b.resource_templates, b.prompts, b.capabilities, b.server_info, b.instructions)
+
+
+def _cancel_restart(svc: ServiceRuntime) -> None:
+    """A scheduled restart is no longer wanted (a stop, a sign-in to wait for)."""
+    if svc._restart_task:
+        svc._restart_task.cancel()
+        svc._restart_task = None
+        svc.next_restart_at = None
 
 
 def _sign_in_required(e: BaseException) -> SignInRequired | None:
