@@ -13,8 +13,10 @@ are given: the reason a tool with a pending change is not served, when the servi
 
 Decisions are made in memory, synchronously (a changed tool is withheld before its new definition
 can be listed); documents are written in the background, in order, one at a time (``flush`` waits
-for them), except an approval, which is durable when ``approve`` returns. A peer replica's change to
-a document is read again (``peer_change``). Must not: serve MCP or HTTP, call upstreams, or decide
+for them), except an approval, which is durable when ``approve`` returns. Before a document is
+written, the shared one is read again and what peer replicas recorded meanwhile is folded in
+(``_merge``); ``tool.changed`` is emitted after that write, unless a peer had already recorded the same
+change. A peer replica's change to a document is read again (``peer_change``). Must not: serve MCP or HTTP, call upstreams, or decide
 lifecycle state.
 """
 
