@@ -13,8 +13,10 @@ are given: the reason a tool with a pending change is not served, when the servi
 
 Decisions are made in memory, synchronously (a changed tool is withheld before its new definition
 can be listed); documents are written in the background, in order, one at a time (``flush`` waits
-for them), except an approval, which is durable when ``approve`` returns. A peer replica's change to
-a document is read again (``peer_change``). Must not: serve MCP or HTTP, call upstreams, or decide
+for them), except an approval, which is durable when ``approve`` returns. Before a document is
+written, the shared one is read again and what peer replicas recorded meanwhile is folded in
+(``_merge``); ``tool.changed`` is emitted after that write, unless a peer had already recorded the same
+change. A peer replica's change to a document is read again (``peer_change``). Must not: serve MCP or HTTP, call upstreams, or decide
 lifecycle state.
 """
 
@@ -75,6 +77,8 @@ class ToolPins:
         self.listeners: list[Callable[[str], None]] = []
         self._observed: dict[str, object] = {}  # service id -> the tools list last observed (identity)
         self._dirty: set[str] = set()
+        # service id -> the changes this replica found, (tool, ``tool.changed`` data), announced when written
+        self._announce: dict[str, list[tuple[str, JSON]]] = {}
         self._writer: asyncio.Task[None] | None = None
         self._loading: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
@@ -172,9 +176,11 @@ class ToolPins:
             fields = ", ".join(diff["fields"]) or "definition"
             svc.log("warning", f"tool {name!r} changed since it was approved ({fields})"
                     + (f"; withheld until approved: {approve_command(svc.name, name)}" if held else ""))
-            self.events.emit("tool.changed", svc.name, serviceId=svc.id, tool=name, diff=diff,
-                             fingerprint=entry["pending"]["fingerprint"], pinnedFingerprint=entry.get("fingerprint"),
-                             withheld=held, approve=approve_command(svc.name, name))
+            # Announced once written (``_write``), unless another replica recorded it first.
+            self._announce.setdefault(svc.id, []).append(
+                (name, dict(service=svc.name, serviceId=svc.id, tool=name, diff=diff,
+                            fingerprint=entry["pending"]["fingerprint"], pinnedFingerprint=entry.get("fingerprint"),
+                            withheld=held, approve=approve_command(svc.name, name))))
         for name in reverted:
             svc.log("info", f"tool {name!r} is back to its approved definition")
             self.events.emit("tool.reverted", svc.name, serviceId=svc.id, tool=name)
@@ -268,6 +274,7 @@ class ToolPins:
         self.docs.pop(service_id, None)
         self._observed.pop(service_id, None)
         self._dirty.discard(service_id)
+        self._announce.pop(service_id, None)
         async with self._write_lock:
             try:
                 await asyncio.to_thread(self.store.save_doc, COLLECTION, service_id, None)
@@ -291,11 +298,55 @@ class ToolPins:
                 if not self._dirty:
                     return
                 sid = self._dirty.pop()
+                found = self._announce.pop(sid, [])
+                known: set[str] = set()
+                try:  # what the other replicas recorded meanwhile is kept, not overwritten
+                    shared = (await asyncio.to_thread(self.store.load_docs, COLLECTION)).get(sid)
+                except (OSError, StoreUnavailable) as e:
+                    log.warning("could not read the tool pins of %s before writing them: %s", sid, e)
+                    shared = None
+                if shared is not None and sid in self.docs:
+                    known, moved = self._merge(self.docs[sid], shared)
+                    if moved:
+                        self._changed(sid)
                 doc = copy.deepcopy(self.docs.get(sid))
                 try:
                     await asyncio.to_thread(self.store.save_doc, COLLECTION, sid, doc)
                 except (OSError, StoreUnavailable) as e:
                     log.warning("could not record the tool pins of %s: %s", sid, e)
+            for name, data in found:
+                if name not in known:
+                    self.events.emit("tool.changed", data.pop("service"), **data)
+
+    @staticmethod
+    def _merge(doc: dict[str, JSON], shared: dict[str, Any]) -> tuple[set[str], bool]:
+        """Fold into ``doc`` (this replica's) what another replica recorded in ``shared`` since this one
+        read it: its pins of tools not seen here, its approvals, and its pending changes this replica
+        found too (the first ``detectedAt`` is kept). Returns the tools whose pending change here was
+        already recorded (or approved) there, and whether what ``withheld`` answers changed."""
+        known: set[str] = set()
+        moved = False
+        for name, theirs in shared.items():
+            if not isinstance(theirs, dict):
+                continue
+            ours = doc.get(name)
+            if ours is None:
+                doc[name] = theirs
+                moved = moved or isinstance(theirs.get("pending"), dict)
+                continue
+            mine = ours.get("pending") if isinstance(ours.get("pending"), dict) else None
+            if (theirs.get("approvedAt") or 0) > (ours.get("approvedAt") or 0):  # approved there meanwhile
+                ours.update(fingerprint=theirs.get("fingerprint"), definition=theirs.get("definition"),
+                            approvedAt=theirs.get("approvedAt"))
+                if mine is not None and mine.get("fingerprint") == ours["fingerprint"]:
+                    del ours["pending"]
+                    known.add(name)
+                    moved = True
+            pend = theirs.get("pending")
+            if mine is not None and isinstance(pend, dict) and pend.get("fingerprint") == mine.get("fingerprint"):
+                ours["pending"] = pend
+                known.add(name)
+        return known, moved
 
     async def flush(self, timeout: float = 10.0) -> None:
         """Wait (at most ``timeout`` seconds) for the documents still being written."""
