@@ -4,7 +4,9 @@ A thin wrapper over ``runtimed.bootstrap`` (which owns the file formats and
 the safe writes): resolves the endpoint and whether a token is needed from the
 running daemon (with ``--profile NAME``: that profile's endpoint ``/mcp/@NAME``,
 refused when the daemon has no such profile, and the entry ``runtimed-NAME``),
-then plans, shows and applies. With ``--replace-imported`` it
+then plans, shows and applies. ``--token-env VAR`` makes the entries send the
+token from VAR instead of ``RUNTIMED_AUTH_TOKEN`` (a profile's scoped token
+beside the others; a hint says how to export one). With ``--replace-imported`` it
 also asks the daemon which services ``runtimectl import`` registered (their
 ``runtimed/imported-*`` labels) and hands them to the plan, with a check
 (``runtimectl.importers.still_imported``) that each entry still runs what its
@@ -64,6 +66,26 @@ def _with_profile(endpoint: str, profile: str) -> str:
         return bs.profile_endpoint(endpoint, profile)
     except bs.BootstrapError as e:
         raise fail(str(e), EXIT_USAGE) from None
+
+
+def _token_env(value: str | None) -> str | None:
+    """``--token-env VAR``, checked as an environment variable's name (a usage error otherwise)."""
+    if value is None:
+        return None
+    try:
+        return bs.check_token_env(value)
+    except bs.BootstrapError as e:
+        raise fail(f"--token-env: {e}", EXIT_USAGE) from None
+
+
+def token_hint(var: str, profile: str | None) -> str:
+    """How to put a token into ``var`` where the clients start: a scoped token of ``profile`` (the token is
+    the last line ``token create`` prints), or the daemon's token for the gateway's own endpoint."""
+    if profile is None:
+        return f"the entries send the token from {var}: export {var}=<the daemon's token> where the clients start"
+    return (f"the entries send the token from {var}: export it where the clients start, with a token that reaches "
+            f"profile {profile} (printed once, on the last line): "
+            f'export {var}="$(runtimectl token create --profile {profile} | tail -n 1)"')
 
 
 def _backup_dir(daemon_state_dir: str | None) -> Path:
@@ -192,6 +214,10 @@ def bootstrap(
     scope: str = typer.Option("user", "--scope", help="user or project"),
     project_dir: Path = typer.Option(Path("."), "--project-dir", help="the project, for --scope project"),
     update_agents_md: bool = typer.Option(False, "--update-agents-md", help="add a managed block to ./AGENTS.md"),
+    token_env: str | None = typer.Option(
+        None, "--token-env", metavar="VAR",
+        help="the entries send the token from environment variable VAR instead of RUNTIMED_AUTH_TOKEN (e.g. a "
+             "profile's scoped token, runtimectl token create --profile NAME)"),
     replace_imported: bool = typer.Option(
         False, "--replace-imported",
         help="also remove from these files the entries `runtimectl import` registered (when unchanged since)"),
@@ -207,6 +233,7 @@ def bootstrap(
     if scope not in bs.SCOPES:
         raise fail(f"--scope must be user or project, not {scope!r}", EXIT_USAGE)
     chosen = _clients(clients)
+    var = _token_env(token_env)
     found, token_needed, warning, daemon_state_dir = _daemon_endpoint(ctx)
     if profile is not None:
         _check_profile(ctx, profile)
@@ -217,12 +244,15 @@ def bootstrap(
         plan = bs.plan_bootstrap(
             chosen, endpoint=endpoint or found, transport=transport, name=name or bs.entry_name(profile), scope=scope,
             project_dir=project_dir, token_configured=token_needed, runtimectl_path=bs.default_runtimectl_path(),
-            update_agents_md=update_agents_md, replace=[imp for imp, _ in imported],
+            update_agents_md=update_agents_md, replace=[imp for imp, _ in imported], token_env=var,
         )
         result = None if dry_run else bs.apply_plan(plan, backup_dir=_backup_dir(daemon_state_dir))
     except bs.BootstrapError as e:
         raise fail(str(e)) from None
-    _show(plan, result, as_json, dry_run, warning if endpoint is None else None, _elsewhere(plan, imported, loc))
+    notes = _elsewhere(plan, imported, loc)
+    if var is not None and var != bs.TOKEN_ENV:
+        notes.append(token_hint(var, profile))
+    _show(plan, result, as_json, dry_run, warning if endpoint is None else None, notes)
 
 
 @bootstrap_app.command("remove")
@@ -257,16 +287,20 @@ def status(
     name: str | None = typer.Option(None, "--name", help="default: runtime; with --profile, runtimed-NAME"),
     project_dir: Path = typer.Option(Path("."), "--project-dir"),
     endpoint: str | None = typer.Option(None, "--endpoint"),
+    token_env: str | None = typer.Option(None, "--token-env", metavar="VAR",
+                                         help="the variable the entries should send the token from (another one is "
+                                              "drift; default: any)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """For each client: the file, whether the entry exists, its transport and endpoint, and drift."""
+    var = _token_env(token_env)
     found, token_needed, warning, _ = _daemon_endpoint(ctx)
     name = name or bs.entry_name(profile)
     if profile is not None:
         endpoint = _with_profile(endpoint or found, profile)
     try:
         entries = bs.status(_clients(clients), endpoint=endpoint or found, name=name, scopes=("user", "project"),
-                            project_dir=project_dir, token_configured=token_needed)
+                            project_dir=project_dir, token_configured=token_needed, token_env=var)
     except bs.BootstrapError as e:
         raise fail(str(e)) from None
     if as_json:

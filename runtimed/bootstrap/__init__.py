@@ -5,7 +5,7 @@ doctor`` and the API's bootstrap status; this module re-exports what they use.
 
 ``entries`` says what is written (the clients, transports and scopes, the
 entry per client and transport, a profile's endpoint ``/mcp/@NAME`` and its
-entry name ``runtimed-NAME``, input checks); ``locations`` where (the
+entry name ``runtimed-NAME``, the token's variable, input checks); ``locations`` where (the
 file per client and scope, ``AGENTS.md``, the ``runtimectl`` path); ``plan``
 plans adding or removing the entry (content, action, summary, notes), and
 taking out of the same files the imported entries the gateway now serves
@@ -23,7 +23,9 @@ from runtimed.bootstrap.apply import apply_plan
 from runtimed.bootstrap.entries import (
     CLIENTS,
     SCOPES,
+    TOKEN_ENV,
     TRANSPORTS,
+    check_token_env,
     desired_entry,
     endpoint_profile,
     entry_name,
@@ -46,6 +48,7 @@ from runtimed.bootstrap.report import status
 __all__ = [
     "CLIENTS",
     "SCOPES",
+    "TOKEN_ENV",
     "TRANSPORTS",
     "BootstrapError",
     "ConfigParseError",
@@ -57,6 +60,7 @@ __all__ = [
     "RemovedEntry",
     "Result",
     "apply_plan",
+    "check_token_env",
     "config_path",
     "default_runtimectl_path",
     "desired_entry",

@@ -1,12 +1,15 @@
 """What bootstrap writes: the clients, transports and scopes it knows, the
-names it uses (``RUNTIMED_AUTH_TOKEN``, ``RUNTIMED_URL``, the stdio bridge's
-arguments), checking its inputs, and the entry each client gets.
+names it uses (``RUNTIMED_AUTH_TOKEN`` or the variable ``--token-env`` names,
+``RUNTIMED_URL``, the stdio bridge's arguments), checking its inputs, and the
+entry each client gets.
 
 Owns ``desired_entry`` (the managed keys per client and transport, see
 docs/spec/bootstrap.md), input validation (client list, server name, scope,
 transport, endpoint), a profile's endpoint (``/mcp/@NAME``: ``profile_endpoint``,
 ``endpoint_profile``), its default entry name (``entry_name``: ``runtimed-NAME``)
-and its stdio bridge arguments (``--profile NAME``), and URL helpers (the
+and its stdio bridge arguments (``--profile NAME``, ``--token-env VAR`` for a
+variable other than ``RUNTIMED_AUTH_TOKEN``), which variable an entry sends the
+token from (``entry_token_env``), and URL helpers (the
 daemon's base URL for an endpoint, comparable URLs). Must not: read or write files, know a file format, or ever
 hold a token value except the one ``inline_token`` the caller asks for.
 """
@@ -30,11 +33,15 @@ TOKEN_ENV = "RUNTIMED_AUTH_TOKEN"
 URL_ENV = "RUNTIMED_URL"
 STDIO_ARGS = ("gateway", "serve", "--stdio")
 PROFILE_FLAG = "--profile"  # the bridge's option that relays to a profile's endpoint
+TOKEN_ENV_FLAG = "--token-env"  # the bridge's option naming the variable it reads the token from
 PROFILE_PATH = "/mcp/@"  # a profile NAME is served at <base>/mcp/@NAME
 DEFAULT_NAME = "runtime"
 DEFAULT_BASE_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PROFILE_RE = re.compile(NAME_PATTERN)  # a profile's name, as a service's
+TOKEN_ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+_TOKEN_ENV_RE = re.compile(TOKEN_ENV_PATTERN)
+_BEARER_REF_RE = re.compile(r"^Bearer \$\{([A-Za-z_][A-Za-z0-9_]*)\}$")  # Claude Code's "Bearer ${VAR}"
 
 Transport = Literal["http", "stdio"]
 Scope = Literal["user", "project"]
@@ -66,6 +73,17 @@ def check_choice(what: str, value: str, allowed: Sequence[str]) -> None:
     """``value`` is one of ``allowed`` (a transport or a scope)."""
     if value not in allowed:
         raise BootstrapError(f"invalid {what} {value!r}; expected one of: {', '.join(allowed)}")
+
+
+def check_token_env(var: str) -> str:
+    """``var`` as the name of the environment variable entries send the token from: a letter or ``_``,
+    then up to 127 letters, digits or ``_`` (what every shell and both clients accept)."""
+    if not _TOKEN_ENV_RE.fullmatch(var):
+        raise BootstrapError(
+            f"invalid token variable {var!r}: an environment variable name is a letter or '_' followed by "
+            "at most 127 letters, digits or '_' (such as RUNTIMED_TOKEN_DEV)"
+        )
+    return var
 
 
 def check_endpoint(endpoint: str) -> None:
@@ -116,11 +134,45 @@ def base_url(endpoint: str) -> str:
     return trimmed[: -len("/mcp")]
 
 
-def stdio_args(endpoint: str) -> list[str]:
-    """The stdio bridge's arguments for ``endpoint``: ``gateway serve --stdio``, and ``--profile NAME``
-    for a profile's endpoint."""
+def stdio_args(endpoint: str, token_env: str = TOKEN_ENV) -> list[str]:
+    """The stdio bridge's arguments for ``endpoint``: ``gateway serve --stdio``, ``--profile NAME``
+    for a profile's endpoint, and ``--token-env VAR`` when the token is in a variable other than
+    ``RUNTIMED_AUTH_TOKEN`` (which the bridge reads by default)."""
     profile = endpoint_profile(endpoint)
-    return [*STDIO_ARGS, *((PROFILE_FLAG, profile) if profile is not None else ())]
+    return [*STDIO_ARGS, *((PROFILE_FLAG, profile) if profile is not None else ()),
+            *((TOKEN_ENV_FLAG, token_env) if token_env != TOKEN_ENV else ())]
+
+
+def _flag_value(words: Sequence[str], flag: str) -> str | None:
+    """The value after ``flag`` in ``words`` (``--flag VALUE`` or ``--flag=VALUE``), or None."""
+    for i, w in enumerate(words):
+        if w == flag and i + 1 < len(words):
+            return words[i + 1]
+        if w.startswith(flag + "="):
+            return w[len(flag) + 1:]
+    return None
+
+
+def entry_token_env(client: str, entry: dict[str, Any]) -> str | None:
+    """The environment variable an entry (as written in the client's file) sends the token from: Codex's
+    ``bearer_token_env_var``, the ``${VAR}`` of Claude Code's ``Authorization: Bearer ${VAR}`` header, or
+    for a stdio bridge the variable it reads (``--token-env VAR``, else ``RUNTIMED_AUTH_TOKEN``). None
+    when the entry names no variable (no token, or one written inline)."""
+    if "command" in entry and "url" not in entry:
+        args = entry.get("args")
+        words = [str(a) for a in args] if isinstance(args, list) else []
+        return _flag_value(words, TOKEN_ENV_FLAG) or TOKEN_ENV
+    if client == "codex":
+        var = entry.get("bearer_token_env_var")
+        return var if isinstance(var, str) and var else None
+    headers = entry.get("headers")
+    if not isinstance(headers, dict):
+        return None
+    for key, value in headers.items():
+        if str(key).lower() == "authorization" and isinstance(value, str):
+            m = _BEARER_REF_RE.match(value.strip())
+            return m.group(1) if m else None
+    return None
 
 
 def stdio_endpoint(base: str, args: Sequence[Any]) -> str:
@@ -158,19 +210,22 @@ def desired_entry(
     token_configured: bool,
     runtimectl_path: str | None = None,
     inline_token: str | None = None,
+    token_env: str = TOKEN_ENV,
 ) -> dict[str, Any]:
-    """The managed keys of the entry bootstrap writes (see docs/spec/bootstrap.md)."""
+    """The managed keys of the entry bootstrap writes (see docs/spec/bootstrap.md); ``token_env``: the
+    variable the entry sends the token from (the stdio bridge is told to read it with ``--token-env``)."""
+    check_token_env(token_env)
     if transport == "http":
         if client == "codex":
             entry: dict[str, Any] = {"url": endpoint}
             if token_configured:
-                entry["bearer_token_env_var"] = TOKEN_ENV
+                entry["bearer_token_env_var"] = token_env
             return entry
         entry = {"type": "http", "url": endpoint}
         if inline_token is not None:
             entry["headers"] = {"Authorization": f"Bearer {inline_token}"}
         elif token_configured:
-            entry["headers"] = {"Authorization": f"Bearer ${{{TOKEN_ENV}}}"}
+            entry["headers"] = {"Authorization": f"Bearer ${{{token_env}}}"}
         return entry
     if not runtimectl_path or not os.path.isabs(runtimectl_path):
         raise BootstrapError(
@@ -178,14 +233,15 @@ def desired_entry(
             "is runtimectl installed?"
         )
     env = {URL_ENV: base_url(endpoint)}
+    args = stdio_args(endpoint, token_env if token_configured else TOKEN_ENV)
     if client == "codex":
-        entry = {"command": runtimectl_path, "args": stdio_args(endpoint), "env": env}
+        entry = {"command": runtimectl_path, "args": args, "env": env}
         if token_configured:
-            entry["env_vars"] = [TOKEN_ENV]
+            entry["env_vars"] = [token_env]
         return entry
     if token_configured:
-        env[TOKEN_ENV] = f"${{{TOKEN_ENV}}}"
-    return {"type": "stdio", "command": runtimectl_path, "args": stdio_args(endpoint), "env": env}
+        env[token_env] = f"${{{token_env}}}"
+    return {"type": "stdio", "command": runtimectl_path, "args": args, "env": env}
 
 
 def managed(entry: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:

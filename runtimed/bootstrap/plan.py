@@ -29,6 +29,7 @@ from runtimed.bootstrap.entries import (
     check_clients,
     check_endpoint,
     check_name,
+    check_token_env,
     desired_entry,
     managed,
 )
@@ -99,6 +100,7 @@ def plan_bootstrap(
     codex_home: Path | None = None,
     inline_token: str | None = None,
     replace: Sequence[Imported] = (),
+    token_env: str | None = None,
 ) -> Plan:
     """Plan adding (or updating) the ``name`` entry for each client. Reads
     files, writes nothing. Raises ``BootstrapError`` (``ConfigParseError``
@@ -106,12 +108,19 @@ def plan_bootstrap(
 
     ``replace``: imported entries to take out of the files this plan writes
     (an entry in another file is ignored, one whose ``check`` fails is kept
-    with a note); they are listed in ``FileChange.removed``."""
+    with a note); they are listed in ``FileChange.removed``.
+
+    ``token_env``: the environment variable the entries send the token from
+    (default ``RUNTIMED_AUTH_TOKEN``); naming one means a token is sent, as
+    with ``token_configured``."""
     chosen = check_clients(clients)
     check_choice("transport", transport, TRANSPORTS)
     check_choice("scope", scope, SCOPES)
     check_name(name)
     check_endpoint(endpoint)
+    if token_env is not None:
+        token_configured = True
+    var = check_token_env(token_env if token_env is not None else TOKEN_ENV)
     if inline_token is not None and not inline_token:
         inline_token = None
     loc = Locations.resolve(home, codex_home, project_dir)
@@ -127,18 +136,20 @@ def plan_bootstrap(
             token_configured=token_configured or inline_token is not None,
             runtimectl_path=runtimectl_path,
             inline_token=token_here,
+            token_env=var,
         )
         mine = [imp for imp in replace if same_file(imp.path, path)]
-        changes.append(_plan_client_set(client, scope, path, name, desired, transport, endpoint, token_here, mine))
+        changes.append(_plan_client_set(client, scope, path, name, desired, transport, endpoint, token_here, mine,
+                                        var))
     if transport == "stdio" and runtimectl_path and not os.access(runtimectl_path, os.X_OK):
         plan_notes.append(f"{runtimectl_path} is not an executable file (yet); the clients will fail to start it")
     if (token_configured or inline_token) and transport == "http" and inline_token is None:
         plan_notes.append(
-            f"the daemon requires a token: export {TOKEN_ENV} in the environment the clients start from; "
+            f"the daemon requires a token: export {var} in the environment the clients start from; "
             "the files reference it by name and never contain it"
         )
     if (token_configured or inline_token) and transport == "stdio":
-        plan_notes.append(f"the stdio bridge reads the token from {TOKEN_ENV} in the client's environment")
+        plan_notes.append(f"the stdio bridge reads the token from {var} in the client's environment")
     if update_agents_md:
         changes.append(_plan_agents_set(loc, endpoint, name))
     if any(c.changed for c in changes if c.client != "agents-md"):
@@ -156,6 +167,7 @@ def _plan_client_set(
     endpoint: str,
     inline_token: str | None,
     imported: Sequence[Imported] = (),
+    token_env: str = TOKEN_ENV,
 ) -> FileChange:
     snap = _snapshot(path)
     notes: list[str] = []
@@ -227,7 +239,7 @@ def _plan_client_set(
             if scope == "user" and "headers" in desired and inline_token is None:
                 notes.append(
                     "Claude Code documents ${VAR} expansion for .mcp.json; if your version sends the "
-                    f"literal ${{{TOKEN_ENV}}} from {path.name}, use project scope or write the token inline"
+                    f"literal ${{{token_env}}} from {path.name}, use project scope or write the token inline"
                 )
             if scope == "project":
                 notes.append(f"Claude Code asks each user to approve the project server in {path.name} on first use")

@@ -3,7 +3,8 @@
 
 Owns reading each client's entry back, what transport and endpoint a client
 would use from it, and drift (points elsewhere, no token sent while the
-daemon requires one, a stdio command that is not ``runtimectl``). Never
+daemon requires one, the token sent from another variable than the one asked
+for, a stdio command that is not ``runtimectl``). Never
 raises for a bad file: the problem goes into ``EntryStatus.error``. Must not:
 write anything.
 """
@@ -27,6 +28,8 @@ from runtimed.bootstrap.entries import (
     check_choice,
     check_clients,
     check_name,
+    check_token_env,
+    entry_token_env,
     normalize_url,
     stdio_endpoint,
 )
@@ -46,12 +49,16 @@ def status(
     token_configured: bool = False,
     home: Path | None = None,
     codex_home: Path | None = None,
+    token_env: str | None = None,
 ) -> list[EntryStatus]:
     """For each client and scope: the file, whether the entry exists, its
     transport and endpoint, and whether it points at ``endpoint`` (drift is
-    listed in ``EntryStatus.drift``). Never raises for a bad file: the
-    problem is reported in ``EntryStatus.error``."""
+    listed in ``EntryStatus.drift``). ``token_env``: the variable the entry
+    should send the token from (another one is drift); None accepts any.
+    Never raises for a bad file: the problem is reported in ``EntryStatus.error``."""
     chosen = check_clients(clients)
+    if token_env is not None:
+        check_token_env(token_env)
     for s in scopes:
         check_choice("scope", s, SCOPES)
     check_name(name)
@@ -59,11 +66,13 @@ def status(
     out: list[EntryStatus] = []
     for client in chosen:
         for scope in scopes:
-            out.append(_status_one(client, scope, config_path(client, scope, loc), name, endpoint, token_configured))
+            out.append(_status_one(client, scope, config_path(client, scope, loc), name, endpoint, token_configured,
+                                   token_env))
     return out
 
 
-def _status_one(client: str, scope: str, path: Path, name: str, endpoint: str, token: bool) -> EntryStatus:
+def _status_one(client: str, scope: str, path: Path, name: str, endpoint: str, token: bool,
+                token_env: str | None) -> EntryStatus:
     def at(**fields: Any) -> EntryStatus:
         return EntryStatus(client=client, scope=scope, path=path, **fields)
 
@@ -82,7 +91,7 @@ def _status_one(client: str, scope: str, path: Path, name: str, endpoint: str, t
         return at(file_exists=True, entry_present=False, error=str(e))
     if entry is None:
         return at(file_exists=True, entry_present=False)
-    transport, found, drift = _describe(client, entry, token)
+    transport, found, drift = _describe(client, entry, token, token_env)
     here = found is not None and normalize_url(found) == normalize_url(endpoint)
     if found is not None and not here:
         drift.insert(0, f"points at {found}, this daemon is at {endpoint}")
@@ -92,9 +101,13 @@ def _status_one(client: str, scope: str, path: Path, name: str, endpoint: str, t
     )
 
 
-def _describe(client: str, entry: dict[str, Any], token: bool) -> tuple[str | None, str | None, list[str]]:
+def _describe(client: str, entry: dict[str, Any], token: bool,
+              token_env: str | None) -> tuple[str | None, str | None, list[str]]:
     """(transport, endpoint, drift) of an entry as a client would read it."""
     drift: list[str] = []
+    var = entry_token_env(client, entry)
+    if token_env is not None and var is not None and var != token_env:
+        drift.append(f"sends the token from {var}, not {token_env}")
     if client == "claude":
         kind = entry.get("type")
         if kind is None:
@@ -121,10 +134,11 @@ def _describe(client: str, entry: dict[str, Any], token: bool) -> tuple[str | No
         base = env.get(URL_ENV) if isinstance(env, dict) else None
         endpoint = stdio_endpoint(base if isinstance(base, str) else DEFAULT_BASE_URL,
                                   args if isinstance(args, list) else [])
-        if token:
-            forwarded = TOKEN_ENV in (entry.get("env_vars") or []) or (isinstance(env, dict) and TOKEN_ENV in env)
+        read = var or TOKEN_ENV  # the variable the bridge reads the token from
+        if token or read != TOKEN_ENV:
+            forwarded = read in (entry.get("env_vars") or []) or (isinstance(env, dict) and read in env)
             if client == "codex" and not forwarded:
-                drift.append(f"the daemon requires a token but {TOKEN_ENV} is not forwarded (env_vars)")
+                drift.append(f"the bridge reads the token from {read} but it is not forwarded (env_vars)")
         return "stdio", endpoint, drift
     drift.append("neither a url nor a command")
     return None, None, drift

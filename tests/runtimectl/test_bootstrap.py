@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -190,3 +192,114 @@ async def test_bootstrap_profile_over_stdio_runs_the_bridge_to_the_profile(daemo
     rows = [e for e in json.loads(st.stdout)["entries"] if e["scope"] == "project"]
     assert [(e["transport"], e["endpoint"], e["pointsHere"]) for e in rows] == [
         ("stdio", f"{daemon.mcp_url}/@dev", True)] * 2
+
+
+# -- issue 17: bootstrap --token-env VAR: each profile's entry sends its own scoped token ----------------------------
+
+ADMIN = "a" * 24
+VAR = "RUNTIMED_TOKEN_DEV"
+
+
+async def _call(target: Any) -> tuple[set[str], str]:
+    """The tools a client is served through ``target``, and what ``plus`` answers for 2 + 3."""
+    async with Client(target) as c:
+        names = {t.name for t in (await c.list_tools()).tools}
+        res = await c.call_tool("plus", {"a": 2, "b": 3})
+        assert not res.is_error, res
+        return names, res.content[0].text
+
+
+def test_bootstrap_token_env_for_both_clients_http(make_daemon, tmp_path: Path) -> None:
+    d = make_daemon(token=ADMIN)
+    _profiles(d)
+    env = temp_homes(tmp_path)
+    r = run_cli(d, "bootstrap", "--profile", "dev", "--token-env", VAR, env=env)
+    assert r.returncode == 0, r.stderr
+    dev_url = f"{d.mcp_url}/@dev"
+    assert tomllib.loads((Path(env["CODEX_HOME"]) / "config.toml").read_text())["mcp_servers"]["runtimed-dev"] == {
+        "url": dev_url, "bearer_token_env_var": VAR}
+    assert json.loads((Path(env["HOME"]) / ".claude.json").read_text())["mcpServers"]["runtimed-dev"] == {
+        "type": "http", "url": dev_url, "headers": {"Authorization": f"Bearer ${{{VAR}}}"}}
+    assert f'export {VAR}="$(runtimectl token create --profile dev | tail -n 1)"' in r.stdout, r.stdout
+    assert ADMIN not in r.stdout + r.stderr
+
+    st = run_cli(d, "bootstrap", "status", "--profile", "dev", "--token-env", VAR, "--json", env=env)
+    assert st.returncode == 0, st.stdout + st.stderr
+    rows = [e for e in json.loads(st.stdout)["entries"] if e["scope"] == "user"]
+    assert [(e["pointsHere"], e["drift"]) for e in rows] == [(True, [])] * 2
+    # Asked about another variable, the same entries are drift.
+    st = run_cli(d, "bootstrap", "status", "--profile", "dev", "--token-env", "RUNTIMED_AUTH_TOKEN", env=env)
+    assert st.returncode == 1 and st.stdout.count(f"DRIFT: sends the token from {VAR}, not RUNTIMED_AUTH_TOKEN") == 2
+
+    # Without --profile too: the gateway's own entry.
+    r = run_cli(d, "bootstrap", "--clients", "codex", "--token-env", "MY_ADMIN_TOKEN", env=env)
+    assert r.returncode == 0, r.stderr
+    assert tomllib.loads((Path(env["CODEX_HOME"]) / "config.toml").read_text())["mcp_servers"]["runtime"] == {
+        "url": d.mcp_url, "bearer_token_env_var": "MY_ADMIN_TOKEN"}
+    assert "the entries send the token from MY_ADMIN_TOKEN" in r.stdout
+
+
+def test_bootstrap_refuses_a_bad_token_variable(daemon: DaemonProc, tmp_path: Path) -> None:
+    env = temp_homes(tmp_path)
+    for bad in ("MY-TOKEN", "1X", "$X", ""):
+        r = run_cli(daemon, "bootstrap", "--token-env", bad, env=env)
+        assert r.returncode == 2 and "--token-env: invalid token variable" in r.stderr, (bad, r.stderr)
+        st = run_cli(daemon, "bootstrap", "status", "--token-env", bad, env=env)
+        assert st.returncode == 2 and "invalid token variable" in st.stderr, (bad, st.stderr)
+    assert not (Path(env["CODEX_HOME"]) / "config.toml").exists() and not (Path(env["HOME"]) / ".claude.json").exists()
+    bridge = run_cli(daemon, "gateway", "serve", "--stdio", "--token-env", "MY-TOKEN", input="")
+    assert bridge.returncode == 2 and "--token-env 'MY-TOKEN'" in bridge.stderr
+    unset = run_cli(daemon, "gateway", "serve", "--stdio", "--token-env", "UNSET_TOKEN_VAR", input="")
+    assert unset.returncode == 1 and "UNSET_TOKEN_VAR is not set" in unset.stderr
+
+
+async def test_bootstrap_token_env_stdio_entry_run_as_the_client_reaches_the_profile(make_daemon,
+                                                                                     tmp_path: Path) -> None:
+    """End to end: a daemon with an admin token, profile dev, a scoped token exported under a custom variable
+    (with the command the hint prints), the stdio entries each client got started the way that client starts
+    them, with the admin's variable set to a wrong token: the bridge sends the scoped one and reaches dev."""
+    d = make_daemon(token=ADMIN)
+    _profiles(d)
+    env = temp_homes(tmp_path)
+    r = run_cli(d, "bootstrap", "--profile", "dev", "--token-env", VAR, "--clients", "codex,claude",
+                "--transport", "stdio", "--scope", "project", "--project-dir", str(tmp_path), env=env)
+    assert r.returncode == 0, r.stderr
+    hint = next(line for line in r.stdout.splitlines() if f"export {VAR}=" in line)
+    export = hint[hint.index(f"export {VAR}="):]
+    claude = json.loads((tmp_path / ".mcp.json").read_text())["mcpServers"]["runtimed-dev"]
+    codex = tomllib.loads((tmp_path / ".codex" / "config.toml").read_text())["mcp_servers"]["runtimed-dev"]
+    args = ["gateway", "serve", "--stdio", "--profile", "dev", "--token-env", VAR]
+    assert claude["args"] == codex["args"] == args
+    assert claude["env"] == {"RUNTIMED_URL": d.url, VAR: f"${{{VAR}}}"}
+    assert codex["env"] == {"RUNTIMED_URL": d.url} and codex["env_vars"] == [VAR]
+
+    # The hint, run in a shell as the user would (runtimectl on PATH, the admin token in the environment).
+    shell_env = {**d.env_for_cli(), "PATH": f"{Path(claude['command']).parent}:{os.environ['PATH']}"}
+    p = subprocess.run(["bash", "-c", f'{export} && printf %s "${VAR}"'], capture_output=True, text=True,
+                       env=shell_env, cwd=str(tmp_path), timeout=60)
+    assert p.returncode == 0, p.stderr
+    scoped = p.stdout
+    assert scoped and scoped != ADMIN and "\n" not in scoped
+    assert d.api("GET", "/api/status", headers={"Authorization": f"Bearer {scoped}"}).status_code in (401, 403)
+
+    # The client's environment: the scoped token under VAR, and a wrong token where the bridge looks by default.
+    client_env = {k: v for k, v in d.env_for_cli().items() if k != "RUNTIMED_URL"}
+    client_env.update({VAR: scoped, "RUNTIMED_AUTH_TOKEN": "w" * 24})
+    # Claude Code: its environment, then the entry's env with ${VAR} expanded.
+    claude_env = {**client_env, **{k: re.sub(r"\$\{(\w+)\}", lambda m: client_env.get(m.group(1), ""), v)
+                                   for k, v in claude["env"].items()}}
+    assert await _call(StdioServerParameters(command=claude["command"], args=claude["args"], env=claude_env,
+                                             cwd=str(tmp_path))) == ({"plus", "math__hypot", "math__fib"}, "5")
+    # Codex: a stdio server gets only a base environment, the entry's env, and the variables in env_vars.
+    base = {k: client_env[k] for k in ("PATH", "HOME", "PYTHONPATH", "LANG") if k in client_env}
+    codex_env = {**base, **codex["env"], **{v: client_env[v] for v in codex["env_vars"]}}
+    assert "RUNTIMED_AUTH_TOKEN" not in codex_env
+    assert await _call(StdioServerParameters(command=codex["command"], args=codex["args"], env=codex_env,
+                                             cwd=str(tmp_path))) == ({"plus", "math__hypot", "math__fib"}, "5")
+
+    st = run_cli(d, "bootstrap", "status", "--profile", "dev", "--token-env", VAR, "--project-dir", str(tmp_path),
+                 "--json", env=env)
+    assert st.returncode == 0, st.stdout + st.stderr
+    rows = [e for e in json.loads(st.stdout)["entries"] if e["scope"] == "project"]
+    assert [(e["transport"], e["endpoint"], e["pointsHere"], e["drift"]) for e in rows] == [
+        ("stdio", f"{d.mcp_url}/@dev", True, [])] * 2
