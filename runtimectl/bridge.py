@@ -141,6 +141,15 @@ class Bridge:
                         await self.error(msg_id, jsonrpc.SERVER_ERROR, f"daemon answered HTTP {r.status_code} with non-JSON")
                         return
                     for m in reply if isinstance(reply, list) else [reply]:
+                        if is_request and r.status_code >= 400 and isinstance(m, dict) and "error" in m \
+                                and m.get("id") is None:
+                            # The daemon's access check (401/403) answers before reading the request, so with
+                            # id null: the client waits for its own id, so the error gets it.
+                            m = {**m, "id": msg_id}
+                        elif not is_request and isinstance(m, dict) and "error" in m and m.get("id") is None:
+                            # A notification gets no answer (JSON-RPC): the refusal is said on stderr.
+                            _log(f"the daemon refused {message.get('method')}: {(m.get('error') or {}).get('message')}")
+                            continue
                         await self._seen(m)
                         await self.write(m)
         except httpx.ConnectError:

@@ -140,3 +140,5 @@ def test_bridge_wrong_token_answers_an_error(make_daemon) -> None:
     assert out, "the bridge answered nothing"
     assert all(m.get("jsonrpc") == "2.0" and "error" in m and "result" not in m for m in out), out
     assert any("bearer token" in m["error"]["message"] for m in out), out
+    # Each request's error carries its id: a client waits for that id (with id null it hung until its timeout).
+    assert {m["id"] for m in out} == {1, 2}, out
