@@ -156,6 +156,7 @@ class EmbeddedStore(Store):
                 pass
             return
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
         atomic_write(path, json.dumps(doc, sort_keys=True).encode(), mode=0o600)
 
     # -- OAuth sign-ins: oauth/<id>.json, 0600 ----------------------------------------
@@ -167,17 +168,7 @@ class EmbeddedStore(Store):
         return data if isinstance(data, dict) else None
 
     def save_credentials(self, service_id: str, record: JSON | None) -> None:
-        folder = self.state_dir / OAUTH
-        path = folder / f"{service_id}.json"
-        if record is None:
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-            return
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(folder, 0o700)
-        atomic_write(path, json.dumps(record).encode(), mode=0o600)
+        self._save_per_key(OAUTH, service_id, record)
 
     # -- journals ------------------------------------------------------------------
     def journal(self, name: str) -> JsonlLog:
